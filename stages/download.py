@@ -1,0 +1,101 @@
+"""Stage 1: put tf_flowers into data/raw/<class name>/<image>.
+
+`data.source: tfds` downloads it with tensorflow-datasets; a path takes a local flower_photos-style
+folder or a .tgz of one, so the pipeline runs with no network. Either way data/raw holds the same
+layout, and later stages never care where it came from.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import tarfile
+import tempfile
+from pathlib import Path
+
+from stages.lib import params as P
+from stages.lib.errors import UserError, run_stage
+from stages.lib.images import scan_folder
+from stages.lib.io import RAW_DIR, atomic_dir
+
+TFDS_NAME = "tf_flowers"
+TFDS_DIR = Path("data/.tfds")  # tensorflow-datasets' own download cache; git-ignored, not a DVC output
+ARCHIVE_SUFFIXES = (".tgz", ".tar.gz", ".tar")
+
+
+def export_tfds(target: Path, data_dir: Path = TFDS_DIR) -> int:
+    """Download tf_flowers with tensorflow-datasets and write each example's JPEG bytes to target.
+
+    The bytes are the archive's own (no re-encoding), named by the example's position in the
+    unshuffled split so the export is identical run after run.
+    """
+    import tensorflow_datasets as tfds
+
+    builder = tfds.builder(TFDS_NAME, data_dir=str(data_dir))
+    try:
+        builder.download_and_prepare()
+    except Exception as error:  # tfds wraps network failures in many types
+        raise UserError(
+            f"data.source = tfds: downloading {TFDS_NAME} failed ({type(error).__name__}: {error}). "
+            "Offline, set data.source to a local flower_photos folder or .tgz "
+            "(e.g. `dvc exp run -S data.source=/path/flower_photos.tgz`)"
+        ) from None
+    names = builder.info.features["label"].names
+    dataset = builder.as_dataset(split="train", shuffle_files=False, decoders={"image": tfds.decode.SkipDecoding()})
+    count = 0
+    for index, example in enumerate(tfds.as_numpy(dataset)):
+        class_dir = target / names[int(example["label"])]
+        class_dir.mkdir(parents=True, exist_ok=True)
+        (class_dir / f"{index:05d}.jpg").write_bytes(example["image"])
+        count += 1
+    return count
+
+
+def copy_folder(source: Path, target: Path) -> int:
+    """Copy the class folders of a flower_photos-style tree (every file in them, bad ones too:
+    the subsample stage decides what is usable and reports what it skipped)."""
+    scan = scan_folder(source)
+    count = 0
+    for class_dir in sorted({Path(rel).parts[0] for rel, _ in scan.images}):
+        shutil.copytree(scan.root / class_dir, target / class_dir)
+        count += sum(1 for rel, _ in scan.images if Path(rel).parts[0] == class_dir)
+    return count
+
+
+def extract_archive(archive: Path, target: Path) -> int:
+    """Unpack a .tgz of a flower_photos-style tree and copy its class folders into target."""
+    with tempfile.TemporaryDirectory(dir=target.parent) as unpacked:
+        try:
+            with tarfile.open(archive) as tar:
+                tar.extractall(unpacked, filter="data")  # refuses absolute paths and links out
+        except (tarfile.TarError, OSError) as error:
+            raise UserError(f"data.source = {str(archive)!r}: cannot unpack the archive ({error})") from None
+        return copy_folder(Path(unpacked), target)
+
+
+def fetch(source: str, target: Path) -> int:
+    """Fill target (an empty folder) from the configured source; returns the number of images."""
+    if source == "tfds":
+        return export_tfds(target)
+    path = Path(source).expanduser()
+    if not path.exists():
+        raise UserError(
+            f"data.source = {source!r}: no such file or folder; use `tfds` or a path to a "
+            "flower_photos-style folder (ROOT/<class>/*.jpg) or a .tgz of one"
+        )
+    if path.is_dir():
+        return copy_folder(path, target)
+    if path.name.lower().endswith(ARCHIVE_SUFFIXES):
+        return extract_archive(path, target)
+    raise UserError(f"data.source = {source!r}: expected `tfds`, a folder, or a .tgz/.tar.gz/.tar archive")
+
+
+def main() -> None:
+    source = P.data_params(P.load_params()).source
+    with atomic_dir(RAW_DIR) as staging:
+        count = fetch(source, staging)
+    print(f"download: {count} image files from {source} into {RAW_DIR}/", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    run_stage("download", main)

@@ -1,0 +1,55 @@
+"""Stage 4: the frozen backbone's features, computed once for every train and test image.
+
+Every head of every variant trains on these features, so ResNet50 runs once per image for the whole
+study, not once per epoch per model. Writes data/features/{train,test}.npy (float32, N×2048), rows
+in the same order as data/prepared/{train,test}_images.npy.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import numpy as np
+from tqdm import tqdm
+
+from stages.lib import params as P
+from stages.lib.backbone import FEATURE_DIM, build_backbone, preprocess, seed_everything
+from stages.lib.errors import run_stage
+from stages.lib.io import features_path, images_path, load_array, save_array
+
+
+def embed_images(model, images: np.ndarray, batch_size: int, desc: str = "embed") -> np.ndarray:
+    """Run the backbone over images (N×S×S×3 uint8, may be memory-mapped) in batches."""
+    features = np.empty((len(images), FEATURE_DIM), dtype=np.float32)
+    for start in tqdm(range(0, len(images), batch_size), desc=desc, unit="batch", file=sys.stderr):
+        batch = preprocess(images[start : start + batch_size])
+        features[start : start + batch_size] = np.asarray(model.predict_on_batch(batch), dtype=np.float32)
+    return features
+
+
+def main() -> None:
+    raw = P.load_params()
+    model_params = P.model_params(raw)
+    seed_everything(P.seed(raw))  # fixes the random init of `model.weights: none`
+    train_images = load_array(images_path("train"), mmap=True)
+    test_images = load_array(images_path("test"), mmap=True)
+    model = build_backbone(model_params.weights, image_size=train_images.shape[1])
+    started = time.perf_counter()
+    outputs = {
+        split: embed_images(model, images, model_params.embed_batch_size, desc=f"embed {split}")
+        for split, images in (("train", train_images), ("test", test_images))
+    }
+    elapsed = time.perf_counter() - started
+    for split, features in outputs.items():
+        save_array(features_path(split), features)
+    total = len(train_images) + len(test_images)
+    print(
+        f"embed: {total} images through ResNet50 (weights: {model_params.weights}) in {elapsed:.1f}s "
+        f"({total / max(elapsed, 1e-9):.1f} images/s)",
+        file=sys.stderr,
+    )
+
+
+if __name__ == "__main__":
+    run_stage("embed", main)

@@ -1,0 +1,133 @@
+"""Stage 6: score every variant on the held-out test set (true labels), per seed and over seeds.
+
+Writes metrics/metrics.json (one entry per variant `<loss>-<labels>` with the mean over seeds, the
+std beside each metric and the accuracy's Wilson 95 % interval, plus a `baseline` entry for always
+predicting the majority class), metrics/per_seed.json (every seed's values), and plot data:
+metrics/plots/confusion/<variant>.csv and, for the binary task, metrics/plots/roc/<variant>.csv
+(both from the first seed).
+"""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import roc_curve
+
+from stages.lib import params as P
+from stages.lib.errors import UserError, run_stage
+from stages.lib.head import MODEL_FILE, predict_proba, targets
+from stages.lib.io import (
+    DATA_REPORT,
+    LABELS_TABLE,
+    METRICS_DIR,
+    MODELS_DIR,
+    atomic_dir,
+    features_path,
+    label_names,
+    load_array,
+    read_csv,
+    read_json,
+    write_json,
+)
+from stages.lib.metrics import binary_metrics, majority_baseline, multiclass_metrics, summarise
+
+METRICS_FILE = METRICS_DIR / "metrics.json"
+PER_SEED_FILE = METRICS_DIR / "per_seed.json"
+PLOTS_DIR = METRICS_DIR / "plots"
+
+
+def score(y_true: np.ndarray, scores: np.ndarray, task: str, names: list[str]) -> dict:
+    if task == "binary":
+        return binary_metrics(y_true, scores)
+    return multiclass_metrics(y_true, scores, names)
+
+
+def predicted_labels(scores: np.ndarray, task: str) -> np.ndarray:
+    return (scores >= 0.5).astype(np.int64) if task == "binary" else scores.argmax(axis=1)
+
+
+def evaluate_variant(
+    variant: str,
+    loss: str,
+    settings: P.TrainParams,
+    test_features: np.ndarray,
+    y_true: np.ndarray,
+    task: str,
+    names: list[str],
+) -> tuple[dict[str, dict], np.ndarray]:
+    """Metrics of each seed's model, and the first seed's test scores (for the plots)."""
+    import keras
+
+    from stages.lib.losses import mean_loss
+
+    per_seed, first_scores = {}, None
+    for repeat in settings.seeds:
+        path = MODELS_DIR / variant / MODEL_FILE.format(seed=repeat)
+        if not path.exists():
+            raise UserError(f"{path} not found: run `dvc repro` (train stage {variant})")
+        model = keras.models.load_model(path, compile=False)
+        scores = predict_proba(model, test_features, task)
+        result = score(y_true, scores, task, names)
+        y_onehot = targets(y_true, task, len(names))
+        prob_matrix = scores.reshape(-1, 1) if task == "binary" else scores
+        result["loss"] = mean_loss(loss, task, settings.loss_params[loss], y_onehot, prob_matrix)
+        result["log_loss"] = mean_loss("bce", task, {}, y_onehot, prob_matrix)
+        per_seed[str(repeat)] = result
+        if first_scores is None:
+            first_scores = scores
+    return per_seed, first_scores
+
+
+def plot_tables(y_true: np.ndarray, scores: np.ndarray, task: str, names: list[str]) -> dict[str, pd.DataFrame]:
+    """Data for DVC's confusion template (actual, predicted) and, for binary, the ROC curve."""
+    tables = {
+        "confusion": pd.DataFrame(
+            {"actual": np.array(names)[y_true], "predicted": np.array(names)[predicted_labels(scores, task)]}
+        )
+    }
+    if task == "binary":
+        fpr, tpr, thresholds = roc_curve(y_true, scores)
+        tables["roc"] = pd.DataFrame({"fpr": fpr, "tpr": tpr, "threshold": np.clip(thresholds, 0, 1)})
+    return tables
+
+
+def main() -> None:
+    raw = P.load_params()
+    settings, task = P.train_params(raw), P.task(raw)
+    table = read_csv(LABELS_TABLE)
+    names = label_names(read_json(DATA_REPORT))
+    y_true = table.loc[table["split"] == "test", "label"].to_numpy(dtype=np.int64)
+    train_labels = table.loc[table["split"] == "train", "label"].to_numpy(dtype=np.int64)
+    test_features = load_array(features_path("test"))
+
+    summary, per_seed, plots = {}, {}, {}
+    for loss in settings.losses:
+        for labels in P.LABEL_SETS:
+            variant = P.variant_name(loss, labels)
+            per_seed[variant], first_scores = evaluate_variant(
+                variant, loss, settings, test_features, y_true, task, names
+            )
+            summary[variant] = summarise(per_seed[variant], len(y_true))
+            plots[variant] = plot_tables(y_true, first_scores, task, names)
+    summary["baseline"] = majority_baseline(train_labels, y_true, task, names)
+
+    with atomic_dir(PLOTS_DIR) as staging:
+        for variant, tables in plots.items():
+            for kind, frame in tables.items():
+                (staging / kind).mkdir(exist_ok=True)
+                frame.to_csv(staging / kind / f"{variant}.csv", index=False, lineterminator="\n")
+    write_json(PER_SEED_FILE, per_seed)
+    write_json(METRICS_FILE, summary)
+    for variant, result in summary.items():
+        low, high = result["accuracy_ci95"]
+        print(
+            f"evaluate: {variant:>18}  accuracy {result['accuracy']:.4f} [{low:.3f}, {high:.3f}]  "
+            f"balanced {result['balanced_accuracy']:.4f}  auc {result['auc']:.4f}",
+            file=sys.stderr,
+        )
+
+
+if __name__ == "__main__":
+    run_stage("evaluate", main)

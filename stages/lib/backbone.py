@@ -1,0 +1,83 @@
+"""The ResNet50 backbone, its weights and its input preprocessing; plus seeding for reproducible runs."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+
+import numpy as np
+
+from stages.lib.errors import UserError
+
+NOTOP_WEIGHTS_FILE = "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
+FEATURE_DIM = 2048
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and TensorFlow and make TF ops deterministic (same numbers run after run)."""
+    os.environ.setdefault("TF_DETERMINISTIC_OPS", "1")
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(seed)
+    # Raises once TF has initialised in this process; determinism is then already set (or cannot be).
+    with contextlib.suppress(RuntimeError):
+        tf.config.experimental.enable_op_determinism()
+
+
+def derived_seed(*parts: int) -> int:
+    """A 31-bit seed that depends on every part (e.g. the global seed and a repeat seed)."""
+    return int(np.random.SeedSequence(list(parts)).generate_state(1)[0] & 0x7FFFFFFF)
+
+
+def resolve_weights(weights: str) -> str | None:
+    """Keras' `weights` argument for a `model.weights` param value, checked before building."""
+    if weights == "imagenet":
+        return "imagenet"
+    if weights.lower() == "none":
+        return None
+    path = Path(weights).expanduser()
+    if not path.is_file():
+        raise UserError(
+            f"model.weights = {weights!r}: no such file; use `imagenet`, `none`, or a path to a "
+            f"ResNet50 no-top weights file such as {NOTOP_WEIGHTS_FILE}"
+        )
+    if not path.name.endswith((".h5", ".hdf5", ".keras")):
+        raise UserError(f"model.weights = {weights!r}: expected a Keras weights file (.h5, .weights.h5 or .keras)")
+    return str(path)
+
+
+def build_backbone(weights: str, image_size: int):
+    """ResNet50 without its classifier, global-average pooled: images (S, S, 3) in 0–255 → 2048 features.
+
+    `weights` is the `model.weights` param. Raises UserError, naming that param, when the ImageNet
+    download fails (offline) or a local file does not fit the architecture.
+    """
+    import keras
+
+    resolved = resolve_weights(weights)
+    try:
+        return keras.applications.ResNet50(
+            include_top=False, weights=resolved, input_shape=(image_size, image_size, 3), pooling="avg"
+        )
+    except Exception as error:
+        if resolved == "imagenet":
+            raise UserError(
+                f"model.weights = imagenet: could not get the ImageNet weights ({type(error).__name__}: "
+                f"{str(error)[:200]}). Offline, place {NOTOP_WEIGHTS_FILE} in ~/.keras/models/, or set "
+                "model.weights to a local weights file or `none` (random init)"
+            ) from None
+        if resolved is not None:
+            raise UserError(
+                f"model.weights = {weights!r}: the file does not fit ResNet50 without its top "
+                f"({type(error).__name__}: {str(error)[:200]})"
+            ) from None
+        raise
+
+
+def preprocess(images: np.ndarray) -> np.ndarray:
+    """Keras' own ResNet50 preprocessing (caffe mode: RGB→BGR, ImageNet means subtracted), on a copy."""
+    import keras
+
+    return keras.applications.resnet50.preprocess_input(np.array(images, dtype=np.float32, copy=True))

@@ -1,0 +1,31 @@
+"""One kind of error for everything a user can fix, and the entry point every stage runs through."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+
+
+class UserError(Exception):
+    """A problem with params or input data: reported in one line, without a traceback."""
+
+
+def user_error_types() -> tuple[type[BaseException], ...]:
+    """Every exception type whose message is meant for the user as it stands."""
+    # Imported here so that a stage that never touches losses or noise does not pay for TF imports.
+    from stages.lib.losses import LossConfigError
+    from stages.lib.noise import NoiseConfigError
+
+    return (UserError, LossConfigError, NoiseConfigError)
+
+
+def run_stage(name: str, main: Callable[[], None]) -> None:
+    """Run a stage's main(); a user error becomes `error: ...` on stderr and exit status 2."""
+    try:
+        main()
+    except KeyboardInterrupt:
+        print(f"{name}: interrupted; no output was completed", file=sys.stderr)
+        sys.exit(130)
+    except user_error_types() as error:
+        print(f"{name}: error: {error}", file=sys.stderr)
+        sys.exit(2)

@@ -1,0 +1,124 @@
+"""File I/O shared by the stages: atomic writes and the project's paths.
+
+Every output is written under a temporary name in its own folder and renamed into place when complete,
+so a stage killed midway leaves nothing that looks finished (DVC then reruns it).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from stages.lib.errors import UserError
+
+RAW_DIR = Path("data/raw")
+PREPARED_DIR = Path("data/prepared")
+LABELS_TABLE = PREPARED_DIR / "labels.csv"
+DATA_REPORT = PREPARED_DIR / "report.json"
+LABELS_DIR = Path("data/labels")
+FEATURES_DIR = Path("data/features")
+MODELS_DIR = Path("models")
+METRICS_DIR = Path("metrics")
+
+
+def images_path(split: str) -> Path:
+    return PREPARED_DIR / f"{split}_images.npy"
+
+
+def features_path(split: str) -> Path:
+    return FEATURES_DIR / f"{split}.npy"
+
+
+def label_file(labels: str) -> Path:
+    return LABELS_DIR / f"{labels}.csv"
+
+
+@contextmanager
+def atomic_path(path: Path | str) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    finally:
+        tmp_path.unlink(missing_ok=True)
+
+
+@contextmanager
+def atomic_dir(path: Path | str) -> Iterator[Path]:
+    """Yield an empty temporary folder beside `path`; it replaces `path` only if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp_path = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        yield tmp_path
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(tmp_path, path)
+    finally:
+        shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def _json_safe(data: Any) -> Any:
+    """NaN and infinities become null: JSON has no such numbers and DVC cannot read them."""
+    if isinstance(data, float) and not np.isfinite(data):
+        return None
+    if isinstance(data, dict):
+        return {key: _json_safe(value) for key, value in data.items()}
+    if isinstance(data, list | tuple):
+        return [_json_safe(value) for value in data]
+    return data
+
+
+def write_json(path: Path | str, data: Any) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(_json_safe(data), indent=2, allow_nan=False) + "\n")
+
+
+def read_json(path: Path | str) -> Any:
+    return json.loads(Path(path).read_text())
+
+
+def write_csv(path: Path | str, table: pd.DataFrame) -> None:
+    with atomic_path(path) as tmp:
+        table.to_csv(tmp, index=False, lineterminator="\n")
+
+
+def save_array(path: Path | str, array: np.ndarray) -> None:
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        np.save(handle, array, allow_pickle=False)
+
+
+def load_array(path: Path | str, mmap: bool = False) -> np.ndarray:
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"{path} not found: run the stage that writes it first (`dvc repro`)")
+    return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+
+
+def read_csv(path: Path | str) -> pd.DataFrame:
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"{path} not found: run the stage that writes it first (`dvc repro`)")
+    return pd.read_csv(path)
+
+
+def label_names(report: dict[str, Any]) -> list[str]:
+    """Names of the label values 0..K-1 (from the data report): binary is [not_<positive>, <positive>]."""
+    if report["task"] == "binary":
+        positive = report["positive_class"]
+        return [f"not_{positive}", positive]
+    return list(report["classes"])

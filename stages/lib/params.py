@@ -1,0 +1,197 @@
+"""Reading and validating params.yaml.
+
+Each stage reads only the sections it depends on in dvc.yaml, and each section is validated before any
+work starts, so a typo fails in a second with a message naming the param, not an hour later.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from stages.lib.errors import UserError
+
+PARAMS_FILE = Path("params.yaml")
+TASKS = ("binary", "multiclass")
+LABEL_SETS = ("clean", "noisy")
+# ResNet50 without its top halves the resolution five times: below 32 px nothing is left to pool.
+MIN_IMAGE_SIZE = 32
+MAX_IMAGE_SIZE = 1024
+
+
+def load_params(path: Path = PARAMS_FILE) -> dict[str, Any]:
+    """The whole params file as a dict."""
+    if not path.exists():
+        raise UserError(f"{path} not found: run the stages from the project's root")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise UserError(f"{path} is not valid YAML: {error}") from None
+    if not isinstance(raw, dict):
+        raise UserError(f"{path} must hold a mapping of params, found {type(raw).__name__}")
+    return raw
+
+
+def _get(raw: dict[str, Any], dotted: str) -> Any:
+    node: Any = raw
+    for key in dotted.split("."):
+        if not isinstance(node, dict) or key not in node:
+            raise UserError(f"{dotted} is missing from {PARAMS_FILE}")
+        node = node[key]
+    return node
+
+
+def _int(raw: dict[str, Any], dotted: str, low: int | None = None, high: int | None = None) -> int:
+    value = _get(raw, dotted)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise UserError(f"{dotted} = {value!r}: must be an integer")
+    if (low is not None and value < low) or (high is not None and value > high):
+        bounds = f"in [{low}, {high}]" if high is not None else f">= {low}"
+        raise UserError(f"{dotted} = {value!r}: must be an integer {bounds}")
+    return value
+
+
+def _float(raw: dict[str, Any], dotted: str, low: float, high: float, low_open: bool = False) -> float:
+    value = _get(raw, dotted)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise UserError(f"{dotted} = {value!r}: must be a number")
+    if value > high or value < low or (low_open and value == low):
+        opening = "(" if low_open else "["
+        raise UserError(f"{dotted} = {value!r}: must be a number in {opening}{low}, {high}]")
+    return float(value)
+
+
+def _choice(raw: dict[str, Any], dotted: str, allowed: tuple[str, ...]) -> str:
+    value = _get(raw, dotted)
+    if value not in allowed:
+        raise UserError(f"{dotted} = {value!r}: must be one of {', '.join(allowed)}")
+    return value
+
+
+def _str(raw: dict[str, Any], dotted: str) -> str:
+    value = _get(raw, dotted)
+    if not isinstance(value, str) or not value.strip():
+        raise UserError(f"{dotted} = {value!r}: must be a non-empty string")
+    return value
+
+
+def seed(raw: dict[str, Any]) -> int:
+    return _int(raw, "seed", 0, 2**31 - 1)
+
+
+def task(raw: dict[str, Any]) -> str:
+    return _choice(raw, "task", TASKS)
+
+
+@dataclass(frozen=True)
+class DataParams:
+    source: str
+    positive_class: str
+    image_size: int
+    train_size: int
+    test_size: int | None  # None: every usable image outside the training pool
+
+
+def data_params(raw: dict[str, Any]) -> DataParams:
+    test_size = _get(raw, "data.test_size")
+    return DataParams(
+        source=_str(raw, "data.source"),
+        positive_class=_str(raw, "data.positive_class"),
+        image_size=_int(raw, "data.image_size", MIN_IMAGE_SIZE, MAX_IMAGE_SIZE),
+        train_size=_int(raw, "data.train_size", 1),
+        test_size=None if test_size is None else _int(raw, "data.test_size", 1),
+    )
+
+
+@dataclass(frozen=True)
+class NoiseParams:
+    rate: float
+    kind: str
+    class_rates: dict[str, float] | None  # keyed by class name, as users write them
+
+
+def noise_params(raw: dict[str, Any]) -> NoiseParams:
+    from stages.lib.noise import NOISE_TYPES  # keeps this module importable without the noise module's deps
+
+    rate = _float(raw, "noise", 0.0, 1.0)
+    kind = _choice(raw, "noise_type", NOISE_TYPES)
+    class_rates = raw.get("noise_class_rates")
+    if class_rates is not None:
+        if not isinstance(class_rates, dict) or not class_rates:
+            raise UserError(f"noise_class_rates = {class_rates!r}: must be null or a mapping of class name to rate")
+        class_rates = {str(name): _class_rate(name, value) for name, value in class_rates.items()}
+    return NoiseParams(rate=rate, kind=kind, class_rates=class_rates)
+
+
+def _class_rate(name: Any, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+        raise UserError(f"noise_class_rates.{name} = {value!r}: must be a number in [0, 1]")
+    return float(value)
+
+
+@dataclass(frozen=True)
+class ModelParams:
+    weights: str  # "imagenet", "none" or a path to a weights file
+    embed_batch_size: int
+
+
+def model_params(raw: dict[str, Any]) -> ModelParams:
+    return ModelParams(
+        weights=_str(raw, "model.weights"),
+        embed_batch_size=_int(raw, "model.embed_batch_size", 1, 4096),
+    )
+
+
+@dataclass(frozen=True)
+class TrainParams:
+    losses: tuple[str, ...]
+    epochs: int
+    batch_size: int
+    learning_rate: float
+    seeds: tuple[int, ...]
+    loss_params: dict[str, dict[str, Any]]
+
+
+def train_params(raw: dict[str, Any]) -> TrainParams:
+    from stages.lib.losses import LOSS_NAMES, validate_loss_params
+
+    losses = _get(raw, "train.losses")
+    if not isinstance(losses, list) or not losses:
+        raise UserError(f"train.losses = {losses!r}: must be a non-empty list of {', '.join(LOSS_NAMES)}")
+    for name in losses:
+        if name not in LOSS_NAMES:
+            raise UserError(f"train.losses: unknown loss {name!r}; allowed: {', '.join(LOSS_NAMES)}")
+    if len(set(losses)) != len(losses):
+        raise UserError(f"train.losses = {losses!r}: each loss may appear once")
+    seeds = _get(raw, "train.seeds")
+    if (
+        not isinstance(seeds, list)
+        or not seeds
+        or not all(isinstance(s, int) and not isinstance(s, bool) and 0 <= s < 2**31 for s in seeds)
+        or len(set(seeds)) != len(seeds)
+    ):
+        raise UserError(f"train.seeds = {seeds!r}: must be a non-empty list of distinct integers >= 0")
+    loss_params = raw.get("train", {}).get("loss_params") or {}
+    if not isinstance(loss_params, dict):
+        raise UserError(f"train.loss_params = {loss_params!r}: must be a mapping of loss name to params")
+    for name in loss_params:
+        if name not in LOSS_NAMES:
+            raise UserError(f"train.loss_params: unknown loss {name!r}; allowed: {', '.join(LOSS_NAMES)}")
+    resolved = {name: validate_loss_params(name, loss_params.get(name) or {}) for name in losses}
+    return TrainParams(
+        losses=tuple(losses),
+        epochs=_int(raw, "train.epochs", 1),
+        batch_size=_int(raw, "train.batch_size", 1),
+        learning_rate=_float(raw, "train.learning_rate", 0.0, 10.0, low_open=True),
+        seeds=tuple(seeds),
+        loss_params=resolved,
+    )
+
+
+def variant_name(loss: str, labels: str) -> str:
+    """The name of one trained variant, as used for models/, metrics and DVC stage names."""
+    return f"{loss}-{labels}"

@@ -1,0 +1,145 @@
+"""Stage 2: a fixed, seeded, stratified train/test split, decoded and resized once.
+
+Writes data/prepared/{train,test}_images.npy (uint8, N×S×S×3), data/prepared/labels.csv (one row per
+image used: id, file, class, label, split), data/prepared/report.json (what was found, used and
+skipped) and data/labels/clean.csv (the training pool's true labels, in the same format as the noisy
+label file the corrupt stage writes).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections import Counter
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import train_test_split
+from tqdm import tqdm
+
+from stages.lib import params as P
+from stages.lib.errors import UserError, run_stage
+from stages.lib.images import decode_images, scan_folder
+from stages.lib.io import (
+    DATA_REPORT,
+    LABELS_TABLE,
+    RAW_DIR,
+    images_path,
+    label_file,
+    save_array,
+    write_csv,
+    write_json,
+)
+
+
+def binary_or_class_labels(classes: list[str], class_names: tuple[str, ...], task: str, positive: str) -> np.ndarray:
+    """Integer labels: 1 for the positive class and 0 otherwise (binary), or the class index."""
+    if task == "binary":
+        if positive not in class_names:
+            raise UserError(
+                f"data.positive_class = {positive!r}: not a class of the data; classes: {', '.join(class_names)}"
+            )
+        return np.array([int(name == positive) for name in classes], dtype=np.int64)
+    index = {name: i for i, name in enumerate(class_names)}
+    return np.array([index[name] for name in classes], dtype=np.int64)
+
+
+def stratified_split(
+    classes: list[str], train_size: int, test_size: int | None, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of the training pool and the test set, each stratified by flower class.
+
+    The test set is every remaining image when test_size is None, else a stratified sample of them.
+    Both are returned sorted, so the files written do not depend on the sampler's order.
+    """
+    n = len(classes)
+    counts = Counter(classes)
+    needed = train_size + (test_size or 1)
+    if needed > n:
+        what = f"data.train_size = {train_size}" + (f" + data.test_size = {test_size}" if test_size else "")
+        raise UserError(f"{what} is more than the {n} usable images (the test set needs at least one)")
+    if train_size < len(counts):
+        raise UserError(f"data.train_size = {train_size}: must be at least the number of classes ({len(counts)})")
+    rare = [name for name, count in counts.items() if count < 2]
+    if rare:
+        raise UserError(f"classes {', '.join(rare)} have fewer than 2 usable images: cannot stratify the split")
+    indices = np.arange(n)
+    labels = np.array(classes)
+    train, rest = train_test_split(indices, train_size=train_size, stratify=labels, random_state=seed)
+    if test_size is None or test_size == len(rest):
+        test = rest
+    else:
+        rest_counts = Counter(labels[rest])
+        stratify = labels[rest] if min(rest_counts.values()) >= 2 and test_size >= len(rest_counts) else None
+        test, _ = train_test_split(rest, train_size=test_size, stratify=stratify, random_state=seed)
+    return np.sort(train), np.sort(test)
+
+
+def main() -> None:
+    raw = P.load_params()
+    data = P.data_params(raw)
+    task = P.task(raw)
+    seed = P.seed(raw)
+
+    scan = scan_folder(RAW_DIR)
+    paths = [scan.root / rel for rel, _ in scan.images]
+    images, good, failed = decode_images(
+        paths, data.image_size, progress=lambda it: tqdm(it, total=len(paths), desc="decode", unit="img")
+    )
+    files = [scan.images[i][0] for i in good]
+    classes = [scan.images[i][1] for i in good]
+    if not files:
+        raise UserError(
+            f"{RAW_DIR} (from data.source = {data.source!r}): none of the {len(paths)} image files could be read"
+        )
+    class_names = tuple(sorted(set(classes)))
+    labels = binary_or_class_labels(classes, class_names, task, data.positive_class)
+    train, test = stratified_split(classes, data.train_size, data.test_size, seed)
+
+    split = np.full(len(files), "", dtype=object)
+    split[train], split[test] = "train", "test"
+    table = pd.DataFrame(
+        {"id": np.arange(len(files)), "file": files, "class": classes, "label": labels, "split": split}
+    )
+    table = table[table["split"] != ""].reset_index(drop=True)
+
+    report = {
+        "source": data.source,
+        "task": task,
+        "classes": list(class_names),
+        "positive_class": data.positive_class if task == "binary" else None,
+        "image_size": data.image_size,
+        "files_found": len(paths) + len(scan.stray_files),
+        "images_decoded": len(files),
+        "skipped_unreadable": len(failed),
+        "skipped_not_images": len(scan.stray_files),
+        "unreadable": {scan.images[i][0]: message for i, message in failed.items()},
+        "not_images": list(scan.stray_files),
+        "usable_per_class": dict(sorted(Counter(classes).items())),
+        "split": {
+            name: {
+                "images": int((table["split"] == name).sum()),
+                "per_class": dict(sorted(Counter(table.loc[table["split"] == name, "class"]).items())),
+                "positives": int(table.loc[table["split"] == name, "label"].sum()) if task == "binary" else None,
+            }
+            for name in ("train", "test")
+        },
+    }
+
+    # The .npy rows follow the table's row order within each split (sorted by id).
+    save_array(images_path("train"), images[table.loc[table["split"] == "train", "id"].to_numpy()])
+    save_array(images_path("test"), images[table.loc[table["split"] == "test", "id"].to_numpy()])
+    clean = table.loc[table["split"] == "train", ["id", "label"]].assign(
+        clean_label=lambda t: t["label"], flipped=False
+    )
+    write_csv(label_file("clean"), clean[["id", "clean_label", "label", "flipped"]])
+    write_json(DATA_REPORT, report)
+    write_csv(LABELS_TABLE, table)  # written last: its presence marks a complete stage
+    print(
+        f"subsample: {len(files)} images decoded, {len(failed)} unreadable and {len(scan.stray_files)} "
+        f"non-image files skipped; train {len(train)}, test {len(test)} at {data.image_size}px",
+        file=sys.stderr,
+    )
+
+
+if __name__ == "__main__":
+    run_stage("subsample", main)

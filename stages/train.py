@@ -1,0 +1,122 @@
+"""Stage 5: train one variant (a loss on clean or noisy labels), once per repeat seed.
+
+`python -m stages.train --loss bce --labels noisy` trains the shared head on the cached backbone
+features with that loss, for every seed in `train.seeds`, and writes models/<loss>-<labels>/seed_<s>.keras
+plus per-epoch DVCLive logs in metrics/train/<loss>-<labels>/seed_<s>/. Every variant shares the
+features, the head, the optimiser, the schedule and (per seed) the head's initial weights; only the
+labels and the loss differ.
+
+The per-epoch `eval` curves are measured on the test set with its true labels, to show how fitting the
+noisy labels erodes test accuracy epoch by epoch (the memorisation effect). They are monitoring only:
+nothing is selected or stopped early on them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from pathlib import Path
+
+from stages.lib import params as P
+from stages.lib.backbone import derived_seed, seed_everything
+from stages.lib.errors import UserError, run_stage
+from stages.lib.head import MODEL_FILE, accuracy_metric, build_head, labels_for_seed, targets
+from stages.lib.io import (
+    DATA_REPORT,
+    LABELS_TABLE,
+    METRICS_DIR,
+    MODELS_DIR,
+    atomic_dir,
+    features_path,
+    label_file,
+    label_names,
+    load_array,
+    read_csv,
+    read_json,
+)
+
+
+def training_log_dir(variant: str) -> Path:
+    return METRICS_DIR / "train" / variant
+
+
+def train_head(
+    features, y, test_features, test_y, *, task, num_classes, loss_fn, settings: P.TrainParams, seed, log_dir
+):
+    """Fit one head from a seeded initialisation; logs each epoch to DVCLive in log_dir."""
+    import keras
+    from dvclive import Live
+    from dvclive.keras import DVCLiveCallback
+
+    seed_everything(seed)
+    model = build_head(features, task, num_classes)
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate=settings.learning_rate),
+        loss=loss_fn,
+        metrics=[accuracy_metric(task)],
+    )
+    live = Live(dir=str(log_dir), dvcyaml=False, save_dvc_exp=False, report=None)
+    model.fit(
+        features,
+        y,
+        epochs=settings.epochs,
+        batch_size=settings.batch_size,
+        shuffle=True,
+        validation_data=(test_features, test_y),
+        callbacks=[DVCLiveCallback(live=live)],
+        verbose=2,
+    )
+    return model
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m stages.train", description=__doc__.splitlines()[0])
+    parser.add_argument("--loss", required=True, help="a loss name from train.losses")
+    parser.add_argument("--labels", required=True, choices=P.LABEL_SETS)
+    args = parser.parse_args(argv)
+
+    raw = P.load_params()
+    settings = P.train_params(raw)
+    task, seed = P.task(raw), P.seed(raw)
+    if args.loss not in settings.losses:
+        raise UserError(f"--loss {args.loss!r} is not in train.losses ({', '.join(settings.losses)})")
+    from stages.lib.losses import make_loss
+
+    loss_fn = make_loss(args.loss, task, settings.loss_params[args.loss])
+    variant = P.variant_name(args.loss, args.labels)
+
+    table = read_csv(LABELS_TABLE)
+    num_classes = len(label_names(read_json(DATA_REPORT)))
+    train_ids = table.loc[table["split"] == "train", "id"].to_numpy()
+    test_y = targets(table.loc[table["split"] == "test", "label"].to_numpy(), task, num_classes)
+    features = load_array(features_path("train"))
+    test_features = load_array(features_path("test"))
+    if len(features) != len(train_ids) or len(test_features) != len(test_y):
+        raise UserError("data/features do not match data/prepared/labels.csv: rerun `dvc repro`")
+    label_source = label_file(args.labels)
+    label_table = read_csv(label_source)
+
+    log_root = training_log_dir(variant)
+    shutil.rmtree(log_root, ignore_errors=True)  # logs of an earlier, interrupted run
+    with atomic_dir(MODELS_DIR / variant) as staging:
+        for repeat in settings.seeds:
+            print(f"train {variant}: seed {repeat}", file=sys.stderr)
+            y = targets(labels_for_seed(label_table, repeat, train_ids, label_source), task, num_classes)
+            model = train_head(
+                features,
+                y,
+                test_features,
+                test_y,
+                task=task,
+                num_classes=num_classes,
+                loss_fn=loss_fn,
+                settings=settings,
+                seed=derived_seed(seed, repeat),
+                log_dir=log_root / f"seed_{repeat}",
+            )
+            model.save(staging / MODEL_FILE.format(seed=repeat))
+
+
+if __name__ == "__main__":
+    run_stage("train", main)

@@ -1,0 +1,434 @@
+"""Tests for stages.lib.noise (label-noise models)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from stages.lib.noise import (
+    NOISE_TYPES,
+    NoiseConfigError,
+    corrupt_labels,
+    flip_rates,
+    transition_matrix,
+    validate_noise,
+)
+
+
+def rng(seed: int = 0) -> np.random.Generator:
+    return np.random.default_rng(seed)
+
+
+def binary_labels(n: int, seed: int = 123) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 2, size=n).astype(np.int64)
+
+
+def multi_labels(n: int, k: int, seed: int = 123) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, k, size=n).astype(np.int64)
+
+
+# --------------------------------------------------------------------------
+# General properties shared by all models
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("noise_type", NOISE_TYPES)
+@pytest.mark.parametrize("k", [2, 5])
+def test_same_seed_identical_and_input_unchanged(noise_type: str, k: int) -> None:
+    labels = multi_labels(1000, k)
+    before = labels.copy()
+    a = corrupt_labels(labels, k, 0.3, noise_type, rng(7))
+    b = corrupt_labels(labels, k, 0.3, noise_type, rng(7))
+    assert a.tobytes() == b.tobytes()
+    np.testing.assert_array_equal(labels, before)
+    assert a is not labels
+    assert a.shape == labels.shape
+    assert a.dtype == labels.dtype
+
+
+@pytest.mark.parametrize("noise_type", NOISE_TYPES)
+@pytest.mark.parametrize("dtype", [np.uint8, np.int32, np.int64])
+def test_dtype_and_shape_preserved(noise_type: str, dtype: type) -> None:
+    labels = multi_labels(60, 3).astype(dtype).reshape(6, 10)
+    out = corrupt_labels(labels, 3, 0.5, noise_type, rng(1))
+    assert out.dtype == labels.dtype
+    assert out.shape == (6, 10)
+    assert out.min() >= 0
+    assert out.max() <= 2
+
+
+@pytest.mark.parametrize("noise_type", NOISE_TYPES)
+def test_zero_noise_is_identity(noise_type: str) -> None:
+    labels = multi_labels(500, 4)
+    out = corrupt_labels(labels, 4, 0.0, noise_type, rng(3))
+    np.testing.assert_array_equal(out, labels)
+
+
+@pytest.mark.parametrize("noise_type", NOISE_TYPES)
+def test_empty_labels(noise_type: str) -> None:
+    labels = np.array([], dtype=np.int64)
+    out = corrupt_labels(labels, 2, 0.4, noise_type, rng(0))
+    assert out.shape == (0,)
+    assert out.dtype == np.int64
+
+
+def test_accepts_list_input() -> None:
+    out = corrupt_labels([0, 1, 1, 0], 2, 1.0, "symmetric", rng(0))
+    np.testing.assert_array_equal(out, [1, 0, 0, 1])
+
+
+# --------------------------------------------------------------------------
+# symmetric
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("n", "noise", "expected"),
+    [
+        (0, 0.3, 0),
+        (1, 0.5, 1),  # 0.5 rounds up
+        (3, 0.5, 2),  # 1.5 -> 2
+        (5, 0.5, 3),  # 2.5 -> 3 (banker's rounding would give 2)
+        (101, 0.5, 51),  # 50.5 -> 51
+        (10, 0.25, 3),  # 2.5 -> 3
+        (10, 0.0, 0),
+        (10, 1.0, 10),
+        (7, 1.0, 7),
+        (1000, 0.1, 100),
+        (999, 0.333, 333),  # 332.667 -> 333
+        (20, 0.02, 0),  # 0.4 -> 0
+        (20, 0.03, 1),  # 0.6 -> 1
+    ],
+)
+def test_symmetric_exact_count_hand_checked(n: int, noise: float, expected: int) -> None:
+    labels = binary_labels(n)
+    out = corrupt_labels(labels, 2, noise, "symmetric", rng(11))
+    assert int((out != labels).sum()) == expected
+
+
+@pytest.mark.parametrize("k", [2, 3, 10])
+def test_symmetric_exact_count_many_pairs(k: int) -> None:
+    gen = np.random.default_rng(2024)
+    for _ in range(60):
+        n = int(gen.integers(0, 400))
+        noise = float(gen.choice([0.0, 1.0, 0.5, gen.random()]))
+        labels = multi_labels(n, k, seed=n)
+        out = corrupt_labels(labels, k, noise, "symmetric", rng(n))
+        assert int((out != labels).sum()) == int(np.floor(noise * n + 0.5)), (n, noise)
+
+
+def test_symmetric_different_seed_different_indices() -> None:
+    labels = binary_labels(1000)
+    a = corrupt_labels(labels, 2, 0.2, "symmetric", rng(1))
+    b = corrupt_labels(labels, 2, 0.2, "symmetric", rng(2))
+    assert (a != labels).sum() == (b != labels).sum() == 200
+    assert not np.array_equal(np.flatnonzero(a != labels), np.flatnonzero(b != labels))
+
+
+def test_symmetric_binary_flip_goes_to_other_class() -> None:
+    labels = binary_labels(2000)
+    out = corrupt_labels(labels, 2, 0.37, "symmetric", rng(5))
+    changed = out != labels
+    np.testing.assert_array_equal(out[changed], 1 - labels[changed])
+
+
+def test_symmetric_indices_uniform_over_samples() -> None:
+    # Each position is flipped with probability noise across many seeds.
+    labels = np.zeros(20, dtype=np.int64)
+    hits = np.zeros(20)
+    trials = 2000
+    for s in range(trials):
+        hits += corrupt_labels(labels, 2, 0.25, "symmetric", rng(s)) != labels
+    share = hits / trials
+    assert np.all(np.abs(share - 0.25) < 0.05)
+
+
+def test_symmetric_multiclass_destination_roughly_uniform() -> None:
+    k = 5
+    n = 10_000
+    labels = np.zeros(n, dtype=np.int64)  # all class 0: destinations are 1..4
+    out = corrupt_labels(labels, k, 1.0, "symmetric", rng(9))
+    assert np.all(out != 0)
+    shares = np.bincount(out, minlength=k)[1:] / n
+    assert np.all(np.abs(shares - 1 / (k - 1)) < 0.03), shares
+
+
+def test_symmetric_multiclass_flipped_never_equal_original() -> None:
+    k = 7
+    labels = multi_labels(10_000, k)
+    out = corrupt_labels(labels, k, 0.6, "symmetric", rng(4))
+    changed = out != labels
+    assert changed.sum() == 6000
+    # Every original class loses some samples to every other class.
+    counts = np.zeros((k, k), dtype=int)
+    np.add.at(counts, (labels[changed], out[changed]), 1)
+    assert np.all(np.diag(counts) == 0)
+    off = counts[~np.eye(k, dtype=bool)]
+    expected = 6000 / (k * (k - 1))
+    assert np.all(off > 0.6 * expected)
+    assert np.all(off < 1.4 * expected)
+
+
+# --------------------------------------------------------------------------
+# asymmetric
+# --------------------------------------------------------------------------
+
+
+def test_asymmetric_binary_default_flips_only_positives() -> None:
+    labels = binary_labels(1001)
+    n_pos = int((labels == 1).sum())
+    out = corrupt_labels(labels, 2, 0.3, "asymmetric", rng(0))
+    np.testing.assert_array_equal(out[labels == 0], 0)
+    flipped = (labels == 1) & (out == 0)
+    assert int(flipped.sum()) == int(np.floor(0.3 * n_pos + 0.5))
+    assert int((out != labels).sum()) == int(flipped.sum())
+
+
+def test_asymmetric_binary_full_noise_all_positives_negative() -> None:
+    labels = binary_labels(300)
+    out = corrupt_labels(labels, 2, 1.0, "asymmetric", rng(0))
+    np.testing.assert_array_equal(out, 0)
+
+
+def test_asymmetric_class_rates_exact_per_class_binary() -> None:
+    labels = np.array([0] * 11 + [1] * 9, dtype=np.int64)
+    out = corrupt_labels(labels, 2, 0.0, "asymmetric", rng(3), class_rates={0: 0.5, 1: 0.5})
+    stats = flip_rates(labels, out, 2)
+    assert stats["per_class_count"] == {0: 6, 1: 5}  # 5.5 -> 6, 4.5 -> 5
+    np.testing.assert_array_equal(out[(labels == 0) & (out != labels)], 1)
+    np.testing.assert_array_equal(out[(labels == 1) & (out != labels)], 0)
+
+
+def test_asymmetric_class_rates_exact_per_class_multiclass() -> None:
+    k = 4
+    labels = multi_labels(5000, k)
+    rates = {0: 0.1, 2: 0.45, 3: 1.0}  # class 1 missing -> 0
+    out = corrupt_labels(labels, k, 0.9, "asymmetric", rng(8), class_rates=rates)
+    counts = flip_rates(labels, out, k)["per_class_count"]
+    for c in range(k):
+        n_c = int((labels == c).sum())
+        assert counts[c] == int(np.floor(rates.get(c, 0.0) * n_c + 0.5))
+    changed = out != labels
+    np.testing.assert_array_equal(out[changed], (labels[changed] + 1) % k)
+
+
+def test_asymmetric_empty_class_rates_is_identity() -> None:
+    labels = multi_labels(200, 3)
+    out = corrupt_labels(labels, 3, 0.5, "asymmetric", rng(0), class_rates={})
+    np.testing.assert_array_equal(out, labels)
+
+
+def test_asymmetric_multiclass_default_pair_flip() -> None:
+    k = 5
+    labels = multi_labels(3000, k)
+    out = corrupt_labels(labels, k, 0.4, "asymmetric", rng(6))
+    changed = out != labels
+    np.testing.assert_array_equal(out[changed], (labels[changed] + 1) % k)
+    counts = flip_rates(labels, out, k)["per_class_count"]
+    for c in range(k):
+        n_c = int((labels == c).sum())
+        assert counts[c] == int(np.floor(0.4 * n_c + 0.5))
+
+
+def test_asymmetric_no_double_flip_at_full_rate() -> None:
+    # Every sample moves exactly one step, even though class c's flips land in c+1.
+    k = 3
+    labels = multi_labels(600, k)
+    out = corrupt_labels(labels, k, 1.0, "asymmetric", rng(0))
+    np.testing.assert_array_equal(out, (labels + 1) % k)
+
+
+# --------------------------------------------------------------------------
+# seed
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("k", [2, 5])
+@pytest.mark.parametrize("noise", [0.1, 0.4, 0.8, 1.0])
+def test_seed_realised_flip_rate(k: int, noise: float) -> None:
+    n = 20_000
+    labels = multi_labels(n, k)
+    out = corrupt_labels(labels, k, noise, "seed", rng(21))
+    realised = float((out != labels).mean())
+    assert abs(realised - noise * (k - 1) / k) < 0.02
+
+
+def test_seed_not_exact_and_seed_dependent() -> None:
+    labels = binary_labels(5000)
+    counts = {int((corrupt_labels(labels, 2, 0.4, "seed", rng(s)) != labels).sum()) for s in range(10)}
+    assert len(counts) > 1
+
+
+def test_seed_replacement_can_pick_any_class() -> None:
+    k = 4
+    labels = np.zeros(8000, dtype=np.int64)
+    out = corrupt_labels(labels, k, 1.0, "seed", rng(2))
+    shares = np.bincount(out, minlength=k) / labels.size
+    assert np.all(np.abs(shares - 1 / k) < 0.03), shares
+
+
+# --------------------------------------------------------------------------
+# transition_matrix / flip_rates
+# --------------------------------------------------------------------------
+
+
+def test_transition_matrix_hand_example() -> None:
+    clean = np.array([0, 0, 0, 0, 1, 1, 2, 2, 2, 2])
+    noisy = np.array([0, 0, 0, 1, 1, 0, 2, 2, 0, 1])
+    t = transition_matrix(clean, noisy, 3)
+    expected = np.array(
+        [
+            [0.75, 0.25, 0.0],
+            [0.5, 0.5, 0.0],
+            [0.25, 0.25, 0.5],
+        ]
+    )
+    np.testing.assert_allclose(t, expected)
+    np.testing.assert_allclose(t.sum(axis=1), 1.0)
+    assert t.dtype == np.float64
+
+
+def test_transition_matrix_absent_class_row_is_nan() -> None:
+    clean = np.array([0, 0, 2])
+    noisy = np.array([0, 2, 2])
+    t = transition_matrix(clean, noisy, 3)
+    assert np.all(np.isnan(t[1]))
+    np.testing.assert_allclose(t[[0, 2]].sum(axis=1), 1.0)
+
+
+@pytest.mark.parametrize("noise_type", NOISE_TYPES)
+def test_transition_matrix_rows_sum_to_one_after_noise(noise_type: str) -> None:
+    k = 4
+    labels = multi_labels(2000, k)
+    out = corrupt_labels(labels, k, 0.35, noise_type, rng(1))
+    t = transition_matrix(labels, out, k)
+    np.testing.assert_allclose(t.sum(axis=1), 1.0)
+    assert np.all((t >= 0) & (t <= 1))
+
+
+def test_flip_rates_hand_example() -> None:
+    clean = np.array([0, 0, 0, 0, 1, 1, 2, 2, 2, 2])
+    noisy = np.array([0, 0, 0, 1, 1, 0, 2, 2, 0, 1])
+    stats = flip_rates(clean, noisy, 3)
+    assert stats["count"] == 4
+    assert stats["overall"] == pytest.approx(0.4)
+    assert stats["per_class_count"] == {0: 1, 1: 1, 2: 2}
+    assert stats["per_class"] == pytest.approx({0: 0.25, 1: 0.5, 2: 0.5})
+    assert all(type(key) is int for key in stats["per_class"])
+    assert type(stats["overall"]) is float
+    assert type(stats["count"]) is int
+
+
+def test_flip_rates_absent_class_and_empty() -> None:
+    stats = flip_rates(np.array([0, 0]), np.array([0, 1]), 3)
+    assert stats["per_class"][0] == 0.5
+    assert math.isnan(stats["per_class"][1])
+    assert math.isnan(stats["per_class"][2])
+    assert stats["per_class_count"] == {0: 1, 1: 0, 2: 0}
+    empty = flip_rates(np.array([], dtype=int), np.array([], dtype=int), 2)
+    assert empty["count"] == 0
+    assert math.isnan(empty["overall"])
+
+
+def test_flip_rates_consistent_with_transition_matrix() -> None:
+    k = 3
+    labels = multi_labels(900, k)
+    out = corrupt_labels(labels, k, 0.3, "symmetric", rng(0))
+    stats = flip_rates(labels, out, k)
+    t = transition_matrix(labels, out, k)
+    for c in range(k):
+        assert stats["per_class"][c] == pytest.approx(1 - t[c, c])
+    assert stats["count"] == 270
+
+
+def test_diagnostics_reject_bad_arrays() -> None:
+    with pytest.raises(ValueError, match="same shape"):
+        flip_rates(np.array([0, 1]), np.array([0, 1, 1]), 2)
+    with pytest.raises(ValueError, match="noisy"):
+        transition_matrix(np.array([0, 1]), np.array([0, 2]), 2)
+    with pytest.raises(NoiseConfigError, match="num_classes"):
+        transition_matrix(np.array([0]), np.array([0]), 1)
+
+
+# --------------------------------------------------------------------------
+# validation
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("noise", [-0.1, 1.5, float("nan"), float("inf"), True, False, "0.2", None, [0.1]])
+def test_bad_noise(noise: object) -> None:
+    with pytest.raises(NoiseConfigError, match=r"^noise = .*must be a number in \[0, 1\]$"):
+        validate_noise(noise, "symmetric")
+    with pytest.raises(NoiseConfigError, match="noise"):
+        corrupt_labels(np.array([0, 1]), 2, noise, "symmetric", rng())  # type: ignore
+
+
+def test_noise_message_format() -> None:
+    with pytest.raises(NoiseConfigError) as info:
+        validate_noise(1.5, "symmetric")
+    assert str(info.value) == "noise = 1.5: must be a number in [0, 1]"
+    assert isinstance(info.value, ValueError)
+
+
+@pytest.mark.parametrize("noise", [0, 1, 0.0, 1.0, 0.5, np.float32(0.25), np.int64(1)])
+def test_good_noise(noise: object) -> None:
+    validate_noise(noise, "symmetric")
+
+
+@pytest.mark.parametrize("noise_type", ["uniform", "Symmetric", "", None, 1])
+def test_bad_noise_type(noise_type: object) -> None:
+    with pytest.raises(NoiseConfigError, match=r"^noise_type = .*symmetric.*asymmetric.*seed"):
+        validate_noise(0.1, noise_type)
+
+
+@pytest.mark.parametrize(
+    "class_rates",
+    [
+        {2: 0.1},  # class index out of range for K=2
+        {-1: 0.1},
+        {"1": 0.1},
+        {True: 0.1},
+        {1.0: 0.1},
+        {1: 1.5},
+        {1: -0.1},
+        {1: "0.1"},
+        {1: True},
+        {1: float("nan")},
+        [0.1, 0.2],
+        0.3,
+    ],
+)
+def test_bad_class_rates(class_rates: object) -> None:
+    with pytest.raises(NoiseConfigError, match=r"^noise_class_rates"):
+        validate_noise(0.1, "asymmetric", class_rates)
+
+
+def test_class_rates_only_with_asymmetric() -> None:
+    with pytest.raises(NoiseConfigError, match=r"^noise_class_rates.*asymmetric"):
+        validate_noise(0.1, "symmetric", {1: 0.2})
+    validate_noise(0.1, "symmetric", {})
+    validate_noise(0.1, "seed", None)
+    validate_noise(0.1, "asymmetric", {0: 0, 1: 1, np.int64(2): 0.5}, num_classes=3)
+
+
+@pytest.mark.parametrize("num_classes", [1, 0, -2, 2.0, True, "2"])
+def test_bad_num_classes(num_classes: object) -> None:
+    with pytest.raises(NoiseConfigError, match=r"^num_classes = .*integer >= 2"):
+        validate_noise(0.1, "symmetric", num_classes=num_classes)
+
+
+@pytest.mark.parametrize(
+    "labels",
+    [
+        np.array([0, 1, 2]),  # out of range for K=2
+        np.array([0, -1]),
+        np.array([0.0, 1.0]),
+        np.array([True, False]),
+        np.array(["0", "1"]),
+    ],
+)
+def test_bad_labels(labels: np.ndarray) -> None:
+    with pytest.raises(ValueError, match=r"^labels"):
+        corrupt_labels(labels, 2, 0.1, "symmetric", rng())
