@@ -1,0 +1,98 @@
+"""Shared fixtures: small synthetic image folders and throw-away copies of the project as git+DVC repos."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.synthetic import make_flower_folder
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+# What a user's clone holds that the pipeline needs (no data, no models, no .venv).
+PROJECT_FILES = ("dvc.yaml", "params.yaml", "stages", ".dvc/config", ".dvc/.gitignore", ".dvcignore", ".gitignore")
+
+# Small enough for a 2-core CPU: 32 px images, random-init backbone, few epochs and seeds.
+SMALL_PARAMS = {
+    "data": {"image_size": 32, "train_size": 60, "test_size": None},
+    "model": {"weights": "none", "embed_batch_size": 32},
+    "train": {"epochs": 3, "seeds": [0, 1]},
+}
+
+
+def tool_env() -> dict[str, str]:
+    """Environment for subprocesses: this interpreter's bin dir first, so `python` and `dvc` are ours."""
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env["DVC_NO_ANALYTICS"] = "1"
+    env["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    env.setdefault("GIT_AUTHOR_NAME", "test")
+    env.setdefault("GIT_AUTHOR_EMAIL", "test@example.com")
+    env.setdefault("GIT_COMMITTER_NAME", "test")
+    env.setdefault("GIT_COMMITTER_EMAIL", "test@example.com")
+    return env
+
+
+def run(repo: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    """Run a command in repo; on failure the assertion shows its output."""
+    result = subprocess.run(args, cwd=repo, env=tool_env(), capture_output=True, text=True)
+    if check:
+        command = " ".join(args)
+        assert result.returncode == 0, f"{command} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
+    return result
+
+
+def dvc(repo: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    return run(repo, sys.executable, "-m", "dvc", *args, check=check)
+
+
+def deep_update(target: dict, updates: dict) -> dict:
+    for key, value in updates.items():
+        if isinstance(value, dict) and isinstance(target.get(key), dict):
+            deep_update(target[key], value)
+        else:
+            target[key] = value
+    return target
+
+
+def write_params(repo: Path, updates: dict) -> None:
+    path = repo / "params.yaml"
+    params = yaml.safe_load(path.read_text())
+    path.write_text(yaml.safe_dump(deep_update(params, updates), sort_keys=False))
+
+
+def make_project(destination: Path, source: Path, params: dict | None = None) -> Path:
+    """Copy the project into destination as a fresh git repo with one commit, set up for small runs."""
+    destination.mkdir(parents=True, exist_ok=True)
+    for name in PROJECT_FILES:
+        src = PROJECT_ROOT / name
+        dst = destination / name
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if src.is_dir():
+            shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(src, dst)
+    write_params(destination, deep_update(deep_update({}, SMALL_PARAMS), {"data": {"source": str(source)}}))
+    if params:
+        write_params(destination, params)
+    run(destination, "git", "init", "-q", "-b", "main")
+    run(destination, "git", "add", "-A")
+    run(destination, "git", "commit", "-qm", "project")
+    return destination
+
+
+@pytest.fixture(scope="session")
+def flower_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Five classes of 24 synthetic 48 px photos each (sunflowers are 20 %, as in tf_flowers)."""
+    return make_flower_folder(tmp_path_factory.mktemp("flowers") / "flower_photos", per_class=24, size=48)
+
+
+@pytest.fixture
+def project(tmp_path: Path, flower_folder: Path) -> Path:
+    """A fresh git+DVC copy of the project, reading the synthetic folder."""
+    return make_project(tmp_path / "project", flower_folder)

@@ -1,0 +1,90 @@
+"""End to end: the real `dvc repro`, `dvc exp run -S noise=...` and `dvc metrics diff` on a copy of the project."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import dvc, make_project, run
+
+VARIANTS = ("bce-clean", "bce-noisy", "l1-clean", "l1-noisy")
+METRIC_KEYS = ("accuracy", "balanced_accuracy", "auc", "precision", "recall", "f1", "loss", "accuracy_ci95")
+
+
+def ran_stages(output: str) -> set[str]:
+    return set(re.findall(r"Running stage '([^']+)'", output))
+
+
+@pytest.fixture(scope="module")
+def reproduced(tmp_path_factory: pytest.TempPathFactory, flower_folder: Path) -> tuple[Path, str]:
+    repo = make_project(tmp_path_factory.mktemp("e2e") / "project", flower_folder)
+    result = dvc(repo, "repro")
+    return repo, result.stdout + result.stderr
+
+
+def test_repro_runs_every_stage_and_writes_metrics(reproduced: tuple[Path, str]) -> None:
+    repo, output = reproduced
+    assert ran_stages(output) == {
+        "download",
+        "subsample",
+        "corrupt",
+        "embed",
+        *(f"train@{v}" for v in VARIANTS),
+        "evaluate",
+    }
+    metrics = json.loads((repo / "metrics/metrics.json").read_text())
+    assert set(metrics) == {*VARIANTS, "baseline"}
+    for variant in VARIANTS:
+        for key in METRIC_KEYS:
+            assert key in metrics[variant], (variant, key)
+        low, high = metrics[variant]["accuracy_ci95"]
+        assert low <= metrics[variant]["accuracy"] <= high
+        assert metrics[variant]["seeds"] == 2
+    # 24 images per class, 60 in training: the baseline always says "not sunflowers".
+    assert metrics["baseline"]["predicts"] == "not_sunflowers"
+    assert metrics["baseline"]["accuracy"] == pytest.approx(0.8, abs=0.02)
+    # The synthetic sunflowers are learnable: clean BCE beats chance on balanced accuracy.
+    assert metrics["bce-clean"]["balanced_accuracy"] > 0.6
+
+    noise = json.loads((repo / "metrics/noise.json").read_text())
+    assert noise["noise"] == 0.3 and noise["train_size"] == 60
+    for seed_summary in noise["seeds"].values():
+        assert seed_summary["flipped"] == 18  # exactly round(0.3 * 60)
+
+    for variant in VARIANTS:
+        assert (repo / f"models/{variant}/seed_0.keras").exists()
+        assert (repo / f"metrics/train/{variant}/seed_1/plots/metrics/eval/accuracy.tsv").exists()
+        assert (repo / f"metrics/plots/confusion/{variant}.csv").exists()
+    assert (repo / "data/prepared/report.json").exists()
+
+
+def test_second_repro_runs_nothing(reproduced: tuple[Path, str]) -> None:
+    repo, _ = reproduced
+    result = dvc(repo, "repro")
+    assert ran_stages(result.stdout + result.stderr) == set()
+    assert "up to date" in dvc(repo, "status").stdout
+
+
+def test_data_and_models_stay_out_of_git(reproduced: tuple[Path, str]) -> None:
+    repo, _ = reproduced
+    run(repo, "git", "add", "-A")
+    tracked = run(repo, "git", "ls-files").stdout.split()
+    assert not [path for path in tracked if path.startswith(("data/", "models/")) and not path.endswith(".gitignore")]
+    assert "metrics/metrics.json" in tracked and "dvc.lock" in tracked
+
+
+def test_exp_run_noise_reruns_only_the_noisy_side(reproduced: tuple[Path, str]) -> None:
+    repo, _ = reproduced
+    run(repo, "git", "add", "-A")
+    run(repo, "git", "commit", "-qm", "baseline run")
+    result = dvc(repo, "exp", "run", "-S", "noise=0.5")
+    assert ran_stages(result.stdout + result.stderr) == {"corrupt", "train@bce-noisy", "train@l1-noisy", "evaluate"}
+
+    diff = json.loads(dvc(repo, "metrics", "diff", "--json").stdout)["metrics/metrics.json"]
+    changed = {key.split(".")[0] for key, change in diff.items() if change.get("diff")}
+    assert changed == {"bce-noisy", "l1-noisy"}
+    noise = json.loads((repo / "metrics/noise.json").read_text())
+    assert all(s["flipped"] == 30 for s in noise["seeds"].values())
