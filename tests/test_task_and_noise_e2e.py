@@ -1,0 +1,66 @@
+"""End to end: the five-class task with robust losses, and each noise model through the real corrupt stage."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tests.conftest import dvc, make_project
+
+
+def test_multiclass_pipeline_with_robust_losses(tmp_path: Path, flower_folder: Path) -> None:
+    repo = make_project(
+        tmp_path / "project",
+        flower_folder,
+        {"task": "multiclass", "train": {"losses": ["bce", "gce", "sce"], "seeds": [0], "epochs": 2}},
+    )
+    dvc(repo, "repro")
+    metrics = json.loads((repo / "metrics/metrics.json").read_text())
+    classes = ["daisy", "dandelion", "roses", "sunflowers", "tulips"]
+    assert set(metrics) == {f"{loss}-{labels}" for loss in ("bce", "gce", "sce") for labels in ("clean", "noisy")} | {
+        "baseline"
+    }
+    for variant in ("bce-clean", "gce-noisy", "sce-noisy"):
+        assert set(metrics[variant]["per_class_recall"]) == set(classes)
+        assert 0 <= metrics[variant]["macro_f1"] <= 1
+    # Five balanced classes: chance and the majority baseline sit at 20 %.
+    assert metrics["baseline"]["accuracy"] == pytest.approx(0.2, abs=0.02)
+    assert metrics["bce-clean"]["accuracy"] > 0.3
+
+    noise = json.loads((repo / "metrics/noise.json").read_text())
+    matrix = np.array(noise["seeds"]["0"]["transition_matrix"])
+    assert matrix.shape == (5, 5)
+    np.testing.assert_allclose(matrix.sum(axis=1), 1.0, atol=1e-5)  # entries rounded to 6 decimals
+    assert noise["seeds"]["0"]["flipped"] == 18  # round(0.3 * 60)
+
+    confusion = pd.read_csv(repo / "metrics/plots/confusion/bce-clean.csv")
+    assert set(confusion["actual"]) == set(classes)
+    assert not (repo / "metrics/plots/roc").exists()  # ROC curves are drawn for the binary task only
+
+
+@pytest.mark.parametrize(
+    ("noise_params", "check"),
+    [
+        # The original notebook's rule: each label replaced by a random one with probability noise.
+        ({"noise": 0.6, "noise_type": "seed"}, lambda t: 0 < t.flipped.sum() < 36),
+        # Class-conditional: only sunflowers flip, exactly round(0.5 * 12) of the 12 in the pool.
+        (
+            {"noise": 0.0, "noise_type": "asymmetric", "noise_class_rates": {"sunflowers": 0.5}},
+            lambda t: t.flipped.sum() == 6 and (t.loc[t.flipped, "clean_label"] == 1).all(),
+        ),
+    ],
+    ids=["seed-rule", "asymmetric"],
+)
+def test_noise_models_through_the_corrupt_stage(tmp_path: Path, flower_folder: Path, noise_params, check) -> None:
+    repo = make_project(tmp_path / "project", flower_folder, {**noise_params, "train": {"seeds": [3]}})
+    dvc(repo, "repro", "corrupt")
+    table = pd.read_csv(repo / "data/labels/noisy.csv")
+    assert (table["seed"] == 3).all() and len(table) == 60
+    assert check(table)
+    noise = json.loads((repo / "metrics/noise.json").read_text())
+    assert noise["noise_type"] == noise_params["noise_type"]
+    assert noise["seeds"]["3"]["flipped"] == int(table["flipped"].sum())
