@@ -88,3 +88,11 @@ def test_exp_run_noise_reruns_only_the_noisy_side(reproduced: tuple[Path, str]) 
     assert changed == {"bce-noisy", "l1-noisy"}
     noise = json.loads((repo / "metrics/noise.json").read_text())
     assert all(s["flipped"] == 30 for s in noise["seeds"].values())
+
+
+def test_adding_a_loss_trains_only_its_variants(reproduced: tuple[Path, str]) -> None:
+    repo, _ = reproduced
+    result = dvc(repo, "exp", "run", "-S", "train.losses=[bce,l1,gce]")
+    assert ran_stages(result.stdout + result.stderr) == {"train@gce-clean", "train@gce-noisy", "evaluate"}
+    metrics = json.loads((repo / "metrics/metrics.json").read_text())
+    assert {"gce-clean", "gce-noisy"} <= set(metrics)
