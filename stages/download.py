@@ -21,10 +21,16 @@ from stages.lib.io import RAW_DIR, atomic_dir
 TFDS_NAME = "tf_flowers"
 TFDS_DIR = Path("data/.tfds")  # tensorflow-datasets' own download cache; git-ignored, not a DVC output
 ARCHIVE_SUFFIXES = (".tgz", ".tar.gz", ".tar")
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def image_suffix(data: bytes) -> str:
+    """The file suffix for encoded image bytes: tf_flowers holds JPEGs, tfds' mock data PNGs."""
+    return ".png" if data.startswith(PNG_SIGNATURE) else ".jpg"
 
 
 def export_tfds(target: Path, data_dir: Path = TFDS_DIR) -> int:
-    """Download tf_flowers with tensorflow-datasets and write each example's JPEG bytes to target.
+    """Download tf_flowers with tensorflow-datasets and write each example's image bytes to target.
 
     The bytes are the archive's own (no re-encoding), named by the example's position in the
     unshuffled split so the export is identical run after run.
@@ -46,7 +52,7 @@ def export_tfds(target: Path, data_dir: Path = TFDS_DIR) -> int:
     for index, example in enumerate(tfds.as_numpy(dataset)):
         class_dir = target / names[int(example["label"])]
         class_dir.mkdir(parents=True, exist_ok=True)
-        (class_dir / f"{index:05d}.jpg").write_bytes(example["image"])
+        (class_dir / f"{index:05d}{image_suffix(example['image'])}").write_bytes(example["image"])
         count += 1
     return count
 

@@ -59,6 +59,12 @@ def stratified_split(
         raise UserError(f"{what} is more than the {n} usable images (the test set needs at least one)")
     if train_size < len(counts):
         raise UserError(f"data.train_size = {train_size}: must be at least the number of classes ({len(counts)})")
+    if n - train_size < len(counts):
+        # sklearn's stratified split needs at least one image per class on each side.
+        raise UserError(
+            f"data.train_size = {train_size} leaves {n - train_size} of the {n} usable images for testing, "
+            f"fewer than the {len(counts)} classes: lower data.train_size"
+        )
     rare = [name for name, count in counts.items() if count < 2]
     if rare:
         raise UserError(f"classes {', '.join(rare)} have fewer than 2 usable images: cannot stratify the split")
@@ -69,7 +75,9 @@ def stratified_split(
         test = rest
     else:
         rest_counts = Counter(labels[rest])
-        stratify = labels[rest] if min(rest_counts.values()) >= 2 and test_size >= len(rest_counts) else None
+        # Stratifying needs every class twice and each side at least as large as the number of classes.
+        stratifiable = min(rest_counts.values()) >= 2 and min(test_size, len(rest) - test_size) >= len(rest_counts)
+        stratify = labels[rest] if stratifiable else None
         test, _ = train_test_split(rest, train_size=test_size, stratify=stratify, random_state=seed)
     return np.sort(train), np.sort(test)
 

@@ -178,9 +178,11 @@ def train_params(raw: dict[str, Any]) -> TrainParams:
     loss_params = raw.get("train", {}).get("loss_params") or {}
     if not isinstance(loss_params, dict):
         raise UserError(f"train.loss_params = {loss_params!r}: must be a mapping of loss name to params")
-    for name in loss_params:
+    for name, written in loss_params.items():
         if name not in LOSS_NAMES:
             raise UserError(f"train.loss_params: unknown loss {name!r}; allowed: {', '.join(LOSS_NAMES)}")
+        # Checked even for losses not in train.losses, so a typo is caught when written, not when first used.
+        validate_loss_params(name, written or {})
     resolved = {name: validate_loss_params(name, loss_params.get(name) or {}) for name in losses}
     return TrainParams(
         losses=tuple(losses),

@@ -1,0 +1,150 @@
+"""Unit tests for stages.corrupt: one seeded noisy draw per repeat seed, and the realised-noise summary."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from stages.corrupt import class_rates_by_index, corrupt_pool, repeat_rng
+from stages.lib.errors import UserError
+from stages.lib.params import NoiseParams
+
+BINARY_NAMES = ["not_sunflowers", "sunflowers"]
+FLOWER_NAMES = ["daisy", "dandelion", "roses", "sunflowers", "tulips"]
+REPEATS = (0, 1, 2)
+
+
+def clean_table(labels: list[int] | np.ndarray) -> pd.DataFrame:
+    """A training pool as the corrupt stage reads it: ids with gaps (test images sit between them)."""
+    labels = np.asarray(labels, dtype=np.int64)
+    return pd.DataFrame({"id": np.arange(len(labels)) * 3 + 5, "label": labels})
+
+
+# 50 images, 10 of them sunflowers (20 %, close to tf_flowers' 19 %), in no particular order.
+BINARY_POOL = clean_table(np.random.default_rng(0).permutation([1] * 10 + [0] * 40))
+# 40 images: daisy 12, dandelion 10, roses 8, sunflowers 6, tulips 4.
+FLOWER_POOL = clean_table(np.random.default_rng(1).permutation(np.repeat(np.arange(5), [12, 10, 8, 6, 4])))
+
+
+def symmetric(rate: float) -> NoiseParams:
+    return NoiseParams(rate=rate, kind="symmetric", class_rates=None)
+
+
+def per_seed_blocks(noisy: pd.DataFrame) -> dict[int, pd.DataFrame]:
+    return {int(seed): block.reset_index(drop=True) for seed, block in noisy.groupby("seed", sort=False)}
+
+
+def test_long_table_has_one_block_of_rows_per_seed_in_order() -> None:
+    noisy, _ = corrupt_pool(BINARY_POOL, symmetric(0.3), BINARY_NAMES, seed=0, repeats=REPEATS)
+    assert list(noisy.columns) == ["seed", "id", "clean_label", "label", "flipped"]
+    assert len(noisy) == len(BINARY_POOL) * len(REPEATS)
+    assert noisy["seed"].tolist() == [s for s in REPEATS for _ in range(len(BINARY_POOL))]
+    for block in per_seed_blocks(noisy).values():
+        np.testing.assert_array_equal(block["id"], BINARY_POOL["id"])
+        np.testing.assert_array_equal(block["clean_label"], BINARY_POOL["label"])
+        np.testing.assert_array_equal(block["flipped"], block["label"] != block["clean_label"])
+        assert block["flipped"].dtype == bool
+
+
+@pytest.mark.parametrize(("rate", "expected"), [(0.0, 0), (0.1, 5), (0.3, 15), (0.5, 25), (0.55, 28), (1.0, 50)])
+def test_symmetric_flips_exactly_the_rounded_count_per_seed(rate: float, expected: int) -> None:
+    noisy, summary = corrupt_pool(BINARY_POOL, symmetric(rate), BINARY_NAMES, seed=0, repeats=REPEATS)
+    for seed, block in per_seed_blocks(noisy).items():
+        assert int(block["flipped"].sum()) == expected
+        assert summary["seeds"][str(seed)]["flipped"] == expected
+        assert summary["seeds"][str(seed)]["flip_rate"] == pytest.approx(expected / len(BINARY_POOL))
+    assert summary["flip_rate"] == pytest.approx(expected / len(BINARY_POOL))
+
+
+def test_each_seed_draws_its_own_images() -> None:
+    noisy, _ = corrupt_pool(BINARY_POOL, symmetric(0.3), BINARY_NAMES, seed=0, repeats=REPEATS)
+    flipped_ids = [frozenset(block.loc[block["flipped"], "id"]) for block in per_seed_blocks(noisy).values()]
+    assert len(set(flipped_ids)) == len(REPEATS)
+
+
+def test_same_seeds_same_draws_and_the_global_seed_matters() -> None:
+    first, _ = corrupt_pool(BINARY_POOL, symmetric(0.3), BINARY_NAMES, seed=4, repeats=REPEATS)
+    again, _ = corrupt_pool(BINARY_POOL, symmetric(0.3), BINARY_NAMES, seed=4, repeats=REPEATS)
+    other, _ = corrupt_pool(BINARY_POOL, symmetric(0.3), BINARY_NAMES, seed=5, repeats=REPEATS)
+    pd.testing.assert_frame_equal(first, again)
+    assert not first["label"].equals(other["label"])
+
+
+def test_a_seed_draws_the_same_labels_whatever_other_seeds_run() -> None:
+    # Adding a repeat seed to train.seeds must not change the noisy labels of the existing ones.
+    alone, _ = corrupt_pool(BINARY_POOL, symmetric(0.3), BINARY_NAMES, seed=0, repeats=(2,))
+    together, _ = corrupt_pool(BINARY_POOL, symmetric(0.3), BINARY_NAMES, seed=0, repeats=(0, 1, 2))
+    np.testing.assert_array_equal(alone["label"], per_seed_blocks(together)[2]["label"])
+
+
+def test_summary_matches_the_labels_it_describes() -> None:
+    noisy, summary = corrupt_pool(FLOWER_POOL, symmetric(0.4), FLOWER_NAMES, seed=0, repeats=REPEATS)
+    assert summary["noise"] == 0.4
+    assert summary["noise_type"] == "symmetric"
+    assert summary["train_size"] == len(FLOWER_POOL)
+    assert summary["label_names"] == FLOWER_NAMES
+    assert sorted(summary["seeds"]) == [str(s) for s in REPEATS]
+    for seed, block in per_seed_blocks(noisy).items():
+        realised = summary["seeds"][str(seed)]
+        assert list(realised["per_class"]) == FLOWER_NAMES
+        for index, name in enumerate(FLOWER_NAMES):
+            members = block[block["clean_label"] == index]
+            assert realised["per_class"][name] == pytest.approx(members["flipped"].mean())
+        matrix = np.array(realised["transition_matrix"])
+        assert matrix.shape == (5, 5)
+        np.testing.assert_allclose(matrix.sum(axis=1), 1.0, atol=1e-5)
+        np.testing.assert_allclose(np.diag(matrix), [1 - realised["per_class"][n] for n in FLOWER_NAMES], atol=1e-6)
+        counts = np.zeros((5, 5))
+        np.add.at(counts, (block["clean_label"], block["label"]), 1)
+        np.testing.assert_allclose(matrix, counts / counts.sum(axis=1, keepdims=True), atol=1e-6)
+    for name in FLOWER_NAMES:
+        mean = np.mean([summary["seeds"][str(s)]["per_class"][name] for s in REPEATS])
+        assert summary["per_class"][name] == pytest.approx(mean)
+    assert summary["flip_rate"] == pytest.approx(noisy["flipped"].mean())
+
+
+def test_class_rates_by_name_flip_only_that_class() -> None:
+    noise = NoiseParams(rate=0.0, kind="asymmetric", class_rates={"sunflowers": 0.5})
+    noisy, summary = corrupt_pool(BINARY_POOL, noise, BINARY_NAMES, seed=0, repeats=REPEATS)
+    for block in per_seed_blocks(noisy).values():
+        flipped = block[block["flipped"]]
+        assert len(flipped) == 5  # half of the 10 sunflowers
+        assert (flipped["clean_label"] == 1).all()
+        assert (flipped["label"] == 0).all()
+    assert summary["per_class"] == {"not_sunflowers": 0.0, "sunflowers": 0.5}
+
+
+def test_multiclass_class_rates_pair_flip_the_named_classes() -> None:
+    noise = NoiseParams(rate=0.0, kind="asymmetric", class_rates={"tulips": 1.0, "daisy": 0.25})
+    noisy, summary = corrupt_pool(FLOWER_POOL, noise, FLOWER_NAMES, seed=0, repeats=(0,))
+    flipped = noisy[noisy["flipped"]]
+    assert sorted(flipped["clean_label"].tolist()) == [0, 0, 0] + [4] * 4  # 25 % of 12 daisies, every tulip
+    assert ((flipped["clean_label"] + 1) % 5 == flipped["label"]).all()  # daisy -> dandelion, tulips -> daisy
+    assert summary["per_class"] == {"daisy": 0.25, "dandelion": 0.0, "roses": 0.0, "sunflowers": 0.0, "tulips": 1.0}
+
+
+def test_class_rates_by_index_maps_names_to_positions() -> None:
+    assert class_rates_by_index(None, FLOWER_NAMES) is None
+    assert class_rates_by_index({"tulips": 0.2, "daisy": 0.1}, FLOWER_NAMES) == {4: 0.2, 0: 0.1}
+
+
+def test_unknown_class_name_is_a_user_error_listing_the_classes() -> None:
+    noise = NoiseParams(rate=0.0, kind="asymmetric", class_rates={"sunflower": 0.4})
+    with pytest.raises(UserError, match=r"noise_class_rates: unknown class 'sunflower'; allowed: not_sunflowers, sun"):
+        corrupt_pool(BINARY_POOL, noise, BINARY_NAMES, seed=0, repeats=REPEATS)
+
+
+def test_the_input_table_is_left_alone() -> None:
+    before = FLOWER_POOL.copy()
+    corrupt_pool(FLOWER_POOL, symmetric(0.5), FLOWER_NAMES, seed=0, repeats=REPEATS)
+    pd.testing.assert_frame_equal(FLOWER_POOL, before)
+
+
+def test_repeat_rng_is_determined_by_both_seeds() -> None:
+    def draw(seed: int, repeat: int) -> np.ndarray:
+        return repeat_rng(seed, repeat).integers(0, 2**31, size=8)
+
+    np.testing.assert_array_equal(draw(0, 1), draw(0, 1))
+    distinct = {draw(seed, repeat).tobytes() for seed, repeat in [(0, 0), (0, 1), (1, 0), (1, 1), (2, 0)]}
+    assert len(distinct) == 5

@@ -1,0 +1,147 @@
+"""Unit tests for stages.lib.head: the classifier head, its targets, and the label tables it learns from."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from stages.lib.errors import UserError
+from stages.lib.head import MODEL_FILE, build_head, labels_for_seed, num_outputs, predict_proba, targets
+
+keras = pytest.importorskip("keras")
+
+FEATURE_DIM = 16
+
+
+# Each feature's own offset, as pooled ResNet features have: far from zero mean and unit variance.
+OFFSETS = np.random.default_rng(99).uniform(0, 50, size=FEATURE_DIM)
+
+
+def features(n: int, seed: int = 0) -> np.ndarray:
+    """n rows from one fixed, non-negative, skewed feature distribution; seed picks the rows."""
+    rng = np.random.default_rng(seed)
+    return (rng.gamma(2.0, 3.0, size=(n, FEATURE_DIM)) + OFFSETS).astype(np.float32)
+
+
+def test_binary_head_gives_one_probability_per_row() -> None:
+    train = features(40)
+    model = build_head(train, "binary", num_classes=2)
+    output = np.asarray(model(train[:7], training=False))
+    assert output.shape == (7, 1)
+    assert output.dtype == np.float32
+    assert ((output > 0) & (output < 1)).all()
+
+
+def test_multiclass_head_gives_a_distribution_per_row() -> None:
+    train = features(40)
+    model = build_head(train, "multiclass", num_classes=5)
+    output = np.asarray(model(train[:7], training=False))
+    assert output.shape == (7, 5)
+    np.testing.assert_allclose(output.sum(axis=1), 1.0, atol=1e-5)
+    assert (output >= 0).all()
+
+
+def test_head_standardises_with_the_training_features() -> None:
+    train = features(200)
+    model = build_head(train, "binary", num_classes=2)
+    standardised = np.asarray(model.get_layer("standardise")(train))
+    np.testing.assert_allclose(standardised.mean(axis=0), 0.0, atol=1e-3)
+    np.testing.assert_allclose(standardised.std(axis=0), 1.0, atol=1e-3)
+    # Other data goes through the same fitted transform, not its own statistics.
+    shifted = np.asarray(model.get_layer("standardise")(train + 10.0))
+    assert (shifted.mean(axis=0) > 0.5).all()
+
+
+def test_head_starts_away_from_saturation() -> None:
+    # Standardised inputs keep the initial logits of order 1 (raw features of ~50 would give logits in the
+    # tens): the sigmoid is not saturated before training, so the L1 loss's gradient p(1-p) is alive.
+    keras.utils.set_random_seed(0)
+    model = build_head(features(200), "binary", num_classes=2)
+    p = np.asarray(model(features(100, seed=1), training=False), dtype=np.float64)[:, 0]
+    logits = np.log(p / (1 - p))
+    assert np.mean(np.abs(logits)) < 3.0
+
+
+def test_num_outputs() -> None:
+    assert num_outputs("binary", 2) == 1
+    assert num_outputs("multiclass", 5) == 5
+
+
+def test_targets_binary_is_a_float_column() -> None:
+    y = targets(np.array([0, 1, 1, 0]), "binary", 2)
+    assert y.shape == (4, 1)
+    assert y.dtype == np.float32
+    np.testing.assert_array_equal(y[:, 0], [0, 1, 1, 0])
+
+
+def test_targets_multiclass_is_one_hot() -> None:
+    y = targets(np.array([2, 0, 4]), "multiclass", 5)
+    assert y.dtype == np.float32
+    np.testing.assert_array_equal(y, [[0, 0, 1, 0, 0], [1, 0, 0, 0, 0], [0, 0, 0, 0, 1]])
+
+
+NOISY = pd.DataFrame(
+    {
+        "seed": [0, 0, 0, 1, 1, 1],
+        "id": [5, 8, 11, 5, 8, 11],
+        "clean_label": [1, 0, 0, 1, 0, 0],
+        "label": [0, 0, 0, 1, 1, 0],
+        "flipped": [True, False, False, False, True, False],
+    }
+)
+CLEAN = pd.DataFrame({"id": [5, 8, 11], "clean_label": [1, 0, 0], "label": [1, 0, 0], "flipped": [False] * 3})
+
+
+def test_labels_for_seed_takes_that_seeds_rows_in_feature_order() -> None:
+    ids = np.array([11, 5, 8])  # the order of the feature rows, not of the file
+    np.testing.assert_array_equal(labels_for_seed(NOISY, 0, ids, "noisy.csv"), [0, 0, 0])
+    np.testing.assert_array_equal(labels_for_seed(NOISY, 1, ids, "noisy.csv"), [0, 1, 1])
+    assert labels_for_seed(NOISY, 1, ids, "noisy.csv").dtype == np.int64
+
+
+def test_labels_for_seed_clean_file_holds_for_every_seed() -> None:
+    ids = np.array([5, 8, 11])
+    for seed in (0, 1, 42):
+        np.testing.assert_array_equal(labels_for_seed(CLEAN, seed, ids, "clean.csv"), [1, 0, 0])
+
+
+def test_labels_for_seed_unknown_seed_is_a_user_error() -> None:
+    with pytest.raises(UserError, match=r"data/labels/noisy\.csv has no labels for seed 2: rerun the corrupt stage"):
+        labels_for_seed(NOISY, 2, np.array([5]), Path("data/labels/noisy.csv"))
+
+
+def test_labels_for_seed_missing_ids_is_a_user_error() -> None:
+    with pytest.raises(UserError, match=r"clean\.csv lacks labels for 2 training images: rerun `dvc repro`"):
+        labels_for_seed(CLEAN, 0, np.array([5, 6, 7]), "clean.csv")
+
+
+@pytest.mark.parametrize(("task", "num_classes"), [("binary", 2), ("multiclass", 3)])
+def test_saved_head_predicts_the_same_after_loading(tmp_path: Path, task: str, num_classes: int) -> None:
+    train = features(60)
+    labels = np.random.default_rng(0).integers(0, num_classes, size=60)
+    model = build_head(train, task, num_classes)
+    loss = "binary_crossentropy" if task == "binary" else "categorical_crossentropy"
+    model.compile(optimizer=keras.optimizers.Adam(0.05), loss=loss)
+    model.fit(train, targets(labels, task, num_classes), epochs=2, batch_size=16, verbose=0)
+    test = features(25, seed=1)
+    before = predict_proba(model, test, task)
+    path = tmp_path / MODEL_FILE.format(seed=0)
+    model.save(path)
+    loaded = keras.models.load_model(path, compile=False)
+    after = predict_proba(loaded, test, task)
+    assert after.shape == ((25,) if task == "binary" else (25, num_classes))
+    np.testing.assert_allclose(after, before, rtol=1e-6, atol=1e-7)
+    # The fitted standardisation travels inside the file.
+    np.testing.assert_allclose(np.asarray(loaded.get_layer("standardise")(train)).mean(axis=0), 0.0, atol=1e-3)
+
+
+def test_predict_proba_in_chunks_equals_one_pass() -> None:
+    train = features(30)
+    model = build_head(train, "multiclass", num_classes=4)
+    whole = predict_proba(model, train, "multiclass")
+    chunked = predict_proba(model, train, "multiclass", batch_size=7)
+    assert whole.dtype == np.float64
+    np.testing.assert_allclose(chunked, whole, rtol=1e-6)

@@ -1,0 +1,163 @@
+"""Unit tests for stages.lib.params: the repository's params.yaml loads; typical mistakes name their param.
+
+The command-line behaviour of every invalid value (exit status, one-line message) is tested through the
+stages elsewhere; these tests call the section functions directly.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from stages.lib import params as P
+from stages.lib.errors import user_error_types
+
+REPO_PARAMS = Path(__file__).resolve().parents[1] / "params.yaml"
+
+
+@pytest.fixture(scope="module")
+def repo_params() -> dict[str, Any]:
+    return P.load_params(REPO_PARAMS)
+
+
+def test_repository_params_load_through_every_section(repo_params: dict[str, Any]) -> None:
+    as_written = yaml.safe_load(REPO_PARAMS.read_text())
+    assert P.seed(repo_params) == as_written["seed"]
+    assert P.task(repo_params) in P.TASKS
+    data = P.data_params(repo_params)
+    assert data == P.DataParams(**as_written["data"])
+    noise = P.noise_params(repo_params)
+    assert (noise.rate, noise.kind, noise.class_rates) == (
+        as_written["noise"],
+        as_written["noise_type"],
+        as_written["noise_class_rates"],
+    )
+    model = P.model_params(repo_params)
+    assert model == P.ModelParams(**as_written["model"])
+    train = P.train_params(repo_params)
+    assert train.losses == tuple(as_written["train"]["losses"])
+    assert train.seeds == tuple(as_written["train"]["seeds"])
+    assert (train.epochs, train.batch_size, train.learning_rate) == (
+        as_written["train"]["epochs"],
+        as_written["train"]["batch_size"],
+        as_written["train"]["learning_rate"],
+    )
+    # Every loss in use gets its resolved parameters (defaults filled in), and only those.
+    assert set(train.loss_params) == set(train.losses)
+
+
+def test_loss_params_written_are_used_and_defaults_fill_the_rest(repo_params: dict[str, Any]) -> None:
+    raw = with_value(repo_params, "train.losses", ["gce", "sce", "bootstrap"])
+    raw["train"]["loss_params"] = {"gce": {"q": 0.5}, "bootstrap": {"mode": "hard"}}
+    resolved = P.train_params(raw).loss_params
+    assert resolved["gce"] == {"q": 0.5}
+    assert resolved["sce"] == {"alpha": 0.1, "beta": 1.0}
+    assert resolved["bootstrap"]["mode"] == "hard"
+    assert 0 <= resolved["bootstrap"]["beta"] <= 1  # the hard mode's default, resolved
+
+
+def test_noise_class_rates_by_name(repo_params: dict[str, Any]) -> None:
+    raw = with_value(repo_params, "noise_type", "asymmetric")
+    raw["noise_class_rates"] = {"sunflowers": 0.4, "daisy": 0}
+    assert P.noise_params(raw).class_rates == {"sunflowers": 0.4, "daisy": 0.0}
+
+
+def test_test_size_null_or_number(repo_params: dict[str, Any]) -> None:
+    assert P.data_params(with_value(repo_params, "data.test_size", None)).test_size is None
+    assert P.data_params(with_value(repo_params, "data.test_size", 500)).test_size == 500
+
+
+def copy_and_locate(raw: dict[str, Any], dotted: str) -> tuple[dict[str, Any], dict[str, Any], str]:
+    """A deep copy of raw, the mapping in it that holds the dotted param, and the param's own key."""
+    changed = copy.deepcopy(raw)
+    *parents, key = dotted.split(".")
+    node = changed
+    for parent in parents:
+        node = node[parent]
+    return changed, node, key
+
+
+def with_value(raw: dict[str, Any], dotted: str, value: Any) -> dict[str, Any]:
+    """A copy of raw with one (possibly nested) param replaced."""
+    changed, node, key = copy_and_locate(raw, dotted)
+    node[key] = value
+    return changed
+
+
+INVALID = [
+    # (section function, param, bad value, what the message must say)
+    (P.seed, "seed", -1, r"seed = -1: must be an integer in \[0, 2147483647\]"),
+    (P.seed, "seed", "0", r"seed = '0': must be an integer"),
+    (P.task, "task", "regression", r"task = 'regression': must be one of binary, multiclass"),
+    (P.data_params, "data.source", "", r"data\.source = '': must be a non-empty string"),
+    (P.data_params, "data.image_size", 16, r"data\.image_size = 16: must be an integer in \[32, 1024\]"),
+    (P.data_params, "data.train_size", 0, r"data\.train_size = 0: must be an integer >= 1"),
+    (P.data_params, "data.train_size", 600.5, r"data\.train_size = 600\.5: must be an integer"),
+    (P.data_params, "data.test_size", 0, r"data\.test_size = 0: must be an integer >= 1"),
+    (P.data_params, "data.positive_class", None, r"data\.positive_class = None: must be a non-empty string"),
+    (P.noise_params, "noise", 1.5, r"noise = 1\.5: must be a number in \[0\.0, 1\.0\]"),
+    (P.noise_params, "noise", True, r"noise = True: must be a number"),
+    (P.noise_params, "noise", float("nan"), r"noise = nan: must be a number"),
+    (P.noise_params, "noise_type", "uniform", r"noise_type = 'uniform': must be one of symmetric, asymmetric, seed"),
+    (P.noise_params, "noise_class_rates", {"sunflowers": 2}, r"noise_class_rates\.sunflowers = 2: .*\[0, 1\]"),
+    (P.noise_params, "noise_class_rates", [0.4], r"noise_class_rates = \[0\.4\]: must be null or a mapping"),
+    (P.model_params, "model.weights", "", r"model\.weights = '': must be a non-empty string"),
+    (P.model_params, "model.embed_batch_size", 0, r"model\.embed_batch_size = 0: must be an integer in \[1, 4096\]"),
+    (P.train_params, "train.losses", [], r"train\.losses = \[\]: must be a non-empty list of bce, l1"),
+    (P.train_params, "train.losses", ["bce", "mse"], r"train\.losses: unknown loss 'mse'; allowed: bce, l1"),
+    (P.train_params, "train.losses", ["l1", "l1"], r"train\.losses = \['l1', 'l1'\]: each loss may appear once"),
+    (P.train_params, "train.seeds", [0, 0], r"train\.seeds = \[0, 0\]: must be a non-empty list of distinct"),
+    (P.train_params, "train.seeds", [True], r"train\.seeds = \[True\]: must be"),
+    (P.train_params, "train.epochs", 0, r"train\.epochs = 0: must be an integer >= 1"),
+    (P.train_params, "train.batch_size", "32", r"train\.batch_size = '32': must be an integer"),
+    (P.train_params, "train.learning_rate", 0, r"train\.learning_rate = 0: must be a number in \(0\.0, 10\.0\]"),
+    (P.train_params, "train.loss_params", {"gce": {"q": 2}}, r"train\.loss_params\.gce\.q"),
+    (P.train_params, "train.loss_params", {"gce": {"k": 1}}, r"train\.loss_params\.gce\.k: unknown parameter"),
+    (P.train_params, "train.loss_params", {"focal": {}}, r"train\.loss_params: unknown loss 'focal'"),
+]
+
+
+INVALID_IDS = [f"{param}={value!r}" for _, param, value, _ in INVALID]
+
+
+@pytest.mark.parametrize(("section", "param", "value", "message"), INVALID, ids=INVALID_IDS)
+def test_invalid_value_names_the_param(
+    repo_params: dict[str, Any], section: Any, param: str, value: Any, message: str
+) -> None:
+    raw = with_value(repo_params, param, value)
+    with pytest.raises(user_error_types(), match=message) as caught:
+        section(raw)
+    assert "\n" not in str(caught.value)  # one line for the user
+
+
+@pytest.mark.parametrize(
+    ("section", "param"),
+    [(P.seed, "seed"), (P.task, "task"), (P.data_params, "data.image_size"), (P.train_params, "train.epochs")],
+)
+def test_missing_param_is_named(repo_params: dict[str, Any], section: Any, param: str) -> None:
+    raw, node, key = copy_and_locate(repo_params, param)
+    del node[key]
+    with pytest.raises(user_error_types(), match=re.escape(f"{param} is missing from params.yaml")):
+        section(raw)
+
+
+def test_load_params_problems_are_user_errors(tmp_path: Path) -> None:
+    with pytest.raises(user_error_types(), match="not found: run the stages from the project's root"):
+        P.load_params(tmp_path / "params.yaml")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("seed: [0\n")
+    with pytest.raises(user_error_types(), match="is not valid YAML"):
+        P.load_params(broken)
+    listing = tmp_path / "list.yaml"
+    listing.write_text("- seed\n")
+    with pytest.raises(user_error_types(), match="must hold a mapping of params, found list"):
+        P.load_params(listing)
+
+
+def test_variant_name() -> None:
+    assert P.variant_name("gce", "noisy") == "gce-noisy"
