@@ -96,3 +96,10 @@ def flower_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def project(tmp_path: Path, flower_folder: Path) -> Path:
     """A fresh git+DVC copy of the project, reading the synthetic folder."""
     return make_project(tmp_path / "project", flower_folder)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests in *_e2e.py files run the real dvc pipeline: mark them `e2e` (`-m "not e2e"` skips them)."""
+    for item in items:
+        if item.path.stem.endswith("_e2e"):
+            item.add_marker(pytest.mark.e2e)
