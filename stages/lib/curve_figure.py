@@ -61,7 +61,7 @@ def draw_noise_curves(sweeps: list[Sweep], path: Path | str) -> None:
             axis.grid(alpha=0.3)
             title = METRIC_TITLES[metric]
             if len(sweeps) > 1:
-                title = f"{sweep_title(row, distinct[row], len(sweeps))}\n{title}"
+                title = f"{sweep_title(row, distinct[row], len(sweeps), markdown=False)}\n{title}"
             axis.set_title(title, fontsize=10)
     # One legend for the figure, below the panels: the union of every panel's lines.
     legend = {}

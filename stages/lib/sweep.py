@@ -158,14 +158,16 @@ SUMMARY_PARAMS = (
 )
 
 
-def _param_text(params: dict[str, Any]) -> str:
-    return ", ".join(f"`{key}={json.dumps(value, default=str)}`" for key, value in params.items())
+def _param_text(params: dict[str, Any], markdown: bool = True) -> str:
+    quote = "`" if markdown else ""
+    return ", ".join(f"{quote}{key}={json.dumps(value, default=str)}{quote}" for key, value in params.items())
 
 
-def sweep_title(index: int, distinct: dict[str, Any], count: int) -> str:
+def sweep_title(index: int, distinct: dict[str, Any], count: int, markdown: bool = True) -> str:
+    """ "Noise sweep" when there is one; else its number and the params that set it apart."""
     if count == 1:
         return "Noise sweep"
-    return f"Sweep {index + 1}: {_param_text(distinct)}"
+    return f"Sweep {index + 1}: {_param_text(distinct, markdown)}"
 
 
 def markdown_report(sweeps: list[Sweep], skipped: Iterable[Any] = (), figure: str | None = None) -> str:
