@@ -2,7 +2,8 @@
 
 `python -m stages.train --loss bce --labels noisy` trains the shared head on the cached backbone
 features with that loss, for every seed in `train.seeds`, and writes models/<loss>-<labels>/seed_<s>.keras
-plus per-epoch DVCLive logs in metrics/train/<loss>-<labels>/seed_<s>/. Every variant shares the
+plus per-epoch DVCLive logs in metrics/train/<loss>-<labels>/seed_<s>/ and the mean curves over seeds in
+metrics/curves/<loss>-<labels>/{loss,accuracy}.csv (what `dvc plots show` draws). Every variant shares the
 features, the head, the optimiser, the schedule and (per seed) the head's initial weights; only the
 labels and the loss differ.
 
@@ -16,7 +17,11 @@ from __future__ import annotations
 import argparse
 import shutil
 import sys
+from collections.abc import Sequence
 from pathlib import Path
+
+import numpy as np
+import pandas as pd
 
 from stages.lib import params as P
 from stages.lib.backbone import derived_seed, seed_everything
@@ -36,15 +41,40 @@ from stages.lib.io import (
     read_json,
 )
 
+CURVE_METRICS = ("loss", "accuracy")
+
 
 def training_log_dir(variant: str) -> Path:
     return METRICS_DIR / "train" / variant
 
 
+def curves_dir(variant: str) -> Path:
+    return METRICS_DIR / "curves" / variant
+
+
+def mean_curves(histories: Sequence[dict[str, list[float]]]) -> dict[str, pd.DataFrame]:
+    """Per metric, the per-epoch mean over seeds of the training value and of the test value.
+
+    `histories` are Keras `History.history` dicts (`loss`, `val_loss`, ...), one per seed. Columns:
+    epoch (from 1), train, test, and their sample standard deviations over seeds (0 for one seed).
+    """
+    curves = {}
+    for metric in CURVE_METRICS:
+        columns = {"epoch": np.arange(1, len(histories[0][metric]) + 1)}
+        for split, key in (("train", metric), ("test", f"val_{metric}")):
+            values = np.array([history[key] for history in histories], dtype=np.float64)
+            columns[split] = values.mean(axis=0)
+            columns[f"{split}_std"] = values.std(axis=0, ddof=1) if len(values) > 1 else np.zeros(values.shape[1])
+        curves[metric] = pd.DataFrame(columns)
+    return curves
+
+
 def train_head(
     features, y, test_features, test_y, *, task, num_classes, loss_fn, settings: P.TrainParams, seed, log_dir
 ):
-    """Fit one head from a seeded initialisation; logs each epoch to DVCLive in log_dir."""
+    """Fit one head from a seeded initialisation; logs each epoch to DVCLive in log_dir.
+
+    Returns the model and its Keras history (per-epoch `loss`, `accuracy`, `val_loss`, `val_accuracy`)."""
     import keras
     from dvclive import Live
     from dvclive.keras import DVCLiveCallback
@@ -57,7 +87,7 @@ def train_head(
         metrics=[accuracy_metric(task)],
     )
     live = Live(dir=str(log_dir), dvcyaml=False, save_dvc_exp=False, report=None)
-    model.fit(
+    history = model.fit(
         features,
         y,
         epochs=settings.epochs,
@@ -67,7 +97,7 @@ def train_head(
         callbacks=[DVCLiveCallback(live=live)],
         verbose=2,
     )
-    return model
+    return model, history.history
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -99,11 +129,12 @@ def main(argv: list[str] | None = None) -> None:
 
     log_root = training_log_dir(variant)
     shutil.rmtree(log_root, ignore_errors=True)  # logs of an earlier, interrupted run
+    histories = []
     with atomic_dir(MODELS_DIR / variant) as staging:
         for repeat in settings.seeds:
             print(f"train {variant}: seed {repeat}", file=sys.stderr)
             y = targets(labels_for_seed(label_table, repeat, train_ids, label_source), task, num_classes)
-            model = train_head(
+            model, history = train_head(
                 features,
                 y,
                 test_features,
@@ -116,6 +147,10 @@ def main(argv: list[str] | None = None) -> None:
                 log_dir=log_root / f"seed_{repeat}",
             )
             model.save(staging / MODEL_FILE.format(seed=repeat))
+            histories.append(history)
+    with atomic_dir(curves_dir(variant)) as staging:
+        for metric, frame in mean_curves(histories).items():
+            frame.to_csv(staging / f"{metric}.csv", index=False, lineterminator="\n")
 
 
 if __name__ == "__main__":

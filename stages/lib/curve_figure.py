@@ -1,0 +1,106 @@
+"""The noise-curve figure: accuracy and balanced accuracy against the noise rate, per loss, per sweep."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from stages.lib.io import atomic_path
+from stages.lib.sweep import BASELINE, METRIC_TITLES, Curve, Sweep, curve, distinguishing_params, sweep_title, variants
+
+FIGURE_METRICS = ("accuracy", "balanced_accuracy")
+BASELINE_COLOUR = "0.35"
+
+
+def _loss_of(variant: str) -> str:
+    return variant.rsplit("-", 1)[0]
+
+
+def _binary_flip(sweep: Sweep) -> bool:
+    """Binary labels flipped at the noise rate: at 0.5 they carry no information, above it they invert."""
+    return sweep.config.get("task") == "binary" and sweep.config.get("noise_type") == "symmetric"
+
+
+def draw_noise_curves(sweeps: list[Sweep], path: Path | str) -> None:
+    """One row of panels per sweep (one panel per metric); lines are means over seeds, bands ± 1 std."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: no display needed
+    import matplotlib.pyplot as plt
+
+    distinct = distinguishing_params(sweeps)
+    figure, axes = plt.subplots(
+        len(sweeps), len(FIGURE_METRICS), figsize=(6.2 * len(FIGURE_METRICS), 4.6 * len(sweeps)), squeeze=False
+    )
+    # One colour per loss across every sweep, so a loss looks the same in every panel.
+    losses = list(dict.fromkeys(_loss_of(name) for sweep in sweeps for name in variants(sweep)))
+    colours = {loss: plt.get_cmap("tab10")(i % 10) for i, loss in enumerate(losses)}
+    for row, sweep in enumerate(sweeps):
+        names = variants(sweep)
+        for column, metric in enumerate(FIGURE_METRICS):
+            axis = axes[row][column]
+            for name in names:
+                _draw_variant(axis, curve(sweep, name, metric), name, colours[_loss_of(name)])
+            _draw_control(axis, curve(sweep, BASELINE, metric), "majority baseline", BASELINE_COLOUR, ":")
+            if _binary_flip(sweep):
+                axis.axvline(0.5, color="0.75", lw=1, zorder=0)
+                axis.annotate(
+                    "labels carry no information",
+                    (0.5, 1),
+                    xycoords=("data", "axes fraction"),
+                    xytext=(3, -3),
+                    textcoords="offset points",
+                    va="top",
+                    fontsize=7,
+                    color="0.45",
+                )
+            axis.set_xlabel("noise rate (fraction of training labels corrupted)")
+            axis.set_ylabel(METRIC_TITLES[metric] + " (test set, true labels)")
+            axis.set_xlim(-0.02, 1.02)
+            axis.grid(alpha=0.3)
+            title = METRIC_TITLES[metric]
+            if len(sweeps) > 1:
+                title = f"{sweep_title(row, distinct[row], len(sweeps), markdown=False)}\n{title}"
+            axis.set_title(title, fontsize=10)
+    # One legend for the figure, below the panels: the union of every panel's lines.
+    legend = {}
+    for axis in axes.flat:
+        for handle, label in zip(*axis.get_legend_handles_labels(), strict=True):
+            legend.setdefault(label, handle)
+    figure.legend(legend.values(), legend.keys(), loc="lower center", ncol=min(len(legend), 6), fontsize=9)
+    seeds = max(sweep.seeds for sweep in sweeps)
+    band = f"bands: ± 1 standard deviation over {seeds} seeds" if seeds > 1 else "one seed: no bands"
+    figure.suptitle(f"Label noise vs. loss — solid: noisy labels, dashed: clean-label controls; {band}", fontsize=11)
+    legend_rows = -(-len(legend) // 6)
+    figure.tight_layout(rect=(0, 0.05 * legend_rows / len(sweeps) + 0.02, 1, 1))
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, format="png", dpi=130)
+    plt.close(figure)
+
+
+def _draw_variant(axis, values: Curve, name: str, colour) -> None:
+    if name.endswith("-clean"):
+        _draw_control(axis, values, name, colour, "--")
+        return
+    axis.plot(values.noise, values.mean, "-o", color=colour, lw=2, ms=4, label=name)
+    std = np.nan_to_num(values.std)
+    if np.any(std > 0):
+        axis.fill_between(values.noise, values.mean - std, values.mean + std, color=colour, alpha=0.2)
+
+
+def _draw_control(axis, values: Curve, name: str, colour, style: str) -> None:
+    """A control that does not depend on the noise rate: one horizontal line (and band) when every run
+    measured the same value, as they do when DVC restores it from the run-cache; else the values as measured."""
+    finite = np.isfinite(values.mean)
+    if not finite.any():
+        return
+    means, stds = values.mean[finite], np.nan_to_num(values.std[finite])
+    if np.ptp(means) == 0 and np.ptp(stds) == 0:
+        axis.axhline(means[0], ls=style, color=colour, lw=1.5, label=name)
+        if stds[0] > 0:
+            axis.axhspan(means[0] - stds[0], means[0] + stds[0], color=colour, alpha=0.08, lw=0)
+        return
+    axis.plot(values.noise[finite], means, ls=style, marker=".", color=colour, lw=1.5, label=name)
+    if np.any(stds > 0):
+        axis.fill_between(values.noise[finite], means - stds, means + stds, color=colour, alpha=0.08, lw=0)

@@ -1,0 +1,200 @@
+"""Runs grouped into noise sweeps, and the per-variant curves and tables of a sweep.
+
+A sweep is every run that shares all params but `noise`: one configuration measured at several noise
+levels. Runs that differ in anything else (epochs, losses, seeds, noise_type...) form separate sweeps,
+never averaged together. Where one sweep has several runs at the same noise level (the workspace and the
+experiment it came from, or a rerun), the most recent commit wins and the workspace counts as the oldest:
+uncommitted results only fill a gap.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from stages.lib.experiments import Run
+
+BASELINE = "baseline"
+LABEL_SETS = ("noisy", "clean")
+TABLE_METRICS = ("accuracy", "balanced_accuracy", "auc")
+METRIC_TITLES = {"accuracy": "Accuracy", "balanced_accuracy": "Balanced accuracy", "auc": "AUC"}
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """One configuration's runs, one per noise level (ascending)."""
+
+    config: dict[str, Any]  # the params every run shares (all but noise)
+    runs: tuple[Run, ...]
+    superseded: tuple[Run, ...]  # runs at an already covered noise level, left out
+
+    @property
+    def noise_levels(self) -> list[float]:
+        return [run.noise for run in self.runs]
+
+    @property
+    def seeds(self) -> int:
+        """Repeats behind each mean (the largest `seeds` count any variant reports)."""
+        counts = [m.get("seeds") for run in self.runs for m in run.metrics.values() if isinstance(m, dict)]
+        return int(max((c for c in counts if isinstance(c, int | float)), default=1))
+
+
+@dataclass(frozen=True)
+class Curve:
+    """A metric of one variant against the noise rate; NaN where a run lacks it."""
+
+    noise: np.ndarray
+    mean: np.ndarray
+    std: np.ndarray  # sample std over seeds; 0 for one seed
+
+
+def _config_key(run: Run) -> str:
+    return json.dumps({k: v for k, v in run.params.items() if k != "noise"}, sort_keys=True, default=str)
+
+
+def _recency(run: Run) -> tuple[int, str]:
+    # ISO timestamps sort as strings; the workspace (no timestamp) sorts before every commit.
+    return (0, "") if run.timestamp is None else (1, run.timestamp)
+
+
+def _same_results(a: Run, b: Run) -> bool:
+    return a.params == b.params and a.metrics == b.metrics
+
+
+def group_sweeps(runs: Iterable[Run]) -> list[Sweep]:
+    """Sweeps from runs, the most recently run sweep first."""
+    groups: dict[str, list[Run]] = {}
+    for run in runs:
+        groups.setdefault(_config_key(run), []).append(run)
+    sweeps = []
+    for members in groups.values():
+        chosen: dict[float, Run] = {}
+        superseded = []
+        for run in sorted(members, key=_recency, reverse=True):
+            if run.noise not in chosen:
+                chosen[run.noise] = run
+            elif not _same_results(run, chosen[run.noise]):  # an identical copy is not worth a mention
+                superseded.append(run)
+        config = {k: v for k, v in members[0].params.items() if k != "noise"}
+        ordered = tuple(chosen[noise] for noise in sorted(chosen))
+        sweeps.append(Sweep(config, ordered, tuple(superseded)))
+    return sorted(sweeps, key=lambda s: max(_recency(r) for r in s.runs), reverse=True)
+
+
+def distinguishing_params(sweeps: list[Sweep]) -> list[dict[str, Any]]:
+    """Per sweep, the params whose values are not the same in every sweep (empty for a single sweep)."""
+    keys = sorted({key for sweep in sweeps for key in sweep.config})
+    varying = [key for key in keys if len({json.dumps(s.config.get(key), default=str) for s in sweeps}) > 1]
+    return [{key: sweep.config.get(key) for key in varying} for sweep in sweeps]
+
+
+def variants(sweep: Sweep) -> list[str]:
+    """Variant names of the sweep: noisy ones first, then the clean controls, in train.losses order."""
+    found = {name for run in sweep.runs for name in run.metrics if name != BASELINE}
+    losses = sweep.config.get("train.losses")
+    order = [f"{loss}-{labels}" for labels in LABEL_SETS for loss in losses] if isinstance(losses, list) else []
+    return [name for name in order if name in found] + sorted(found - set(order))
+
+
+def _number(value: Any) -> float:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else math.nan
+
+
+def _seed_count(run: Run, variant: str) -> int:
+    """How many seeds the variant's numbers in this run average (1 for the baseline, which has none)."""
+    seeds = _number((run.metrics.get(variant) or {}).get("seeds"))
+    return 1 if math.isnan(seeds) else int(seeds)
+
+
+def curve(sweep: Sweep, variant: str, metric: str) -> Curve:
+    """Mean and std over seeds of `metric` for `variant` at each noise level of the sweep."""
+    means, stds = [], []
+    for run in sweep.runs:
+        values = run.metrics.get(variant) or {}
+        means.append(_number(values.get(metric)))
+        std = values.get(f"{metric}_std")
+        stds.append(0.0 if std is None and metric in values else _number(std))
+    return Curve(np.array(sweep.noise_levels, dtype=np.float64), np.array(means), np.array(stds))
+
+
+def format_cell(mean: float, std: float, seeds: int) -> str:
+    """`0.812 ± 0.021` over several seeds, `0.812` for one; `–` where nothing was measured."""
+    if math.isnan(mean):
+        return "–"
+    if seeds > 1 and not math.isnan(std):
+        return f"{mean:.3f} ± {std:.3f}"
+    return f"{mean:.3f}"
+
+
+def markdown_table(sweep: Sweep, metric: str) -> str:
+    """One row per noise level, one column per variant and the majority baseline, plus the run's name."""
+    names = variants(sweep)
+    curves = {name: curve(sweep, name, metric) for name in [*names, BASELINE]}
+    header = ["noise", *names, BASELINE, "experiment"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---:"] * (len(header) - 1) + [":---"]) + "|"]
+    for i, run in enumerate(sweep.runs):
+        cells = [f"{run.noise:g}"]
+        for name in [*names, BASELINE]:
+            cells.append(format_cell(curves[name].mean[i], curves[name].std[i], _seed_count(run, name)))
+        cells.append(f"`{run.name}`")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+# Params worth repeating above each sweep's tables (the rest is in `dvc exp show`).
+SUMMARY_PARAMS = (
+    "task",
+    "noise_type",
+    "train.losses",
+    "train.seeds",
+    "train.epochs",
+    "model.weights",
+    "data.image_size",
+)
+
+
+def _param_text(params: dict[str, Any], markdown: bool = True) -> str:
+    quote = "`" if markdown else ""
+    return ", ".join(f"{quote}{key}={json.dumps(value, default=str)}{quote}" for key, value in params.items())
+
+
+def sweep_title(index: int, distinct: dict[str, Any], count: int, markdown: bool = True) -> str:
+    """ "Noise sweep" when there is one; else its number and the params that set it apart."""
+    if count == 1:
+        return "Noise sweep"
+    return f"Sweep {index + 1}: {_param_text(distinct, markdown)}"
+
+
+def markdown_report(sweeps: list[Sweep], skipped: Iterable[Any] = (), figure: str | None = None) -> str:
+    """results.md: per sweep, what it ran and one table per metric; then what was left out and why."""
+    lines = ["# Label noise: results by noise rate", ""]
+    if figure:
+        lines += [f"![accuracy against noise rate]({figure})", ""]
+    lines += [
+        "Each cell is the mean over the `train.seeds` repeats on the test set's true labels, ± the sample "
+        "standard deviation over seeds where there are several. `<loss>-noisy` heads learn from labels "
+        "corrupted at the row's noise rate; `<loss>-clean` heads (controls) from the true labels, so they do "
+        "not depend on it; `baseline` always answers the training pool's majority class. Rows come from the "
+        "experiment named in the last column (`dvc exp show` has all of its params and metrics).",
+        "",
+    ]
+    distinct = distinguishing_params(sweeps)
+    for index, sweep in enumerate(sweeps):
+        lines += [f"## {sweep_title(index, distinct[index], len(sweeps))}", ""]
+        summary = {key: sweep.config[key] for key in SUMMARY_PARAMS if key in sweep.config}
+        levels = ", ".join(f"{noise:g}" for noise in sweep.noise_levels)
+        lines += [f"Noise levels: {levels}. Params: {_param_text(summary)}.", ""]
+        for metric in TABLE_METRICS:
+            lines += [f"### {METRIC_TITLES[metric]}", "", markdown_table(sweep, metric), ""]
+        if sweep.superseded:
+            older = ", ".join(f"`{run.name}` (noise {run.noise:g})" for run in sweep.superseded)
+            lines += [f"Superseded by a newer run at the same noise level: {older}.", ""]
+    left_out = [f"`{row.name}` ({row.reason})" for row in skipped]
+    if left_out:
+        lines += ["## Not included", "", "Rows of `dvc exp show` without results: " + ", ".join(left_out) + ".", ""]
+    return "\n".join(lines)

@@ -1,0 +1,60 @@
+"""The noise sweep's report: accuracy against noise rate for every loss, over all experiments of the repo.
+
+`python -m stages.report` reads every finished run that `dvc exp show` lists (the workspace, HEAD's commit
+and the experiments run from it; `--all-commits` for every commit's) and writes
+reports/noise_curve.png (accuracy and balanced accuracy against the noise rate, one line per loss on
+noisy labels, the clean-label controls and the majority baseline as references, bands of ± 1 standard
+deviation over seeds) and reports/results.md (one table per metric: a row per noise level, a column per
+variant, mean ± std over seeds).
+
+Not a DVC stage: its input is the set of experiments, which lives in git refs rather than in files one
+run of the pipeline could depend on. It only reads: nothing in the workspace or the experiments changes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from stages.lib.curve_figure import draw_noise_curves
+from stages.lib.errors import UserError, run_stage
+from stages.lib.experiments import exp_show_json, parse_runs
+from stages.lib.io import atomic_path
+from stages.lib.sweep import group_sweeps, markdown_report
+
+REPORTS_DIR = Path("reports")
+FIGURE_NAME = "noise_curve.png"
+TABLE_NAME = "results.md"
+NO_RUNS = (
+    "no finished experiment with metrics yet: run the pipeline first, e.g. "
+    "`dvc exp run --queue -S 'noise=0,0.1,0.3,0.5,0.7,0.9'` then `dvc queue start` (or `dvc repro`)"
+)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m stages.report", description=__doc__.splitlines()[0])
+    parser.add_argument("--all-commits", action="store_true", help="include experiments of every commit, not HEAD's")
+    parser.add_argument("--out", type=Path, default=REPORTS_DIR, help=f"output folder (default: {REPORTS_DIR})")
+    args = parser.parse_args(argv)
+
+    runs, skipped = parse_runs(exp_show_json(".", all_commits=args.all_commits))
+    for row in skipped:
+        print(f"report: left out {row.name}: {row.reason}", file=sys.stderr)
+    if not runs:
+        raise UserError(NO_RUNS)
+    sweeps = group_sweeps(runs)
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    figure_path, table_path = args.out / FIGURE_NAME, args.out / TABLE_NAME
+    draw_noise_curves(sweeps, figure_path)
+    with atomic_path(table_path) as tmp:
+        tmp.write_text(markdown_report(sweeps, skipped, figure=FIGURE_NAME))
+    for sweep in sweeps:
+        levels = ", ".join(f"{noise:g}" for noise in sweep.noise_levels)
+        print(f"report: sweep of {len(sweep.runs)} runs at noise {levels}", file=sys.stderr)
+    print(f"report: wrote {figure_path} and {table_path}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    run_stage("report", main)

@@ -1,0 +1,300 @@
+"""Unit tests for the sweep report: reading `dvc exp show --json`, grouping runs into sweeps, the tables
+and the figure, on hand-made records shaped like DVC's output."""
+
+from __future__ import annotations
+
+import copy
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from stages import report
+from stages.lib.errors import UserError
+from stages.lib.experiments import Run, exp_show_json, flatten, parse_runs
+from stages.lib.sweep import (
+    curve,
+    distinguishing_params,
+    format_cell,
+    group_sweeps,
+    markdown_report,
+    markdown_table,
+    variants,
+)
+from stages.train import mean_curves
+
+PARAMS = {
+    "seed": 0,
+    "noise": 0.3,
+    "noise_type": "symmetric",
+    "task": "binary",
+    "model": {"weights": "imagenet"},
+    "train": {"losses": ["bce", "l1"], "epochs": 5, "seeds": [0, 1, 2]},
+}
+
+
+def variant_metrics(accuracy: float, std: float = 0.02, seeds: int = 3) -> dict:
+    return {
+        "accuracy": accuracy,
+        "accuracy_std": std,
+        "balanced_accuracy": accuracy - 0.1,
+        "balanced_accuracy_std": std,
+        "auc": accuracy + 0.05,
+        "auc_std": std,
+        "accuracy_ci95": [accuracy - 0.03, accuracy + 0.03],
+        "seeds": seeds,
+    }
+
+
+def study_metrics(noise: float) -> dict:
+    """Noisy variants lose accuracy with noise (L1 less than BCE); clean controls and baseline do not."""
+    return {
+        "bce-clean": variant_metrics(0.95),
+        "bce-noisy": variant_metrics(0.95 - 0.4 * noise),
+        "l1-clean": variant_metrics(0.93),
+        "l1-noisy": variant_metrics(0.93 - 0.2 * noise),
+        "baseline": {"accuracy": 0.81, "balanced_accuracy": 0.5, "auc": 0.5, "predicts": "not_sunflowers"},
+    }
+
+
+def rev_record(rev: str, name: str | None, timestamp: str | None, noise: float, **params) -> dict:
+    """One row as `dvc exp show --json` prints it (the parts the report reads)."""
+    values = copy.deepcopy(PARAMS)
+    values["noise"] = noise
+    for dotted, value in params.items():
+        *parents, last = dotted.split("__")
+        node = values
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[last] = value
+    return {
+        "rev": rev,
+        "name": name,
+        "data": {
+            "rev": rev,
+            "timestamp": timestamp,
+            "params": {"params.yaml": {"data": values}},
+            "metrics": {
+                "metrics/metrics.json": {"data": study_metrics(noise)},
+                "metrics/noise.json": {"data": {"noise": noise, "flip_rate": noise}},
+            },
+        },
+        "error": None,
+        "experiments": None,
+    }
+
+
+def experiment(record: dict, state: str | None = "success") -> dict:
+    executor = None if state is None else {"state": state, "name": "dvc-task", "local": {}}
+    return {"revs": [record], "executor": executor, "name": record["name"]}
+
+
+def exp_show(*experiments: dict, baseline_noise: float = 0.3, workspace: dict | None = None) -> list[dict]:
+    """Workspace + HEAD commit (main) with the given experiments under it."""
+    head = rev_record("a" * 40, "main", "2026-01-01T10:00:00", baseline_noise)
+    head["experiments"] = list(experiments)
+    ws = workspace if workspace is not None else rev_record("workspace", None, None, baseline_noise)
+    return [ws, head]
+
+
+def sweep_records() -> list[dict]:
+    return exp_show(
+        experiment(rev_record("b" * 40, "exp-0", "2026-01-01T11:00:00", 0.0)),
+        experiment(rev_record("c" * 40, "exp-5", "2026-01-01T11:05:00", 0.5)),
+        experiment(rev_record("d" * 40, "exp-9", "2026-01-01T11:10:00", 0.9)),
+    )
+
+
+def make_run(name: str, noise: float, timestamp: str | None, **params) -> Run:
+    record = rev_record(name, name, timestamp, noise, **params)
+    return Run(
+        name,
+        name,
+        timestamp,
+        flatten(record["data"]["params"]["params.yaml"]["data"]),
+        record["data"]["metrics"]["metrics/metrics.json"]["data"],
+    )
+
+
+# --- reading exp show ---------------------------------------------------------------------------------
+
+
+def test_parse_runs_reads_baselines_and_finished_experiments() -> None:
+    runs, skipped = parse_runs(sweep_records())
+    assert [run.name for run in runs] == ["workspace", "main", "exp-0", "exp-5", "exp-9"]
+    assert [run.noise for run in runs] == [0.3, 0.3, 0.0, 0.5, 0.9]
+    assert runs[0].is_workspace and runs[0].timestamp is None
+    assert runs[2].params["train.seeds"] == [0, 1, 2]  # flattened, lists kept
+    assert runs[3].metrics["bce-noisy"]["accuracy"] == pytest.approx(0.75)
+    assert skipped == []
+
+
+@pytest.mark.parametrize("state", ["queued", "running", "failed"])
+def test_parse_runs_skips_unfinished_experiments(state: str) -> None:
+    # DVC lists the parent commit's metrics under a queued, running or failed experiment: not its own.
+    records = exp_show(experiment(rev_record("e" * 40, "pending", None, 0.7), state=state))
+    runs, skipped = parse_runs(records)
+    assert "pending" not in [run.name for run in runs]
+    assert [(row.name, row.reason) for row in skipped] == [("pending", state)]
+
+
+def test_parse_runs_keeps_experiments_run_in_the_workspace() -> None:
+    # `dvc exp run` without --queue records no executor.
+    runs, _ = parse_runs(exp_show(experiment(rev_record("f" * 40, "here", "2026-01-02T00:00:00", 0.7), state=None)))
+    assert "here" in [run.name for run in runs]
+
+
+def test_parse_runs_skips_rows_without_metrics_and_stale_workspace() -> None:
+    fresh = rev_record("workspace", None, None, 0.3)
+    fresh["data"]["metrics"]["metrics/metrics.json"] = {"error": {"type": "FileNotFoundError", "msg": "missing"}}
+    _, skipped = parse_runs(exp_show(workspace=fresh))
+    assert [row.name for row in skipped] == ["workspace"]
+    assert "not reproduced" in skipped[0].reason
+
+    edited = rev_record("workspace", None, None, 0.3)
+    edited["data"]["params"]["params.yaml"]["data"]["noise"] = 0.6  # params.yaml edited, no `dvc repro` yet
+    runs, skipped = parse_runs(exp_show(workspace=edited))
+    assert "workspace" not in [run.name for run in runs]
+    assert "noise=0.3" in skipped[0].reason and "0.6" in skipped[0].reason
+
+
+def test_exp_show_json_outside_a_repo_is_a_user_error(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="dvc exp show --json"):
+        exp_show_json(tmp_path)
+
+
+# --- grouping -------------------------------------------------------------------------------------------
+
+
+def test_one_sweep_with_a_run_per_noise_level_and_duplicates_dropped() -> None:
+    runs, _ = parse_runs(sweep_records())
+    (sweep,) = group_sweeps(runs)
+    assert sweep.noise_levels == [0.0, 0.3, 0.5, 0.9]
+    # workspace and main hold the same results at 0.3: the commit is kept, the copy not reported.
+    assert [run.name for run in sweep.runs] == ["exp-0", "main", "exp-5", "exp-9"]
+    assert sweep.superseded == ()
+    assert sweep.seeds == 3
+    assert variants(sweep) == ["bce-noisy", "l1-noisy", "bce-clean", "l1-clean"]
+
+
+def test_latest_run_wins_at_a_shared_noise_level_and_workspace_counts_oldest() -> None:
+    old = make_run("old", 0.5, "2026-01-01T09:00:00")
+    new = make_run("new", 0.5, "2026-01-03T09:00:00")
+    new.metrics["bce-noisy"]["accuracy"] = 0.5  # a rerun that measured something else
+    workspace = make_run("workspace", 0.5, None)
+    workspace.metrics["bce-noisy"]["accuracy"] = 0.4
+    (sweep,) = group_sweeps([old, workspace, new])
+    assert [run.name for run in sweep.runs] == ["new"]
+    assert {run.name for run in sweep.superseded} == {"old", "workspace"}
+
+    (only_workspace,) = group_sweeps([workspace])
+    assert [run.name for run in only_workspace.runs] == ["workspace"]
+
+
+def test_runs_differing_in_other_params_form_separate_sweeps() -> None:
+    runs = [
+        make_run("a0", 0.0, "2026-01-01T00:00:00"),
+        make_run("a5", 0.5, "2026-01-01T00:01:00"),
+        make_run("b0", 0.0, "2026-01-02T00:00:00", train__epochs=20),
+        make_run("b5", 0.5, "2026-01-02T00:01:00", train__epochs=20),
+    ]
+    sweeps = group_sweeps(runs)
+    assert [[run.name for run in sweep.runs] for sweep in sweeps] == [["b0", "b5"], ["a0", "a5"]]  # newest first
+    assert distinguishing_params(sweeps) == [{"train.epochs": 20}, {"train.epochs": 5}]
+    text = markdown_report(sweeps)
+    assert "## Sweep 1: `train.epochs=20`" in text and "## Sweep 2: `train.epochs=5`" in text
+
+
+# --- curves and tables ----------------------------------------------------------------------------------
+
+
+def test_curve_holds_mean_and_std_per_noise_level_and_nan_where_missing() -> None:
+    runs = [make_run("a", 0.0, "2026-01-01T00:00:00"), make_run("b", 0.5, "2026-01-01T00:01:00")]
+    del runs[1].metrics["l1-noisy"]
+    (sweep,) = group_sweeps(runs)
+    bce = curve(sweep, "bce-noisy", "accuracy")
+    np.testing.assert_allclose(bce.noise, [0.0, 0.5])
+    np.testing.assert_allclose(bce.mean, [0.95, 0.75])
+    np.testing.assert_allclose(bce.std, [0.02, 0.02])
+    l1 = curve(sweep, "l1-noisy", "accuracy")
+    assert l1.mean[0] == pytest.approx(0.93) and math.isnan(l1.mean[1])
+    baseline = curve(sweep, "baseline", "balanced_accuracy")
+    np.testing.assert_allclose(baseline.mean, [0.5, 0.5])
+    np.testing.assert_allclose(baseline.std, [0.0, 0.0])  # no _std key: a single number
+
+
+def test_format_cell() -> None:
+    assert format_cell(0.81234, 0.0212, 3) == "0.812 ± 0.021"
+    assert format_cell(0.81234, 0.0, 1) == "0.812"
+    assert format_cell(math.nan, math.nan, 3) == "–"
+
+
+def test_markdown_table_has_a_row_per_noise_level_and_a_column_per_variant() -> None:
+    runs, _ = parse_runs(sweep_records())
+    (sweep,) = group_sweeps(runs)
+    lines = markdown_table(sweep, "accuracy").splitlines()
+    assert lines[0] == "| noise | bce-noisy | l1-noisy | bce-clean | l1-clean | baseline | experiment |"
+    rows = [line.split(" | ") for line in lines[2:]]
+    assert [row[0].strip("| ") for row in rows] == ["0", "0.3", "0.5", "0.9"]
+    assert rows[2][1] == "0.750 ± 0.020" and rows[2][2] == "0.830 ± 0.020"  # noise 0.5: BCE 0.95-0.2, L1 0.93-0.1
+    assert all(row[3] == "0.950 ± 0.020" for row in rows)  # the clean control, at every level
+    assert all(row[5] == "0.810" for row in rows)  # baseline: no spread over seeds
+    assert rows[0][6].strip("| ") == "`exp-0`"
+
+
+def test_markdown_report_lists_metrics_and_what_was_left_out() -> None:
+    records = sweep_records()
+    records[1]["experiments"].append(experiment(rev_record("9" * 40, "broken", None, 0.7), state="failed"))
+    runs, skipped = parse_runs(records)
+    text = markdown_report(group_sweeps(runs), skipped, figure="noise_curve.png")
+    assert "![accuracy against noise rate](noise_curve.png)" in text
+    for title in ("### Accuracy", "### Balanced accuracy", "### AUC"):
+        assert title in text
+    assert "Noise levels: 0, 0.3, 0.5, 0.9." in text
+    assert "`broken` (failed)" in text
+
+
+def test_mean_curves_average_keras_histories_over_seeds() -> None:
+    histories = [
+        {"loss": [1.0, 0.5], "accuracy": [0.5, 0.7], "val_loss": [1.2, 0.8], "val_accuracy": [0.4, 0.6]},
+        {"loss": [0.8, 0.3], "accuracy": [0.7, 0.9], "val_loss": [1.0, 0.6], "val_accuracy": [0.6, 0.8]},
+    ]
+    curves = mean_curves(histories)
+    assert set(curves) == {"loss", "accuracy"}
+    accuracy = curves["accuracy"]
+    assert list(accuracy.columns) == ["epoch", "train", "train_std", "test", "test_std"]
+    np.testing.assert_allclose(accuracy["epoch"], [1, 2])
+    np.testing.assert_allclose(accuracy["train"], [0.6, 0.8])
+    np.testing.assert_allclose(accuracy["test"], [0.5, 0.7])
+    np.testing.assert_allclose(accuracy["test_std"], [np.std([0.4, 0.6], ddof=1)] * 2)
+    np.testing.assert_allclose(mean_curves(histories[:1])["loss"]["train_std"], [0.0, 0.0])
+
+
+# --- the command ------------------------------------------------------------------------------------------
+
+
+def test_report_writes_figure_and_table(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    records = sweep_records()
+    records[1]["experiments"].append(
+        experiment(rev_record("8" * 40, "long", "2026-01-04T00:00:00", 0.5, train__epochs=20))
+    )
+    monkeypatch.setattr(report, "exp_show_json", lambda *args, **kwargs: records)
+    report.main(["--out", str(tmp_path / "reports")])
+    with Image.open(tmp_path / "reports/noise_curve.png") as image:
+        width, height = image.size
+    assert width > 1000 and height > 2 * 500  # two sweeps: two rows of panels
+    text = (tmp_path / "reports/results.md").read_text()
+    assert text.count("### Accuracy") == 2 and "`train.epochs=20`" in text
+
+
+def test_report_without_runs_says_how_to_make_some(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    empty = rev_record("workspace", None, None, 0.3)
+    empty["data"]["metrics"] = {}
+    head = copy.deepcopy(empty)
+    head.update(rev="a" * 40, name="main")
+    monkeypatch.setattr(report, "exp_show_json", lambda *args, **kwargs: [empty, head])
+    with pytest.raises(UserError, match=r"no finished experiment.*dvc exp run --queue"):
+        report.main(["--out", str(tmp_path / "reports")])
+    assert not (tmp_path / "reports").exists()
