@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from tests.conftest import make_project, run
+from tests.conftest import make_project, run, write_params
 from tests.synthetic import flower_image, make_flower_folder
 
 READABLE = {
@@ -104,4 +104,22 @@ def test_counts_appear_in_the_stages_output(prepared: tuple[Path, str, str]) -> 
     assert (
         f"subsample: {usable} images decoded, {len(UNREADABLE)} unreadable and {len(NOT_IMAGES)} "
         "non-image files skipped" in subsample
+    )
+
+
+def test_split_larger_than_the_readable_images(prepared: tuple[Path, str, str]) -> None:
+    """The file count allows it, but after skipping the unreadable files too few images are left."""
+    repo, _, _ = prepared
+    candidates = 5 * GOOD_PER_CLASS + len(READABLE) + len(UNREADABLE)
+    write_params(repo, {"data": {"train_size": candidates - 1}})
+    try:
+        result = run(repo, sys.executable, "-m", "stages.subsample", check=False)
+    finally:
+        write_params(repo, {"data": {"train_size": 30}})
+    assert result.returncode == 2
+    usable = 5 * GOOD_PER_CLASS + len(READABLE)
+    error = result.stderr.strip().splitlines()[-1]
+    assert error == (
+        f"subsample: error: data.train_size = {candidates - 1} is more than the {usable} usable images "
+        "(the test set needs at least one)"
     )
