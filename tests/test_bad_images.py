@@ -8,11 +8,13 @@ from __future__ import annotations
 import io
 import json
 import sys
+import tarfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from PIL import Image
 
 from tests.conftest import make_project, run, write_params
@@ -123,3 +125,19 @@ def test_split_larger_than_the_readable_images(prepared: tuple[Path, str, str]) 
         f"subsample: error: data.train_size = {candidates - 1} is more than the {usable} usable images "
         "(the test set needs at least one)"
     )
+
+
+def test_archive_source_gives_the_same_raw_files(prepared: tuple[Path, str, str], tmp_path: Path) -> None:
+    """A .tgz laid out like tf_flowers' own (flower_photos/LICENSE.txt + class folders) unpacks to the
+    same data/raw as the folder, with nothing of the unpacking left behind."""
+    repo, _, _ = prepared
+    folder = Path(yaml.safe_load((repo / "params.yaml").read_text())["data"]["source"])
+    archive = tmp_path / "flower_photos.tgz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(folder, arcname="flower_photos")
+    from_folder = sorted(p.relative_to(repo / "data/raw") for p in (repo / "data/raw").rglob("*"))
+    other = make_project(tmp_path / "project", archive)
+    result = run(other, sys.executable, "-m", "stages.download")
+    assert sorted(p.relative_to(other / "data/raw") for p in (other / "data/raw").rglob("*")) == from_folder
+    assert sorted(p.name for p in (other / "data").iterdir()) == ["raw"]
+    assert "not copied, beside the class folders: LICENSE.txt" in result.stderr
