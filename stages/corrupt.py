@@ -14,16 +14,7 @@ import pandas as pd
 
 from stages.lib import params as P
 from stages.lib.errors import UserError, run_stage
-from stages.lib.io import (
-    DATA_REPORT,
-    LABELS_TABLE,
-    label_file,
-    label_names,
-    read_csv,
-    read_json,
-    write_csv,
-    write_json,
-)
+from stages.lib.io import label_file, label_names, read_prepared, write_csv, write_json
 from stages.lib.noise import corrupt_labels, flip_rates, transition_matrix
 
 NOISE_METRICS = "metrics/noise.json"
@@ -84,12 +75,12 @@ def corrupt_pool(
 
 
 def main() -> None:
-    raw = P.load_params()
+    raw = P.load_checked_params()
     noise = P.noise_params(raw)
     seed = P.seed(raw)
-    repeats = P.train_params(raw).seeds
-    table = read_csv(LABELS_TABLE)
-    names = label_names(read_json(DATA_REPORT))
+    repeats = P.train_seeds(raw)
+    table, report = read_prepared()
+    names = label_names(report)
     clean = table.loc[table["split"] == "train", ["id", "label"]].reset_index(drop=True)
     noisy, summary = corrupt_pool(clean, noise, names, seed, repeats)
     write_csv(label_file("noisy"), noisy)

@@ -7,16 +7,17 @@ layout, and later stages never care where it came from.
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 import tarfile
-import tempfile
 from pathlib import Path
 
 from stages.lib import params as P
-from stages.lib.errors import UserError, run_stage
+from stages.lib.errors import UserError, one_line, run_stage
 from stages.lib.images import scan_folder
 from stages.lib.io import RAW_DIR, atomic_dir
+from stages.lib.tf_import import import_tensorflow
 
 TFDS_NAME = "tf_flowers"
 TFDS_DIR = Path("data/.tfds")  # tensorflow-datasets' own download cache; git-ignored, not a DVC output
@@ -35,6 +36,7 @@ def export_tfds(target: Path, data_dir: Path = TFDS_DIR) -> int:
     The bytes are the archive's own (no re-encoding), named by the example's position in the
     unshuffled split so the export is identical run after run.
     """
+    import_tensorflow()
     import tensorflow_datasets as tfds
 
     builder = tfds.builder(TFDS_NAME, data_dir=str(data_dir))
@@ -42,7 +44,7 @@ def export_tfds(target: Path, data_dir: Path = TFDS_DIR) -> int:
         builder.download_and_prepare()
     except Exception as error:  # tfds wraps network failures in many types
         raise UserError(
-            f"data.source = tfds: downloading {TFDS_NAME} failed ({type(error).__name__}: {error}). "
+            f"data.source = tfds: downloading {TFDS_NAME} failed ({type(error).__name__}: {one_line(error, 300)}). "
             "Offline, set data.source to a local flower_photos folder or .tgz "
             "(e.g. `dvc exp run -S data.source=/path/flower_photos.tgz`)"
         ) from None
@@ -57,50 +59,63 @@ def export_tfds(target: Path, data_dir: Path = TFDS_DIR) -> int:
     return count
 
 
-def copy_folder(source: Path, target: Path) -> int:
-    """Copy the class folders of a flower_photos-style tree (every file in them, bad ones too:
-    the subsample stage decides what is usable and reports what it skipped)."""
-    scan = scan_folder(source)
-    count = 0
+def copy_folder(source: Path, target: Path, name: str, move: bool = False) -> tuple[int, tuple[str, ...]]:
+    """Copy (or move) the class folders of a flower_photos-style tree into target: every file in them,
+    bad ones too, since the subsample stage decides what is usable and reports what it skipped.
+
+    Returns the number of image files and the names of the files beside the class folders, which are
+    not copied (tf_flowers' own archive has a LICENSE.txt there). `name` names the source in errors.
+    """
+    scan = scan_folder(source, name)
     for class_dir in sorted({Path(rel).parts[0] for rel, _ in scan.images}):
-        shutil.copytree(scan.root / class_dir, target / class_dir)
-        count += sum(1 for rel, _ in scan.images if Path(rel).parts[0] == class_dir)
-    return count
+        if move:
+            os.replace(scan.root / class_dir, target / class_dir)
+        else:
+            shutil.copytree(scan.root / class_dir, target / class_dir)
+    return len(scan.images), scan.outside_classes
 
 
-def extract_archive(archive: Path, target: Path) -> int:
-    """Unpack a .tgz of a flower_photos-style tree and copy its class folders into target."""
-    with tempfile.TemporaryDirectory(dir=target.parent) as unpacked:
-        try:
-            with tarfile.open(archive) as tar:
-                tar.extractall(unpacked, filter="data")  # refuses absolute paths and links out
-        except (tarfile.TarError, OSError) as error:
-            raise UserError(f"data.source = {str(archive)!r}: cannot unpack the archive ({error})") from None
-        return copy_folder(Path(unpacked), target)
+def extract_archive(archive: Path, target: Path, name: str) -> tuple[int, tuple[str, ...]]:
+    """Unpack a .tgz of a flower_photos-style tree and move its class folders into target."""
+    # Unpacked inside target, the staging folder: a killed run leaves nothing outside it.
+    unpacked = target / ".unpacked"
+    try:
+        with tarfile.open(archive) as tar:
+            tar.extractall(unpacked, filter="data")  # refuses absolute paths and links out
+    except (tarfile.TarError, OSError) as error:
+        raise UserError(f"{name}: cannot unpack the archive ({one_line(error)})") from None
+    result = copy_folder(unpacked, target, f"{name} (unpacked)", move=True)
+    shutil.rmtree(unpacked)
+    return result
 
 
-def fetch(source: str, target: Path) -> int:
-    """Fill target (an empty folder) from the configured source; returns the number of images."""
+def fetch(source: str, target: Path) -> tuple[int, tuple[str, ...]]:
+    """Fill target (an empty folder) from the configured source.
+
+    Returns the number of image files and the names of the files left out beside the class folders.
+    """
     if source == "tfds":
-        return export_tfds(target)
+        return export_tfds(target), ()
+    name = f"data.source = {source!r}"
     path = Path(source).expanduser()
     if not path.exists():
         raise UserError(
-            f"data.source = {source!r}: no such file or folder; use `tfds` or a path to a "
-            "flower_photos-style folder (ROOT/<class>/*.jpg) or a .tgz of one"
+            f"{name}: no such file or folder; use `tfds` or a path to a flower_photos-style folder "
+            "(ROOT/<class>/*.jpg) or a .tgz of one"
         )
     if path.is_dir():
-        return copy_folder(path, target)
+        return copy_folder(path, target, name)
     if path.name.lower().endswith(ARCHIVE_SUFFIXES):
-        return extract_archive(path, target)
-    raise UserError(f"data.source = {source!r}: expected `tfds`, a folder, or a .tgz/.tar.gz/.tar archive")
+        return extract_archive(path, target, name)
+    raise UserError(f"{name}: expected `tfds`, a folder, or a .tgz/.tar.gz/.tar archive")
 
 
 def main() -> None:
-    source = P.data_params(P.load_params()).source
+    source = P.data_params(P.load_checked_params()).source
     with atomic_dir(RAW_DIR) as staging:
-        count = fetch(source, staging)
-    print(f"download: {count} image files from {source} into {RAW_DIR}/", file=sys.stderr)
+        count, left_out = fetch(source, staging)
+    note = f"; not copied, beside the class folders: {', '.join(left_out)}" if left_out else ""
+    print(f"download: {count} image files from {source} into {RAW_DIR}/{note}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ import numpy as np
 from tqdm import tqdm
 
 from stages.lib import params as P
-from stages.lib.backbone import FEATURE_DIM, build_backbone, preprocess, seed_everything
+from stages.lib.backbone import FEATURE_DIM, build_backbone, preprocess, resolve_weights, seed_everything
 from stages.lib.errors import run_stage
 from stages.lib.io import features_path, images_path, load_array, save_array
 
@@ -29,8 +29,9 @@ def embed_images(model, images: np.ndarray, batch_size: int, desc: str = "embed"
 
 
 def main() -> None:
-    raw = P.load_params()
+    raw = P.load_checked_params()
     model_params = P.model_params(raw)
+    resolve_weights(model_params.weights)  # a missing file fails now, before TensorFlow loads
     seed_everything(P.seed(raw))  # fixes the random init of `model.weights: none`
     train_images = load_array(images_path("train"), mmap=True)
     test_images = load_array(images_path("test"), mmap=True)

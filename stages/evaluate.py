@@ -19,7 +19,6 @@ from stages.lib import params as P
 from stages.lib.errors import UserError, run_stage
 from stages.lib.head import MODEL_FILE, predict_proba, targets
 from stages.lib.io import (
-    DATA_REPORT,
     LABELS_TABLE,
     METRICS_DIR,
     MODELS_DIR,
@@ -27,11 +26,11 @@ from stages.lib.io import (
     features_path,
     label_names,
     load_array,
-    read_csv,
-    read_json,
+    read_prepared,
     write_json,
 )
 from stages.lib.metrics import binary_metrics, majority_baseline, multiclass_metrics, summarise
+from stages.lib.tf_import import import_tensorflow
 
 METRICS_FILE = METRICS_DIR / "metrics.json"
 PER_SEED_FILE = METRICS_DIR / "per_seed.json"
@@ -94,13 +93,16 @@ def plot_tables(y_true: np.ndarray, scores: np.ndarray, task: str, names: list[s
 
 
 def main() -> None:
-    raw = P.load_params()
+    raw = P.load_checked_params()
     settings, task = P.train_params(raw), P.task(raw)
-    table = read_csv(LABELS_TABLE)
-    names = label_names(read_json(DATA_REPORT))
+    table, report = read_prepared(task)
+    names = label_names(report)
     y_true = table.loc[table["split"] == "test", "label"].to_numpy(dtype=np.int64)
     train_labels = table.loc[table["split"] == "train", "label"].to_numpy(dtype=np.int64)
     test_features = load_array(features_path("test"))
+    if len(test_features) != len(y_true):
+        raise UserError(f"{features_path('test')} does not match {LABELS_TABLE}: rerun `dvc repro`")
+    import_tensorflow()
 
     summary, per_seed, plots = {}, {}, {}
     for loss in settings.losses:

@@ -31,13 +31,25 @@ from stages.lib.io import (
 )
 
 
+def check_positive_class(positive: str, class_names: tuple[str, ...]) -> None:
+    if positive not in class_names:
+        raise UserError(
+            f"data.positive_class = {positive!r}: not a class of the data; classes: {', '.join(class_names)}"
+        )
+
+
+def check_sizes(train_size: int, test_size: int | None, available: int, what: str) -> None:
+    """The training pool and the test set (at least one image) must fit in `available` images."""
+    if train_size + (test_size or 1) > available:
+        sizes = f"data.train_size = {train_size}" + (f" + data.test_size = {test_size}" if test_size else "")
+        raise UserError(f"{sizes} is more than the {available} {what} (the test set needs at least one)")
+
+
 def binary_or_class_labels(classes: list[str], class_names: tuple[str, ...], task: str, positive: str) -> np.ndarray:
     """Integer labels: 1 for the positive class and 0 otherwise (binary), or the class index."""
     if task == "binary":
         if positive not in class_names:
-            raise UserError(
-                f"data.positive_class = {positive!r}: not a class of the data; classes: {', '.join(class_names)}"
-            )
+            raise UserError(f"data.positive_class = {positive!r}: none of its images could be read")
         return np.array([int(name == positive) for name in classes], dtype=np.int64)
     index = {name: i for i, name in enumerate(class_names)}
     return np.array([index[name] for name in classes], dtype=np.int64)
@@ -53,10 +65,7 @@ def stratified_split(
     """
     n = len(classes)
     counts = Counter(classes)
-    needed = train_size + (test_size or 1)
-    if needed > n:
-        what = f"data.train_size = {train_size}" + (f" + data.test_size = {test_size}" if test_size else "")
-        raise UserError(f"{what} is more than the {n} usable images (the test set needs at least one)")
+    check_sizes(train_size, test_size, n, "usable images")
     if train_size < len(counts):
         raise UserError(f"data.train_size = {train_size}: must be at least the number of classes ({len(counts)})")
     if n - train_size < len(counts):
@@ -83,12 +92,16 @@ def stratified_split(
 
 
 def main() -> None:
-    raw = P.load_params()
+    raw = P.load_checked_params()
     data = P.data_params(raw)
     task = P.task(raw)
     seed = P.seed(raw)
 
     scan = scan_folder(RAW_DIR)
+    # What can be checked from the file names is checked before the minutes of decoding.
+    if task == "binary":
+        check_positive_class(data.positive_class, scan.classes)
+    check_sizes(data.train_size, data.test_size, len(scan.images), f"image files in {RAW_DIR}")
     paths = [scan.root / rel for rel, _ in scan.images]
     images, good, failed = decode_images(
         paths, data.image_size, progress=lambda it: tqdm(it, total=len(paths), desc="decode", unit="img")

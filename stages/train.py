@@ -28,8 +28,6 @@ from stages.lib.backbone import derived_seed, seed_everything
 from stages.lib.errors import UserError, run_stage
 from stages.lib.head import MODEL_FILE, accuracy_metric, build_head, labels_for_seed, targets
 from stages.lib.io import (
-    DATA_REPORT,
-    LABELS_TABLE,
     METRICS_DIR,
     MODELS_DIR,
     atomic_dir,
@@ -38,8 +36,9 @@ from stages.lib.io import (
     label_names,
     load_array,
     read_csv,
-    read_json,
+    read_prepared,
 )
+from stages.lib.tf_import import import_tensorflow
 
 CURVE_METRICS = ("loss", "accuracy")
 
@@ -106,7 +105,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--labels", required=True, choices=P.LABEL_SETS)
     args = parser.parse_args(argv)
 
-    raw = P.load_params()
+    raw = P.load_checked_params()
     settings = P.train_params(raw)
     task, seed = P.task(raw), P.seed(raw)
     if args.loss not in settings.losses:
@@ -116,8 +115,8 @@ def main(argv: list[str] | None = None) -> None:
     loss_fn = make_loss(args.loss, task, settings.loss_params[args.loss])
     variant = P.variant_name(args.loss, args.labels)
 
-    table = read_csv(LABELS_TABLE)
-    num_classes = len(label_names(read_json(DATA_REPORT)))
+    table, report = read_prepared(task)
+    num_classes = len(label_names(report))
     train_ids = table.loc[table["split"] == "train", "id"].to_numpy()
     test_y = targets(table.loc[table["split"] == "test", "label"].to_numpy(), task, num_classes)
     features = load_array(features_path("train"))
@@ -126,14 +125,22 @@ def main(argv: list[str] | None = None) -> None:
         raise UserError("data/features do not match data/prepared/labels.csv: rerun `dvc repro`")
     label_source = label_file(args.labels)
     label_table = read_csv(label_source)
+    # Every seed's labels are checked before the first head trains.
+    labels_by_seed = {
+        repeat: labels_for_seed(label_table, repeat, train_ids, label_source) for repeat in settings.seeds
+    }
+    if any(labels.min() < 0 or labels.max() >= num_classes for labels in labels_by_seed.values()):
+        raise UserError(f"{label_source}: labels outside [0, {num_classes - 1}]: rerun `dvc repro`")
+    import_tensorflow()
 
     log_root = training_log_dir(variant)
+    # DVCLive writes in place, inside the declared output (see the README, "Reliability").
     shutil.rmtree(log_root, ignore_errors=True)  # logs of an earlier, interrupted run
     histories = []
     with atomic_dir(MODELS_DIR / variant) as staging:
         for repeat in settings.seeds:
             print(f"train {variant}: seed {repeat}", file=sys.stderr)
-            y = targets(labels_for_seed(label_table, repeat, train_ids, label_source), task, num_classes)
+            y = targets(labels_by_seed[repeat], task, num_classes)
             model, history = train_head(
                 features,
                 y,

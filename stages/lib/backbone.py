@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
 
-from stages.lib.errors import UserError
+from stages.lib.errors import UserError, one_line
+from stages.lib.tf_import import import_tensorflow
 
 NOTOP_WEIGHTS_FILE = "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
 FEATURE_DIM = 2048
@@ -17,8 +19,8 @@ FEATURE_DIM = 2048
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and TensorFlow and make TF ops deterministic (same numbers run after run)."""
     os.environ.setdefault("TF_DETERMINISTIC_OPS", "1")
+    tf = import_tensorflow()
     import keras
-    import tensorflow as tf
 
     keras.utils.set_random_seed(seed)
     # Raises once TF has initialised in this process; determinism is then already set (or cannot be).
@@ -52,28 +54,46 @@ def build_backbone(weights: str, image_size: int):
     """ResNet50 without its classifier, global-average pooled: images (S, S, 3) in 0–255 → 2048 features.
 
     `weights` is the `model.weights` param. Raises UserError, naming that param, when the ImageNet
-    download fails (offline) or a local file does not fit the architecture.
+    download fails (offline) or a weights file does not fit the architecture, wholly or in part.
     """
+    resolved = resolve_weights(weights)
+    import_tensorflow()
     import keras
 
-    resolved = resolve_weights(weights)
-    try:
-        return keras.applications.ResNet50(
-            include_top=False, weights=resolved, input_shape=(image_size, image_size, 3), pooling="avg"
+    # Keras warns once per layer when a file does not match (a screenful), and for some mismatches
+    # only warns, leaving those layers randomly initialised: either way the file does not fit.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            model = keras.applications.ResNet50(
+                include_top=False, weights=resolved, input_shape=(image_size, image_size, 3), pooling="avg"
+            )
+        except Exception as error:
+            if resolved is None:
+                raise  # random init failing is a bug, not a user error: keep the traceback
+            raise _weights_error(weights, error) from None
+    loading_warnings = [w for w in caught if issubclass(w.category, UserWarning) and "keras" in w.filename]
+    if resolved is not None and loading_warnings:
+        raise _weights_error(weights, loading_warnings[0].message)
+    for other in caught:
+        if other not in loading_warnings:
+            warnings.showwarning(other.message, other.category, other.filename, other.lineno)
+    return model
+
+
+def _weights_error(weights: str, cause: BaseException | Warning) -> UserError:
+    """The one-line error for a `model.weights` value (imagenet or a file) that could not be loaded."""
+    detail = f"{type(cause).__name__}: {one_line(cause, 200)}"
+    if weights == "imagenet":
+        return UserError(
+            f"model.weights = imagenet: could not get the ImageNet weights ({detail}). Offline, place "
+            f"{NOTOP_WEIGHTS_FILE} in ~/.keras/models/, or set model.weights to a local weights file or "
+            "`none` (random init)"
         )
-    except Exception as error:
-        if resolved == "imagenet":
-            raise UserError(
-                f"model.weights = imagenet: could not get the ImageNet weights ({type(error).__name__}: "
-                f"{str(error)[:200]}). Offline, place {NOTOP_WEIGHTS_FILE} in ~/.keras/models/, or set "
-                "model.weights to a local weights file or `none` (random init)"
-            ) from None
-        if resolved is not None:
-            raise UserError(
-                f"model.weights = {weights!r}: the file does not fit ResNet50 without its top "
-                f"({type(error).__name__}: {str(error)[:200]})"
-            ) from None
-        raise
+    return UserError(
+        f"model.weights = {weights!r}: the file does not fit ResNet50 without its top ({detail}); use a "
+        f"ResNet50 no-top weights file such as {NOTOP_WEIGHTS_FILE}, `imagenet` or `none`"
+    )
 
 
 def preprocess(images: np.ndarray) -> np.ndarray:

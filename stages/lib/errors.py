@@ -10,9 +10,15 @@ class UserError(Exception):
     """A problem with params or input data: reported in one line, without a traceback."""
 
 
+def one_line(text: object, limit: int | None = None) -> str:
+    """`text` on a single line (third-party messages often span several), cut to `limit` characters."""
+    flat = " ".join(str(text).split())
+    return flat if limit is None or len(flat) <= limit else flat[: limit - 1] + "…"
+
+
 def user_error_types() -> tuple[type[BaseException], ...]:
     """Every exception type whose message is meant for the user as it stands."""
-    # Imported here so that a stage that never touches losses or noise does not pay for TF imports.
+    # Imported here so that a stage that never touches losses or noise does not pay for their imports.
     from stages.lib.losses import LossConfigError
     from stages.lib.noise import NoiseConfigError
 
@@ -20,12 +26,12 @@ def user_error_types() -> tuple[type[BaseException], ...]:
 
 
 def run_stage(name: str, main: Callable[[], None]) -> None:
-    """Run a stage's main(); a user error becomes `error: ...` on stderr and exit status 2."""
+    """Run a stage's main(); a user error becomes one `<name>: error: ...` line on stderr and exit status 2."""
     try:
         main()
     except KeyboardInterrupt:
         print(f"{name}: interrupted; no output was completed", file=sys.stderr)
         sys.exit(130)
     except user_error_types() as error:
-        print(f"{name}: error: {error}", file=sys.stderr)
+        print(f"{name}: error: {one_line(error)}", file=sys.stderr)
         sys.exit(2)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import struct
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -11,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from stages.lib.errors import UserError
+from stages.lib.errors import UserError, one_line
 
 # Lower-cased; file names are matched case-insensitively (cameras write .JPG).
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
@@ -24,7 +25,8 @@ class FolderScan:
     root: Path
     classes: tuple[str, ...]  # sorted; a class's index is its position here
     images: tuple[tuple[str, str], ...]  # (path relative to root, class name), sorted by path
-    stray_files: tuple[str, ...]  # relative paths of files without an image suffix
+    stray_files: tuple[str, ...]  # relative paths of files in class folders without an image suffix
+    outside_classes: tuple[str, ...] = ()  # files beside the class folders (tf_flowers' LICENSE.txt)
 
 
 def _visible(name: str) -> bool:
@@ -46,11 +48,15 @@ def find_class_root(root: Path) -> Path:
         current = subdirs[0]
 
 
-def scan_folder(root: Path | str) -> FolderScan:
-    """List a class-per-folder tree. Raises UserError if it is missing or holds no images."""
+def scan_folder(root: Path | str, name: str | None = None) -> FolderScan:
+    """List a class-per-folder tree. Raises UserError if it is missing or holds no images.
+
+    `name` says what the folder is in error messages (default: its path), e.g. the param it came from.
+    """
     root = Path(root)
+    name = name or str(root)
     if not root.is_dir():
-        raise UserError(f"{root} is not a folder")
+        raise UserError(f"{name}: not a folder")
     class_root = find_class_root(root)
     images: list[tuple[str, str]] = []
     stray: list[str] = []
@@ -69,14 +75,15 @@ def scan_folder(root: Path | str) -> FolderScan:
                     stray.append(relative)
     if not images:
         raise UserError(
-            f"{root} holds no images: expected ROOT/<class name>/<image>.jpg "
-            f"(suffixes {', '.join(sorted(IMAGE_SUFFIXES))})"
+            f"{name}: holds no images; expected ROOT/<class name>/<image> "
+            f"with a suffix {', '.join(sorted(IMAGE_SUFFIXES))} (any case)"
         )
     return FolderScan(
         root=class_root,
         classes=tuple(sorted(classes)),
         images=tuple(sorted(images)),
         stray_files=tuple(stray),
+        outside_classes=tuple(sorted(f.name for f in class_root.iterdir() if f.is_file())),
     )
 
 
@@ -85,7 +92,7 @@ def load_image(path: Path | str, size: int) -> np.ndarray:
 
     Grayscale, CMYK, palette and alpha images are converted to RGB. The image is resized to a square
     without keeping its aspect ratio, as the original experiment did with tf.image.resize.
-    Raises OSError / UnidentifiedImageError / ValueError for unreadable or truncated files.
+    Raises one of DECODE_ERRORS for an unreadable or truncated file.
     """
     with Image.open(path) as image:
         image.load()  # decodes fully here: a truncated file fails now, not later
@@ -94,7 +101,19 @@ def load_image(path: Path | str, size: int) -> np.ndarray:
     return np.asarray(resized, dtype=np.uint8)
 
 
-DECODE_ERRORS = (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError)
+# What a broken file can make PIL raise: besides OSError ("image file is truncated") and
+# UnidentifiedImageError, its format plugins let SyntaxError, EOFError, struct.error and IndexError
+# through from load() on some corrupt files.
+DECODE_ERRORS = (
+    OSError,
+    UnidentifiedImageError,
+    ValueError,
+    SyntaxError,
+    EOFError,
+    IndexError,
+    struct.error,
+    Image.DecompressionBombError,
+)
 
 
 def decode_images(
@@ -109,19 +128,21 @@ def decode_images(
     {input index: error message} for those that did not).
     """
     paths = list(paths)
+    # Decoded straight into one array: a list of images plus np.stack of it would need twice the memory.
+    images = np.empty((len(paths), size, size, 3), dtype=np.uint8)
 
-    def attempt(path: Path) -> np.ndarray | str:
+    def attempt(index: int) -> str | None:
         try:
-            return load_image(path, size)
+            images[index] = load_image(paths[index], size)
         except DECODE_ERRORS as error:
-            return f"{type(error).__name__}: {error}"
+            return one_line(f"{type(error).__name__}: {error}")
+        return None
 
     with ThreadPoolExecutor(max_workers=workers or min(8, os.cpu_count() or 1)) as pool:
-        results: Iterable = pool.map(attempt, paths)
+        results: Iterable = pool.map(attempt, range(len(paths)))
         if progress is not None:
             results = progress(results)
-        decoded = list(results)
-    good = [i for i, result in enumerate(decoded) if isinstance(result, np.ndarray)]
-    failed = {i: result for i, result in enumerate(decoded) if isinstance(result, str)}
-    stack = np.stack([decoded[i] for i in good]) if good else np.zeros((0, size, size, 3), np.uint8)
-    return stack, good, failed
+        outcomes = list(results)
+    failed = {i: message for i, message in enumerate(outcomes) if message is not None}
+    good = [i for i in range(len(paths)) if i not in failed]
+    return (images[good] if failed else images), good, failed

@@ -1,11 +1,14 @@
 """File I/O shared by the stages: atomic writes and the project's paths.
 
-Every output is written under a temporary name in its own folder and renamed into place when complete,
-so a stage killed midway leaves nothing that looks finished (DVC then reruns it).
+Every output is written under a temporary name in its own folder (`.<name>.<random>.tmp`) and renamed
+into place when complete, so a stage killed midway leaves nothing that looks finished (DVC then reruns
+it). A kill that skips clean-up (SIGKILL, OOM) can leave such a temporary behind: the next write of the
+same output deletes it, and .gitignore and .dvcignore keep it out of git and out of DVC's hashes.
 """
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import shutil
@@ -42,12 +45,33 @@ def label_file(labels: str) -> Path:
     return LABELS_DIR / f"{labels}.csv"
 
 
+TEMP_SUFFIX = ".tmp"
+
+
+def _temp_prefix(path: Path) -> str:
+    return f".{path.name}."
+
+
+def remove_leftovers(path: Path) -> None:
+    """Delete temporaries of `path` that an earlier, killed run left behind.
+
+    Safe because one output has one writer at a time: DVC runs one stage per workspace, and queued
+    experiments run in copies of it.
+    """
+    for leftover in path.parent.glob(glob.escape(_temp_prefix(path)) + "*" + TEMP_SUFFIX):
+        if leftover.is_dir() and not leftover.is_symlink():
+            shutil.rmtree(leftover, ignore_errors=True)
+        else:
+            leftover.unlink(missing_ok=True)
+
+
 @contextmanager
 def atomic_path(path: Path | str) -> Iterator[Path]:
     """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    remove_leftovers(path)
+    fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=TEMP_SUFFIX, dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -62,7 +86,8 @@ def atomic_dir(path: Path | str) -> Iterator[Path]:
     """Yield an empty temporary folder beside `path`; it replaces `path` only if the block succeeds."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp_path = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    remove_leftovers(path)
+    tmp_path = Path(tempfile.mkdtemp(prefix=_temp_prefix(path), suffix=TEMP_SUFFIX, dir=path.parent))
     try:
         yield tmp_path
         if path.exists():
@@ -89,7 +114,10 @@ def write_json(path: Path | str, data: Any) -> None:
 
 
 def read_json(path: Path | str) -> Any:
-    return json.loads(Path(path).read_text())
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"{path} not found: run the stage that writes it first (`dvc repro`)")
+    return json.loads(path.read_text())
 
 
 def write_csv(path: Path | str, table: pd.DataFrame) -> None:
@@ -122,3 +150,29 @@ def label_names(report: dict[str, Any]) -> list[str]:
         positive = report["positive_class"]
         return [f"not_{positive}", positive]
     return list(report["classes"])
+
+
+LABELS_COLUMNS = ("id", "file", "class", "label", "split")
+
+
+def read_prepared(task: str | None = None) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The labels table and the data report, checked against each other and, if given, the `task` param.
+
+    They come from one run of the subsample stage; a mismatch means files from different runs or a
+    hand edit, which would otherwise surface as an index error deep inside NumPy.
+    """
+    report = read_json(DATA_REPORT)
+    table = read_csv(LABELS_TABLE)
+    rerun = "rerun `dvc repro` (or `dvc repro -f subsample`)"
+    if task is not None and report.get("task") != task:
+        raise UserError(f"task = {task!r}, but {PREPARED_DIR} was prepared for task {report.get('task')!r}: {rerun}")
+    missing = [column for column in LABELS_COLUMNS if column not in table.columns]
+    if missing:
+        raise UserError(f"{LABELS_TABLE} lacks the columns {', '.join(missing)}: {rerun}")
+    num_classes = len(label_names(report))
+    labels = table["label"]
+    if not pd.api.types.is_integer_dtype(labels) or labels.min() < 0 or labels.max() >= num_classes:
+        raise UserError(f"{LABELS_TABLE}: labels must be integers in [0, {num_classes - 1}] ({DATA_REPORT}): {rerun}")
+    if set(table["split"]) - {"train", "test"}:
+        raise UserError(f"{LABELS_TABLE}: split must be train or test: {rerun}")
+    return table, report

@@ -22,13 +22,24 @@ probability of the labelled class, ``CE(t, p) = -sum_k t_k log p_k``.
 
 from __future__ import annotations
 
+import importlib
 import math
 import numbers
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
-from keras import ops
+
+
+class _LazyKerasOps:
+    """`keras.ops`, imported on first use: validating loss params (every stage does, at start) must not
+    wait for TensorFlow to load."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(importlib.import_module("keras.ops"), name)
+
+
+ops = _LazyKerasOps()
 
 EPS = 1e-7
 # SCE: value substituted for log(0) in the reverse CE (Wang et al. 2019, Sec. 3.3).

@@ -1,11 +1,15 @@
 """Reading and validating params.yaml.
 
-Each stage reads only the sections it depends on in dvc.yaml, and each section is validated before any
-work starts, so a typo fails in a second with a message naming the param, not an hour later.
+Every stage starts with `load_checked_params()`, which checks every param the pipeline reads (types,
+ranges, names, unknown keys), not only the stage's own: a typo anywhere fails the first stage that
+runs, in a second, with one line naming the param, not an hour later in a later stage. Checks that need
+the data or a file (is `data.positive_class` a class of the data, does `model.weights` exist) are made
+by the stage that reads them, before its heavy work.
 """
 
 from __future__ import annotations
 
+import difflib
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +25,15 @@ LABEL_SETS = ("clean", "noisy")
 # ResNet50 without its top halves the resolution five times: below 32 px nothing is left to pool.
 MIN_IMAGE_SIZE = 32
 MAX_IMAGE_SIZE = 1024
+
+
+# Every key the stages read, by section; anything else in params.yaml is a typo that would be ignored.
+KNOWN_KEYS: dict[str, tuple[str, ...]] = {
+    "": ("seed", "noise", "noise_type", "noise_class_rates", "task", "data", "model", "train"),
+    "data": ("source", "positive_class", "image_size", "train_size", "test_size"),
+    "model": ("weights", "embed_batch_size"),
+    "train": ("losses", "loss_params", "epochs", "batch_size", "learning_rate", "seeds"),
+}
 
 
 def load_params(path: Path = PARAMS_FILE) -> dict[str, Any]:
@@ -124,6 +137,11 @@ def noise_params(raw: dict[str, Any]) -> NoiseParams:
         if not isinstance(class_rates, dict) or not class_rates:
             raise UserError(f"noise_class_rates = {class_rates!r}: must be null or a mapping of class name to rate")
         class_rates = {str(name): _class_rate(name, value) for name, value in class_rates.items()}
+        if kind != "asymmetric":
+            raise UserError(
+                f"noise_class_rates = {class_rates!r}: only used with noise_type = asymmetric (it is {kind}); "
+                "set it to null or change noise_type"
+            )
     return NoiseParams(rate=rate, kind=kind, class_rates=class_rates)
 
 
@@ -167,6 +185,26 @@ def train_params(raw: dict[str, Any]) -> TrainParams:
             raise UserError(f"train.losses: unknown loss {name!r}; allowed: {', '.join(LOSS_NAMES)}")
     if len(set(losses)) != len(losses):
         raise UserError(f"train.losses = {losses!r}: each loss may appear once")
+    seeds = train_seeds(raw)
+    loss_params = raw.get("train", {}).get("loss_params") or {}
+    if not isinstance(loss_params, dict):
+        raise UserError(f"train.loss_params = {loss_params!r}: must be a mapping of loss name to params")
+    for name in loss_params:
+        if name not in LOSS_NAMES:
+            raise UserError(f"train.loss_params: unknown loss {name!r}; allowed: {', '.join(LOSS_NAMES)}")
+        validate_loss_params(name, loss_params[name] or {})  # entries of unused losses too: typos surface now
+    resolved = {name: validate_loss_params(name, loss_params.get(name) or {}) for name in losses}
+    return TrainParams(
+        losses=tuple(losses),
+        epochs=_int(raw, "train.epochs", 1),
+        batch_size=_int(raw, "train.batch_size", 1),
+        learning_rate=_float(raw, "train.learning_rate", 0.0, 10.0, low_open=True),
+        seeds=seeds,
+        loss_params=resolved,
+    )
+
+
+def train_seeds(raw: dict[str, Any]) -> tuple[int, ...]:
     seeds = _get(raw, "train.seeds")
     if (
         not isinstance(seeds, list)
@@ -175,23 +213,47 @@ def train_params(raw: dict[str, Any]) -> TrainParams:
         or len(set(seeds)) != len(seeds)
     ):
         raise UserError(f"train.seeds = {seeds!r}: must be a non-empty list of distinct integers >= 0")
-    loss_params = raw.get("train", {}).get("loss_params") or {}
-    if not isinstance(loss_params, dict):
-        raise UserError(f"train.loss_params = {loss_params!r}: must be a mapping of loss name to params")
-    for name, written in loss_params.items():
-        if name not in LOSS_NAMES:
-            raise UserError(f"train.loss_params: unknown loss {name!r}; allowed: {', '.join(LOSS_NAMES)}")
-        # Checked even for losses not in train.losses, so a typo is caught when written, not when first used.
-        validate_loss_params(name, written or {})
-    resolved = {name: validate_loss_params(name, loss_params.get(name) or {}) for name in losses}
-    return TrainParams(
-        losses=tuple(losses),
-        epochs=_int(raw, "train.epochs", 1),
-        batch_size=_int(raw, "train.batch_size", 1),
-        learning_rate=_float(raw, "train.learning_rate", 0.0, 10.0, low_open=True),
-        seeds=tuple(seeds),
-        loss_params=resolved,
-    )
+    return tuple(seeds)
+
+
+def check_known_keys(raw: dict[str, Any]) -> None:
+    """Refuse keys no stage reads: `nosie: 0.5` would otherwise run, silently, with the old noise."""
+    for section, known in KNOWN_KEYS.items():
+        node = raw if not section else raw.get(section)
+        if not isinstance(node, dict):
+            if section:
+                raise UserError(f"{section} = {node!r}: must be a mapping with keys {', '.join(known)}")
+            continue
+        for key in node:
+            if key not in known:
+                prefix = f"{section}." if section else ""
+                close = difflib.get_close_matches(str(key), known, n=1)
+                hint = f"did you mean {prefix}{close[0]}?" if close else f"known: {', '.join(known)}"
+                raise UserError(f"{prefix}{key}: unknown param in {PARAMS_FILE}; {hint}")
+
+
+def check_all(raw: dict[str, Any]) -> None:
+    """Every check that needs neither data nor files, over every param of the pipeline."""
+    check_known_keys(raw)
+    seed(raw)
+    kind = task(raw)
+    data = data_params(raw)
+    noise = noise_params(raw)
+    model_params(raw)
+    train_params(raw)
+    if noise.class_rates is not None and kind == "binary":
+        # Binary class names are known without the data; multiclass names are checked by the corrupt stage.
+        names = (f"not_{data.positive_class}", data.positive_class)
+        for name in noise.class_rates:
+            if name not in names:
+                raise UserError(f"noise_class_rates: unknown class {name!r}; allowed: {', '.join(names)}")
+
+
+def load_checked_params(path: Path = PARAMS_FILE) -> dict[str, Any]:
+    """params.yaml after `check_all`: what every stage starts with."""
+    raw = load_params(path)
+    check_all(raw)
+    return raw
 
 
 def variant_name(loss: str, labels: str) -> str:

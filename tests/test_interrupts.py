@@ -1,0 +1,100 @@
+"""Kill `dvc repro` while a stage is midway (Ctrl-C, or SIGKILL as the OOM killer sends): no output of
+that stage may look complete, and a second `dvc repro` must finish the job and leave `dvc status` clean.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import dvc, make_project, run, tool_env
+
+# One loss (two train stages) and three seeds: a train stage has two seeds left to train when caught.
+PARAMS = {"train": {"losses": ["bce"], "seeds": [0, 1, 2]}}
+FEATURES = ("data/features/train.npy", "data/features/test.npy")
+
+
+def ran_stages(output: str) -> set[str]:
+    return set(re.findall(r"Running stage '([^']+)'", output))
+
+
+def first_model_staged(repo: Path) -> Callable[[], bool]:
+    """train@bce-clean has saved its first seed's model in its staging folder and trains the next."""
+    return lambda: any(repo.glob("models/.bce-clean.*.tmp/seed_0.keras"))
+
+
+def embedding_started(log: Path) -> Callable[[], bool]:
+    """The embed stage has built the backbone and started its first batch (its progress bar is up)."""
+    return lambda: "embed train:" in log.read_text(errors="replace")
+
+
+def interrupt_repro(repo: Path, sig: signal.Signals, midway: Callable[[Path, Path], Callable[[], bool]]) -> str:
+    """Start `dvc repro` in its own process group; once `midway` holds, send `sig` to the whole group
+    (dvc, the shell and the stage: what Ctrl-C in a terminal does). Returns everything it printed."""
+    log = repo.parent / "repro.log"
+    with open(log, "w") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "dvc", "repro"],
+            cwd=repo,
+            env=tool_env(),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        caught = midway(repo, log)
+        deadline = time.monotonic() + 300
+        while process.poll() is None and time.monotonic() < deadline:
+            if caught():
+                os.killpg(process.pid, sig)
+                break
+            time.sleep(0.02)
+        else:
+            process.kill()
+            pytest.fail(f"dvc repro was not caught midway:\n{log.read_text()}")
+        process.wait(timeout=120)
+    assert process.returncode != 0
+    return log.read_text(errors="replace")
+
+
+def leftovers(repo: Path) -> list[Path]:
+    return [path for path in repo.rglob("*.tmp") if ".dvc" not in path.relative_to(repo).parts]
+
+
+def finish_and_check(repo: Path, killed_stage: str, must_not_rerun: set[str]) -> None:
+    """`dvc status` knows the killed stage is not done; `dvc repro` then finishes and leaves all clean."""
+    assert killed_stage in dvc(repo, "status").stdout
+    result = dvc(repo, "repro")
+    ran = ran_stages(result.stdout + result.stderr)
+    assert killed_stage in ran and not ran & must_not_rerun, ran
+    assert "Data and pipelines are up to date." in dvc(repo, "status").stdout
+    assert (repo / "metrics/metrics.json").exists()
+    assert not leftovers(repo)
+    assert ".tmp" not in run(repo, "git", "status", "--porcelain", "--untracked-files=all").stdout
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["sigint", "sigkill"])
+def test_kill_during_train(tmp_path: Path, flower_folder: Path, sig: signal.Signals) -> None:
+    repo = make_project(tmp_path / "project", flower_folder, PARAMS)
+    output = interrupt_repro(repo, sig, lambda repo, log: first_model_staged(repo))
+    # The model folder appears only complete; the first seed's model never reached it.
+    assert not (repo / "models/bce-clean").exists()
+    if sig == signal.SIGINT:
+        assert "train: interrupted; no output was completed" in output
+        assert not leftovers(repo)  # the stage cleaned up its staging folder itself
+    finish_and_check(repo, "train@bce-clean", must_not_rerun={"download", "subsample", "corrupt", "embed"})
+    assert sorted(p.name for p in (repo / "models/bce-clean").iterdir()) == [f"seed_{s}.keras" for s in (0, 1, 2)]
+
+
+def test_sigkill_during_embed(tmp_path: Path, flower_folder: Path) -> None:
+    repo = make_project(tmp_path / "project", flower_folder, PARAMS)
+    interrupt_repro(repo, signal.SIGKILL, lambda repo, log: embedding_started(log))
+    assert not [path for path in FEATURES if (repo / path).exists()]
+    finish_and_check(repo, "embed", must_not_rerun={"download", "subsample", "corrupt"})
