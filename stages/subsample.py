@@ -49,7 +49,10 @@ def binary_or_class_labels(classes: list[str], class_names: tuple[str, ...], tas
     """Integer labels: 1 for the positive class and 0 otherwise (binary), or the class index."""
     if task == "binary":
         if positive not in class_names:
-            raise UserError(f"data.positive_class = {positive!r}: none of its images could be read")
+            raise UserError(
+                f"data.positive_class = {positive!r}: no readable image of that class; "
+                f"classes: {', '.join(class_names)}"
+            )
         return np.array([int(name == positive) for name in classes], dtype=np.int64)
     index = {name: i for i, name in enumerate(class_names)}
     return np.array([index[name] for name in classes], dtype=np.int64)

@@ -99,7 +99,7 @@ def project(tmp_path: Path, flower_folder: Path) -> Path:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests in *_e2e.py files run the real dvc pipeline: mark them `e2e` (`-m "not e2e"` skips them)."""
+    """Tests in *_e2e.py files run the real stages or dvc pipeline: mark them `e2e` (`-m "not e2e"` skips them)."""
     for item in items:
         if item.path.stem.endswith("_e2e"):
             item.add_marker(pytest.mark.e2e)

@@ -39,7 +39,8 @@ def source_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_fetch_from_a_folder_copies_the_class_folders(source_folder: Path, tmp_path: Path) -> None:
     target = empty_folder(tmp_path / "raw")
-    count = fetch(str(source_folder), target)
+    count, beside = fetch(str(source_folder), target)
+    assert beside == ()
     assert count == 5 * PER_CLASS
     assert sorted(p.name for p in target.iterdir()) == ["daisy", "dandelion", "roses", "sunflowers", "tulips"]
     assert file_bytes(target) == file_bytes(source_folder)
@@ -50,7 +51,7 @@ def test_fetch_from_a_folder_keeps_stray_files_and_drops_top_level_ones(tmp_path
     (source / "LICENSE.txt").write_text("top level\n")
     (source / "daisy" / "notes.txt").write_text("inside a class\n")
     target = empty_folder(tmp_path / "raw")
-    assert fetch(str(source), target) == 10  # images only
+    assert fetch(str(source), target) == (10, ("LICENSE.txt",))  # images only; the top-level file is named
     assert (target / "daisy" / "notes.txt").exists()  # subsample reports it as a non-image
     assert not (target / "LICENSE.txt").exists()
 
@@ -59,7 +60,8 @@ def test_fetch_from_a_tf_flowers_style_archive(tmp_path: Path) -> None:
     archive = make_flower_archive(tmp_path / "archive" / "flower_photos.tgz", per_class=PER_CLASS, size=16)
     source = archive.parent / "flower_photos"  # the folder the archive was built from
     target = empty_folder(tmp_path / "raw")
-    count = fetch(str(archive), target)
+    count, beside = fetch(str(archive), target)
+    assert beside == ("LICENSE.txt",)  # tf_flowers' archive has one beside the class folders
     assert count == 5 * PER_CLASS
     assert class_counts(target) == class_counts(source) == Counter(dict.fromkeys(class_counts(source), PER_CLASS))
     # The archive's top folder and its LICENSE.txt are gone: data/raw holds the class folders only.
@@ -72,7 +74,7 @@ def test_fetch_from_a_tf_flowers_style_archive(tmp_path: Path) -> None:
 
 def test_fetch_expands_the_home_folder(source_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HOME", str(source_folder.parent))
-    assert fetch(f"~/{source_folder.name}", empty_folder(tmp_path / "raw")) == 5 * PER_CLASS
+    assert fetch(f"~/{source_folder.name}", empty_folder(tmp_path / "raw")) == (5 * PER_CLASS, ())
 
 
 def test_fetch_missing_path_names_data_source(tmp_path: Path) -> None:
@@ -163,7 +165,7 @@ def test_fetch_tfds_goes_through_export(tmp_path: Path, monkeypatch: pytest.Monk
     tfds = pytest.importorskip("tensorflow_datasets")
     monkeypatch.chdir(tmp_path)  # the default data_dir is relative to the project root
     with tfds.testing.mock_data(num_examples=3, policy=tfds.testing.MockPolicy.USE_CODE):
-        assert fetch("tfds", empty_folder(tmp_path / "raw")) == 3
+        assert fetch("tfds", empty_folder(tmp_path / "raw")) == (3, ())
 
 
 def test_export_tfds_download_failure_names_data_source(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -90,7 +90,7 @@ def test_scan_walks_nested_folders_inside_a_class(tmp_path: Path) -> None:
 
 
 def test_scan_without_images_or_folder_is_a_user_error(tmp_path: Path) -> None:
-    with pytest.raises(UserError, match="is not a folder"):
+    with pytest.raises(UserError, match="not a folder"):
         scan_folder(tmp_path / "missing")
     (tmp_path / "daisy").mkdir()
     (tmp_path / "daisy" / "README.md").write_text("nothing here\n")
