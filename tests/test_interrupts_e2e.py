@@ -60,7 +60,7 @@ def interrupt_repro(repo: Path, sig: signal.Signals, midway: Callable[[Path, Pat
             process.kill()
             pytest.fail(f"dvc repro was not caught midway:\n{log.read_text()}")
         process.wait(timeout=120)
-    assert process.returncode != 0
+    assert process.returncode != 0, log.read_text(errors="replace")
     return log.read_text(errors="replace")
 
 
