@@ -87,7 +87,7 @@ def main() -> None:
     raw = P.load_params()
     noise = P.noise_params(raw)
     seed = P.seed(raw)
-    repeats = P.train_params(raw).seeds
+    repeats = P.train_seeds(raw)
     table = read_csv(LABELS_TABLE)
     names = label_names(read_json(DATA_REPORT))
     clean = table.loc[table["split"] == "train", ["id", "label"]].reset_index(drop=True)
