@@ -102,3 +102,4 @@ def test_the_training_clock_leaves_validation_out() -> None:
     assert all(s < VALIDATION_DELAY for s in clock.seconds[1:])
     assert throughput(100, [2.0, 0.5, 0.5]) == "epoch 1 (with tracing) 2.0 s; epochs 2-3: 200.0 images/s"
     assert throughput(100, [2.0]) == "epoch 1 (with tracing) 2.0 s: 50.0 images/s"
+    assert throughput(100, [2.0, 0.25]) == "epoch 1 (with tracing) 2.0 s; epoch 2: 400.0 images/s"

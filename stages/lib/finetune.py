@@ -97,5 +97,5 @@ def throughput(images: int, seconds: list[float]) -> str:
     first = f"epoch 1 (with tracing) {seconds[0]:.1f} s"
     if len(seconds) == 1:
         return f"{first}: {images / seconds[0]:.1f} images/s"
-    steady = sum(seconds[1:])
-    return f"{first}; epochs 2-{len(seconds)}: {images * (len(seconds) - 1) / steady:.1f} images/s"
+    steady = f"epochs 2-{len(seconds)}" if len(seconds) > 2 else "epoch 2"
+    return f"{first}; {steady}: {images * (len(seconds) - 1) / sum(seconds[1:]):.1f} images/s"
