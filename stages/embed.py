@@ -2,7 +2,8 @@
 
 Every head of every variant trains on these features, so ResNet50 runs once per image for the whole
 study, not once per epoch per model. Writes data/features/{train,test}.npy (float32, N×2048), rows
-in the same order as data/prepared/{train,test}_images.npy.
+in the same order as data/prepared/{train,test}_images.npy. With `model.fine_tune: true` the train
+stage reads the images instead, and this stage writes empty (0×2048) files without running ResNet50.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from stages.lib import params as P
 from stages.lib.backbone import FEATURE_DIM, build_backbone, preprocess, resolve_weights, seed_everything
 from stages.lib.errors import run_stage
 from stages.lib.io import features_path, images_path, load_array, save_array
+from stages.lib.runtime import devices_seen
 
 
 def embed_images(model, images: np.ndarray, batch_size: int, desc: str = "embed") -> np.ndarray:
@@ -32,10 +34,20 @@ def main() -> None:
     raw = P.load_checked_params()
     model_params = P.model_params(raw)
     resolve_weights(model_params.weights)  # a missing file fails now, before TensorFlow loads
+    if model_params.fine_tune:
+        # The train stage fine-tunes on the images: nothing reads features. Empty files keep DVC's
+        # outputs in place; a head-mode train stage refuses them (they do not match labels.csv).
+        for split in ("train", "test"):
+            save_array(features_path(split), np.empty((0, FEATURE_DIM), dtype=np.float32))
+        print("embed: model.fine_tune is true: the train stage reads the images; no features computed", file=sys.stderr)
+        return
     seed_everything(P.seed(raw))  # fixes the random init of `model.weights: none`
     train_images = load_array(images_path("train"), mmap=True)
     test_images = load_array(images_path("test"), mmap=True)
     model = build_backbone(model_params.weights, image_size=train_images.shape[1])
+    print(f"embed: {devices_seen()}; float32", file=sys.stderr)
+    # One batch first: it traces the model, a one-off cost that would distort the images/s logged below.
+    model.predict_on_batch(preprocess(train_images[: model_params.embed_batch_size]))
     started = time.perf_counter()
     outputs = {
         split: embed_images(model, images, model_params.embed_batch_size, desc=f"embed {split}")

@@ -1,5 +1,8 @@
 """Stage 6: score every variant on the held-out test set (true labels), per seed and over seeds.
 
+It reads the test-set predictions the train stage saved beside each model, so it runs the same way
+whether the variants are heads on cached features or fine-tuned ResNet50s, and runs no network itself.
+
 Writes metrics/metrics.json (one entry per variant `<loss>-<labels>` with the mean over seeds, the
 std beside each metric and the accuracy's Wilson 95 % interval, plus a `baseline` entry for always
 predicting the majority class), metrics/per_seed.json (every seed's values), and plot data:
@@ -17,13 +20,11 @@ from sklearn.metrics import roc_curve
 
 from stages.lib import params as P
 from stages.lib.errors import UserError, run_stage
-from stages.lib.head import MODEL_FILE, predict_proba, targets
+from stages.lib.head import SCORES_FILE, targets
 from stages.lib.io import (
-    LABELS_TABLE,
     METRICS_DIR,
     MODELS_DIR,
     atomic_dir,
-    features_path,
     label_names,
     load_array,
     read_prepared,
@@ -47,27 +48,32 @@ def predicted_labels(scores: np.ndarray, task: str) -> np.ndarray:
     return (scores >= 0.5).astype(np.int64) if task == "binary" else scores.argmax(axis=1)
 
 
+def test_scores(variant: str, repeat: int, rows: int, task: str, num_classes: int) -> np.ndarray:
+    """The test-set predictions the train stage wrote for one seed's model, checked against the test set."""
+    path = MODELS_DIR / variant / SCORES_FILE.format(seed=repeat)
+    if not path.exists():
+        raise UserError(f"{path} not found: run `dvc repro` (train stage {variant})")
+    scores = load_array(path).astype(np.float64)
+    expected = (rows,) if task == "binary" else (rows, num_classes)
+    if scores.shape != expected:
+        raise UserError(f"{path} holds {scores.shape} scores, the test set needs {expected}: rerun `dvc repro`")
+    return scores
+
+
 def evaluate_variant(
     variant: str,
     loss: str,
     settings: P.TrainParams,
-    test_features: np.ndarray,
     y_true: np.ndarray,
     task: str,
     names: list[str],
 ) -> tuple[dict[str, dict], np.ndarray]:
     """Metrics of each seed's model, and the first seed's test scores (for the plots)."""
-    import keras
-
     from stages.lib.losses import mean_loss
 
     per_seed, first_scores = {}, None
     for repeat in settings.seeds:
-        path = MODELS_DIR / variant / MODEL_FILE.format(seed=repeat)
-        if not path.exists():
-            raise UserError(f"{path} not found: run `dvc repro` (train stage {variant})")
-        model = keras.models.load_model(path, compile=False)
-        scores = predict_proba(model, test_features, task)
+        scores = test_scores(variant, repeat, len(y_true), task, len(names))
         result = score(y_true, scores, task, names)
         y_onehot = targets(y_true, task, len(names))
         prob_matrix = scores.reshape(-1, 1) if task == "binary" else scores
@@ -99,18 +105,13 @@ def main() -> None:
     names = label_names(report)
     y_true = table.loc[table["split"] == "test", "label"].to_numpy(dtype=np.int64)
     train_labels = table.loc[table["split"] == "train", "label"].to_numpy(dtype=np.int64)
-    test_features = load_array(features_path("test"))
-    if len(test_features) != len(y_true):
-        raise UserError(f"{features_path('test')} does not match {LABELS_TABLE}: rerun `dvc repro`")
-    import_tensorflow()
+    import_tensorflow()  # quietly, before the losses load Keras
 
     summary, per_seed, plots = {}, {}, {}
     for loss in settings.losses:
         for labels in P.LABEL_SETS:
             variant = P.variant_name(loss, labels)
-            per_seed[variant], first_scores = evaluate_variant(
-                variant, loss, settings, test_features, y_true, task, names
-            )
+            per_seed[variant], first_scores = evaluate_variant(variant, loss, settings, y_true, task, names)
             summary[variant] = summarise(per_seed[variant], len(y_true))
             plots[variant] = plot_tables(y_true, first_scores, task, names)
     summary["baseline"] = majority_baseline(train_labels, y_true, task, names)

@@ -1,13 +1,19 @@
 """Stage 5: train one variant (a loss on clean or noisy labels), once per repeat seed.
 
-`python -m stages.train --loss bce --labels noisy` trains the shared head on the cached backbone
-features with that loss, for every seed in `train.seeds`, and writes models/<loss>-<labels>/seed_<s>.keras
-plus per-epoch DVCLive logs in metrics/train/<loss>-<labels>/seed_<s>/ and the mean curves over seeds in
-metrics/curves/<loss>-<labels>/{loss,accuracy}.csv (what `dvc plots show` draws). Every variant shares the
-features, the head, the optimiser, the schedule and (per seed) the head's initial weights; only the
-labels and the loss differ.
+`python -m stages.train --loss bce --labels noisy` trains that variant for every seed in `train.seeds`
+and writes models/<loss>-<labels>/seed_<s>.keras, the model's predictions on the test set beside it
+(test_scores_seed_<s>.npy, what the evaluate stage scores), per-epoch DVCLive logs in
+metrics/train/<loss>-<labels>/seed_<s>/, and the mean curves over seeds in
+metrics/curves/<loss>-<labels>/{loss,accuracy}.csv (what `dvc plots show` draws). Every variant shares
+the inputs, the model, the optimiser, the schedule and (per seed) the initial weights; only the labels
+and the loss differ.
 
-The per-epoch `eval` curves are measured on the test set with its true labels, to show how fitting the
+Two modes, by `model.fine_tune`:
+- false (default): the head alone, on the backbone features the embed stage cached.
+- true: ResNet50 itself (`model.trainable_blocks` of it) with the head, on the prepared images through
+  a tf.data pipeline; on every visible GPU, in mixed precision where they support it (stages.lib.runtime).
+
+The per-epoch test (`eval`) curves are measured on the test set with its true labels, to show how fitting the
 noisy labels erodes test accuracy epoch by epoch (the memorisation effect). They are monitoring only:
 nothing is selected or stopped early on them.
 """
@@ -24,20 +30,32 @@ import numpy as np
 import pandas as pd
 
 from stages.lib import params as P
-from stages.lib.backbone import derived_seed, seed_everything
+from stages.lib.backbone import build_backbone, derived_seed, seed_everything
 from stages.lib.errors import UserError, run_stage
-from stages.lib.head import MODEL_FILE, accuracy_metric, build_head, labels_for_seed, targets
+from stages.lib.head import (
+    MODEL_FILE,
+    SCORES_FILE,
+    accuracy_metric,
+    build_head,
+    labels_for_seed,
+    predict_proba,
+    targets,
+)
 from stages.lib.io import (
+    LABELS_TABLE,
     METRICS_DIR,
     MODELS_DIR,
     atomic_dir,
     features_path,
+    images_path,
     label_file,
     label_names,
     load_array,
     read_csv,
     read_prepared,
+    save_array,
 )
+from stages.lib.runtime import Runtime, devices_seen
 from stages.lib.tf_import import import_tensorflow
 
 CURVE_METRICS = ("loss", "accuracy")
@@ -68,6 +86,14 @@ def mean_curves(histories: Sequence[dict[str, list[float]]]) -> dict[str, pd.Dat
     return curves
 
 
+def live_callback(log_dir: Path):
+    """DVCLive's Keras callback, writing into log_dir only (dvc.yaml declares the plots itself)."""
+    from dvclive import Live
+    from dvclive.keras import DVCLiveCallback
+
+    return DVCLiveCallback(live=Live(dir=str(log_dir), dvcyaml=False, save_dvc_exp=False, report=None))
+
+
 def train_head(
     features, y, test_features, test_y, *, task, num_classes, loss_fn, settings: P.TrainParams, seed, log_dir
 ):
@@ -75,8 +101,6 @@ def train_head(
 
     Returns the model and its Keras history (per-epoch `loss`, `accuracy`, `val_loss`, `val_accuracy`)."""
     import keras
-    from dvclive import Live
-    from dvclive.keras import DVCLiveCallback
 
     seed_everything(seed)
     model = build_head(features, task, num_classes)
@@ -85,7 +109,6 @@ def train_head(
         loss=loss_fn,
         metrics=[accuracy_metric(task)],
     )
-    live = Live(dir=str(log_dir), dvcyaml=False, save_dvc_exp=False, report=None)
     history = model.fit(
         features,
         y,
@@ -93,10 +116,89 @@ def train_head(
         batch_size=settings.batch_size,
         shuffle=True,
         validation_data=(test_features, test_y),
-        callbacks=[DVCLiveCallback(live=live)],
+        callbacks=[live_callback(log_dir)],
         verbose=2,
     )
     return model, history.history
+
+
+def fine_tune(
+    images,
+    y,
+    test_images,
+    test_y,
+    *,
+    task,
+    num_classes,
+    loss_fn,
+    settings: P.TrainParams,
+    model_params: P.ModelParams,
+    runtime: Runtime,
+    strategy,
+    backbone_seed,
+    seed,
+    log_dir,
+):
+    """Fine-tune ResNet50 and the head from a seeded start; returns the model, its test-set scores and
+    its Keras history.
+
+    The backbone starts as the embed stage's would (`model.weights`; a random init is drawn from
+    backbone_seed, the global seed), the head from `seed`, as in head mode.
+    """
+    import keras
+
+    from stages.lib.datasets import image_pipeline
+    from stages.lib.finetune import (
+        TrainingClock,
+        backbone_features,
+        build_fine_tune_model,
+        predict_scores,
+        set_trainable_blocks,
+        throughput,
+    )
+    from stages.lib.runtime import apply_precision
+
+    deterministic = not runtime.xla
+    keras.backend.clear_session()  # the previous seed's model and graphs
+    apply_precision(runtime)
+    seed_everything(backbone_seed, deterministic)
+    with strategy.scope():
+        backbone = build_backbone(model_params.weights, image_size=images.shape[1])
+    # The head standardises the untrained backbone's features, as in head mode.
+    start_features = backbone_features(backbone, images, settings.batch_size)
+    seed_everything(seed, deterministic)
+    with strategy.scope():
+        set_trainable_blocks(backbone, model_params.trainable_blocks)
+        model = build_fine_tune_model(backbone, build_head(start_features, task, num_classes))
+        model.compile(
+            optimizer=keras.optimizers.Adam(learning_rate=settings.learning_rate),
+            loss=loss_fn,
+            metrics=[accuracy_metric(task)],
+            jit_compile=runtime.xla,
+        )
+    clock = TrainingClock()
+    history = model.fit(
+        image_pipeline(images, y, batch_size=settings.batch_size, shuffle_seed=seed, augment=settings.augment),
+        epochs=settings.epochs,
+        validation_data=image_pipeline(test_images, test_y, batch_size=settings.batch_size),
+        callbacks=[clock, live_callback(log_dir)],
+        shuffle=False,  # ignored for a tf.data input (the pipeline shuffles); False silences Keras' warning
+        verbose=2,
+    )
+    print(f"fine-tuning on {len(images)} images: {throughput(len(images), clock.seconds)}", file=sys.stderr)
+    return model, predict_scores(model, test_images, task, settings.batch_size), history.history
+
+
+def select_fine_tune_runtime(settings: P.TrainParams) -> tuple[Runtime, object]:
+    from stages.lib.runtime import distribution_strategy, select_runtime, visible_gpus
+
+    runtime = select_runtime(settings.mixed_precision, settings.xla, settings.batch_size, visible_gpus())
+    return runtime, distribution_strategy(runtime)
+
+
+def check_rows(path: Path, rows: int, expected: int) -> None:
+    if rows != expected:
+        raise UserError(f"{path} has {rows} rows but {LABELS_TABLE} lists {expected} images: rerun `dvc repro`")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -106,10 +208,12 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     raw = P.load_checked_params()
-    settings = P.train_params(raw)
+    settings, model_params = P.train_params(raw), P.model_params(raw)
     task, seed = P.task(raw), P.seed(raw)
     if args.loss not in settings.losses:
         raise UserError(f"--loss {args.loss!r} is not in train.losses ({', '.join(settings.losses)})")
+    if not model_params.fine_tune and (problem := P.fine_tune_settings_in_head_mode(settings)):
+        raise UserError(problem)
     from stages.lib.losses import make_loss
 
     loss_fn = make_loss(args.loss, task, settings.loss_params[args.loss])
@@ -119,10 +223,17 @@ def main(argv: list[str] | None = None) -> None:
     num_classes = len(label_names(report))
     train_ids = table.loc[table["split"] == "train", "id"].to_numpy()
     test_y = targets(table.loc[table["split"] == "test", "label"].to_numpy(), task, num_classes)
-    features = load_array(features_path("train"))
-    test_features = load_array(features_path("test"))
-    if len(features) != len(train_ids) or len(test_features) != len(test_y):
-        raise UserError("data/features do not match data/prepared/labels.csv: rerun `dvc repro`")
+    # Fine-tuning reads the images (memory-mapped: the pipeline caches them); a head, the cached features.
+    input_path = images_path if model_params.fine_tune else features_path
+    train_inputs = load_array(input_path("train"), mmap=model_params.fine_tune)
+    test_inputs = load_array(input_path("test"), mmap=model_params.fine_tune)
+    check_rows(input_path("train"), len(train_inputs), len(train_ids))
+    check_rows(input_path("test"), len(test_inputs), len(test_y))
+    if model_params.fine_tune:
+        runtime, strategy = select_fine_tune_runtime(settings)
+        print(f"train {variant}: fine-tuning ResNet50 on the images; {runtime.describe()}", file=sys.stderr)
+    else:
+        print(f"train {variant}: a head on the cached features; {devices_seen()}; float32", file=sys.stderr)
     label_source = label_file(args.labels)
     label_table = read_csv(label_source)
     # Every seed's labels are checked before the first head trains.
@@ -141,11 +252,7 @@ def main(argv: list[str] | None = None) -> None:
         for repeat in settings.seeds:
             print(f"train {variant}: seed {repeat}", file=sys.stderr)
             y = targets(labels_by_seed[repeat], task, num_classes)
-            model, history = train_head(
-                features,
-                y,
-                test_features,
-                test_y,
+            common = dict(
                 task=task,
                 num_classes=num_classes,
                 loss_fn=loss_fn,
@@ -153,7 +260,23 @@ def main(argv: list[str] | None = None) -> None:
                 seed=derived_seed(seed, repeat),
                 log_dir=log_root / f"seed_{repeat}",
             )
+            if model_params.fine_tune:
+                model, scores, history = fine_tune(
+                    train_inputs,
+                    y,
+                    test_inputs,
+                    test_y,
+                    model_params=model_params,
+                    runtime=runtime,
+                    strategy=strategy,
+                    backbone_seed=seed,
+                    **common,
+                )
+            else:
+                model, history = train_head(train_inputs, y, test_inputs, test_y, **common)
+                scores = predict_proba(model, test_inputs, task)
             model.save(staging / MODEL_FILE.format(seed=repeat))
+            save_array(staging / SCORES_FILE.format(seed=repeat), scores.astype(np.float32))
             histories.append(history)
     with atomic_dir(curves_dir(variant)) as staging:
         for metric, frame in mean_curves(histories).items():

@@ -16,13 +16,20 @@ NOTOP_WEIGHTS_FILE = "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
 FEATURE_DIM = 2048
 
 
-def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and TensorFlow and make TF ops deterministic (same numbers run after run)."""
-    os.environ.setdefault("TF_DETERMINISTIC_OPS", "1")
+def seed_everything(seed: int, deterministic: bool = True) -> None:
+    """Seed Python, NumPy and TensorFlow and make TF ops deterministic (same numbers run after run).
+
+    `deterministic=False` only seeds: for XLA-compiled training, which Keras itself will not combine
+    with op determinism (not every op has a deterministic XLA kernel).
+    """
+    if deterministic:
+        os.environ.setdefault("TF_DETERMINISTIC_OPS", "1")
     tf = import_tensorflow()
     import keras
 
     keras.utils.set_random_seed(seed)
+    if not deterministic:
+        return
     # Raises once TF has initialised in this process; determinism is then already set (or cannot be).
     with contextlib.suppress(RuntimeError):
         tf.config.experimental.enable_op_determinism()

@@ -10,6 +10,8 @@ import pandas as pd
 from stages.lib.errors import UserError
 
 MODEL_FILE = "seed_{seed}.keras"
+# Each model's predictions on the test set, written beside it by the train stage for the evaluate stage.
+SCORES_FILE = "test_scores_seed_{seed}.npy"
 
 
 def num_outputs(task: str, num_classes: int) -> int:
@@ -27,7 +29,7 @@ def build_head(train_features: np.ndarray, task: str, num_classes: int):
     import keras
 
     activation = "sigmoid" if task == "binary" else "softmax"
-    standardise = keras.layers.Normalization(axis=-1, name="standardise")
+    standardise = keras.layers.Normalization(axis=-1, dtype="float32", name="standardise")
     standardise.adapt(np.asarray(train_features, dtype=np.float32))
     return keras.Sequential(
         [

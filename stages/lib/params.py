@@ -31,8 +31,18 @@ MAX_IMAGE_SIZE = 1024
 KNOWN_KEYS: dict[str, tuple[str, ...]] = {
     "": ("seed", "noise", "noise_type", "noise_class_rates", "task", "data", "model", "train"),
     "data": ("source", "positive_class", "image_size", "train_size", "test_size"),
-    "model": ("weights", "embed_batch_size"),
-    "train": ("losses", "loss_params", "epochs", "batch_size", "learning_rate", "seeds"),
+    "model": ("weights", "embed_batch_size", "fine_tune", "trainable_blocks"),
+    "train": (
+        "losses",
+        "loss_params",
+        "epochs",
+        "batch_size",
+        "learning_rate",
+        "seeds",
+        "augment",
+        "mixed_precision",
+        "xla",
+    ),
 }
 
 
@@ -151,17 +161,47 @@ def _class_rate(name: Any, value: Any) -> float:
     return float(value)
 
 
+def _bool(raw: dict[str, Any], dotted: str) -> bool:
+    value = _get(raw, dotted)
+    if not isinstance(value, bool):
+        raise UserError(f"{dotted} = {value!r}: must be true or false")
+    return value
+
+
+# ResNet50's residual blocks, bottom to top: conv2 has 3, conv3 4, conv4 6, conv5 3.
+RESNET50_BLOCKS = 16
+
+
 @dataclass(frozen=True)
 class ModelParams:
     weights: str  # "imagenet", "none" or a path to a weights file
     embed_batch_size: int
+    fine_tune: bool  # train the backbone on the images instead of a head on cached features
+    trainable_blocks: int | None  # top residual blocks trained when fine-tuning; None: the whole network
 
 
 def model_params(raw: dict[str, Any]) -> ModelParams:
     return ModelParams(
         weights=_str(raw, "model.weights"),
         embed_batch_size=_int(raw, "model.embed_batch_size", 1, 4096),
+        fine_tune=_bool(raw, "model.fine_tune"),
+        trainable_blocks=_trainable_blocks(raw),
     )
+
+
+def _trainable_blocks(raw: dict[str, Any]) -> int | None:
+    value = _get(raw, "model.trainable_blocks")
+    if value == "all":
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= RESNET50_BLOCKS:
+        raise UserError(
+            f"model.trainable_blocks = {value!r}: must be `all` or an integer in [0, {RESNET50_BLOCKS}] "
+            "(the number of ResNet50's residual blocks, counted from the top, trained when fine-tuning)"
+        )
+    return value
+
+
+MIXED_PRECISION = ("auto", "on", "off")
 
 
 @dataclass(frozen=True)
@@ -172,6 +212,10 @@ class TrainParams:
     learning_rate: float
     seeds: tuple[int, ...]
     loss_params: dict[str, dict[str, Any]]
+    # Fine-tuning only (model.fine_tune: true); see fine_tune_settings_in_head_mode.
+    augment: bool = False
+    mixed_precision: str = "auto"  # one of MIXED_PRECISION
+    xla: bool = False
 
 
 def train_params(raw: dict[str, Any]) -> TrainParams:
@@ -201,19 +245,10 @@ def train_params(raw: dict[str, Any]) -> TrainParams:
         learning_rate=_float(raw, "train.learning_rate", 0.0, 10.0, low_open=True),
         seeds=seeds,
         loss_params=resolved,
+        augment=_bool(raw, "train.augment"),
+        mixed_precision=_mixed_precision(raw),
+        xla=_bool(raw, "train.xla"),
     )
-
-
-def train_seeds(raw: dict[str, Any]) -> tuple[int, ...]:
-    seeds = _get(raw, "train.seeds")
-    if (
-        not isinstance(seeds, list)
-        or not seeds
-        or not all(isinstance(s, int) and not isinstance(s, bool) and 0 <= s < 2**31 for s in seeds)
-        or len(set(seeds)) != len(seeds)
-    ):
-        raise UserError(f"train.seeds = {seeds!r}: must be a non-empty list of distinct integers >= 0")
-    return tuple(seeds)
 
 
 def check_known_keys(raw: dict[str, Any]) -> None:
@@ -254,6 +289,47 @@ def load_checked_params(path: Path = PARAMS_FILE) -> dict[str, Any]:
     raw = load_params(path)
     check_all(raw)
     return raw
+
+
+def train_seeds(raw: dict[str, Any]) -> tuple[int, ...]:
+    """train.seeds alone: for stages that need the repeats but not the losses (whose module loads Keras)."""
+    seeds = _get(raw, "train.seeds")
+    if (
+        not isinstance(seeds, list)
+        or not seeds
+        or not all(isinstance(s, int) and not isinstance(s, bool) and 0 <= s < 2**31 for s in seeds)
+        or len(set(seeds)) != len(seeds)
+    ):
+        raise UserError(f"train.seeds = {seeds!r}: must be a non-empty list of distinct integers >= 0")
+    return tuple(seeds)
+
+
+def _mixed_precision(raw: dict[str, Any]) -> str:
+    # YAML reads true/false (and unquoted on/off) as booleans; "auto" is the one word.
+    value = _get(raw, "train.mixed_precision")
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if value != "auto":
+        raise UserError(
+            f"train.mixed_precision = {value!r}: must be auto (mixed_float16 where every GPU supports it), "
+            "true or false"
+        )
+    return value
+
+
+def fine_tune_settings_in_head_mode(settings: TrainParams) -> str | None:
+    """The first fine-tuning-only setting asked for while model.fine_tune is false, as a message.
+
+    A head on cached features has no images to augment and nothing for mixed precision or XLA to speed
+    up; accepting these silently would rerun every train stage for identical results.
+    """
+    if settings.augment:
+        return "train.augment = true: augmentation needs the images; it applies with model.fine_tune: true only"
+    if settings.mixed_precision == "on":
+        return "train.mixed_precision = true: applies with model.fine_tune: true only (use auto or false)"
+    if settings.xla:
+        return "train.xla = true: applies with model.fine_tune: true only"
+    return None
 
 
 def variant_name(loss: str, labels: str) -> str:

@@ -1,0 +1,56 @@
+"""The benchmark scripts run end to end at a tiny size and print what they promise.
+
+No assertion here is about speed: the figures depend on the machine (README, "Speed").
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+
+from tests.conftest import PROJECT_ROOT, run
+
+RATIOS = re.compile(r"^ratios: seed/ours=(\d+\.\d\d) ours/floor=(\d+\.\d\d)$")
+
+
+def test_speed_benchmark_times_all_three_methods_and_ends_with_the_ratios(tmp_path) -> None:
+    result = run(
+        PROJECT_ROOT,
+        sys.executable,
+        "benchmarks/speed.py",
+        "--images=20",
+        "--image-size=32",
+        "--noise-levels=0.5",
+        f"--workdir={tmp_path / 'work'}",
+    )
+    lines = result.stdout.strip().splitlines()
+    assert lines[0].startswith("benchmark: 20 images (15 train, 5 test) at 32 px from synthetic 320 px JPEGs")
+    assert re.search(r"^floor: one forward pass over 20 images: \d+\.\d s$", result.stdout, re.M)
+    assert re.search(r"^ours: the study through DVC \(4 heads\): \d+\.\d s$", result.stdout, re.M)
+    assert re.search(r"^  dvc repro \(noise=0\.5\): \d+\.\d s$", result.stdout, re.M)
+    assert re.search(r"^seed's method: 3 models × 5 epochs, JPEGs decoded every epoch: \d+\.\d s", result.stdout, re.M)
+    seed_over_ours, ours_over_floor = map(float, RATIOS.match(lines[-1]).groups())
+    assert seed_over_ours > 0 and ours_over_floor > 0
+    # Our pipeline really ran: the study's metrics are in the project it built.
+    assert (tmp_path / "work/project/metrics/metrics.json").exists()
+
+
+def test_gpu_check_runs_the_fine_tuning_pipeline_on_a_cpu_too(tmp_path) -> None:
+    result = run(
+        PROJECT_ROOT,
+        sys.executable,
+        "benchmarks/gpu_check.py",
+        "--images=30",
+        "--image-size=32",
+        "--epochs=2",
+        "--batch-size=16",
+        "--blocks=1",
+        f"--workdir={tmp_path / 'work'}",
+    )
+    out = result.stdout
+    assert "TensorFlow: no GPU visible: CPU figures below" in out
+    assert re.search(r"^  embed: 30 images, \d+\.\d images/s \(float32\)$", out, re.M)
+    assert out.count("one device; precision float32; XLA off") == 3  # the choice, then two fine-tuned variants
+    assert re.search(r"^  train bce-clean: .*XLA on$", out, re.M)
+    assert len(re.findall(r"^  fine-tuning on 24 images: epoch 1 .*; epoch 2: \d+\.\d images/s$", out, re.M)) == 3
+    assert "evaluate wrote metrics for: baseline, bce-clean, bce-noisy" in out

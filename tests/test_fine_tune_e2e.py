@@ -1,0 +1,98 @@
+"""End to end with `model.fine_tune: true`: the real `dvc repro` fine-tunes ResNet50's top block on the images."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tests.conftest import dvc, make_project, run, write_params
+from tests.test_pipeline_e2e import VARIANTS, ran_stages
+
+FINE_TUNE = {"model": {"fine_tune": True, "trainable_blocks": 1}, "train": {"epochs": 2, "seeds": [0]}}
+
+
+@pytest.fixture(scope="module")
+def fine_tuned(tmp_path_factory: pytest.TempPathFactory, flower_folder: Path) -> tuple[Path, str]:
+    repo = make_project(tmp_path_factory.mktemp("fine_tune") / "project", flower_folder, FINE_TUNE)
+    result = dvc(repo, "repro")
+    return repo, result.stdout + result.stderr
+
+
+def test_repro_fine_tunes_every_variant_and_evaluate_scores_its_predictions(fine_tuned: tuple[Path, str]) -> None:
+    repo, output = fine_tuned
+    assert ran_stages(output) == {
+        "download",
+        "subsample",
+        "corrupt",
+        "embed",
+        *(f"train@{v}" for v in VARIANTS),
+        "evaluate",
+    }
+    assert "embed: model.fine_tune is true: the train stage reads the images; no features computed" in output
+    assert output.count("fine-tuning ResNet50 on the images; devices: CPU (no GPU visible); one device; ") == 4
+    assert "precision float32; XLA off" in output
+    assert output.count("fine-tuning on 60 images: epoch 1 (with tracing)") == 4
+    for split in ("train", "test"):
+        assert np.load(repo / f"data/features/{split}.npy").shape == (0, 2048)
+
+    table = pd.read_csv(repo / "data/prepared/labels.csv")
+    y_test = table.loc[table["split"] == "test", "label"].to_numpy()
+    metrics = json.loads((repo / "metrics/metrics.json").read_text())
+    assert set(metrics) == {*VARIANTS, "baseline"}
+    for variant in VARIANTS:
+        scores = np.load(repo / f"models/{variant}/test_scores_seed_0.npy")
+        assert scores.shape == (len(y_test),) and scores.dtype == np.float32
+        assert np.all((scores >= 0) & (scores <= 1))
+        assert metrics[variant]["seeds"] == 1
+        assert metrics[variant]["accuracy"] == pytest.approx(np.mean((scores >= 0.5) == y_test))
+        assert (repo / f"metrics/train/{variant}/seed_0/plots/metrics/eval/accuracy.tsv").exists()
+
+
+def test_the_saved_model_is_the_fine_tuned_network_that_made_the_scores(fine_tuned: tuple[Path, str]) -> None:
+    import keras
+
+    from stages.lib.backbone import preprocess
+
+    repo, _ = fine_tuned
+    model = keras.models.load_model(repo / "models/bce-noisy/seed_0.keras", compile=False)
+    assert model.input_shape == (None, 32, 32, 3)
+    test_images = np.load(repo / "data/prepared/test_images.npy")
+    scores = np.load(repo / "models/bce-noisy/test_scores_seed_0.npy")
+    np.testing.assert_allclose(model.predict(preprocess(test_images), verbose=0)[:, 0], scores, atol=1e-5)
+    # The top block moved away from the backbone's start; a frozen block did not.
+    from stages.lib.backbone import build_backbone, seed_everything
+
+    seed_everything(0)  # the embed stage's seed: the random init fine-tuning started from
+    start = build_backbone("none", 32)
+    tuned = model.get_layer("resnet50")
+    for name, trained in (("conv5_block3_2_conv", True), ("conv4_block6_2_conv", False)):
+        same = np.allclose(tuned.get_layer(name).kernel.numpy(), start.get_layer(name).kernel.numpy())
+        assert same is not trained, name
+
+
+def test_switching_to_a_head_reruns_embed_and_every_train_but_not_the_data(fine_tuned: tuple[Path, str]) -> None:
+    repo, _ = fine_tuned
+    write_params(repo, {"model": {"fine_tune": False}})
+    try:
+        changed = set(json.loads(dvc(repo, "status", "--json").stdout))
+    finally:
+        write_params(repo, {"model": {"fine_tune": True}})
+    assert changed == {"embed", *(f"train@{v}" for v in VARIANTS)}
+
+
+def test_fine_tuning_settings_with_a_head_fail_in_one_line(fine_tuned: tuple[Path, str]) -> None:
+    repo, _ = fine_tuned
+    write_params(repo, {"model": {"fine_tune": False}, "train": {"augment": True}})
+    try:
+        result = run(repo, sys.executable, "-m", "stages.train", "--loss", "bce", "--labels", "clean", check=False)
+    finally:
+        write_params(repo, {"model": {"fine_tune": True}, "train": {"augment": False}})
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        "train: error: train.augment = true: augmentation needs the images; it applies with model.fine_tune: true only"
+    )

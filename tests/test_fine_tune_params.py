@@ -1,0 +1,80 @@
+"""The fine-tuning params: defaults in params.yaml, accepted values, and one-line errors naming the param."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import yaml
+
+from stages.lib import params as P
+from stages.lib.errors import UserError
+from tests.conftest import PROJECT_ROOT
+
+REPOSITORY_PARAMS = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())
+
+
+def with_values(**dotted) -> dict:
+    raw = copy.deepcopy(REPOSITORY_PARAMS)
+    for key, value in dotted.items():
+        section, name = key.split("__")
+        raw[section][name] = value
+    return raw
+
+
+def test_the_repository_defaults_train_a_head_without_fine_tuning_settings() -> None:
+    model, train = P.model_params(REPOSITORY_PARAMS), P.train_params(REPOSITORY_PARAMS)
+    assert (model.fine_tune, model.trainable_blocks) == (False, None)
+    assert (train.augment, train.mixed_precision, train.xla) == (False, "auto", False)
+    assert P.fine_tune_settings_in_head_mode(train) is None
+
+
+@pytest.mark.parametrize(("value", "blocks"), [("all", None), (0, 0), (1, 1), (16, 16)])
+def test_trainable_blocks_accepts_all_or_a_count(value, blocks) -> None:
+    assert P.model_params(with_values(model__trainable_blocks=value)).trainable_blocks == blocks
+
+
+@pytest.mark.parametrize("value", [17, -1, "top", True, 1.5, None])
+def test_trainable_blocks_refuses_anything_else(value) -> None:
+    with pytest.raises(UserError, match=r"^model.trainable_blocks = .*: must be `all` or an integer in \[0, 16\]"):
+        P.model_params(with_values(model__trainable_blocks=value))
+
+
+@pytest.mark.parametrize(("key", "value"), [("model__fine_tune", "yes"), ("train__augment", 1), ("train__xla", None)])
+def test_switches_must_be_booleans(key, value) -> None:
+    name = key.replace("__", ".")
+    reader = P.model_params if key.startswith("model") else P.train_params
+    with pytest.raises(UserError, match=rf"^{name} = .*: must be true or false$"):
+        reader(with_values(**{key: value}))
+
+
+@pytest.mark.parametrize(("value", "word"), [("auto", "auto"), (True, "on"), (False, "off")])
+def test_mixed_precision_reads_yaml_booleans_as_on_and_off(value, word) -> None:
+    assert P.train_params(with_values(train__mixed_precision=value)).mixed_precision == word
+
+
+@pytest.mark.parametrize("value", ["fp16", "on", 1, None])
+def test_mixed_precision_refuses_other_values(value) -> None:
+    with pytest.raises(UserError, match=r"^train.mixed_precision = .*: must be auto"):
+        P.train_params(with_values(train__mixed_precision=value))
+
+
+@pytest.mark.parametrize("key", ["train__augment", "train__mixed_precision", "train__xla"])
+def test_fine_tuning_settings_are_refused_for_a_head(key) -> None:
+    message = P.fine_tune_settings_in_head_mode(P.train_params(with_values(**{key: True})))
+    param = key.replace("__", ".")
+    assert message is not None and message.startswith(f"{param} = true:") and "model.fine_tune" in message
+
+
+def test_a_missing_fine_tuning_param_is_named() -> None:
+    raw = copy.deepcopy(REPOSITORY_PARAMS)
+    del raw["model"]["fine_tune"]
+    with pytest.raises(UserError, match=r"^model.fine_tune is missing from params.yaml$"):
+        P.model_params(raw)
+
+
+def test_train_seeds_reads_the_repeats_alone() -> None:
+    raw = with_values(train__losses=["not-a-loss"])  # the losses are not looked at
+    assert P.train_seeds(raw) == (0, 1, 2)
+    with pytest.raises(UserError, match=r"^train.seeds = "):
+        P.train_seeds(with_values(train__seeds=[1, 1]))

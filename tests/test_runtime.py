@@ -1,0 +1,90 @@
+"""Choosing devices, strategy, precision and XLA for fine-tuning, with made-up GPU lists, on a CPU."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from stages.lib.errors import UserError
+from stages.lib.runtime import Gpu, apply_precision, distribution_strategy, select_runtime, visible_gpus
+
+H200 = Gpu("/physical_device:GPU:0", "NVIDIA H200", (9, 0))
+T4 = Gpu("/physical_device:GPU:1", "Tesla T4", (7, 5))
+P100 = Gpu("/physical_device:GPU:1", "Tesla P100-PCIE-16GB", (6, 0))
+UNKNOWN = Gpu("/physical_device:GPU:0", "", None)
+
+
+def test_a_cpu_runs_float32_on_one_device() -> None:
+    runtime = select_runtime("auto", xla=False, batch_size=32, gpus=[])
+    assert (runtime.policy, runtime.strategy, runtime.replicas, runtime.xla) == ("float32", "default", 1, False)
+    assert runtime.describe() == "devices: CPU (no GPU visible); one device; precision float32; XLA off"
+
+
+def test_one_modern_gpu_gets_mixed_precision_without_mirroring() -> None:
+    runtime = select_runtime("auto", xla=True, batch_size=32, gpus=[H200])
+    assert (runtime.policy, runtime.strategy, runtime.replicas, runtime.xla) == ("mixed_float16", "default", 1, True)
+    assert "GPU:0 (NVIDIA H200, compute 9.0)" in runtime.describe()
+    assert "precision mixed_float16; XLA on" in runtime.describe()
+
+
+def test_every_gpu_is_used_and_the_batch_is_global() -> None:
+    runtime = select_runtime("auto", xla=False, batch_size=32, gpus=[H200, T4])
+    assert (runtime.strategy, runtime.replicas, runtime.policy) == ("mirrored", 2, "mixed_float16")
+    assert "MirroredStrategy over 2 GPUs" in runtime.describe()
+    with pytest.raises(UserError, match=r"^train.batch_size = 1: .*global batch.* 2 GPUs"):
+        select_runtime("auto", xla=False, batch_size=1, gpus=[H200, T4])
+
+
+@pytest.mark.parametrize("gpus", [[P100], [H200, P100], [UNKNOWN]])
+def test_auto_keeps_float32_unless_every_gpu_has_tensor_cores(gpus: list[Gpu]) -> None:
+    assert select_runtime("auto", xla=False, batch_size=32, gpus=gpus).policy == "float32"
+
+
+def test_mixed_precision_on_demands_capable_gpus_and_off_refuses_it() -> None:
+    assert select_runtime("on", xla=False, batch_size=32, gpus=[T4]).policy == "mixed_float16"
+    assert select_runtime("off", xla=False, batch_size=32, gpus=[H200]).policy == "float32"
+    for gpus in ([], [P100]):
+        with pytest.raises(UserError, match=r"^train.mixed_precision = true: needs GPUs of compute capability"):
+            select_runtime("on", xla=False, batch_size=32, gpus=gpus)
+
+
+def test_on_this_machine_the_same_code_selects_and_builds_a_working_runtime() -> None:
+    """No GPU here: the default strategy with one replica, in float32."""
+    gpus = visible_gpus()
+    runtime = select_runtime("auto", xla=False, batch_size=8, gpus=gpus)
+    strategy = distribution_strategy(runtime)
+    assert strategy.num_replicas_in_sync == runtime.replicas
+    if not gpus:
+        assert runtime.policy == "float32" and strategy.num_replicas_in_sync == 1
+
+
+@pytest.fixture
+def mixed_policy():
+    import keras
+
+    apply_precision(select_runtime("on", xla=False, batch_size=8, gpus=[H200]))
+    yield
+    keras.mixed_precision.set_global_policy("float32")
+
+
+def test_under_mixed_precision_the_model_computes_in_float16_but_outputs_float32(mixed_policy) -> None:
+    """The sigmoid output stays float32 (the losses take logs of it) and the loss is scaled."""
+    import keras
+
+    from stages.lib.backbone import build_backbone
+    from stages.lib.finetune import build_fine_tune_model, set_trainable_blocks
+    from stages.lib.head import build_head
+    from stages.lib.losses import make_loss
+
+    backbone = build_backbone("none", image_size=32)
+    set_trainable_blocks(backbone, 1)
+    head = build_head(np.random.default_rng(0).normal(size=(8, 2048)).astype(np.float32), "binary", 2)
+    model = build_fine_tune_model(backbone, head)
+    model.compile(optimizer=keras.optimizers.Adam(1e-4), loss=make_loss("bce", "binary", {}))
+    assert backbone.get_layer("conv5_block3_3_conv").compute_dtype == "float16"
+    assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+    images = np.random.default_rng(1).uniform(-100, 100, size=(4, 32, 32, 3)).astype(np.float32)
+    output = model(images, training=False)
+    assert keras.backend.standardize_dtype(output.dtype) == "float32"
+    loss = model.train_on_batch(images, np.array([[0.0], [1.0], [0.0], [1.0]], np.float32))
+    assert np.isfinite(loss)
