@@ -38,7 +38,10 @@ def test_repository_params_load_through_every_section(repo_params: dict[str, Any
         as_written["noise_class_rates"],
     )
     model = P.model_params(repo_params)
-    assert model == P.ModelParams(**as_written["model"])
+    # `trainable_blocks: all` is read as None (every block trains).
+    written_model = {**as_written["model"], "trainable_blocks": None}
+    assert as_written["model"]["trainable_blocks"] == "all"
+    assert model == P.ModelParams(**written_model)
     train = P.train_params(repo_params)
     assert train.losses == tuple(as_written["train"]["losses"])
     assert train.seeds == tuple(as_written["train"]["seeds"])
