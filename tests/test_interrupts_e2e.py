@@ -90,7 +90,8 @@ def test_kill_during_train(tmp_path: Path, flower_folder: Path, sig: signal.Sign
         assert "train: interrupted; no output was completed" in output
         assert not leftovers(repo)  # the stage cleaned up its staging folder itself
     finish_and_check(repo, "train@bce-clean", must_not_rerun={"download", "subsample", "corrupt", "embed"})
-    assert sorted(p.name for p in (repo / "models/bce-clean").iterdir()) == [f"seed_{s}.keras" for s in (0, 1, 2)]
+    models = sorted(p.name for p in (repo / "models/bce-clean").glob("*.keras"))
+    assert models == [f"seed_{s}.keras" for s in (0, 1, 2)]
 
 
 def test_sigkill_during_embed(tmp_path: Path, flower_folder: Path) -> None:
