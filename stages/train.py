@@ -123,22 +123,22 @@ def train_head(
 
 
 def fine_tune(
-    images,
-    y,
-    test_images,
-    test_y,
+    images: np.ndarray,
+    y: np.ndarray,
+    test_images: np.ndarray,
+    test_y: np.ndarray,
     *,
-    task,
-    num_classes,
+    task: str,
+    num_classes: int,
     loss_fn,
     settings: P.TrainParams,
     model_params: P.ModelParams,
     runtime: Runtime,
     strategy,
-    backbone_seed,
-    seed,
-    log_dir,
-):
+    backbone_seed: int,
+    seed: int,
+    log_dir: Path,
+) -> tuple[object, np.ndarray, dict[str, list[float]]]:
     """Fine-tune ResNet50 and the head from a seeded start; returns the model, its test-set scores and
     its Keras history.
 

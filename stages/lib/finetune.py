@@ -1,4 +1,4 @@
-"""Fine-tuning ResNet50 itself on the images: the model, which of its blocks train, and the fit.
+"""Fine-tuning ResNet50 itself on the images: the model, which of its blocks train, its predictions, its speed.
 
 The model is the backbone (the same ResNet50 the embed stage runs, `model.weights`) topped by the same
 head every variant uses (see stages.lib.head), standardised on the untrained backbone's features of the
