@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -23,6 +24,16 @@ SMALL_PARAMS = {
     "model": {"weights": "none", "embed_batch_size": 32},
     "train": {"epochs": 3, "seeds": [0, 1]},
 }
+
+
+VARIANTS = ("bce-clean", "bce-noisy", "l1-clean", "l1-noisy")
+# Every stage a first `dvc repro` of the default two losses runs.
+ALL_STAGES = frozenset({"download", "subsample", "corrupt", "embed", *(f"train@{v}" for v in VARIANTS), "evaluate"})
+
+
+def ran_stages(output: str) -> set[str]:
+    """The stages `dvc repro` / `dvc exp run` output says it ran (not those it skipped or restored)."""
+    return set(re.findall(r"Running stage '([^']+)'", output))
 
 
 def tool_env() -> dict[str, str]:

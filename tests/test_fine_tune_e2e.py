@@ -10,8 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import dvc, make_project, run, write_params
-from tests.test_pipeline_e2e import VARIANTS, ran_stages
+from tests.conftest import ALL_STAGES, VARIANTS, dvc, make_project, ran_stages, run, write_params
 
 FINE_TUNE = {"model": {"fine_tune": True, "trainable_blocks": 1}, "train": {"epochs": 2, "seeds": [0]}}
 
@@ -25,14 +24,7 @@ def fine_tuned(tmp_path_factory: pytest.TempPathFactory, flower_folder: Path) ->
 
 def test_repro_fine_tunes_every_variant_and_evaluate_scores_its_predictions(fine_tuned: tuple[Path, str]) -> None:
     repo, output = fine_tuned
-    assert ran_stages(output) == {
-        "download",
-        "subsample",
-        "corrupt",
-        "embed",
-        *(f"train@{v}" for v in VARIANTS),
-        "evaluate",
-    }
+    assert ran_stages(output) == ALL_STAGES
     assert "embed: model.fine_tune is true: the train stage reads the images; no features computed" in output
     assert output.count("fine-tuning ResNet50 on the images; devices: CPU (no GPU visible); one device; ") == 4
     assert "precision float32; XLA off" in output

@@ -5,7 +5,6 @@ that stage may look complete, and a second `dvc repro` must finish the job and l
 from __future__ import annotations
 
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -15,15 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import dvc, make_project, run, tool_env
+from tests.conftest import dvc, make_project, ran_stages, run, tool_env
 
 # One loss (two train stages) and three seeds: a train stage has two seeds left to train when caught.
 PARAMS = {"train": {"losses": ["bce"], "seeds": [0, 1, 2]}}
 FEATURES = ("data/features/train.npy", "data/features/test.npy")
-
-
-def ran_stages(output: str) -> set[str]:
-    return set(re.findall(r"Running stage '([^']+)'", output))
 
 
 def first_model_staged(repo: Path) -> Callable[[], bool]:

@@ -3,19 +3,13 @@
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import dvc, make_project, run
+from tests.conftest import ALL_STAGES, VARIANTS, dvc, make_project, ran_stages, run
 
-VARIANTS = ("bce-clean", "bce-noisy", "l1-clean", "l1-noisy")
 METRIC_KEYS = ("accuracy", "balanced_accuracy", "auc", "precision", "recall", "f1", "loss", "accuracy_ci95")
-
-
-def ran_stages(output: str) -> set[str]:
-    return set(re.findall(r"Running stage '([^']+)'", output))
 
 
 @pytest.fixture(scope="module")
@@ -27,14 +21,7 @@ def reproduced(tmp_path_factory: pytest.TempPathFactory, flower_folder: Path) ->
 
 def test_repro_runs_every_stage_and_writes_metrics(reproduced: tuple[Path, str]) -> None:
     repo, output = reproduced
-    assert ran_stages(output) == {
-        "download",
-        "subsample",
-        "corrupt",
-        "embed",
-        *(f"train@{v}" for v in VARIANTS),
-        "evaluate",
-    }
+    assert ran_stages(output) == ALL_STAGES
     metrics = json.loads((repo / "metrics/metrics.json").read_text())
     assert set(metrics) == {*VARIANTS, "baseline"}
     for variant in VARIANTS:
