@@ -1,7 +1,8 @@
 """Stage 6: score every variant on the held-out test set (true labels), per seed and over seeds.
 
 It reads the test-set predictions the train stage saved beside each model, so it runs the same way
-whether the variants are heads on cached features or fine-tuned ResNet50s, and runs no network itself.
+whether the variants are heads on cached features or fine-tuned ResNet50s, and runs no network itself
+(nor loads TensorFlow: the test losses are computed with the losses' NumPy backend).
 
 Writes metrics/metrics.json (one entry per variant `<loss>-<labels>` with the mean over seeds, the
 std beside each metric and the accuracy's Wilson 95 % interval, plus a `baseline` entry for always
@@ -31,7 +32,6 @@ from stages.lib.io import (
     write_json,
 )
 from stages.lib.metrics import binary_metrics, majority_baseline, multiclass_metrics, summarise
-from stages.lib.tf_import import import_tensorflow
 
 METRICS_FILE = METRICS_DIR / "metrics.json"
 PER_SEED_FILE = METRICS_DIR / "per_seed.json"
@@ -105,7 +105,6 @@ def main() -> None:
     names = label_names(report)
     y_true = table.loc[table["split"] == "test", "label"].to_numpy(dtype=np.int64)
     train_labels = table.loc[table["split"] == "train", "label"].to_numpy(dtype=np.int64)
-    import_tensorflow()  # quietly, before the losses load Keras
 
     summary, per_seed, plots = {}, {}, {}
     for loss in settings.losses:

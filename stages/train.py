@@ -1,7 +1,8 @@
 """Stage 5: train one variant (a loss on clean or noisy labels), once per repeat seed.
 
 `python -m stages.train --loss bce --labels noisy` trains that variant for every seed in `train.seeds`
-and writes models/<loss>-<labels>/seed_<s>.keras, the model's predictions on the test set beside it
+and writes models/<loss>-<labels>/seed_<s>.npz (a head) or seed_<s>.keras (a fine-tuned ResNet50), the
+model's predictions on the test set beside it
 (test_scores_seed_<s>.npy, what the evaluate stage scores), per-epoch DVCLive logs in
 metrics/train/<loss>-<labels>/seed_<s>/, and the mean curves over seeds in
 metrics/curves/<loss>-<labels>/{loss,accuracy}.csv (what `dvc plots show` draws). Every variant shares
@@ -9,7 +10,8 @@ the inputs, the model, the optimiser, the schedule and (per seed) the initial we
 and the loss differ.
 
 Two modes, by `model.fine_tune`:
-- false (default): the head alone, on the backbone features the embed stage cached.
+- false (default): the head alone, on the backbone features the embed stage cached, trained in NumPy
+  (stages.lib.linear_head): the process never loads TensorFlow, which would take longer than the training.
 - true: ResNet50 itself (`model.trainable_blocks` of it) with the head, on the prepared images through
   a tf.data pipeline; on every visible GPU, in mixed precision where they support it (stages.lib.runtime).
 
@@ -33,12 +35,12 @@ from stages.lib import params as P
 from stages.lib.backbone import build_backbone, derived_seed, seed_everything
 from stages.lib.errors import UserError, run_stage
 from stages.lib.head import (
+    HEAD_FILE,
     MODEL_FILE,
     SCORES_FILE,
     accuracy_metric,
     build_head,
     labels_for_seed,
-    predict_proba,
     targets,
 )
 from stages.lib.io import (
@@ -55,7 +57,8 @@ from stages.lib.io import (
     read_prepared,
     save_array,
 )
-from stages.lib.runtime import Runtime, devices_seen
+from stages.lib.linear_head import fit_linear_head
+from stages.lib.runtime import Runtime
 from stages.lib.tf_import import import_tensorflow
 
 CURVE_METRICS = ("loss", "accuracy")
@@ -86,40 +89,61 @@ def mean_curves(histories: Sequence[dict[str, list[float]]]) -> dict[str, pd.Dat
     return curves
 
 
-def live_callback(log_dir: Path):
-    """DVCLive's Keras callback, writing into log_dir only (dvc.yaml declares the plots itself)."""
+def live_logger(log_dir: Path):
+    """A DVCLive logger writing into log_dir only (dvc.yaml declares the plots itself)."""
     from dvclive import Live
+
+    return Live(dir=str(log_dir), dvcyaml=False, save_dvc_exp=False, report=None)
+
+
+def live_callback(log_dir: Path):
+    """DVCLive's Keras callback, for fine-tuning."""
     from dvclive.keras import DVCLiveCallback
 
-    return DVCLiveCallback(live=Live(dir=str(log_dir), dvcyaml=False, save_dvc_exp=False, report=None))
+    return DVCLiveCallback(live=live_logger(log_dir))
 
 
 def train_head(
-    features, y, test_features, test_y, *, task, num_classes, loss_fn, settings: P.TrainParams, seed, log_dir
+    features: np.ndarray,
+    y: np.ndarray,
+    test_features: np.ndarray,
+    test_y: np.ndarray,
+    *,
+    task: str,
+    loss: str,
+    settings: P.TrainParams,
+    seed: int,
+    log_dir: Path,
 ):
-    """Fit one head from a seeded initialisation; logs each epoch to DVCLive in log_dir.
+    """Fit one head from a seeded initialisation, logging each epoch to DVCLive in log_dir under the
+    names DVCLive's Keras callback uses in fine-tuning (train/loss, eval/loss, ...). Returns the head and
+    its history (per-epoch `loss`, `accuracy`, `val_loss`, `val_accuracy`)."""
+    from dvclive.utils import standardize_metric_name
 
-    Returns the model and its Keras history (per-epoch `loss`, `accuracy`, `val_loss`, `val_accuracy`)."""
-    import keras
+    live = live_logger(log_dir)
 
-    seed_everything(seed)
-    model = build_head(features, task, num_classes)
-    model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate=settings.learning_rate),
-        loss=loss_fn,
-        metrics=[accuracy_metric(task)],
-    )
-    history = model.fit(
+    def log_epoch(epoch: int, values: dict[str, float]) -> None:
+        for name, value in values.items():
+            live.log_metric(standardize_metric_name(name, "dvclive.keras"), value)
+        live.next_step()
+        print(f"epoch {epoch + 1}/{settings.epochs}: " + " ".join(f"{k} {v:.4f}" for k, v in values.items()))
+
+    head, history = fit_linear_head(
         features,
         y,
+        test_features,
+        test_y,
+        task=task,
+        loss=loss,
+        loss_params=settings.loss_params[loss],
         epochs=settings.epochs,
         batch_size=settings.batch_size,
-        shuffle=True,
-        validation_data=(test_features, test_y),
-        callbacks=[live_callback(log_dir)],
-        verbose=2,
+        learning_rate=settings.learning_rate,
+        seed=seed,
+        on_epoch=log_epoch,
     )
-    return model, history.history
+    live.end()
+    return head, history
 
 
 def fine_tune(
@@ -214,9 +238,6 @@ def main(argv: list[str] | None = None) -> None:
         raise UserError(f"--loss {args.loss!r} is not in train.losses ({', '.join(settings.losses)})")
     if not model_params.fine_tune and (problem := P.fine_tune_settings_in_head_mode(settings)):
         raise UserError(problem)
-    from stages.lib.losses import make_loss
-
-    loss_fn = make_loss(args.loss, task, settings.loss_params[args.loss])
     variant = P.variant_name(args.loss, args.labels)
 
     table, report = read_prepared(task)
@@ -230,10 +251,11 @@ def main(argv: list[str] | None = None) -> None:
     check_rows(input_path("train"), len(train_inputs), len(train_ids))
     check_rows(input_path("test"), len(test_inputs), len(test_y))
     if model_params.fine_tune:
+        import_tensorflow()  # quietly, before anything else loads it
         runtime, strategy = select_fine_tune_runtime(settings)
         print(f"train {variant}: fine-tuning ResNet50 on the images; {runtime.describe()}", file=sys.stderr)
     else:
-        print(f"train {variant}: a head on the cached features; {devices_seen()}; float32", file=sys.stderr)
+        print(f"train {variant}: a head on the cached features; NumPy on the CPU; float32", file=sys.stderr)
     label_source = label_file(args.labels)
     label_table = read_csv(label_source)
     # Every seed's labels are checked before the first head trains.
@@ -242,7 +264,6 @@ def main(argv: list[str] | None = None) -> None:
     }
     if any(labels.min() < 0 or labels.max() >= num_classes for labels in labels_by_seed.values()):
         raise UserError(f"{label_source}: labels outside [0, {num_classes - 1}]: rerun `dvc repro`")
-    import_tensorflow()
 
     log_root = training_log_dir(variant)
     # DVCLive writes in place, inside the declared output (see the README, "Reliability").
@@ -252,30 +273,41 @@ def main(argv: list[str] | None = None) -> None:
         for repeat in settings.seeds:
             print(f"train {variant}: seed {repeat}", file=sys.stderr)
             y = targets(labels_by_seed[repeat], task, num_classes)
-            common = dict(
-                task=task,
-                num_classes=num_classes,
-                loss_fn=loss_fn,
-                settings=settings,
-                seed=derived_seed(seed, repeat),
-                log_dir=log_root / f"seed_{repeat}",
-            )
+            log_dir = log_root / f"seed_{repeat}"
             if model_params.fine_tune:
+                from stages.lib.losses import make_loss
+
                 model, scores, history = fine_tune(
                     train_inputs,
                     y,
                     test_inputs,
                     test_y,
+                    task=task,
+                    num_classes=num_classes,
+                    loss_fn=make_loss(args.loss, task, settings.loss_params[args.loss]),
+                    settings=settings,
                     model_params=model_params,
                     runtime=runtime,
                     strategy=strategy,
                     backbone_seed=seed,
-                    **common,
+                    seed=derived_seed(seed, repeat),
+                    log_dir=log_dir,
                 )
+                model.save(staging / MODEL_FILE.format(seed=repeat))
             else:
-                model, history = train_head(train_inputs, y, test_inputs, test_y, **common)
-                scores = predict_proba(model, test_inputs, task)
-            model.save(staging / MODEL_FILE.format(seed=repeat))
+                head, history = train_head(
+                    train_inputs,
+                    y,
+                    test_inputs,
+                    test_y,
+                    task=task,
+                    loss=args.loss,
+                    settings=settings,
+                    seed=derived_seed(seed, repeat),
+                    log_dir=log_dir,
+                )
+                scores = head.predict_proba(test_inputs)
+                head.save(staging / HEAD_FILE.format(seed=repeat))
             save_array(staging / SCORES_FILE.format(seed=repeat), scores.astype(np.float32))
             histories.append(history)
     with atomic_dir(curves_dir(variant)) as staging:

@@ -18,12 +18,14 @@ from tests.conftest import dvc, make_project, ran_stages, run, tool_env
 
 # One loss (two train stages) and three seeds: a train stage has two seeds left to train when caught.
 PARAMS = {"train": {"losses": ["bce"], "seeds": [0, 1, 2]}}
+# A head trains in milliseconds; 400 epochs (about a second a seed here) leave time to catch one midway.
+SLOW_TRAIN = {"train": {"losses": ["bce"], "seeds": [0, 1, 2], "epochs": 400}}
 FEATURES = ("data/features/train.npy", "data/features/test.npy")
 
 
 def first_model_staged(repo: Path) -> Callable[[], bool]:
     """train@bce-clean has saved its first seed's model in its staging folder and trains the next."""
-    return lambda: any(repo.glob("models/.bce-clean.*.tmp/seed_0.keras"))
+    return lambda: any(repo.glob("models/.bce-clean.*.tmp/seed_0.npz"))
 
 
 def embedding_started(log: Path) -> Callable[[], bool]:
@@ -77,7 +79,7 @@ def finish_and_check(repo: Path, killed_stage: str, must_not_rerun: set[str]) ->
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["sigint", "sigkill"])
 def test_kill_during_train(tmp_path: Path, flower_folder: Path, sig: signal.Signals) -> None:
-    repo = make_project(tmp_path / "project", flower_folder, PARAMS)
+    repo = make_project(tmp_path / "project", flower_folder, SLOW_TRAIN)
     output = interrupt_repro(repo, sig, lambda repo, log: first_model_staged(repo))
     # The model folder appears only complete; the first seed's model never reached it.
     assert not (repo / "models/bce-clean").exists()
@@ -85,8 +87,8 @@ def test_kill_during_train(tmp_path: Path, flower_folder: Path, sig: signal.Sign
         assert "train: interrupted; no output was completed" in output
         assert not leftovers(repo)  # the stage cleaned up its staging folder itself
     finish_and_check(repo, "train@bce-clean", must_not_rerun={"download", "subsample", "corrupt", "embed"})
-    models = sorted(p.name for p in (repo / "models/bce-clean").glob("*.keras"))
-    assert models == [f"seed_{s}.keras" for s in (0, 1, 2)]
+    models = sorted(p.name for p in (repo / "models/bce-clean").glob("seed_*.npz"))
+    assert models == [f"seed_{s}.npz" for s in (0, 1, 2)]
 
 
 def test_sigkill_during_embed(tmp_path: Path, flower_folder: Path) -> None:

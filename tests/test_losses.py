@@ -11,6 +11,7 @@ from stages.lib.losses import (
     DEFAULT_LOSS_PARAMS,
     LOSS_NAMES,
     LossConfigError,
+    logit_gradient,
     make_loss,
     mean_loss,
     validate_loss_params,
@@ -333,3 +334,83 @@ def test_config_error_is_value_error_and_one_line():
     with pytest.raises(ValueError) as info:
         make_loss("nope")
     assert "\n" not in str(info.value)
+
+
+# --- the NumPy backend and the logit gradients the NumPy head trainer uses ------------------------
+
+# (name, params): every loss, and the non-default modes / values whose formulas differ.
+GRADIENT_CASES = [(name, {}) for name in LOSS_NAMES] + [
+    ("gce", {"q": 0.3}),
+    ("sce", {"alpha": 1.0, "beta": 0.5}),
+    ("bootstrap", {"mode": "hard"}),
+    ("ls", {"smoothing": 0.3}),
+]
+
+
+def logits_and_targets(task: str, k: int = 4, n: int = 64):
+    rng = np.random.default_rng(7)
+    if task == "binary":
+        z = rng.normal(scale=3.0, size=(n, 1)).astype(np.float32)
+        y = rng.integers(0, 2, size=(n, 1)).astype(np.float32)
+    else:
+        z = rng.normal(scale=3.0, size=(n, k)).astype(np.float32)
+        y = np.eye(k, dtype=np.float32)[rng.integers(0, k, size=n)]
+    return z, y
+
+
+def keras_logit_gradient(name, task, params, y, z):
+    """dL/dz through the Keras path: sigmoid/softmax, then make_loss, by TensorFlow's autodiff."""
+    zv = tf.Variable(z)
+    with tf.GradientTape() as tape:
+        out = tf.sigmoid(zv) if task == "binary" else tf.nn.softmax(zv)
+        loss = tf.reduce_sum(make_loss(name, task, params)(tf.constant(y), out))
+    return tape.gradient(loss, zv).numpy(), out.numpy()
+
+
+@pytest.mark.parametrize("task", ["binary", "multiclass"])
+@pytest.mark.parametrize(("name", "params"), GRADIENT_CASES)
+def test_numpy_backend_values_equal_keras(name, params, task):
+    z, y = logits_and_targets(task)
+    _, out = keras_logit_gradient(name, task, params, y, z)
+    want = np.asarray(make_loss(name, task, params)(y, out))
+    got = make_loss(name, task, params, backend="numpy")(y, out)
+    assert isinstance(got, np.ndarray)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("task", ["binary", "multiclass"])
+@pytest.mark.parametrize(("name", "params"), GRADIENT_CASES)
+def test_logit_gradient_equals_tensorflow_autodiff(name, params, task):
+    z, y = logits_and_targets(task)
+    want, out = keras_logit_gradient(name, task, params, y, z)
+    got = logit_gradient(name, task, params)(y, out)
+    assert got.shape == z.shape
+    np.testing.assert_allclose(got, want, rtol=2e-3, atol=1e-5)
+
+
+def test_logit_gradient_by_hand_binary_bce_and_l1():
+    # BCE on a sigmoid: dL/dz = s - y. Binary l1 = |y - s|: dL/dz = -sign(y - s) s (1 - s).
+    s = np.array([[0.8], [0.3]], dtype=np.float32)
+    y = np.array([[1.0], [1.0]], dtype=np.float32)
+    np.testing.assert_allclose(logit_gradient("bce")(y, s), s - y, rtol=1e-5)
+    np.testing.assert_allclose(logit_gradient("l1")(y, s), -s * (1 - s), rtol=1e-5)
+
+
+def test_saturated_outputs_pass_no_gradient():
+    # Clipped to [EPS, 1 - EPS] as in the Keras path, where clip has zero gradient outside.
+    y = np.array([[1.0], [0.0]], dtype=np.float32)
+    s = np.array([[0.0], [1.0]], dtype=np.float32)
+    np.testing.assert_array_equal(logit_gradient("bce")(y, s), 0.0)
+
+
+def test_numpy_backend_does_not_load_tensorflow():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, numpy as np; from stages.lib.losses import make_loss, logit_gradient, mean_loss;"
+        "y = np.array([[1.0]], dtype=np.float32); p = np.array([[0.6]], dtype=np.float32);"
+        "make_loss('gce', backend='numpy')(y, p); logit_gradient('sce')(y, p); mean_loss('l1', 'binary', None, y, p);"
+        "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, 'loaded'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

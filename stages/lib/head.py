@@ -9,7 +9,8 @@ import pandas as pd
 
 from stages.lib.errors import UserError
 
-MODEL_FILE = "seed_{seed}.keras"
+MODEL_FILE = "seed_{seed}.keras"  # fine-tuning: the whole Keras model
+HEAD_FILE = "seed_{seed}.npz"  # head mode: a stages.lib.linear_head.LinearHead
 # Each model's predictions on the test set, written beside it by the train stage for the evaluate stage.
 SCORES_FILE = "test_scores_seed_{seed}.npy"
 

@@ -1,0 +1,173 @@
+"""The head-mode classifier, trained in NumPy: standardise the features, then one Dense layer with a
+sigmoid (binary) or softmax (multiclass) output, fit by mini-batch Adam.
+
+It is the same model, optimiser and schedule as the Keras head of fine-tuning mode (stages.lib.head:
+Normalization, Dense with Glorot-uniform kernel and zero bias, Keras' Adam, shuffled mini-batches, the
+mean loss per batch), written out in NumPy because a head on 2,048 cached features trains in well under
+a second while loading TensorFlow takes 3-4 s: in head mode, the train stage's processes (one per
+variant) never load it. The losses and their gradients come from stages.lib.losses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from stages.lib.losses import logit_gradient, make_loss
+
+# Keras' defaults: Normalization's floor on the standard deviation, Adam's betas and epsilon.
+STD_FLOOR = 1e-7
+ADAM_BETA_1, ADAM_BETA_2, ADAM_EPSILON = 0.9, 0.999, 1e-7
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return np.exp(-np.logaddexp(0.0, -z))  # stable for large |z|
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    e = np.exp(z - z.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+@dataclass
+class LinearHead:
+    """Standardisation (fitted on the training features) + Dense; float32 throughout."""
+
+    mean: np.ndarray  # (D,)
+    std: np.ndarray  # (D,)
+    kernel: np.ndarray  # (D, units)
+    bias: np.ndarray  # (units,)
+    task: str
+
+    @classmethod
+    def initial(cls, train_features: np.ndarray, task: str, units: int, seed: int) -> LinearHead:
+        """Standardisation fitted on train_features; Glorot-uniform kernel drawn from seed, zero bias."""
+        features = np.asarray(train_features, dtype=np.float32)
+        dim = features.shape[1]
+        limit = np.sqrt(6.0 / (dim + units))
+        kernel = np.random.default_rng(seed).uniform(-limit, limit, size=(dim, units)).astype(np.float32)
+        return cls(
+            mean=features.mean(axis=0),
+            std=np.maximum(features.std(axis=0), STD_FLOOR).astype(np.float32),
+            kernel=kernel,
+            bias=np.zeros(units, dtype=np.float32),
+            task=task,
+        )
+
+    def standardise(self, features: np.ndarray) -> np.ndarray:
+        return (np.asarray(features, dtype=np.float32) - self.mean) / self.std
+
+    def output(self, standardised: np.ndarray) -> np.ndarray:
+        """The output unit(s) the loss sees: sigmoid (N, 1) or softmax (N, K)."""
+        logits = standardised @ self.kernel + self.bias
+        return (_sigmoid if self.task == "binary" else _softmax)(logits).astype(np.float32)
+
+    def predict_proba(self, features: np.ndarray) -> np.ndarray:
+        """P(positive) as (N,) for binary, class probabilities (N, K) for multiclass; float64."""
+        out = self.output(self.standardise(features)).astype(np.float64)
+        return out[:, 0] if self.task == "binary" else out
+
+    def save(self, path: Path) -> None:
+        """One .npz file; `path` is written as given (no suffix appended)."""
+        with open(path, "wb") as handle:
+            np.savez(handle, mean=self.mean, std=self.std, kernel=self.kernel, bias=self.bias, task=self.task)
+
+    @classmethod
+    def load(cls, path: Path) -> LinearHead:
+        with np.load(path) as saved:
+            return cls(
+                mean=saved["mean"],
+                std=saved["std"],
+                kernel=saved["kernel"],
+                bias=saved["bias"],
+                task=str(saved["task"]),
+            )
+
+
+class Adam:
+    """Keras 3's Adam update, for a list of float32 arrays updated in place."""
+
+    def __init__(self, learning_rate: float, variables: list[np.ndarray]) -> None:
+        self.learning_rate = learning_rate
+        self.variables = variables
+        self.m = [np.zeros_like(v) for v in variables]
+        self.v = [np.zeros_like(v) for v in variables]
+        self.iterations = 0
+
+    def apply(self, gradients: list[np.ndarray]) -> None:
+        self.iterations += 1
+        t = self.iterations
+        step = self.learning_rate * np.sqrt(1.0 - ADAM_BETA_2**t) / (1.0 - ADAM_BETA_1**t)
+        for variable, gradient, m, v in zip(self.variables, gradients, self.m, self.v, strict=True):
+            m += (1.0 - ADAM_BETA_1) * (gradient - m)
+            v += (1.0 - ADAM_BETA_2) * (gradient * gradient - v)
+            variable -= (step * m / (np.sqrt(v) + ADAM_EPSILON)).astype(np.float32)
+
+
+def _accuracy(y: np.ndarray, output: np.ndarray, task: str) -> np.ndarray:
+    """Per-sample 1/0: Keras' BinaryAccuracy (threshold 0.5) or CategoricalAccuracy."""
+    if task == "binary":
+        return ((output[:, 0] > 0.5) == (y[:, 0] > 0.5)).astype(np.float64)
+    return (output.argmax(axis=1) == y.argmax(axis=1)).astype(np.float64)
+
+
+EpochLog = Callable[[int, dict[str, float]], None]
+
+
+def fit_linear_head(
+    features: np.ndarray,
+    y: np.ndarray,
+    test_features: np.ndarray,
+    test_y: np.ndarray,
+    *,
+    task: str,
+    loss: str,
+    loss_params: dict | None,
+    epochs: int,
+    batch_size: int,
+    learning_rate: float,
+    seed: int,
+    on_epoch: EpochLog | None = None,
+) -> tuple[LinearHead, dict[str, list[float]]]:
+    """Fit a head from a seeded start; returns it and its history.
+
+    `y`, `test_y`: what stages.lib.head.targets gives ((N, 1) floats or one-hot (N, K)). The seed draws
+    the kernel and each epoch's shuffle. History, as Keras' `History.history`: per epoch, `loss` and
+    `accuracy` averaged over the epoch's batches as they were trained on (the labels fitted), `val_loss`
+    and `val_accuracy` on the test set after the epoch. on_epoch(epoch, those four) is called after each.
+    """
+    loss_fn = make_loss(loss, task, loss_params, backend="numpy")
+    gradient_fn = logit_gradient(loss, task, loss_params)
+    y = np.asarray(y, dtype=np.float32)
+    test_y = np.asarray(test_y, dtype=np.float32)
+    rng = np.random.default_rng(seed)
+    head = LinearHead.initial(features, task, units=y.shape[1], seed=int(rng.integers(2**31)))
+    x, test_x = head.standardise(features), head.standardise(test_features)
+    optimiser = Adam(learning_rate, [head.kernel, head.bias])
+    history: dict[str, list[float]] = {"loss": [], "accuracy": [], "val_loss": [], "val_accuracy": []}
+    for epoch in range(epochs):
+        order = rng.permutation(len(x))
+        losses, hits = [], []
+        for start in range(0, len(order), batch_size):
+            batch = order[start : start + batch_size]
+            output = head.output(x[batch])
+            losses.append(loss_fn(y[batch], output))
+            hits.append(_accuracy(y[batch], output, task))
+            # The batch's mean loss: each sample's gradient counts 1/len(batch).
+            dz = gradient_fn(y[batch], output) / len(batch)
+            optimiser.apply([x[batch].T @ dz, dz.sum(axis=0)])
+        test_output = head.output(test_x)
+        values = {
+            "loss": float(np.mean(np.concatenate(losses))),
+            "accuracy": float(np.mean(np.concatenate(hits))),
+            "val_loss": float(np.mean(loss_fn(test_y, test_output))),
+            "val_accuracy": float(np.mean(_accuracy(test_y, test_output, task))),
+        }
+        for key, value in values.items():
+            history[key].append(value)
+        if on_epoch is not None:
+            on_epoch(epoch, values)
+    return head, history
