@@ -177,7 +177,8 @@ def time_seed_method(study: Study, weights: str, epochs: int, batch_size: int, l
             loss="binary_crossentropy" if loss == "bce" else "mean_absolute_error",
             metrics=["accuracy"],
         )
-        model.fit(jpeg_pipeline(study.train, labels, shuffle=True), epochs=epochs, verbose=0)
+        # shuffle=False: the pipeline shuffles (Keras ignores the flag for a tf.data input, with a warning).
+        model.fit(jpeg_pipeline(study.train, labels, shuffle=True), epochs=epochs, shuffle=False, verbose=0)
         model.evaluate(jpeg_pipeline(study.test, study.labels[study.test], shuffle=False), verbose=0)
         seconds.append(time.perf_counter() - started)
         keras.backend.clear_session()
@@ -224,8 +225,9 @@ def cpu_model() -> str:
 
 
 def machine() -> str:
-    import tensorflow as tf
+    from stages.lib.tf_import import import_tensorflow
 
+    tf = import_tensorflow()
     gpus = tf.config.list_physical_devices("GPU")
     return (
         f"{os.cpu_count()} CPUs ({cpu_model()}), {len(gpus)} GPUs, TensorFlow {tf.__version__}, "
