@@ -18,7 +18,7 @@ from stages.lib.finetune import (
     set_trainable_blocks,
     throughput,
 )
-from stages.lib.head import build_head, predict_proba
+from stages.lib.head import build_head
 
 keras = pytest.importorskip("keras")
 
@@ -77,9 +77,8 @@ def test_a_frozen_fine_tune_model_predicts_what_a_head_on_embedded_features_does
     set_trainable_blocks(backbone, 0)
     model = build_fine_tune_model(backbone, head)
     assert {w.path.split("/")[0] for w in model.trainable_weights} == {"head"}
-    np.testing.assert_allclose(
-        predict_scores(model, images, "binary", batch_size=5), predict_proba(head, features, "binary"), atol=1e-5
-    )
+    head_alone = np.asarray(head(features, training=False))[:, 0]
+    np.testing.assert_allclose(predict_scores(model, images, "binary", batch_size=5), head_alone, atol=1e-5)
 
 
 class SlowValidation(keras.callbacks.Callback):

@@ -1,4 +1,5 @@
-"""The classifier head every variant shares, and the label tables it learns from."""
+"""The classifier head as a Keras model (fine-tuning mode; head mode trains its NumPy twin,
+stages.lib.linear_head), and the targets and label tables every mode learns from."""
 
 from __future__ import annotations
 
@@ -73,11 +74,3 @@ def labels_for_seed(table: pd.DataFrame, seed: int, ids: np.ndarray, source: Pat
     if len(missing):
         raise UserError(f"{source} lacks labels for {len(missing)} training images: rerun `dvc repro`")
     return by_id.loc[ids].to_numpy(dtype=np.int64)
-
-
-def predict_proba(model, features: np.ndarray, task: str, batch_size: int = 4096) -> np.ndarray:
-    """P(positive) as (N,) for binary, class probabilities (N, K) for multiclass."""
-    # Direct calls rather than model.predict: no tf.function is traced per loaded model.
-    chunks = [model(features[i : i + batch_size], training=False) for i in range(0, len(features), batch_size)]
-    probabilities = np.concatenate([np.asarray(c, dtype=np.float64) for c in chunks])
-    return probabilities[:, 0] if task == "binary" else probabilities
