@@ -57,7 +57,7 @@ from stages.lib.io import (
     read_prepared,
     save_array,
 )
-from stages.lib.linear_head import fit_linear_head
+from stages.lib.linear_head import LinearHead, fit_linear_head
 from stages.lib.runtime import Runtime
 from stages.lib.tf_import import import_tensorflow
 
@@ -114,7 +114,7 @@ def train_head(
     settings: P.TrainParams,
     seed: int,
     log_dir: Path,
-):
+) -> tuple[LinearHead, dict[str, list[float]]]:
     """Fit one head from a seeded initialisation, logging each epoch to DVCLive in log_dir under the
     names DVCLive's Keras callback uses in fine-tuning (train/loss, eval/loss, ...). Returns the head and
     its history (per-epoch `loss`, `accuracy`, `val_loss`, `val_accuracy`)."""
