@@ -212,8 +212,12 @@ def _sce(ops, y, p, alpha: float, beta: float):
     ``RCE = -sum_k p_k log y_k`` with ``log 0 := A = -4`` (paper's value), done
     by clipping ``y`` to ``[exp(A), 1]``; for one-hot ``y``, ``RCE = 4 (1 - p_y)``.
     """
-    rce = _ce(ops, p, ops.clip(y, math.exp(SCE_LOG_ZERO), 1.0))
-    return alpha * _ce(ops, y, p) + beta * rce
+    return alpha * _ce(ops, y, p) + beta * _ce(ops, p, _rce_labels(ops, y))
+
+
+def _rce_labels(ops, y):
+    """The labels inside RCE's log, clipped so that ``log 0`` becomes ``A``."""
+    return ops.clip(y, math.exp(SCE_LOG_ZERO), 1.0)
 
 
 def _bootstrap_target(ops, y, p, mode: str, beta: float):
@@ -263,8 +267,13 @@ _LOSSES: dict[str, Callable] = {
 _NP = BACKENDS["numpy"]
 
 
+def _ce_grad(target, p):
+    """d CE(target, p) / dp with the target held constant."""
+    return -target / p
+
+
 def _bce_grad(y, p):
-    return -y / p
+    return _ce_grad(y, p)
 
 
 def _l1_grad(y, p):
@@ -276,16 +285,16 @@ def _gce_grad(y, p, q: float):
 
 
 def _sce_grad(y, p, alpha: float, beta: float):
-    # RCE = -sum_k p_k log(clip(y_k)) is linear in p.
-    return alpha * (-y / p) - beta * np.log(np.clip(y, math.exp(SCE_LOG_ZERO), 1.0))
+    # RCE = CE(p, clipped y) = -sum_k p_k log(clip(y_k)) is linear in p.
+    return alpha * _ce_grad(y, p) - beta * np.log(_rce_labels(_NP, y))
 
 
 def _bootstrap_grad(y, p, mode: str, beta: float):
-    return -_bootstrap_target(_NP, y, p, mode, beta) / p
+    return _ce_grad(_bootstrap_target(_NP, y, p, mode, beta), p)
 
 
 def _ls_grad(y, p, smoothing: float):
-    return -_smoothed(y, smoothing) / p
+    return _ce_grad(_smoothed(y, smoothing), p)
 
 
 _GRADIENTS: dict[str, Callable] = {
