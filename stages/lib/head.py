@@ -1,76 +1,173 @@
-"""The classifier head as a Keras model (fine-tuning mode; head mode trains its NumPy twin,
-stages.lib.linear_head), and the targets and label tables every mode learns from."""
+"""The head-mode classifier, trained in NumPy: standardise the features, then one Dense layer with a
+sigmoid (binary) or softmax (multiclass) output, fit by mini-batch Adam.
+
+It is the same model, optimiser and schedule as the Keras head of fine-tuning mode (stages.lib.head:
+Normalization, Dense with Glorot-uniform kernel and zero bias, Keras' Adam, shuffled mini-batches, the
+mean loss per batch), written out in NumPy because a head on 2,048 cached features trains in well under
+a second while loading TensorFlow takes 3-4 s: in head mode, the train stage's processes (one per
+variant) never load it. The losses and their gradients come from stages.lib.losses.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
-from stages.lib.errors import UserError
+from stages.lib.losses import logit_gradient, make_loss
 
-MODEL_FILE = "seed_{seed}.keras"  # fine-tuning: the whole Keras model
-HEAD_FILE = "seed_{seed}.npz"  # head mode: a stages.lib.linear_head.LinearHead
-# Each model's predictions on the test set, written beside it by the train stage for the evaluate stage.
-SCORES_FILE = "test_scores_seed_{seed}.npy"
+# Keras' defaults: Normalization's floor on the standard deviation, Adam's betas and epsilon.
+STD_FLOOR = 1e-7
+ADAM_BETA_1, ADAM_BETA_2, ADAM_EPSILON = 0.9, 0.999, 1e-7
 
 
-def num_outputs(task: str, num_classes: int) -> int:
-    """One sigmoid unit for the binary task, one softmax unit per class otherwise."""
-    return 1 if task == "binary" else num_classes
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return np.exp(-np.logaddexp(0.0, -z))  # stable for large |z|
 
 
-def build_head(train_features: np.ndarray, task: str, num_classes: int):
-    """A linear classifier on the backbone's pooled features: standardise, then Dense + sigmoid/softmax.
-
-    The standardisation is fitted on the training features (the same for every variant: labels play no
-    part) and saved inside the model. Without it, raw pooled ResNet features put the initial logits far
-    from 0, where the sigmoid saturates and the L1 loss's gradient p(1-p) vanishes before training starts.
-    """
-    import keras
-
-    activation = "sigmoid" if task == "binary" else "softmax"
-    standardise = keras.layers.Normalization(axis=-1, dtype="float32", name="standardise")
-    standardise.adapt(np.asarray(train_features, dtype=np.float32))
-    return keras.Sequential(
-        [
-            keras.Input(shape=(train_features.shape[1],), name="features"),
-            standardise,
-            # float32 output even under a mixed-precision policy: the losses take logs of it.
-            keras.layers.Dense(num_outputs(task, num_classes), activation=activation, dtype="float32", name="head"),
-        ],
-        name="head",
-    )
+def _softmax(z: np.ndarray) -> np.ndarray:
+    e = np.exp(z - z.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
 
 
-def accuracy_metric(task: str):
-    import keras
+@dataclass
+class LinearHead:
+    """Standardisation (fitted on the training features) + Dense; float32 throughout."""
 
+    mean: np.ndarray  # (D,)
+    std: np.ndarray  # (D,)
+    kernel: np.ndarray  # (D, units)
+    bias: np.ndarray  # (units,)
+    task: str
+
+    @classmethod
+    def initial(cls, train_features: np.ndarray, task: str, units: int, seed: int) -> LinearHead:
+        """Standardisation fitted on train_features; Glorot-uniform kernel drawn from seed, zero bias."""
+        features = np.asarray(train_features, dtype=np.float32)
+        dim = features.shape[1]
+        limit = np.sqrt(6.0 / (dim + units))
+        kernel = np.random.default_rng(seed).uniform(-limit, limit, size=(dim, units)).astype(np.float32)
+        return cls(
+            mean=features.mean(axis=0),
+            std=np.maximum(features.std(axis=0), STD_FLOOR).astype(np.float32),
+            kernel=kernel,
+            bias=np.zeros(units, dtype=np.float32),
+            task=task,
+        )
+
+    def standardise(self, features: np.ndarray) -> np.ndarray:
+        return (np.asarray(features, dtype=np.float32) - self.mean) / self.std
+
+    def output(self, standardised: np.ndarray) -> np.ndarray:
+        """The output unit(s) the loss sees: sigmoid (N, 1) or softmax (N, K)."""
+        logits = standardised @ self.kernel + self.bias
+        return (_sigmoid if self.task == "binary" else _softmax)(logits).astype(np.float32)
+
+    def predict_proba(self, features: np.ndarray) -> np.ndarray:
+        """P(positive) as (N,) for binary, class probabilities (N, K) for multiclass; float64."""
+        out = self.output(self.standardise(features)).astype(np.float64)
+        return out[:, 0] if self.task == "binary" else out
+
+    def save(self, path: Path) -> None:
+        """One .npz file; `path` is written as given (no suffix appended)."""
+        with open(path, "wb") as handle:
+            np.savez(handle, mean=self.mean, std=self.std, kernel=self.kernel, bias=self.bias, task=self.task)
+
+    @classmethod
+    def load(cls, path: Path) -> LinearHead:
+        with np.load(path) as saved:
+            return cls(
+                mean=saved["mean"],
+                std=saved["std"],
+                kernel=saved["kernel"],
+                bias=saved["bias"],
+                task=str(saved["task"]),
+            )
+
+
+class Adam:
+    """Keras 3's Adam update, for a list of float32 arrays updated in place."""
+
+    def __init__(self, learning_rate: float, variables: list[np.ndarray]) -> None:
+        self.learning_rate = learning_rate
+        self.variables = variables
+        self.m = [np.zeros_like(v) for v in variables]
+        self.v = [np.zeros_like(v) for v in variables]
+        self.iterations = 0
+
+    def apply(self, gradients: list[np.ndarray]) -> None:
+        self.iterations += 1
+        t = self.iterations
+        step = self.learning_rate * np.sqrt(1.0 - ADAM_BETA_2**t) / (1.0 - ADAM_BETA_1**t)
+        for variable, gradient, m, v in zip(self.variables, gradients, self.m, self.v, strict=True):
+            m += (1.0 - ADAM_BETA_1) * (gradient - m)
+            v += (1.0 - ADAM_BETA_2) * (gradient * gradient - v)
+            variable -= (step * m / (np.sqrt(v) + ADAM_EPSILON)).astype(np.float32)
+
+
+def _accuracy(y: np.ndarray, output: np.ndarray, task: str) -> np.ndarray:
+    """Per-sample 1/0: Keras' BinaryAccuracy (threshold 0.5) or CategoricalAccuracy."""
     if task == "binary":
-        return keras.metrics.BinaryAccuracy(name="accuracy")
-    return keras.metrics.CategoricalAccuracy(name="accuracy")
+        return ((output[:, 0] > 0.5) == (y[:, 0] > 0.5)).astype(np.float64)
+    return (output.argmax(axis=1) == y.argmax(axis=1)).astype(np.float64)
 
 
-def targets(labels: np.ndarray, task: str, num_classes: int) -> np.ndarray:
-    """The arrays the losses expect: (N, 1) floats for binary, one-hot (N, K) for multiclass."""
-    labels = np.asarray(labels, dtype=np.int64)
-    if task == "binary":
-        return labels.astype(np.float32).reshape(-1, 1)
-    return np.eye(num_classes, dtype=np.float32)[labels]
+EpochLog = Callable[[int, dict[str, float]], None]
 
 
-def labels_for_seed(table: pd.DataFrame, seed: int, ids: np.ndarray, source: Path | str) -> np.ndarray:
-    """The training labels of one repeat seed, in the order of `ids` (the feature rows).
+def fit_linear_head(
+    features: np.ndarray,
+    y: np.ndarray,
+    test_features: np.ndarray,
+    test_y: np.ndarray,
+    *,
+    task: str,
+    loss: str,
+    loss_params: dict | None,
+    epochs: int,
+    batch_size: int,
+    learning_rate: float,
+    seed: int,
+    on_epoch: EpochLog | None = None,
+) -> tuple[LinearHead, dict[str, list[float]]]:
+    """Fit a head from a seeded start; returns it and its history.
 
-    The clean label file has no seed column: its labels hold for every seed.
+    `y`, `test_y`: what stages.lib.head.targets gives ((N, 1) floats or one-hot (N, K)). The seed draws
+    the kernel and each epoch's shuffle. History, as Keras' `History.history`: per epoch, `loss` and
+    `accuracy` averaged over the epoch's batches as they were trained on (the labels fitted), `val_loss`
+    and `val_accuracy` on the test set after the epoch. on_epoch(epoch, those four) is called after each.
     """
-    if "seed" in table.columns:
-        table = table[table["seed"] == seed]
-        if table.empty:
-            raise UserError(f"{source} has no labels for seed {seed}: rerun the corrupt stage (`dvc repro`)")
-    by_id = table.set_index("id")["label"]
-    missing = np.setdiff1d(ids, by_id.index.to_numpy())
-    if len(missing):
-        raise UserError(f"{source} lacks labels for {len(missing)} training images: rerun `dvc repro`")
-    return by_id.loc[ids].to_numpy(dtype=np.int64)
+    loss_fn = make_loss(loss, task, loss_params, backend="numpy")
+    gradient_fn = logit_gradient(loss, task, loss_params)
+    y = np.asarray(y, dtype=np.float32)
+    test_y = np.asarray(test_y, dtype=np.float32)
+    rng = np.random.default_rng(seed)
+    head = LinearHead.initial(features, task, units=y.shape[1], seed=int(rng.integers(2**31)))
+    x, test_x = head.standardise(features), head.standardise(test_features)
+    optimiser = Adam(learning_rate, [head.kernel, head.bias])
+    history: dict[str, list[float]] = {"loss": [], "accuracy": [], "val_loss": [], "val_accuracy": []}
+    for epoch in range(epochs):
+        order = rng.permutation(len(x))
+        losses, hits = [], []
+        for start in range(0, len(order), batch_size):
+            batch = order[start : start + batch_size]
+            output = head.output(x[batch])
+            losses.append(loss_fn(y[batch], output))
+            hits.append(_accuracy(y[batch], output, task))
+            # The batch's mean loss: each sample's gradient counts 1/len(batch).
+            dz = gradient_fn(y[batch], output) / len(batch)
+            optimiser.apply([x[batch].T @ dz, dz.sum(axis=0)])
+        test_output = head.output(test_x)
+        values = {
+            "loss": float(np.mean(np.concatenate(losses))),
+            "accuracy": float(np.mean(np.concatenate(hits))),
+            "val_loss": float(np.mean(loss_fn(test_y, test_output))),
+            "val_accuracy": float(np.mean(_accuracy(test_y, test_output, task))),
+        }
+        for key, value in values.items():
+            history[key].append(value)
+        if on_epoch is not None:
+            on_epoch(epoch, values)
+    return head, history
