@@ -1,6 +1,6 @@
 """The noise sweep's report: accuracy against noise rate for every loss, over all experiments of the repo.
 
-`python -m stages.report` reads every finished run that `dvc exp show` lists (the workspace, HEAD's commit
+`python -m report` reads every finished run that `dvc exp show` lists (the workspace, HEAD's commit
 and the experiments run from it; `--all-commits` for every commit's) and writes
 reports/noise_curve.png (accuracy and balanced accuracy against the noise rate, one line per loss on
 noisy labels, the clean-label controls and the majority baseline as references, bands of ± 1 standard
@@ -17,11 +17,11 @@ import argparse
 import sys
 from pathlib import Path
 
-from stages.lib.curve_figure import draw_noise_curves
 from stages.lib.errors import UserError, run_stage
-from stages.lib.experiments import exp_show_json, parse_runs
 from stages.lib.io import atomic_path
-from stages.lib.sweep import group_sweeps, markdown_report
+from stages.lib.report.experiments import exp_show_json, parse_runs
+from stages.lib.report.figure import draw_noise_curves
+from stages.lib.report.sweep import group_sweeps, markdown_report
 
 REPORTS_DIR = Path("reports")
 FIGURE_NAME = "noise_curve.png"
@@ -33,7 +33,7 @@ NO_RUNS = (
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m stages.report", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m report", description=__doc__.splitlines()[0])
     parser.add_argument("--all-commits", action="store_true", help="include experiments of every commit, not HEAD's")
     parser.add_argument("--out", type=Path, default=REPORTS_DIR, help=f"output folder (default: {REPORTS_DIR})")
     args = parser.parse_args(argv)

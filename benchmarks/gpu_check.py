@@ -52,7 +52,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def devices() -> list[str]:
     """The GPUs as the driver and as TensorFlow see them, and the runtime the train stage will choose."""
-    from stages.lib.runtime import select_runtime, visible_gpus
+    from stages.lib.finetune.runtime import select_runtime, visible_gpus
 
     lines = []
     if shutil.which("nvidia-smi"):
@@ -68,7 +68,7 @@ def devices() -> list[str]:
 
 
 def make_study(workdir: Path, args: argparse.Namespace) -> Path:
-    from tests.conftest import make_project
+    from tests.project import make_project
     from tests.synthetic import CLASS_COLOURS, make_flower_folder
 
     per_class = -(-args.images // len(CLASS_COLOURS))
@@ -83,7 +83,7 @@ def make_study(workdir: Path, args: argparse.Namespace) -> Path:
 
 
 def dvc_logged(repo: Path, *args: str) -> tuple[str, float]:
-    from tests.conftest import dvc
+    from tests.project import dvc
 
     started = time.perf_counter()
     result = dvc(repo, *args)
@@ -92,7 +92,7 @@ def dvc_logged(repo: Path, *args: str) -> tuple[str, float]:
 
 def commit(repo: Path) -> None:
     """`dvc exp run` starts from the last commit: commit the head-mode run as the baseline."""
-    from tests.conftest import run
+    from tests.project import run
 
     run(repo, "git", "add", "-A")
     run(repo, "git", "commit", "-qm", "baseline: heads on cached features")

@@ -190,7 +190,7 @@ def time_seed_method(study: Study, weights: str, epochs: int, batch_size: int, l
 
 def time_our_pipeline(images: Path, project: Path, args: argparse.Namespace) -> list[tuple[str, float]]:
     """(step, seconds) of the whole study through DVC, from a fresh repo with an empty cache."""
-    from tests.conftest import dvc, make_project, run
+    from tests.project import dvc, make_project, run
 
     params = {
         "noise": args.noise_levels[0],

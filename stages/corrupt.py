@@ -14,7 +14,8 @@ import pandas as pd
 
 from stages.lib import params as P
 from stages.lib.errors import UserError, run_stage
-from stages.lib.io import label_file, label_names, read_prepared, write_csv, write_json
+from stages.lib.io import label_names, read_prepared, write_csv, write_json
+from stages.lib.labels import label_file
 from stages.lib.noise import corrupt_labels, flip_rates, transition_matrix
 
 NOISE_METRICS = "metrics/noise.json"

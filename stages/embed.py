@@ -17,8 +17,8 @@ from tqdm import tqdm
 from stages.lib import params as P
 from stages.lib.backbone import FEATURE_DIM, build_backbone, preprocess, resolve_weights, seed_everything
 from stages.lib.errors import run_stage
+from stages.lib.finetune.runtime import devices_seen
 from stages.lib.io import features_path, images_path, load_array, save_array
-from stages.lib.runtime import devices_seen
 
 
 def embed_images(model, images: np.ndarray, batch_size: int, desc: str = "embed") -> np.ndarray:

@@ -21,16 +21,8 @@ from sklearn.metrics import roc_curve
 
 from stages.lib import params as P
 from stages.lib.errors import UserError, run_stage
-from stages.lib.head import SCORES_FILE, targets
-from stages.lib.io import (
-    METRICS_DIR,
-    MODELS_DIR,
-    atomic_dir,
-    label_names,
-    load_array,
-    read_prepared,
-    write_json,
-)
+from stages.lib.io import METRICS_DIR, atomic_dir, label_names, load_array, read_prepared, write_json
+from stages.lib.labels import BASELINE, LABEL_SETS, SCORES_FILE, model_dir, targets, variant_name
 from stages.lib.metrics import binary_metrics, majority_baseline, multiclass_metrics, summarise
 
 METRICS_FILE = METRICS_DIR / "metrics.json"
@@ -50,7 +42,7 @@ def predicted_labels(scores: np.ndarray, task: str) -> np.ndarray:
 
 def test_scores(variant: str, repeat: int, rows: int, task: str, num_classes: int) -> np.ndarray:
     """The test-set predictions the train stage wrote for one seed's model, checked against the test set."""
-    path = MODELS_DIR / variant / SCORES_FILE.format(seed=repeat)
+    path = model_dir(variant) / SCORES_FILE.format(seed=repeat)
     if not path.exists():
         raise UserError(f"{path} not found: run `dvc repro` (train stage {variant})")
     scores = load_array(path).astype(np.float64)
@@ -108,12 +100,12 @@ def main() -> None:
 
     summary, per_seed, plots = {}, {}, {}
     for loss in settings.losses:
-        for labels in P.LABEL_SETS:
-            variant = P.variant_name(loss, labels)
+        for labels in LABEL_SETS:
+            variant = variant_name(loss, labels)
             per_seed[variant], first_scores = evaluate_variant(variant, loss, settings, y_true, task, names)
             summary[variant] = summarise(per_seed[variant], len(y_true))
             plots[variant] = plot_tables(y_true, first_scores, task, names)
-    summary["baseline"] = majority_baseline(train_labels, y_true, task, names)
+    summary[BASELINE] = majority_baseline(train_labels, y_true, task, names)
 
     with atomic_dir(PLOTS_DIR) as staging:
         for variant, tables in plots.items():

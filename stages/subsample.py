@@ -24,11 +24,11 @@ from stages.lib.io import (
     LABELS_TABLE,
     RAW_DIR,
     images_path,
-    label_file,
     save_array,
     write_csv,
     write_json,
 )
+from stages.lib.labels import label_file
 
 
 def check_positive_class(positive: str, class_names: tuple[str, ...]) -> None:

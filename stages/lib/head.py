@@ -1,11 +1,12 @@
 """The head-mode classifier, trained in NumPy: standardise the features, then one Dense layer with a
 sigmoid (binary) or softmax (multiclass) output, fit by mini-batch Adam.
 
-It is the same model, optimiser and schedule as the Keras head of fine-tuning mode (stages.lib.head:
-Normalization, Dense with Glorot-uniform kernel and zero bias, Keras' Adam, shuffled mini-batches, the
-mean loss per batch), written out in NumPy because a head on 2,048 cached features trains in well under
-a second while loading TensorFlow takes 3-4 s: in head mode, the train stage's processes (one per
-variant) never load it. The losses and their gradients come from stages.lib.losses.
+It is the same model, optimiser and schedule as the Keras head of fine-tuning mode
+(stages.lib.finetune.model.build_head: Normalization, Dense with Glorot-uniform kernel and zero bias,
+Keras' Adam, shuffled mini-batches, the mean loss per batch), written out in NumPy because a head on
+2,048 cached features trains in well under a second while loading TensorFlow takes 3-4 s: in head
+mode, the train stage's processes (one per variant) never load it. The losses and their gradients come
+from stages.lib.losses.
 """
 
 from __future__ import annotations
@@ -134,7 +135,7 @@ def fit_linear_head(
 ) -> tuple[LinearHead, dict[str, list[float]]]:
     """Fit a head from a seeded start; returns it and its history.
 
-    `y`, `test_y`: what stages.lib.head.targets gives ((N, 1) floats or one-hot (N, K)). The seed draws
+    `y`, `test_y`: what stages.lib.labels.targets gives ((N, 1) floats or one-hot (N, K)). The seed draws
     the kernel and each epoch's shuffle. History, as Keras' `History.history`: per epoch, `loss` and
     `accuracy` averaged over the epoch's batches as they were trained on (the labels fitted), `val_loss`
     and `val_accuracy` on the test set after the epoch. on_epoch(epoch, those four) is called after each.

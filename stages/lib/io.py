@@ -41,10 +41,6 @@ def features_path(split: str) -> Path:
     return FEATURES_DIR / f"{split}.npy"
 
 
-def label_file(labels: str) -> Path:
-    return LABELS_DIR / f"{labels}.csv"
-
-
 TEMP_SUFFIX = ".tmp"
 
 

@@ -1,5 +1,10 @@
-"""The classifier head as a Keras model (fine-tuning mode; head mode trains its NumPy twin,
-stages.lib.linear_head), and the targets and label tables every mode learns from."""
+"""The names every stage shares for labels and variants, built and parsed here only, and the targets
+every trainer learns from.
+
+A *variant* is one loss trained on one label set, named `<loss>-<labels>` (`bce-noisy`): the name of its
+DVC stage (`train@bce-noisy`), of its folders under models/ and metrics/, and of its entry in
+metrics/metrics.json, beside the majority `baseline`.
+"""
 
 from __future__ import annotations
 
@@ -9,47 +14,45 @@ import numpy as np
 import pandas as pd
 
 from stages.lib.errors import UserError
+from stages.lib.io import LABELS_DIR, METRICS_DIR, MODELS_DIR
+
+LABEL_SETS = ("clean", "noisy")
+BASELINE = "baseline"  # metrics.json's entry for always answering the training pool's majority class
 
 MODEL_FILE = "seed_{seed}.keras"  # fine-tuning: the whole Keras model
-HEAD_FILE = "seed_{seed}.npz"  # head mode: a stages.lib.linear_head.LinearHead
+HEAD_FILE = "seed_{seed}.npz"  # head mode: a stages.lib.head.LinearHead
 # Each model's predictions on the test set, written beside it by the train stage for the evaluate stage.
 SCORES_FILE = "test_scores_seed_{seed}.npy"
 
 
-def num_outputs(task: str, num_classes: int) -> int:
-    """One sigmoid unit for the binary task, one softmax unit per class otherwise."""
-    return 1 if task == "binary" else num_classes
+def variant_name(loss: str, labels: str) -> str:
+    """The name of one trained variant, as used for models/, metrics and DVC stage names."""
+    return f"{loss}-{labels}"
 
 
-def build_head(train_features: np.ndarray, task: str, num_classes: int):
-    """A linear classifier on the backbone's pooled features: standardise, then Dense + sigmoid/softmax.
-
-    The standardisation is fitted on the training features (the same for every variant: labels play no
-    part) and saved inside the model. Without it, raw pooled ResNet features put the initial logits far
-    from 0, where the sigmoid saturates and the L1 loss's gradient p(1-p) vanishes before training starts.
-    """
-    import keras
-
-    activation = "sigmoid" if task == "binary" else "softmax"
-    standardise = keras.layers.Normalization(axis=-1, dtype="float32", name="standardise")
-    standardise.adapt(np.asarray(train_features, dtype=np.float32))
-    return keras.Sequential(
-        [
-            keras.Input(shape=(train_features.shape[1],), name="features"),
-            standardise,
-            # float32 output even under a mixed-precision policy: the losses take logs of it.
-            keras.layers.Dense(num_outputs(task, num_classes), activation=activation, dtype="float32", name="head"),
-        ],
-        name="head",
-    )
+def parse_variant(variant: str) -> tuple[str, str]:
+    """(loss, labels) of a variant name; the inverse of variant_name."""
+    loss, _, labels = variant.rpartition("-")
+    return loss, labels
 
 
-def accuracy_metric(task: str):
-    import keras
+def label_file(labels: str) -> Path:
+    """data/labels/<labels>.csv: clean.csv (from subsample) or noisy.csv (from corrupt)."""
+    return LABELS_DIR / f"{labels}.csv"
 
-    if task == "binary":
-        return keras.metrics.BinaryAccuracy(name="accuracy")
-    return keras.metrics.CategoricalAccuracy(name="accuracy")
+
+def model_dir(variant: str) -> Path:
+    return MODELS_DIR / variant
+
+
+def training_log_dir(variant: str) -> Path:
+    """DVCLive's per-epoch logs of a variant, one seed_<s> folder per repeat."""
+    return METRICS_DIR / "train" / variant
+
+
+def curves_dir(variant: str) -> Path:
+    """The variant's per-epoch means over seeds, one CSV per metric (what `dvc plots show` draws)."""
+    return METRICS_DIR / "curves" / variant
 
 
 def targets(labels: np.ndarray, task: str, num_classes: int) -> np.ndarray:
@@ -58,6 +61,11 @@ def targets(labels: np.ndarray, task: str, num_classes: int) -> np.ndarray:
     if task == "binary":
         return labels.astype(np.float32).reshape(-1, 1)
     return np.eye(num_classes, dtype=np.float32)[labels]
+
+
+def num_outputs(task: str, num_classes: int) -> int:
+    """One sigmoid unit for the binary task, one softmax unit per class otherwise."""
+    return 1 if task == "binary" else num_classes
 
 
 def labels_for_seed(table: pd.DataFrame, seed: int, ids: np.ndarray, source: Path | str) -> np.ndarray:

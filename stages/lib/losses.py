@@ -7,7 +7,7 @@ per-sample loss, shape ``(batch,)``; Keras applies the reduction. With
 what the head-mode train stage and the evaluate stage use (a TensorFlow import
 costs 3-4 s per stage process, more than training a head). :func:`logit_gradient`
 gives each loss's gradient with respect to the output unit's logits, for the
-NumPy head trainer (stages.lib.linear_head).
+NumPy head trainer (stages.lib.head).
 
 Conventions
 -----------

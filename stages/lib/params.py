@@ -21,7 +21,6 @@ from stages.lib.errors import UserError
 
 PARAMS_FILE = Path("params.yaml")
 TASKS = ("binary", "multiclass")
-LABEL_SETS = ("clean", "noisy")
 # ResNet50 without its top halves the resolution five times: below 32 px nothing is left to pool.
 MIN_IMAGE_SIZE = 32
 MAX_IMAGE_SIZE = 1024
@@ -330,8 +329,3 @@ def fine_tune_settings_in_head_mode(settings: TrainParams) -> str | None:
     if settings.xla:
         return "train.xla = true: applies with model.fine_tune: true only"
     return None
-
-
-def variant_name(loss: str, labels: str) -> str:
-    """The name of one trained variant, as used for models/, metrics and DVC stage names."""
-    return f"{loss}-{labels}"

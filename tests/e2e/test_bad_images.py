@@ -17,7 +17,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from tests.conftest import make_project, run, write_params
+from tests.project import make_project, run, write_params
 from tests.synthetic import flower_image, make_flower_folder
 
 READABLE = {

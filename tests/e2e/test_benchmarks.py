@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 import sys
 
-from tests.conftest import PROJECT_ROOT, run
+from tests.project import PROJECT_ROOT, run
 
 RATIOS = re.compile(r"^ratios: seed/ours=(\d+\.\d\d) ours/floor=(\d+\.\d\d)$")
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ALL_STAGES, VARIANTS, dvc, make_project, ran_stages, run
+from tests.project import ALL_STAGES, VARIANTS, dvc, make_project, ran_stages, run
 
 METRIC_KEYS = ("accuracy", "balanced_accuracy", "auc", "precision", "recall", "f1", "loss", "accuracy_ci95")
 

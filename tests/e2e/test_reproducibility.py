@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import dvc, make_project, tool_env
+from tests.project import dvc, make_project, tool_env
 
 IDENTICAL_FILES = (
     "data/prepared/labels.csv",

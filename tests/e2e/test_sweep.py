@@ -1,6 +1,6 @@
 """End to end: a queued two-level noise sweep from a fresh clone (`dvc exp run --queue` + `dvc queue start`),
 the shared stages restored from DVC's run-cache rather than recomputed, `dvc exp show` and `dvc plots diff`
-across the experiments, and `python -m stages.report` over them."""
+across the experiments, and `python -m report` over them."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from tests.conftest import dvc, make_project, run
+from tests.project import dvc, make_project, run
 
 NOISE_LEVELS = (0.0, 0.5)
 VARIANTS = ("bce-clean", "bce-noisy", "l1-clean", "l1-noisy")
@@ -77,7 +77,7 @@ def sweep(tmp_path_factory: pytest.TempPathFactory, flower_folder: Path) -> tupl
     """A fresh clone (nothing reproduced, empty cache) that has run the sweep as a queue."""
     repo = make_project(tmp_path_factory.mktemp("sweep") / "project", flower_folder, {"train": {"epochs": 2}})
     # No experiments yet: the report says what to run.
-    empty = run(repo, sys.executable, "-m", "stages.report", check=False)
+    empty = run(repo, sys.executable, "-m", "report", check=False)
     assert empty.returncode == 2, empty.stderr
     assert "no finished experiment" in empty.stderr and "dvc queue start" in empty.stderr
 
@@ -138,7 +138,7 @@ def test_plots_diff_compares_the_experiments(sweep: tuple[Path, dict[float, dict
 
 def test_report_holds_every_level(sweep: tuple[Path, dict[float, dict]]) -> None:
     repo, found = sweep
-    result = run(repo, sys.executable, "-m", "stages.report")
+    result = run(repo, sys.executable, "-m", "report")
     assert "report: wrote reports/noise_curve.png and reports/results.md" in result.stderr
     with Image.open(repo / "reports/noise_curve.png") as image:
         assert image.format == "PNG" and image.size[0] > 1000

@@ -1,4 +1,4 @@
-"""Unit tests for stages.lib.linear_head: the NumPy head, its Adam, and parity with the Keras head."""
+"""Unit tests for stages.lib.head: the NumPy head and its Adam (parity with the Keras head: tests/unit/tf)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stages.lib.head import targets
-from stages.lib.linear_head import Adam, LinearHead, fit_linear_head
+from stages.lib.head import Adam, LinearHead, fit_linear_head
+from stages.lib.labels import targets
 from stages.lib.losses import LOSS_NAMES
 
 DIM = 12
@@ -114,33 +114,6 @@ def test_adam_first_step_moves_each_weight_by_the_learning_rate() -> None:
     np.testing.assert_allclose(w, [0.9, -1.9, 0.4], atol=1e-4)
 
 
-@pytest.mark.parametrize(("task", "k", "loss", "params"), [("binary", 2, "l1", None), ("multiclass", 3, "sce", None)])
-def test_matches_the_keras_head_step_for_step(task: str, k: int, loss: str, params: dict | None) -> None:
-    """Same start, full-batch steps (no shuffle order to differ): the Keras head (build_head, Keras' Adam,
-    the Keras-backend loss) ends with the same weights and outputs."""
-    keras = pytest.importorskip("keras")
-    from stages.lib.head import build_head
-    from stages.lib.losses import make_loss
-
-    x, labels = data(120, k)
-    y = targets(labels, task, k)
-    start, _ = fit_linear_head(
-        x, y, x, y, task=task, loss=loss, loss_params=params, epochs=0, batch_size=120, learning_rate=0.05, seed=2
-    )
-    ours, _ = fit_linear_head(
-        x, y, x, y, task=task, loss=loss, loss_params=params, epochs=4, batch_size=120, learning_rate=0.05, seed=2
-    )
-    model = build_head(x, task, k)
-    model.get_layer("head").set_weights([start.kernel, start.bias])
-    model.compile(optimizer=keras.optimizers.Adam(0.05), loss=make_loss(loss, task, params))
-    model.fit(x, y, batch_size=120, epochs=4, shuffle=False, verbose=0)
-    kernel, bias = model.get_layer("head").get_weights()
-    np.testing.assert_allclose(ours.kernel, kernel, rtol=1e-3, atol=1e-5)
-    np.testing.assert_allclose(ours.bias, bias, rtol=1e-3, atol=1e-5)
-    want = np.asarray(model(x, training=False), dtype=np.float64)
-    np.testing.assert_allclose(ours.predict_proba(x), want[:, 0] if task == "binary" else want, atol=1e-5)
-
-
 @pytest.mark.parametrize(("task", "k"), [("binary", 2), ("multiclass", 3)])
 def test_saved_head_predicts_the_same_after_loading(tmp_path: Path, task: str, k: int) -> None:
     head, _ = fit(task, k=k)
@@ -155,7 +128,7 @@ def test_saved_head_predicts_the_same_after_loading(tmp_path: Path, task: str, k
 
 def test_training_a_head_does_not_load_tensorflow() -> None:
     code = (
-        "import sys; sys.path.insert(0, 'tests'); from test_linear_head import fit; fit('binary', 'gce');"
+        "import sys; from tests.unit.test_head import fit; fit('binary', 'gce');"
         "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, 'TensorFlow was loaded'"
     )
-    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[1])
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[2])

@@ -17,7 +17,7 @@ import yaml
 from stages.lib import params as P
 from stages.lib.errors import user_error_types
 
-REPO_PARAMS = Path(__file__).resolve().parents[1] / "params.yaml"
+REPO_PARAMS = Path(__file__).resolve().parents[2] / "params.yaml"
 
 
 @pytest.fixture(scope="module")
@@ -160,7 +160,3 @@ def test_load_params_problems_are_user_errors(tmp_path: Path) -> None:
     listing.write_text("- seed\n")
     with pytest.raises(user_error_types(), match="must hold a mapping of params, found list"):
         P.load_params(listing)
-
-
-def test_variant_name() -> None:
-    assert P.variant_name("gce", "noisy") == "gce-noisy"

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from stages import report
+import report
 from stages.lib.errors import UserError
-from stages.lib.experiments import Run, exp_show_json, flatten, parse_runs
-from stages.lib.sweep import (
+from stages.lib.report.experiments import Run, exp_show_json, flatten, parse_runs
+from stages.lib.report.sweep import (
     curve,
     distinguishing_params,
     format_cell,
@@ -23,7 +23,7 @@ from stages.lib.sweep import (
     markdown_table,
     variants,
 )
-from stages.train import mean_curves
+from stages.lib.training import mean_curves
 
 PARAMS = {
     "seed": 0,

@@ -1,8 +1,8 @@
 """Fine-tuning ResNet50 itself on the images: the model, which of its blocks train, its predictions, its speed.
 
-The model is the backbone (the same ResNet50 the embed stage runs, `model.weights`) topped by the same
-head every variant uses (see stages.lib.head), standardised on the untrained backbone's features of the
-training pool. `model.trainable_blocks` residual blocks, counted from the top, are trained with the head;
+The model is the backbone (the same ResNet50 the embed stage runs, `model.weights`) topped by the Keras
+twin of the NumPy head of head mode (stages.lib.head), standardised on the untrained backbone's features
+of the training pool. `model.trainable_blocks` residual blocks, counted from the top, are trained with the head;
 the rest stay frozen. Batch normalisation stays in inference mode throughout (its statistics and its
 scale and offset frozen): a few hundred images in batches of 32 are too few to re-estimate them, and
 doing so would wipe out what the ImageNet statistics carry (Keras' transfer-learning guide does the same).
@@ -16,7 +16,8 @@ import time
 import keras
 import numpy as np
 
-from stages.lib.datasets import image_pipeline
+from stages.lib.finetune.pipeline import image_pipeline
+from stages.lib.labels import num_outputs
 from stages.lib.params import RESNET50_BLOCKS
 
 _BLOCK_NAME = re.compile(r"^(conv\d_block\d+)_")
@@ -51,6 +52,33 @@ def set_trainable_blocks(backbone, trainable_blocks: int | None) -> None:
     for layer in backbone.layers:
         in_trained_part = trainable_blocks is None or block_of(layer.name) in trained
         layer.trainable = in_trained_part and not isinstance(layer, keras.layers.BatchNormalization)
+
+
+def build_head(train_features: np.ndarray, task: str, num_classes: int):
+    """A linear classifier on the backbone's pooled features: standardise, then Dense + sigmoid/softmax.
+
+    The standardisation is fitted on the training features (the same for every variant: labels play no
+    part) and saved inside the model. Without it, raw pooled ResNet features put the initial logits far
+    from 0, where the sigmoid saturates and the L1 loss's gradient p(1-p) vanishes before training starts.
+    """
+    activation = "sigmoid" if task == "binary" else "softmax"
+    standardise = keras.layers.Normalization(axis=-1, dtype="float32", name="standardise")
+    standardise.adapt(np.asarray(train_features, dtype=np.float32))
+    return keras.Sequential(
+        [
+            keras.Input(shape=(train_features.shape[1],), name="features"),
+            standardise,
+            # float32 output even under a mixed-precision policy: the losses take logs of it.
+            keras.layers.Dense(num_outputs(task, num_classes), activation=activation, dtype="float32", name="head"),
+        ],
+        name="head",
+    )
+
+
+def accuracy_metric(task: str):
+    if task == "binary":
+        return keras.metrics.BinaryAccuracy(name="accuracy")
+    return keras.metrics.CategoricalAccuracy(name="accuracy")
 
 
 def build_fine_tune_model(backbone, head):

@@ -7,14 +7,15 @@ from pathlib import Path
 import numpy as np
 
 from stages.lib.io import atomic_path
-from stages.lib.sweep import BASELINE, METRIC_TITLES, Curve, Sweep, curve, distinguishing_params, sweep_title, variants
+from stages.lib.labels import BASELINE, parse_variant
+from stages.lib.report.sweep import METRIC_TITLES, Curve, Sweep, curve, distinguishing_params, sweep_title, variants
 
 FIGURE_METRICS = ("accuracy", "balanced_accuracy")
 BASELINE_COLOUR = "0.35"
 
 
 def _loss_of(variant: str) -> str:
-    return variant.rsplit("-", 1)[0]
+    return parse_variant(variant)[0]
 
 
 def _binary_flip(sweep: Sweep) -> bool:

@@ -17,10 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from stages.lib.experiments import Run
+from stages.lib.labels import BASELINE, LABEL_SETS, variant_name
+from stages.lib.report.experiments import Run
 
-BASELINE = "baseline"
-LABEL_SETS = ("noisy", "clean")
 TABLE_METRICS = ("accuracy", "balanced_accuracy", "auc")
 METRIC_TITLES = {"accuracy": "Accuracy", "balanced_accuracy": "Balanced accuracy", "auc": "AUC"}
 
@@ -97,7 +96,11 @@ def variants(sweep: Sweep) -> list[str]:
     """Variant names of the sweep: noisy ones first, then the clean controls, in train.losses order."""
     found = {name for run in sweep.runs for name in run.metrics if name != BASELINE}
     losses = sweep.config.get("train.losses")
-    order = [f"{loss}-{labels}" for labels in LABEL_SETS for loss in losses] if isinstance(losses, list) else []
+    order = (
+        [variant_name(loss, labels) for labels in reversed(LABEL_SETS) for loss in losses]
+        if isinstance(losses, list)
+        else []
+    )
     return [name for name in order if name in found] + sorted(found - set(order))
 
 

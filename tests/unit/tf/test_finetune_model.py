@@ -8,17 +8,17 @@ import numpy as np
 import pytest
 
 from stages.lib.backbone import build_backbone, seed_everything
-from stages.lib.finetune import (
+from stages.lib.finetune.model import (
     TrainingClock,
     backbone_features,
     block_of,
     build_fine_tune_model,
+    build_head,
     predict_scores,
     residual_blocks,
     set_trainable_blocks,
     throughput,
 )
-from stages.lib.head import build_head
 
 keras = pytest.importorskip("keras")
 

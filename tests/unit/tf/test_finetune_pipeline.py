@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from stages.lib.datasets import image_pipeline
+from stages.lib.finetune.pipeline import image_pipeline
 
 keras = pytest.importorskip("keras")
 

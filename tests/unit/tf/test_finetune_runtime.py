@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from stages.lib.errors import UserError
-from stages.lib.runtime import Gpu, apply_precision, distribution_strategy, select_runtime, visible_gpus
+from stages.lib.finetune.runtime import Gpu, apply_precision, distribution_strategy, select_runtime, visible_gpus
 
 H200 = Gpu("/physical_device:GPU:0", "NVIDIA H200", (9, 0))
 T4 = Gpu("/physical_device:GPU:1", "Tesla T4", (7, 5))
@@ -72,8 +72,7 @@ def test_under_mixed_precision_the_model_computes_in_float16_but_outputs_float32
     import keras
 
     from stages.lib.backbone import build_backbone
-    from stages.lib.finetune import build_fine_tune_model, set_trainable_blocks
-    from stages.lib.head import build_head
+    from stages.lib.finetune.model import build_fine_tune_model, build_head, set_trainable_blocks
     from stages.lib.losses import make_loss
 
     backbone = build_backbone("none", image_size=32)

@@ -1,15 +1,18 @@
-"""Unit tests for stages.lib.head: the classifier head, its targets, and the label tables it learns from."""
+"""Unit tests for the Keras head of fine-tuning (stages.lib.finetune.model.build_head), and the NumPy head's
+parity with it."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 
-from stages.lib.errors import UserError
-from stages.lib.head import MODEL_FILE, build_head, labels_for_seed, num_outputs, targets
+from stages.lib.finetune.model import build_head
+from stages.lib.head import fit_linear_head
+from stages.lib.labels import MODEL_FILE, num_outputs, targets
+from stages.lib.losses import make_loss
+from tests.unit.test_head import data
 
 keras = pytest.importorskip("keras")
 
@@ -65,59 +68,6 @@ def test_head_starts_away_from_saturation() -> None:
     assert np.mean(np.abs(logits)) < 3.0
 
 
-def test_num_outputs() -> None:
-    assert num_outputs("binary", 2) == 1
-    assert num_outputs("multiclass", 5) == 5
-
-
-def test_targets_binary_is_a_float_column() -> None:
-    y = targets(np.array([0, 1, 1, 0]), "binary", 2)
-    assert y.shape == (4, 1)
-    assert y.dtype == np.float32
-    np.testing.assert_array_equal(y[:, 0], [0, 1, 1, 0])
-
-
-def test_targets_multiclass_is_one_hot() -> None:
-    y = targets(np.array([2, 0, 4]), "multiclass", 5)
-    assert y.dtype == np.float32
-    np.testing.assert_array_equal(y, [[0, 0, 1, 0, 0], [1, 0, 0, 0, 0], [0, 0, 0, 0, 1]])
-
-
-NOISY = pd.DataFrame(
-    {
-        "seed": [0, 0, 0, 1, 1, 1],
-        "id": [5, 8, 11, 5, 8, 11],
-        "clean_label": [1, 0, 0, 1, 0, 0],
-        "label": [0, 0, 0, 1, 1, 0],
-        "flipped": [True, False, False, False, True, False],
-    }
-)
-CLEAN = pd.DataFrame({"id": [5, 8, 11], "clean_label": [1, 0, 0], "label": [1, 0, 0], "flipped": [False] * 3})
-
-
-def test_labels_for_seed_takes_that_seeds_rows_in_feature_order() -> None:
-    ids = np.array([11, 5, 8])  # the order of the feature rows, not of the file
-    np.testing.assert_array_equal(labels_for_seed(NOISY, 0, ids, "noisy.csv"), [0, 0, 0])
-    np.testing.assert_array_equal(labels_for_seed(NOISY, 1, ids, "noisy.csv"), [0, 1, 1])
-    assert labels_for_seed(NOISY, 1, ids, "noisy.csv").dtype == np.int64
-
-
-def test_labels_for_seed_clean_file_holds_for_every_seed() -> None:
-    ids = np.array([5, 8, 11])
-    for seed in (0, 1, 42):
-        np.testing.assert_array_equal(labels_for_seed(CLEAN, seed, ids, "clean.csv"), [1, 0, 0])
-
-
-def test_labels_for_seed_unknown_seed_is_a_user_error() -> None:
-    with pytest.raises(UserError, match=r"data/labels/noisy\.csv has no labels for seed 2: rerun the corrupt stage"):
-        labels_for_seed(NOISY, 2, np.array([5]), Path("data/labels/noisy.csv"))
-
-
-def test_labels_for_seed_missing_ids_is_a_user_error() -> None:
-    with pytest.raises(UserError, match=r"clean\.csv lacks labels for 2 training images: rerun `dvc repro`"):
-        labels_for_seed(CLEAN, 0, np.array([5, 6, 7]), "clean.csv")
-
-
 @pytest.mark.parametrize(("task", "num_classes"), [("binary", 2), ("multiclass", 3)])
 def test_saved_head_predicts_the_same_after_loading(tmp_path: Path, task: str, num_classes: int) -> None:
     train = features(60)
@@ -136,3 +86,26 @@ def test_saved_head_predicts_the_same_after_loading(tmp_path: Path, task: str, n
     np.testing.assert_allclose(after, before, rtol=1e-6, atol=1e-7)
     # The fitted standardisation travels inside the file.
     np.testing.assert_allclose(np.asarray(loaded.get_layer("standardise")(train)).mean(axis=0), 0.0, atol=1e-3)
+
+
+@pytest.mark.parametrize(("task", "k", "loss", "params"), [("binary", 2, "l1", None), ("multiclass", 3, "sce", None)])
+def test_matches_the_keras_head_step_for_step(task: str, k: int, loss: str, params: dict | None) -> None:
+    """Same start, full-batch steps (no shuffle order to differ): the Keras head (build_head, Keras' Adam,
+    the Keras-backend loss) ends with the same weights and outputs."""
+    x, labels = data(120, k)
+    y = targets(labels, task, k)
+    start, _ = fit_linear_head(
+        x, y, x, y, task=task, loss=loss, loss_params=params, epochs=0, batch_size=120, learning_rate=0.05, seed=2
+    )
+    ours, _ = fit_linear_head(
+        x, y, x, y, task=task, loss=loss, loss_params=params, epochs=4, batch_size=120, learning_rate=0.05, seed=2
+    )
+    model = build_head(x, task, k)
+    model.get_layer("head").set_weights([start.kernel, start.bias])
+    model.compile(optimizer=keras.optimizers.Adam(0.05), loss=make_loss(loss, task, params))
+    model.fit(x, y, batch_size=120, epochs=4, shuffle=False, verbose=0)
+    kernel, bias = model.get_layer("head").get_weights()
+    np.testing.assert_allclose(ours.kernel, kernel, rtol=1e-3, atol=1e-5)
+    np.testing.assert_allclose(ours.bias, bias, rtol=1e-3, atol=1e-5)
+    want = np.asarray(model(x, training=False), dtype=np.float64)
+    np.testing.assert_allclose(ours.predict_proba(x), want[:, 0] if task == "binary" else want, atol=1e-5)

@@ -1,4 +1,7 @@
-"""Shared fixtures: small synthetic image folders and throw-away copies of the project as git+DVC repos."""
+"""Throw-away copies of the project as git+DVC repos, and the helpers that run commands in them.
+
+Used by the e2e tests (tests/e2e/conftest.py wraps them in fixtures) and by the benchmarks.
+"""
 
 from __future__ import annotations
 
@@ -9,14 +12,20 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 import yaml
-
-from tests.synthetic import make_flower_folder
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 # What a user's clone holds that the pipeline needs (no data, no models, no .venv).
-PROJECT_FILES = ("dvc.yaml", "params.yaml", "stages", ".dvc/config", ".dvc/.gitignore", ".dvcignore", ".gitignore")
+PROJECT_FILES = (
+    "dvc.yaml",
+    "params.yaml",
+    "stages",
+    "report.py",
+    ".dvc/config",
+    ".dvc/.gitignore",
+    ".dvcignore",
+    ".gitignore",
+)
 
 # Small enough for a 2-core CPU: 32 px images, random-init backbone, few epochs and seeds.
 SMALL_PARAMS = {
@@ -95,22 +104,3 @@ def make_project(destination: Path, source: Path, params: dict | None = None) ->
     run(destination, "git", "add", "-A")
     run(destination, "git", "commit", "-qm", "project")
     return destination
-
-
-@pytest.fixture(scope="session")
-def flower_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Five classes of 24 synthetic 48 px photos each (sunflowers are 20 %, as in tf_flowers)."""
-    return make_flower_folder(tmp_path_factory.mktemp("flowers") / "flower_photos", per_class=24, size=48)
-
-
-@pytest.fixture
-def project(tmp_path: Path, flower_folder: Path) -> Path:
-    """A fresh git+DVC copy of the project, reading the synthetic folder."""
-    return make_project(tmp_path / "project", flower_folder)
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests in *_e2e.py files run the real stages or dvc pipeline: mark them `e2e` (`-m "not e2e"` skips them)."""
-    for item in items:
-        if item.path.stem.endswith("_e2e"):
-            item.add_marker(pytest.mark.e2e)

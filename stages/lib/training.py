@@ -1,0 +1,102 @@
+"""Training one variant seed by seed: the interface both trainers share, DVCLive as a context manager,
+the head trainer, and the per-epoch means over seeds that `dvc plots` draws.
+
+A *trainer* is a function `(y, seed, live) -> Trained`: it trains one model from a seeded start on the
+targets `y` (stages.lib.labels.targets), logs each epoch to the DVCLive logger `live`, and returns the
+model's test-set scores, its per-epoch history and how to save it. The head trainer is below; the
+fine-tuning one is stages.lib.finetune.trainer. docs/fine-tuning.md says when each runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from stages.lib.head import fit_linear_head
+from stages.lib.labels import HEAD_FILE
+from stages.lib.params import TrainParams
+
+CURVE_METRICS = ("loss", "accuracy")
+History = dict[str, list[float]]  # as Keras' History.history: loss, accuracy, val_loss, val_accuracy per epoch
+
+
+@dataclass(frozen=True)
+class Trained:
+    """One trained model: its test-set scores (P(positive) (N,) or class probabilities (N, K)), its
+    per-epoch history, and how to save it (`file_name`, a pattern with `{seed}`, names the file)."""
+
+    scores: np.ndarray
+    history: History
+    save: Callable[[Path], None]
+    file_name: str
+
+
+Trainer = Callable[[np.ndarray, int, Any], Trained]
+
+
+@contextmanager
+def live_log(log_dir: Path) -> Iterator[Any]:
+    """A DVCLive logger writing into log_dir only (dvc.yaml declares the plots itself); ended on exit,
+    also when training raises."""
+    from dvclive import Live
+
+    with Live(dir=str(log_dir), dvcyaml=False, save_dvc_exp=False, report=None) as live:
+        yield live
+
+
+def log_epoch(live: Any, epoch: int, epochs: int, values: dict[str, float]) -> None:
+    """One epoch's values, under the names DVCLive's Keras callback uses in fine-tuning (train/loss, ...)."""
+    from dvclive.utils import standardize_metric_name
+
+    for name, value in values.items():
+        live.log_metric(standardize_metric_name(name, "dvclive.keras"), value)
+    live.next_step()
+    print(f"epoch {epoch + 1}/{epochs}: " + " ".join(f"{k} {v:.4f}" for k, v in values.items()))
+
+
+def head_trainer(
+    features: np.ndarray, test_features: np.ndarray, test_y: np.ndarray, *, task: str, loss: str, settings: TrainParams
+) -> Trainer:
+    """Heads on the cached features, trained in NumPy (stages.lib.head): TensorFlow is never loaded."""
+
+    def train(y: np.ndarray, seed: int, live: Any) -> Trained:
+        head, history = fit_linear_head(
+            features,
+            y,
+            test_features,
+            test_y,
+            task=task,
+            loss=loss,
+            loss_params=settings.loss_params[loss],
+            epochs=settings.epochs,
+            batch_size=settings.batch_size,
+            learning_rate=settings.learning_rate,
+            seed=seed,
+            on_epoch=lambda epoch, values: log_epoch(live, epoch, settings.epochs, values),
+        )
+        return Trained(head.predict_proba(test_features), history, head.save, HEAD_FILE)
+
+    return train
+
+
+def mean_curves(histories: Sequence[History]) -> dict[str, pd.DataFrame]:
+    """Per metric, the per-epoch mean over seeds of the training value and of the test value.
+
+    `histories` are Keras `History.history` dicts (`loss`, `val_loss`, ...), one per seed. Columns:
+    epoch (from 1), train, test, and their sample standard deviations over seeds (0 for one seed).
+    """
+    curves = {}
+    for metric in CURVE_METRICS:
+        columns = {"epoch": np.arange(1, len(histories[0][metric]) + 1)}
+        for split, key in (("train", metric), ("test", f"val_{metric}")):
+            values = np.array([history[key] for history in histories], dtype=np.float64)
+            columns[split] = values.mean(axis=0)
+            columns[f"{split}_std"] = values.std(axis=0, ddof=1) if len(values) > 1 else np.zeros(values.shape[1])
+        curves[metric] = pd.DataFrame(columns)
+    return curves

@@ -1,0 +1,75 @@
+"""Unit tests for stages.lib.labels: variant names, targets, and the label tables every trainer learns from."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from stages.lib.errors import UserError
+from stages.lib.labels import LABEL_SETS, labels_for_seed, num_outputs, parse_variant, targets, variant_name
+
+
+def test_variant_name() -> None:
+    assert variant_name("gce", "noisy") == "gce-noisy"
+
+
+@pytest.mark.parametrize("loss", ["bce", "l1", "gce", "sce", "bootstrap", "ls", "a-loss-with-dashes"])
+@pytest.mark.parametrize("labels", LABEL_SETS)
+def test_parse_variant_inverts_variant_name(loss: str, labels: str) -> None:
+    assert parse_variant(variant_name(loss, labels)) == (loss, labels)
+
+
+def test_num_outputs() -> None:
+    assert num_outputs("binary", 2) == 1
+    assert num_outputs("multiclass", 5) == 5
+
+
+def test_targets_binary_is_a_float_column() -> None:
+    y = targets(np.array([0, 1, 1, 0]), "binary", 2)
+    assert y.shape == (4, 1)
+    assert y.dtype == np.float32
+    np.testing.assert_array_equal(y[:, 0], [0, 1, 1, 0])
+
+
+def test_targets_multiclass_is_one_hot() -> None:
+    y = targets(np.array([2, 0, 4]), "multiclass", 5)
+    assert y.dtype == np.float32
+    np.testing.assert_array_equal(y, [[0, 0, 1, 0, 0], [1, 0, 0, 0, 0], [0, 0, 0, 0, 1]])
+
+
+NOISY = pd.DataFrame(
+    {
+        "seed": [0, 0, 0, 1, 1, 1],
+        "id": [5, 8, 11, 5, 8, 11],
+        "clean_label": [1, 0, 0, 1, 0, 0],
+        "label": [0, 0, 0, 1, 1, 0],
+        "flipped": [True, False, False, False, True, False],
+    }
+)
+CLEAN = pd.DataFrame({"id": [5, 8, 11], "clean_label": [1, 0, 0], "label": [1, 0, 0], "flipped": [False] * 3})
+
+
+def test_labels_for_seed_takes_that_seeds_rows_in_feature_order() -> None:
+    ids = np.array([11, 5, 8])  # the order of the feature rows, not of the file
+    np.testing.assert_array_equal(labels_for_seed(NOISY, 0, ids, "noisy.csv"), [0, 0, 0])
+    np.testing.assert_array_equal(labels_for_seed(NOISY, 1, ids, "noisy.csv"), [0, 1, 1])
+    assert labels_for_seed(NOISY, 1, ids, "noisy.csv").dtype == np.int64
+
+
+def test_labels_for_seed_clean_file_holds_for_every_seed() -> None:
+    ids = np.array([5, 8, 11])
+    for seed in (0, 1, 42):
+        np.testing.assert_array_equal(labels_for_seed(CLEAN, seed, ids, "clean.csv"), [1, 0, 0])
+
+
+def test_labels_for_seed_unknown_seed_is_a_user_error() -> None:
+    with pytest.raises(UserError, match=r"data/labels/noisy\.csv has no labels for seed 2: rerun the corrupt stage"):
+        labels_for_seed(NOISY, 2, np.array([5]), Path("data/labels/noisy.csv"))
+
+
+def test_labels_for_seed_missing_ids_is_a_user_error() -> None:
+    with pytest.raises(UserError, match=r"clean\.csv lacks labels for 2 training images: rerun `dvc repro`"):
+        labels_for_seed(CLEAN, 0, np.array([5, 6, 7]), "clean.csv")
