@@ -16,15 +16,6 @@ def one_line(text: object, limit: int | None = None) -> str:
     return flat if limit is None or len(flat) <= limit else flat[: limit - 1] + "…"
 
 
-def user_error_types() -> tuple[type[BaseException], ...]:
-    """Every exception type whose message is meant for the user as it stands."""
-    # Imported here so that a stage that never touches losses or noise does not pay for their imports.
-    from stages.lib.losses import LossConfigError
-    from stages.lib.noise import NoiseConfigError
-
-    return (UserError, LossConfigError, NoiseConfigError)
-
-
 def run_stage(name: str, main: Callable[[], None]) -> None:
     """Run a stage's main(); a user error becomes one `<name>: error: ...` line on stderr and exit status 2."""
     try:
@@ -32,6 +23,6 @@ def run_stage(name: str, main: Callable[[], None]) -> None:
     except KeyboardInterrupt:
         print(f"{name}: interrupted; no output was completed", file=sys.stderr)
         sys.exit(130)
-    except user_error_types() as error:
+    except UserError as error:
         print(f"{name}: error: {one_line(error)}", file=sys.stderr)
         sys.exit(2)

@@ -20,6 +20,10 @@ Conventions
   ``y_pred``) and probabilities are clipped to ``[EPS, 1 - EPS]`` before any
   ``log``.
 
+Loss names, their params and defaults are defined and checked in stages.lib.params (docs/losses.md
+describes each loss); the functions here take checked params and raise a plain ``ValueError`` for an
+unknown loss or task, which only a programming error can produce.
+
 Notation below: ``y`` one-hot target, ``p`` predicted distribution, ``p_y`` the
 probability of the labelled class, ``CE(t, p) = -sum_k t_k log p_k``.
 """
@@ -28,16 +32,17 @@ from __future__ import annotations
 
 import importlib
 import math
-import numbers
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
 
+from stages.lib.params import LOSS_NAMES, TASKS, validate_loss_params
+
 
 class _LazyKerasOps:
-    """`keras.ops`, imported on first use: validating loss params (every stage does, at start) must not
-    wait for TensorFlow to load."""
+    """`keras.ops`, imported on first use: the NumPy backend (head mode, the evaluate stage) must not wait
+    for TensorFlow to load."""
 
     def __getattr__(self, name: str) -> Any:
         return getattr(importlib.import_module("keras.ops"), name)
@@ -68,94 +73,6 @@ BACKENDS: dict[str, Any] = {"keras": _LazyKerasOps(), "numpy": _NumpyOps()}
 EPS = 1e-7
 # SCE: value substituted for log(0) in the reverse CE (Wang et al. 2019, Sec. 3.3).
 SCE_LOG_ZERO = -4.0
-
-LOSS_NAMES: tuple[str, ...] = ("bce", "l1", "gce", "sce", "bootstrap", "ls")
-TASKS: tuple[str, ...] = ("binary", "multiclass")
-BOOTSTRAP_MODES: tuple[str, ...] = ("soft", "hard")
-# Reed et al. 2014 use beta=0.95 for soft and beta=0.8 for hard bootstrapping.
-BOOTSTRAP_DEFAULT_BETA: dict[str, float] = {"soft": 0.95, "hard": 0.8}
-
-DEFAULT_LOSS_PARAMS: dict[str, dict[str, Any]] = {
-    "bce": {},
-    "l1": {},
-    "gce": {"q": 0.7},
-    "sce": {"alpha": 0.1, "beta": 1.0},
-    "bootstrap": {"mode": "soft", "beta": None},  # None: 0.95 soft / 0.8 hard
-    "ls": {"smoothing": 0.1},
-}
-
-
-class LossConfigError(ValueError):
-    """A loss name, task or loss parameter from params.yaml is invalid."""
-
-
-# --------------------------------------------------------------------------
-# Validation
-
-
-def _number(name: str, key: str, value: Any) -> float:
-    # bool is an int subclass; `q: true` in YAML is a typo, not 1.0.
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
-        raise LossConfigError(f"train.loss_params.{name}.{key} = {value!r}: must be a finite number")
-    return float(value)
-
-
-def _check(name: str, key: str, value: float, ok: bool, allowed: str) -> None:
-    if not ok:
-        raise LossConfigError(f"train.loss_params.{name}.{key} = {value!r}: must be {allowed}")
-
-
-def _check_name(name: Any) -> None:
-    if name not in LOSS_NAMES:
-        raise LossConfigError(f"train.losses: unknown loss {name!r}; allowed: {', '.join(LOSS_NAMES)}")
-
-
-def validate_loss_params(name: str, params: Mapping[str, Any] | None) -> dict:
-    """Return ``DEFAULT_LOSS_PARAMS[name]`` updated with ``params``, validated.
-
-    For ``bootstrap`` a ``beta`` of ``None`` is resolved to the default of the
-    chosen mode, so the returned dict holds the value actually used.
-
-    Raises:
-        LossConfigError: unknown loss name, unknown parameter key, or a value
-            out of range; the message names ``train.losses`` or
-            ``train.loss_params.<loss>.<key>`` and the allowed values.
-    """
-    _check_name(name)
-    params = {} if params is None else params
-    if not isinstance(params, Mapping):
-        raise LossConfigError(f"train.loss_params.{name} = {params!r}: must be a mapping of parameters")
-    defaults = DEFAULT_LOSS_PARAMS[name]
-    unknown = sorted(set(params) - set(defaults))
-    if unknown:
-        allowed = ", ".join(defaults) or "none"
-        raise LossConfigError(f"train.loss_params.{name}.{unknown[0]}: unknown parameter; allowed: {allowed}")
-    out = {**defaults, **params}
-
-    if name == "gce":
-        q = out["q"] = _number(name, "q", out["q"])
-        _check(name, "q", q, 0.0 < q <= 1.0, "in (0, 1]")
-    elif name == "sce":
-        for key in ("alpha", "beta"):
-            out[key] = _number(name, key, out[key])
-            _check(name, key, out[key], out[key] >= 0.0, ">= 0")
-        if out["alpha"] == 0.0 and out["beta"] == 0.0:
-            raise LossConfigError("train.loss_params.sce.alpha/beta = 0/0: at least one must be > 0")
-    elif name == "bootstrap":
-        mode = out["mode"]
-        if mode not in BOOTSTRAP_MODES:
-            raise LossConfigError(
-                f"train.loss_params.bootstrap.mode = {mode!r}: must be one of {', '.join(BOOTSTRAP_MODES)}"
-            )
-        if out["beta"] is None:
-            out["beta"] = BOOTSTRAP_DEFAULT_BETA[mode]
-        beta = out["beta"] = _number(name, "beta", out["beta"])
-        _check(name, "beta", beta, 0.0 <= beta <= 1.0, "in [0, 1] (or null)")
-    elif name == "ls":
-        s = out["smoothing"] = _number(name, "smoothing", out["smoothing"])
-        _check(name, "smoothing", s, 0.0 <= s < 1.0, "in [0, 1)")
-    return out
-
 
 # --------------------------------------------------------------------------
 # Losses on (y, p): one-hot targets and clipped probabilities, both (N, K).
@@ -312,9 +229,10 @@ _GRADIENTS: dict[str, Callable] = {
 
 
 def _checked_config(name: str, task: str, params: Mapping[str, Any] | None) -> tuple[dict, float]:
-    """The validated loss params and the loss's scale (binary l1 is |y - p|, half the 2-class sum)."""
-    if task not in TASKS:
-        raise LossConfigError(f"task = {task!r}: must be one of {', '.join(TASKS)}")
+    """The loss params with their defaults filled in and the loss's scale (binary l1 is |y - p|, half the
+    2-class sum). Params come checked (stages.lib.params); partial ones, as tests write them, get defaults."""
+    if name not in LOSS_NAMES or task not in TASKS:
+        raise ValueError(f"loss {name!r} for task {task!r}: must be one of {LOSS_NAMES} for one of {TASKS}")
     cfg = validate_loss_params(name, params)
     return cfg, 0.5 if (name == "l1" and task == "binary") else 1.0
 
@@ -328,7 +246,7 @@ def make_loss(
         name: one of :data:`LOSS_NAMES` (``train.losses`` in params.yaml).
         task: ``"binary"`` (sigmoid output) or ``"multiclass"`` (softmax output,
             one-hot ``y_true``).
-        params: overrides of :data:`DEFAULT_LOSS_PARAMS` ``[name]``.
+        params: checked params (stages.lib.params.validate_loss_params); None: the defaults.
         backend: ``"keras"`` (``keras.ops``: tensors, inside ``model.fit``) or
             ``"numpy"`` (NumPy arrays in and out; TensorFlow is not loaded).
 

@@ -5,40 +5,15 @@ positive class. Every random draw comes from the ``numpy.random.Generator``
 passed in, so the same generator seed gives byte-identical output, and the
 input array is never modified.
 
-Three noise models are provided (``NOISE_TYPES``):
-
-``symmetric`` (default)
-    Uniform "flip" noise as in Ghosh, Kumar & Sastry, *Robust Loss Functions
-    under Label Noise for Deep Neural Networks* (AAAI 2017) and the
-    "symmetric" setting of Han et al., *Co-teaching* (NeurIPS 2018): the
-    expected transition matrix has ``1 - noise`` on the diagonal and
-    ``noise / (K - 1)`` everywhere else, i.e. a corrupted label is always a
-    *different* class. Here the number of corrupted labels is exact rather
-    than binomial: exactly ``round_half_up(noise * n)`` samples are flipped.
-
-``asymmetric``
-    Class-conditional noise (Natarajan et al., *Learning with Noisy Labels*,
-    NeurIPS 2013; Patrini et al., *Making Deep Neural Networks Robust to
-    Label Noise: a Loss Correction Approach*, CVPR 2017): each class has its
-    own flip rate. Binary labels flip to the other class; multiclass labels
-    use the "pair flip" of Han et al. (2018), class ``c -> (c + 1) mod K``.
-    Counts are exact per class.
-
-``seed``
-    The rule of the original public notebook this project replaces: each
-    label is independently, with probability ``noise``, *replaced* by a label
-    drawn uniformly from all ``K`` classes, which may be the old label again.
-    The realised flip rate is therefore only about ``noise * (K - 1) / K``
-    (``noise / 2`` for binary) and is not exact.
+The three noise models (``NOISE_TYPES``: symmetric, asymmetric, seed) and their sources are described
+in docs/noise.md and in :func:`corrupt_labels`.
 
 Rounding: counts use ``int(np.floor(rate * n + 0.5))`` (round half up), not
 Python's ``round`` (banker's rounding, where ``round(2.5) == 2``).
 
-Errors: bad noise settings raise ``NoiseConfigError`` (a ``ValueError``) with
-a one-line message naming the parameter (``noise``, ``noise_type``,
-``noise_class_rates`` or ``num_classes``). Bad label arrays (wrong dtype,
-out-of-range values, mismatched shapes) are data errors, not configuration
-errors, and raise a plain ``ValueError`` naming ``labels``/``clean``/``noisy``.
+Errors: the settings come checked (stages.lib.params checks what the user
+wrote); a setting or label array out of range here is a programming error and
+raises a plain ``ValueError`` naming the argument.
 """
 
 from __future__ import annotations
@@ -50,24 +25,13 @@ from typing import Any
 
 import numpy as np
 
-__all__ = [
-    "NOISE_TYPES",
-    "NoiseConfigError",
-    "corrupt_labels",
-    "flip_rates",
-    "transition_matrix",
-    "validate_noise",
-]
+from stages.lib.params import NOISE_TYPES
 
-NOISE_TYPES: tuple[str, ...] = ("symmetric", "asymmetric", "seed")
-
-
-class NoiseConfigError(ValueError):
-    """An invalid noise setting; the message is one line naming the parameter."""
+__all__ = ["NOISE_TYPES", "corrupt_labels", "flip_rates", "transition_matrix"]
 
 
 # --------------------------------------------------------------------------
-# Validation
+# Argument checks (programming errors: users' values are checked in stages.lib.params)
 # --------------------------------------------------------------------------
 
 
@@ -88,17 +52,17 @@ def _is_rate(value: Any) -> bool:
 
 def _validate_num_classes(num_classes: Any) -> int:
     if not _is_integer(num_classes) or int(num_classes) < 2:
-        raise NoiseConfigError(f"num_classes = {num_classes!r}: must be an integer >= 2")
+        raise ValueError(f"num_classes = {num_classes!r}: must be an integer >= 2")
     return int(num_classes)
 
 
-def validate_noise(
+def _check_setting(
     noise: Any,
     noise_type: Any,
     class_rates: Any = None,
     num_classes: Any = 2,
 ) -> None:
-    """Check a noise setting; raise ``NoiseConfigError`` if it is invalid.
+    """Check a noise setting's arguments; raise ``ValueError`` if one is invalid.
 
     Rules:
 
@@ -115,25 +79,25 @@ def validate_noise(
 
     if not isinstance(noise_type, str) or noise_type not in NOISE_TYPES:
         allowed = ", ".join(repr(t) for t in NOISE_TYPES)
-        raise NoiseConfigError(f"noise_type = {noise_type!r}: must be one of {allowed}")
+        raise ValueError(f"noise_type = {noise_type!r}: must be one of {allowed}")
 
     if not _is_rate(noise):
-        raise NoiseConfigError(f"noise = {noise!r}: must be a number in [0, 1]")
+        raise ValueError(f"noise = {noise!r}: must be a number in [0, 1]")
 
     if class_rates is None:
         return
     if not isinstance(class_rates, Mapping):
-        raise NoiseConfigError(f"noise_class_rates = {class_rates!r}: must be a mapping {{class_index: rate}} or null")
+        raise ValueError(f"noise_class_rates = {class_rates!r}: must be a mapping {{class_index: rate}} or null")
     if class_rates and noise_type != "asymmetric":
-        raise NoiseConfigError(
+        raise ValueError(
             f"noise_class_rates = {dict(class_rates)!r}: only allowed with "
             f"noise_type = 'asymmetric' (got {noise_type!r})"
         )
     for key, rate in class_rates.items():
         if not _is_integer(key) or not 0 <= int(key) < k:
-            raise NoiseConfigError(f"noise_class_rates key {key!r}: must be an integer class index in [0, {k - 1}]")
+            raise ValueError(f"noise_class_rates key {key!r}: must be an integer class index in [0, {k - 1}]")
         if not _is_rate(rate):
-            raise NoiseConfigError(f"noise_class_rates[{key!r}] = {rate!r}: must be a number in [0, 1]")
+            raise ValueError(f"noise_class_rates[{key!r}] = {rate!r}: must be a number in [0, 1]")
 
 
 def _as_labels(labels: Any, num_classes: int, name: str) -> np.ndarray:
@@ -249,12 +213,11 @@ def corrupt_labels(
         class_rates: ``{class_index: rate}``, only for ``"asymmetric"``.
 
     Raises:
-        NoiseConfigError: invalid ``noise``, ``noise_type``, ``class_rates``
-            (named ``noise_class_rates``) or ``num_classes``.
-        ValueError: ``labels`` is not an integer array or has values outside
-            ``[0, num_classes - 1]``.
+        ValueError: invalid ``noise``, ``noise_type``, ``class_rates``
+            (named ``noise_class_rates``) or ``num_classes``; ``labels`` is not
+            an integer array or has values outside ``[0, num_classes - 1]``.
     """
-    validate_noise(noise, noise_type, class_rates, num_classes)
+    _check_setting(noise, noise_type, class_rates, num_classes)
     k = int(num_classes)
     arr = _as_labels(labels, k, "labels")
     flat = arr.reshape(-1)

@@ -1,16 +1,20 @@
-"""Reading and validating params.yaml.
+"""Reading and validating params.yaml: the only place that checks what a user wrote.
 
-Every stage starts with `load_checked_params()`, which checks every param the pipeline reads (types,
-ranges, names, unknown keys), not only the stage's own: a typo anywhere fails the first stage that
-runs, in a second, with one line naming the param, not an hour later in a later stage. Checks that need
-the data or a file (is `data.positive_class` a class of the data, does `model.weights` exist) are made
-by the stage that reads them, before its heavy work.
+It also defines every choice a param offers (tasks, losses and their params' defaults, noise models); the
+library modules that use them (losses, noise) take values checked here. Every stage starts with
+`load_checked_params()`, which checks every param the pipeline reads (types, ranges, names, unknown keys),
+not only the stage's own: a typo anywhere fails the first stage that runs, in a second, with one line
+naming the param, not an hour later in a later stage. Checks that need the data or a file (is
+`data.positive_class` a class of the data, does `model.weights` exist) are made by the stage that reads
+them, before its heavy work. docs/params.md lists the params.
 """
 
 from __future__ import annotations
 
 import difflib
 import math
+import numbers
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +25,20 @@ from stages.lib.errors import UserError
 
 PARAMS_FILE = Path("params.yaml")
 TASKS = ("binary", "multiclass")
+NOISE_TYPES = ("symmetric", "asymmetric", "seed")  # docs/noise.md describes each
+LOSS_NAMES = ("bce", "l1", "gce", "sce", "bootstrap", "ls")  # docs/losses.md describes each
+BOOTSTRAP_MODES = ("soft", "hard")
+# Reed et al. 2014 use beta=0.95 for soft and beta=0.8 for hard bootstrapping.
+BOOTSTRAP_DEFAULT_BETA = {"soft": 0.95, "hard": 0.8}
+# Each loss's own params and their defaults: what train.loss_params.<loss> may set.
+DEFAULT_LOSS_PARAMS: dict[str, dict[str, Any]] = {
+    "bce": {},
+    "l1": {},
+    "gce": {"q": 0.7},
+    "sce": {"alpha": 0.1, "beta": 1.0},
+    "bootstrap": {"mode": "soft", "beta": None},  # None: 0.95 soft / 0.8 hard
+    "ls": {"smoothing": 0.1},
+}
 # ResNet50 without its top halves the resolution five times: below 32 px nothing is left to pool.
 MIN_IMAGE_SIZE = 32
 MAX_IMAGE_SIZE = 1024
@@ -137,8 +155,6 @@ class NoiseParams:
 
 
 def noise_params(raw: dict[str, Any]) -> NoiseParams:
-    from stages.lib.noise import NOISE_TYPES  # keeps this module importable without the noise module's deps
-
     rate = _float(raw, "noise", 0.0, 1.0)
     kind = _choice(raw, "noise_type", NOISE_TYPES)
     class_rates = raw.get("noise_class_rates")
@@ -218,8 +234,6 @@ class TrainParams:
 
 
 def train_params(raw: dict[str, Any]) -> TrainParams:
-    from stages.lib.losses import LOSS_NAMES, validate_loss_params
-
     losses = _get(raw, "train.losses")
     if not isinstance(losses, list) or not losses:
         raise UserError(f"train.losses = {losses!r}: must be a non-empty list of {', '.join(LOSS_NAMES)}")
@@ -248,6 +262,63 @@ def train_params(raw: dict[str, Any]) -> TrainParams:
         mixed_precision=_mixed_precision(raw),
         xla=_bool(raw, "train.xla"),
     )
+
+
+def _loss_number(name: str, key: str, value: Any) -> float:
+    # bool is an int subclass; `q: true` in YAML is a typo, not 1.0.
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise UserError(f"train.loss_params.{name}.{key} = {value!r}: must be a finite number")
+    return float(value)
+
+
+def _check_loss_param(name: str, key: str, value: float, ok: bool, allowed: str) -> None:
+    if not ok:
+        raise UserError(f"train.loss_params.{name}.{key} = {value!r}: must be {allowed}")
+
+
+def validate_loss_params(name: str, params: Mapping[str, Any] | None) -> dict:
+    """``DEFAULT_LOSS_PARAMS[name]`` updated with ``params``, checked: what stages.lib.losses takes.
+
+    For ``bootstrap`` a ``beta`` of ``None`` is resolved to the default of the chosen mode, so the
+    returned dict holds the value actually used. Checked params come back unchanged.
+
+    Raises:
+        UserError: unknown loss name, unknown parameter key, or a value out of range; the message names
+            ``train.losses`` or ``train.loss_params.<loss>.<key>`` and the allowed values.
+    """
+    if name not in LOSS_NAMES:
+        raise UserError(f"train.losses: unknown loss {name!r}; allowed: {', '.join(LOSS_NAMES)}")
+    params = {} if params is None else params
+    if not isinstance(params, Mapping):
+        raise UserError(f"train.loss_params.{name} = {params!r}: must be a mapping of parameters")
+    defaults = DEFAULT_LOSS_PARAMS[name]
+    unknown = sorted(set(params) - set(defaults))
+    if unknown:
+        allowed = ", ".join(defaults) or "none"
+        raise UserError(f"train.loss_params.{name}.{unknown[0]}: unknown parameter; allowed: {allowed}")
+    out = {**defaults, **params}
+
+    if name == "gce":
+        q = out["q"] = _loss_number(name, "q", out["q"])
+        _check_loss_param(name, "q", q, 0.0 < q <= 1.0, "in (0, 1]")
+    elif name == "sce":
+        for key in ("alpha", "beta"):
+            out[key] = _loss_number(name, key, out[key])
+            _check_loss_param(name, key, out[key], out[key] >= 0.0, ">= 0")
+        if out["alpha"] == 0.0 and out["beta"] == 0.0:
+            raise UserError("train.loss_params.sce.alpha/beta = 0/0: at least one must be > 0")
+    elif name == "bootstrap":
+        mode = out["mode"]
+        if mode not in BOOTSTRAP_MODES:
+            raise UserError(f"train.loss_params.bootstrap.mode = {mode!r}: must be one of {', '.join(BOOTSTRAP_MODES)}")
+        if out["beta"] is None:
+            out["beta"] = BOOTSTRAP_DEFAULT_BETA[mode]
+        beta = out["beta"] = _loss_number(name, "beta", out["beta"])
+        _check_loss_param(name, "beta", beta, 0.0 <= beta <= 1.0, "in [0, 1] (or null)")
+    elif name == "ls":
+        smoothing = out["smoothing"] = _loss_number(name, "smoothing", out["smoothing"])
+        _check_loss_param(name, "smoothing", smoothing, 0.0 <= smoothing < 1.0, "in [0, 1)")
+    return out
 
 
 def check_known_keys(raw: dict[str, Any]) -> None:

@@ -7,14 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from stages.lib.noise import (
-    NOISE_TYPES,
-    NoiseConfigError,
-    corrupt_labels,
-    flip_rates,
-    transition_matrix,
-    validate_noise,
-)
+from stages.lib.noise import NOISE_TYPES, corrupt_labels, flip_rates, transition_matrix
 
 
 def rng(seed: int = 0) -> np.random.Generator:
@@ -348,25 +341,30 @@ def test_diagnostics_reject_bad_arrays() -> None:
         flip_rates(np.array([0, 1]), np.array([0, 1, 1]), 2)
     with pytest.raises(ValueError, match="noisy"):
         transition_matrix(np.array([0, 1]), np.array([0, 2]), 2)
-    with pytest.raises(NoiseConfigError, match="num_classes"):
+    with pytest.raises(ValueError, match="num_classes"):
         transition_matrix(np.array([0]), np.array([0]), 1)
 
 
 # --------------------------------------------------------------------------
-# validation
+# Argument checks: a plain ValueError (what users write is checked in stages.lib.params: test_params.py)
 # --------------------------------------------------------------------------
+
+
+def validate_noise(noise: object, noise_type: object, class_rates: object = None, num_classes: object = 2) -> None:
+    """corrupt_labels on two labels: it checks its setting before drawing anything."""
+    corrupt_labels(np.array([0, 1]), num_classes, noise, noise_type, rng(), class_rates)  # type: ignore
 
 
 @pytest.mark.parametrize("noise", [-0.1, 1.5, float("nan"), float("inf"), True, False, "0.2", None, [0.1]])
 def test_bad_noise(noise: object) -> None:
-    with pytest.raises(NoiseConfigError, match=r"^noise = .*must be a number in \[0, 1\]$"):
+    with pytest.raises(ValueError, match=r"^noise = .*must be a number in \[0, 1\]$"):
         validate_noise(noise, "symmetric")
-    with pytest.raises(NoiseConfigError, match="noise"):
+    with pytest.raises(ValueError, match="noise"):
         corrupt_labels(np.array([0, 1]), 2, noise, "symmetric", rng())  # type: ignore
 
 
 def test_noise_message_format() -> None:
-    with pytest.raises(NoiseConfigError) as info:
+    with pytest.raises(ValueError) as info:
         validate_noise(1.5, "symmetric")
     assert str(info.value) == "noise = 1.5: must be a number in [0, 1]"
     assert isinstance(info.value, ValueError)
@@ -379,7 +377,7 @@ def test_good_noise(noise: object) -> None:
 
 @pytest.mark.parametrize("noise_type", ["uniform", "Symmetric", "", None, 1])
 def test_bad_noise_type(noise_type: object) -> None:
-    with pytest.raises(NoiseConfigError, match=r"^noise_type = .*symmetric.*asymmetric.*seed"):
+    with pytest.raises(ValueError, match=r"^noise_type = .*symmetric.*asymmetric.*seed"):
         validate_noise(0.1, noise_type)
 
 
@@ -401,12 +399,12 @@ def test_bad_noise_type(noise_type: object) -> None:
     ],
 )
 def test_bad_class_rates(class_rates: object) -> None:
-    with pytest.raises(NoiseConfigError, match=r"^noise_class_rates"):
+    with pytest.raises(ValueError, match=r"^noise_class_rates"):
         validate_noise(0.1, "asymmetric", class_rates)
 
 
 def test_class_rates_only_with_asymmetric() -> None:
-    with pytest.raises(NoiseConfigError, match=r"^noise_class_rates.*asymmetric"):
+    with pytest.raises(ValueError, match=r"^noise_class_rates.*asymmetric"):
         validate_noise(0.1, "symmetric", {1: 0.2})
     validate_noise(0.1, "symmetric", {})
     validate_noise(0.1, "seed", None)
@@ -415,7 +413,7 @@ def test_class_rates_only_with_asymmetric() -> None:
 
 @pytest.mark.parametrize("num_classes", [1, 0, -2, 2.0, True, "2"])
 def test_bad_num_classes(num_classes: object) -> None:
-    with pytest.raises(NoiseConfigError, match=r"^num_classes = .*integer >= 2"):
+    with pytest.raises(ValueError, match=r"^num_classes = .*integer >= 2"):
         validate_noise(0.1, "symmetric", num_classes=num_classes)
 
 

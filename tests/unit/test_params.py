@@ -15,7 +15,8 @@ import pytest
 import yaml
 
 from stages.lib import params as P
-from stages.lib.errors import user_error_types
+from stages.lib.errors import UserError
+from stages.lib.losses import make_loss
 
 REPO_PARAMS = Path(__file__).resolve().parents[2] / "params.yaml"
 
@@ -133,7 +134,7 @@ def test_invalid_value_names_the_param(
     repo_params: dict[str, Any], section: Any, param: str, value: Any, message: str
 ) -> None:
     raw = with_value(repo_params, param, value)
-    with pytest.raises(user_error_types(), match=message) as caught:
+    with pytest.raises(UserError, match=message) as caught:
         section(raw)
     assert "\n" not in str(caught.value)  # one line for the user
 
@@ -145,18 +146,71 @@ def test_invalid_value_names_the_param(
 def test_missing_param_is_named(repo_params: dict[str, Any], section: Any, param: str) -> None:
     raw, node, key = copy_and_locate(repo_params, param)
     del node[key]
-    with pytest.raises(user_error_types(), match=re.escape(f"{param} is missing from params.yaml")):
+    with pytest.raises(UserError, match=re.escape(f"{param} is missing from params.yaml")):
         section(raw)
 
 
 def test_load_params_problems_are_user_errors(tmp_path: Path) -> None:
-    with pytest.raises(user_error_types(), match="not found: run the stages from the project's root"):
+    with pytest.raises(UserError, match="not found: run the stages from the project's root"):
         P.load_params(tmp_path / "params.yaml")
     broken = tmp_path / "broken.yaml"
     broken.write_text("seed: [0\n")
-    with pytest.raises(user_error_types(), match="is not valid YAML"):
+    with pytest.raises(UserError, match="is not valid YAML"):
         P.load_params(broken)
     listing = tmp_path / "list.yaml"
     listing.write_text("- seed\n")
-    with pytest.raises(user_error_types(), match="must hold a mapping of params, found list"):
+    with pytest.raises(UserError, match="must hold a mapping of params, found list"):
         P.load_params(listing)
+
+
+# -- each loss's own params (train.loss_params), checked here for stages.lib.losses --------------------------------
+
+
+def test_loss_params_get_defaults():
+    assert P.validate_loss_params("gce", None) == {"q": 0.7}
+    assert P.validate_loss_params("gce", {"q": 1}) == {"q": 1.0}
+    assert P.validate_loss_params("sce", {"beta": 0.5}) == {"alpha": 0.1, "beta": 0.5}
+    assert P.validate_loss_params("bootstrap", {}) == {"mode": "soft", "beta": 0.95}
+    assert P.validate_loss_params("bootstrap", {"mode": "hard"}) == {
+        "mode": "hard",
+        "beta": 0.8,
+    }
+    assert P.validate_loss_params("bce", {}) == {}
+    assert set(P.DEFAULT_LOSS_PARAMS) == set(P.LOSS_NAMES)
+    # The defaults table itself must not be mutated.
+    assert P.DEFAULT_LOSS_PARAMS["bootstrap"]["beta"] is None
+
+
+@pytest.mark.parametrize(
+    "name,params,match",
+    [
+        ("focal", {}, r"train\.losses: unknown loss 'focal'; allowed: bce, l1"),
+        ("gce", {"q": 1.5}, r"train\.loss_params\.gce\.q = 1\.5: must be in \(0, 1\]"),
+        ("gce", {"q": 0}, r"train\.loss_params\.gce\.q = 0\.0"),
+        ("gce", {"q": "0.7"}, r"train\.loss_params\.gce\.q = '0\.7'"),
+        ("gce", {"q": True}, r"train\.loss_params\.gce\.q = True"),
+        (
+            "gce",
+            {"qq": 0.5},
+            r"train\.loss_params\.gce\.qq: unknown parameter; allowed: q",
+        ),
+        ("bce", {"q": 0.5}, r"train\.loss_params\.bce\.q: unknown .* allowed: none"),
+        ("sce", {"alpha": -1}, r"train\.loss_params\.sce\.alpha = -1\.0: must be >= 0"),
+        ("sce", {"alpha": 0, "beta": 0}, r"train\.loss_params\.sce\.alpha/beta"),
+        ("sce", {"beta": float("nan")}, r"train\.loss_params\.sce\.beta = nan"),
+        ("bootstrap", {"mode": "medium"}, r"bootstrap\.mode = 'medium'.*soft, hard"),
+        ("bootstrap", {"beta": 1.2}, r"train\.loss_params\.bootstrap\.beta = 1\.2"),
+        (
+            "ls",
+            {"smoothing": 1.0},
+            r"train\.loss_params\.ls\.smoothing = 1\.0: .*\[0, 1\)",
+        ),
+        ("ls", [0.1], r"train\.loss_params\.ls = \[0\.1\]: must be a mapping"),
+    ],
+)
+def test_bad_loss_params_are_user_errors(name, params, match):
+    with pytest.raises(UserError, match=match):
+        P.validate_loss_params(name, params)
+    # stages.lib.losses fills in defaults through the same check: bad values fail there the same way.
+    with pytest.raises(ValueError if name == "focal" else UserError, match=None if name == "focal" else match):
+        make_loss(name, "binary", params)
