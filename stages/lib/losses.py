@@ -179,7 +179,7 @@ _LOSSES: dict[str, Callable] = {
 
 # --------------------------------------------------------------------------
 # Gradients on (y, p), NumPy: dL/dp_k of each loss above, with the same targets held constant.
-# Derived by hand; tests/test_losses.py checks each against TensorFlow's autodiff of the Keras path.
+# Derived by hand; tests/unit/tf/test_losses_keras.py checks each against TensorFlow's autodiff of the Keras path.
 
 _NP = BACKENDS["numpy"]
 

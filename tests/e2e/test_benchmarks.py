@@ -1,6 +1,6 @@
 """The benchmark scripts run end to end at a tiny size and print what they promise.
 
-No assertion here is about speed: the figures depend on the machine (README, "Speed").
+No assertion here is about speed: the figures depend on the machine (benchmarks/README.md).
 """
 
 from __future__ import annotations

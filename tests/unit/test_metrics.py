@@ -33,7 +33,7 @@ def test_wilson_interval_matches_the_formula(correct: int, total: int) -> None:
 
 @pytest.mark.parametrize(("total", "half_width"), [(100, 0.06), (734, 0.02)])
 def test_wilson_half_widths_at_ninety_percent(total: int, half_width: float) -> None:
-    # The README's figures: at accuracy 0.9 the 95 % interval is about ±6 points with 100 test images, ±2 with 734.
+    # At accuracy 0.9 the 95 % interval is about ±6 points with 100 test images (the notebook's), ±2 with 734.
     low, high = wilson_interval(round(0.9 * total), total)
     assert (high - low) / 2 == pytest.approx(half_width, abs=0.003)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 
 import keras
 import numpy as np
@@ -104,20 +105,21 @@ def backbone_features(backbone, images: np.ndarray, batch_size: int) -> np.ndarr
 class TrainingClock(keras.callbacks.Callback):
     """Seconds each epoch of model.fit spent training, its validation pass left out."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.perf_counter) -> None:
         super().__init__()
+        self.clock = clock  # tests pass a fake one
         self.seconds: list[float] = []
         self._started = self._stopped = None
 
     def on_epoch_begin(self, epoch, logs=None):
-        self._started, self._stopped = time.perf_counter(), None
+        self._started, self._stopped = self.clock(), None
 
     def on_test_begin(self, logs=None):  # fit's validation pass starts
         if self._started is not None and self._stopped is None:
-            self._stopped = time.perf_counter()
+            self._stopped = self.clock()
 
     def on_epoch_end(self, epoch, logs=None):
-        self.seconds.append((self._stopped or time.perf_counter()) - self._started)
+        self.seconds.append((self._stopped or self.clock()) - self._started)
 
 
 def throughput(images: int, seconds: list[float]) -> str:
