@@ -37,7 +37,7 @@ sys.path.insert(0, str(PROJECT_ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from stages.lib.images import decode_images, scan_folder  # noqa: E402
-from stages.subsample import stratified_split  # noqa: E402
+from stages.lib.split import stratified_split  # noqa: E402
 
 POSITIVE_CLASS = "sunflowers"
 LOSSES = ("bce", "l1")

@@ -13,7 +13,6 @@ from collections import Counter
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import train_test_split
 from tqdm import tqdm
 
 from stages.lib import params as P
@@ -29,6 +28,7 @@ from stages.lib.io import (
     write_json,
 )
 from stages.lib.labels import label_file
+from stages.lib.split import binary_or_class_labels, check_sizes, stratified_split
 
 
 def check_positive_class(positive: str, class_names: tuple[str, ...]) -> None:
@@ -36,62 +36,6 @@ def check_positive_class(positive: str, class_names: tuple[str, ...]) -> None:
         raise UserError(
             f"data.positive_class = {positive!r}: not a class of the data; classes: {', '.join(class_names)}"
         )
-
-
-def check_sizes(train_size: int, test_size: int | None, available: int, what: str) -> None:
-    """The training pool and the test set (at least one image) must fit in `available` images."""
-    if train_size + (test_size or 1) > available:
-        sizes = f"data.train_size = {train_size}" + (f" + data.test_size = {test_size}" if test_size else "")
-        raise UserError(f"{sizes} is more than the {available} {what} (the test set needs at least one)")
-
-
-def binary_or_class_labels(classes: list[str], class_names: tuple[str, ...], task: str, positive: str) -> np.ndarray:
-    """Integer labels: 1 for the positive class and 0 otherwise (binary), or the class index."""
-    if task == "binary":
-        if positive not in class_names:
-            raise UserError(
-                f"data.positive_class = {positive!r}: no readable image of that class; "
-                f"classes: {', '.join(class_names)}"
-            )
-        return np.array([int(name == positive) for name in classes], dtype=np.int64)
-    index = {name: i for i, name in enumerate(class_names)}
-    return np.array([index[name] for name in classes], dtype=np.int64)
-
-
-def stratified_split(
-    classes: list[str], train_size: int, test_size: int | None, seed: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Indices of the training pool and the test set, each stratified by flower class.
-
-    The test set is every remaining image when test_size is None, else a stratified sample of them.
-    Both are returned sorted, so the files written do not depend on the sampler's order.
-    """
-    n = len(classes)
-    counts = Counter(classes)
-    check_sizes(train_size, test_size, n, "usable images")
-    if train_size < len(counts):
-        raise UserError(f"data.train_size = {train_size}: must be at least the number of classes ({len(counts)})")
-    if n - train_size < len(counts):
-        # sklearn's stratified split needs at least one image per class on each side.
-        raise UserError(
-            f"data.train_size = {train_size} leaves {n - train_size} of the {n} usable images for testing, "
-            f"fewer than the {len(counts)} classes: lower data.train_size"
-        )
-    rare = [name for name, count in counts.items() if count < 2]
-    if rare:
-        raise UserError(f"classes {', '.join(rare)} have fewer than 2 usable images: cannot stratify the split")
-    indices = np.arange(n)
-    labels = np.array(classes)
-    train, rest = train_test_split(indices, train_size=train_size, stratify=labels, random_state=seed)
-    if test_size is None or test_size == len(rest):
-        test = rest
-    else:
-        rest_counts = Counter(labels[rest])
-        # Stratifying needs every class twice and each side at least as large as the number of classes.
-        stratifiable = min(rest_counts.values()) >= 2 and min(test_size, len(rest) - test_size) >= len(rest_counts)
-        stratify = labels[rest] if stratifiable else None
-        test, _ = train_test_split(rest, train_size=test_size, stratify=stratify, random_state=seed)
-    return np.sort(train), np.sort(test)
 
 
 def main() -> None:

@@ -46,7 +46,7 @@ from stages.lib.labels import (
     training_log_dir,
     variant_name,
 )
-from stages.lib.training import head_trainer, live_log, mean_curves
+from stages.lib.training import Setup, head_trainer, live_log, mean_curves
 
 
 def check_rows(path: Path, rows: int, expected: int) -> None:
@@ -87,24 +87,14 @@ def main(argv: list[str] | None = None) -> None:
     if any(labels.min() < 0 or labels.max() >= num_classes for labels in labels_by_seed.values()):
         raise UserError(f"{label_source}: labels outside [0, {num_classes - 1}]: rerun `dvc repro`")
 
+    setup = Setup(
+        variant, train_inputs, test_inputs, test_y, task, num_classes, args.loss, settings, model_params, seed
+    )
     if fine_tune:
-        from stages.lib.finetune.trainer import fine_tune_trainer
-
-        trainer = fine_tune_trainer(
-            train_inputs,
-            test_inputs,
-            test_y,
-            task=task,
-            num_classes=num_classes,
-            loss=args.loss,
-            settings=settings,
-            model_params=model_params,
-            backbone_seed=seed,
-            describe=f"train {variant}",
-        )
+        from stages.lib.finetune.trainer import fine_tune_trainer as make_trainer
     else:
-        print(f"train {variant}: a head on the cached features; NumPy on the CPU; float32", file=sys.stderr)
-        trainer = head_trainer(train_inputs, test_inputs, test_y, task=task, loss=args.loss, settings=settings)
+        make_trainer = head_trainer
+    trainer = make_trainer(setup)
 
     log_root = training_log_dir(variant)
     # DVCLive writes in place, inside the declared output (docs/reliability.md).

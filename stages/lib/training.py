@@ -1,14 +1,16 @@
 """Training one variant seed by seed: the interface both trainers share, DVCLive as a context manager,
 the head trainer, and the per-epoch means over seeds that `dvc plots` draws.
 
-A *trainer* is a function `(y, seed, live) -> Trained`: it trains one model from a seeded start on the
-targets `y` (stages.lib.labels.targets), logs each epoch to the DVCLive logger `live`, and returns the
-model's test-set scores, its per-epoch history and how to save it. The head trainer is below; the
-fine-tuning one is stages.lib.finetune.trainer. docs/fine-tuning.md says when each runs.
+A *trainer* is built from a `Setup` (what every seed of one variant shares) and is a function
+`(y, seed, live) -> Trained`: it trains one model from a seeded start on the targets `y`
+(stages.lib.labels.targets), logs each epoch to the DVCLive logger `live`, and returns the model's
+test-set scores, its per-epoch history and how to save it. The head trainer is below; the fine-tuning
+one is stages.lib.finetune.trainer. docs/fine-tuning.md says when each runs.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -20,10 +22,27 @@ import pandas as pd
 
 from stages.lib.head import fit_linear_head
 from stages.lib.labels import HEAD_FILE
-from stages.lib.params import TrainParams
+from stages.lib.params import ModelParams, TrainParams
 
 CURVE_METRICS = ("loss", "accuracy")
 History = dict[str, list[float]]  # as Keras' History.history: loss, accuracy, val_loss, val_accuracy per epoch
+
+
+@dataclass(frozen=True)
+class Setup:
+    """What every seed of one variant shares: its inputs (features, or images when fine-tuning), the test
+    set's targets, the task, the loss, the settings, and the global seed."""
+
+    variant: str
+    inputs: np.ndarray
+    test_inputs: np.ndarray
+    test_y: np.ndarray
+    task: str
+    num_classes: int
+    loss: str
+    settings: TrainParams
+    model: ModelParams
+    seed: int
 
 
 @dataclass(frozen=True)
@@ -60,27 +79,27 @@ def log_epoch(live: Any, epoch: int, epochs: int, values: dict[str, float]) -> N
     print(f"epoch {epoch + 1}/{epochs}: " + " ".join(f"{k} {v:.4f}" for k, v in values.items()))
 
 
-def head_trainer(
-    features: np.ndarray, test_features: np.ndarray, test_y: np.ndarray, *, task: str, loss: str, settings: TrainParams
-) -> Trainer:
+def head_trainer(setup: Setup) -> Trainer:
     """Heads on the cached features, trained in NumPy (stages.lib.head): TensorFlow is never loaded."""
+    print(f"train {setup.variant}: a head on the cached features; NumPy on the CPU; float32", file=sys.stderr)
+    settings = setup.settings
 
     def train(y: np.ndarray, seed: int, live: Any) -> Trained:
         head, history = fit_linear_head(
-            features,
+            setup.inputs,
             y,
-            test_features,
-            test_y,
-            task=task,
-            loss=loss,
-            loss_params=settings.loss_params[loss],
+            setup.test_inputs,
+            setup.test_y,
+            task=setup.task,
+            loss=setup.loss,
+            loss_params=settings.loss_params[setup.loss],
             epochs=settings.epochs,
             batch_size=settings.batch_size,
             learning_rate=settings.learning_rate,
             seed=seed,
             on_epoch=lambda epoch, values: log_epoch(live, epoch, settings.epochs, values),
         )
-        return Trained(head.predict_proba(test_features), history, head.save, HEAD_FILE)
+        return Trained(head.predict_proba(setup.test_inputs), history, head.save, HEAD_FILE)
 
     return train
 

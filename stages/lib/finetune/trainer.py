@@ -12,29 +12,18 @@ import numpy as np
 
 from stages.lib.backbone import build_backbone, seed_everything
 from stages.lib.labels import MODEL_FILE
-from stages.lib.params import ModelParams, TrainParams
 from stages.lib.tf_import import import_tensorflow
-from stages.lib.training import Trained, Trainer
+from stages.lib.training import Setup, Trained, Trainer
 
 
-def fine_tune_trainer(
-    images: np.ndarray,
-    test_images: np.ndarray,
-    test_y: np.ndarray,
-    *,
-    task: str,
-    num_classes: int,
-    loss: str,
-    settings: TrainParams,
-    model_params: ModelParams,
-    backbone_seed: int,
-    describe: str,
-) -> Trainer:
+def fine_tune_trainer(setup: Setup) -> Trainer:
     """Loads TensorFlow, picks the devices and precision, and returns the trainer.
 
     Each model's backbone starts as the embed stage's would (`model.weights`; a random init is drawn from
-    backbone_seed, the global seed), its head from the trainer's `seed`, as in head mode.
+    the global seed), its head from the trainer's `seed`, as in head mode.
     """
+    images, test_images, test_y = setup.inputs, setup.test_inputs, setup.test_y
+    task, num_classes, loss, settings = setup.task, setup.num_classes, setup.loss, setup.settings
     import_tensorflow()  # quietly, before anything else loads it
     import keras
     from dvclive.keras import DVCLiveCallback
@@ -55,20 +44,20 @@ def fine_tune_trainer(
 
     runtime = select_runtime(settings.mixed_precision, settings.xla, settings.batch_size, visible_gpus())
     strategy = distribution_strategy(runtime)
-    print(f"{describe}: fine-tuning ResNet50 on the images; {runtime.describe()}", file=sys.stderr)
+    print(f"train {setup.variant}: fine-tuning ResNet50 on the images; {runtime.describe()}", file=sys.stderr)
     deterministic = not runtime.xla
 
     def train(y: np.ndarray, seed: int, live: Any) -> Trained:
         keras.backend.clear_session()  # the previous seed's model and graphs
         apply_precision(runtime)
-        seed_everything(backbone_seed, deterministic)
+        seed_everything(setup.seed, deterministic)
         with strategy.scope():
-            backbone = build_backbone(model_params.weights, image_size=images.shape[1])
+            backbone = build_backbone(setup.model.weights, image_size=images.shape[1])
         # The head standardises the untrained backbone's features, as in head mode.
         start_features = backbone_features(backbone, images, settings.batch_size)
         seed_everything(seed, deterministic)
         with strategy.scope():
-            set_trainable_blocks(backbone, model_params.trainable_blocks)
+            set_trainable_blocks(backbone, setup.model.trainable_blocks)
             model = build_fine_tune_model(backbone, build_head(start_features, task, num_classes))
             model.compile(
                 optimizer=keras.optimizers.Adam(learning_rate=settings.learning_rate),

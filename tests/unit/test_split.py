@@ -1,4 +1,4 @@
-"""Unit tests for stages.subsample: the seeded stratified split and the task's integer labels."""
+"""Unit tests for stages.lib.split: the task's labels and the seeded stratified split (the subsample stage's rules)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from stages.lib.errors import UserError
-from stages.subsample import binary_or_class_labels, stratified_split
+from stages.lib.split import binary_or_class_labels, stratified_split
 from tests.synthetic import TF_FLOWERS_COUNTS
 
 # tf_flowers' class sizes scaled down tenfold: uneven, as in the real data (sunflowers 19 %).
