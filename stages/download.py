@@ -17,9 +17,9 @@ from stages.lib import params as P
 from stages.lib.errors import UserError, one_line, run_stage
 from stages.lib.images import scan_folder
 from stages.lib.io import RAW_DIR, atomic_dir
+from stages.lib.sources import TFDS_DATASET, resolve_source
 from stages.lib.tf_import import import_tensorflow
 
-TFDS_NAME = "tf_flowers"
 TFDS_DIR = Path("data/.tfds")  # tensorflow-datasets' own download cache; git-ignored, not a DVC output
 ARCHIVE_SUFFIXES = (".tgz", ".tar.gz", ".tar")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -39,12 +39,16 @@ def export_tfds(target: Path, data_dir: Path = TFDS_DIR) -> int:
     import_tensorflow()
     import tensorflow_datasets as tfds
 
-    builder = tfds.builder(TFDS_NAME, data_dir=str(data_dir))
+    builder = tfds.builder(TFDS_DATASET, data_dir=str(data_dir))
+    # The first run fetches a 218 MiB archive: say so, or a silent minute looks like a hang.
+    print(f"download: {TFDS_DATASET} with tensorflow-datasets (218 MiB, once) into {data_dir}/", file=sys.stderr)
     try:
         builder.download_and_prepare()
+    except ImportError:
+        raise  # an incomplete installation, not something the offline advice below would fix
     except Exception as error:  # tfds wraps network failures in many types
         raise UserError(
-            f"data.source = tfds: downloading {TFDS_NAME} failed ({type(error).__name__}: {one_line(error, 300)}). "
+            f"data.source = tfds: downloading {TFDS_DATASET} failed ({type(error).__name__}: {one_line(error, 300)}). "
             "Offline, set data.source to a local flower_photos folder or .tgz "
             "(e.g. `dvc exp run -S data.source=/path/flower_photos.tgz`)"
         ) from None
@@ -94,15 +98,10 @@ def fetch(source: str, target: Path) -> tuple[int, tuple[str, ...]]:
 
     Returns the number of image files and the names of the files left out beside the class folders.
     """
-    if source == "tfds":
+    path = resolve_source(source)
+    if path is None:
         return export_tfds(target), ()
     name = f"data.source = {source!r}"
-    path = Path(source).expanduser()
-    if not path.exists():
-        raise UserError(
-            f"{name}: no such file or folder; use `tfds` or a path to a flower_photos-style folder "
-            "(ROOT/<class>/*.jpg) or a .tgz of one"
-        )
     if path.is_dir():
         return copy_folder(path, target, name)
     if path.name.lower().endswith(ARCHIVE_SUFFIXES):

@@ -29,6 +29,7 @@ LABELS_TABLE = PREPARED_DIR / "labels.csv"
 DATA_REPORT = PREPARED_DIR / "report.json"
 LABELS_DIR = Path("data/labels")
 FEATURES_DIR = Path("data/features")
+FINGERPRINTS_DIR = Path("data/fingerprints")  # what data.source and model.weights hold (stages/fingerprint.py)
 MODELS_DIR = Path("models")
 METRICS_DIR = Path("metrics")
 

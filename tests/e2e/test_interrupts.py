@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.project import dvc, make_project, ran_stages, run, tool_env
+from tests.project import dvc, make_project, ran_stages, run, status_is_clean, tool_env
 
 # One loss (two train stages) and three seeds: a train stage has two seeds left to train when caught.
 PARAMS = {"train": {"losses": ["bce"], "seeds": [0, 1, 2]}}
@@ -71,7 +71,7 @@ def finish_and_check(repo: Path, killed_stage: str, must_not_rerun: set[str]) ->
     result = dvc(repo, "repro")
     ran = ran_stages(result.stdout + result.stderr)
     assert killed_stage in ran and not ran & must_not_rerun, ran
-    assert "Data and pipelines are up to date." in dvc(repo, "status").stdout
+    assert status_is_clean(repo)
     assert (repo / "metrics/metrics.json").exists()
     assert not leftovers(repo)
     assert ".tmp" not in run(repo, "git", "status", "--porcelain", "--untracked-files=all").stdout

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.project import ALL_STAGES, VARIANTS, dvc, make_project, ran_stages, run
+from tests.project import ALL_STAGES, VARIANTS, dvc, make_project, ran_stages, run, status_is_clean
 
 METRIC_KEYS = ("accuracy", "balanced_accuracy", "auc", "precision", "recall", "f1", "loss", "accuracy_ci95")
 
@@ -52,7 +52,7 @@ def test_second_repro_runs_nothing(reproduced: tuple[Path, str]) -> None:
     repo, _ = reproduced
     result = dvc(repo, "repro")
     assert ran_stages(result.stdout + result.stderr) == set()
-    assert "up to date" in dvc(repo, "status").stdout
+    assert status_is_clean(repo)
 
 
 def test_data_and_models_stay_out_of_git(reproduced: tuple[Path, str]) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.project import dvc, make_project, tool_env
+from tests.project import make_project, status_is_clean, tool_env
 
 IDENTICAL_FILES = (
     "data/prepared/labels.csv",
@@ -58,4 +58,4 @@ def test_same_params_give_byte_identical_files(two_clones: tuple[Path, Path], pa
 
 def test_complete_run_leaves_nothing_to_do(two_clones: tuple[Path, Path]) -> None:
     for repo in two_clones:
-        assert "Data and pipelines are up to date." in dvc(repo, "status").stdout
+        assert status_is_clean(repo)

@@ -1,0 +1,78 @@
+"""What `data.source` and `model.weights` hold: fingerprints of their contents, for the fingerprint stage.
+
+A fingerprint holds what the data are, not where they are: the same folder at another path (another clone,
+another machine) gives the same fingerprint. `tfds` and `imagenet` need no hashing: tensorflow-datasets
+pins the dataset's version and checks its checksum, and Keras checks the weights file's hash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Any
+
+from stages.lib.backbone import resolve_weights
+from stages.lib.errors import UserError
+
+# The tensorflow-datasets dataset and version the download stage builds (tfds checks its checksum).
+TFDS_DATASET = "tf_flowers:3.0.1"
+# Keras downloads this file for `model.weights: imagenet` and checks its hash (stages.lib.backbone).
+IMAGENET_WEIGHTS = "keras.applications.ResNet50 imagenet, include_top=False"
+
+
+def file_digest(path: Path) -> str:
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def folder_digest(root: Path) -> tuple[str, int]:
+    """One sha256 over every file below root (relative path, size and content, in sorted order)
+    and the number of files; hidden files too, since the download stage copies them."""
+    total = hashlib.sha256()
+    count = 0
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for name in sorted(filenames):
+            path = Path(dirpath) / name
+            if not path.is_file():  # a broken link: nothing to copy, nothing to hash
+                continue
+            relative = path.relative_to(root).as_posix()
+            total.update(f"{relative}\0{path.stat().st_size}\0{file_digest(path)}\n".encode())
+            count += 1
+    return total.hexdigest(), count
+
+
+def resolve_source(source: str) -> Path | None:
+    """The local folder or archive `data.source` names (None for `tfds`), checked to exist."""
+    if source == "tfds":
+        return None
+    path = Path(source).expanduser()
+    if not path.exists():
+        raise UserError(
+            f"data.source = {source!r}: no such file or folder; use `tfds` or a path to a flower_photos-style "
+            "folder (ROOT/<class>/*.jpg) or a .tgz of one"
+        )
+    return path
+
+
+def source_fingerprint(source: str) -> dict[str, Any]:
+    """What `data.source` holds: the tfds dataset it names, or the hash of a local folder or archive."""
+    path = resolve_source(source)
+    if path is None:
+        return {"kind": "tfds", "dataset": TFDS_DATASET}
+    if path.is_dir():
+        digest, count = folder_digest(path)
+        return {"kind": "folder", "files": count, "sha256": digest}
+    return {"kind": "archive", "bytes": path.stat().st_size, "sha256": file_digest(path)}
+
+
+def weights_fingerprint(weights: str) -> dict[str, Any]:
+    """What `model.weights` holds: ImageNet's published file, a random init, or the hash of a local file."""
+    resolved = resolve_weights(weights)  # a missing file fails here, naming model.weights
+    if resolved is None:
+        return {"kind": "random_init"}
+    if resolved == "imagenet":
+        return {"kind": "imagenet", "weights": IMAGENET_WEIGHTS}
+    path = Path(resolved)
+    return {"kind": "file", "bytes": path.stat().st_size, "sha256": file_digest(path)}

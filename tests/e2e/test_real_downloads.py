@@ -1,0 +1,118 @@
+"""The real download paths, run as far as they go on a machine without internet.
+
+What a new user's first `dvc repro` runs — tensorflow-datasets' tf_flowers builder and Keras' ImageNet
+weights download — is not mocked here. Each runs through our stage until it opens a connection, and the
+test asserts that what stops it is the network: not an import that the requirement files forgot (tfds
+imports `importlib_resources` lazily, before any network access), a missing attribute or our own code.
+The network is made to fail at once: every HTTP(S) connection goes through a proxy address on which
+nothing listens, so the operating system refuses it. tfds retries a failed download 10 times with
+exponential back-off (about 200 s); the stage runs with its retry count at 0, the only thing changed.
+
+One more test goes past the network boundary: tfds' DownloadManager.download (the fetch itself) returns
+a small local flower_photos.tgz, and the rest of the real builder (archive iteration, the builder's own
+example generation and encoding, writing and reading its shards) and our export run on it.
+"""
+
+from __future__ import annotations
+
+import socket
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from tests.project import make_project, run, tool_env, write_params
+from tests.synthetic import make_flower_archive
+
+PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
+# Import failures that would mean a requirement is missing or our code is broken before the network.
+NOT_THE_NETWORK = ("ModuleNotFoundError", "ImportError", "AttributeError", "NameError", "TypeError", "Traceback")
+# Runs the download stage as `python -m stages.download` does, with tfds' retries of a failed download off.
+DOWNLOAD_WITHOUT_RETRIES = (
+    "import runpy, tensorflow_datasets.core.download.downloader as downloader; downloader.MAX_RETRIES = 0; "
+    "runpy.run_module('stages.download', run_name='__main__', alter_sys=True)"
+)
+
+
+def refused_address() -> str:
+    """An http:// address on this machine where nothing listens: a port just bound and released."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+def offline_env(tmp_path: Path) -> dict[str, str]:
+    """The test environment with every connection refused and an empty Keras cache (no stored weights)."""
+    env = tool_env()
+    address = refused_address()
+    env.update(dict.fromkeys(PROXY_VARIABLES, address))
+    env.pop("NO_PROXY", None)
+    env.pop("no_proxy", None)
+    env["KERAS_HOME"] = str(tmp_path / "keras_home")
+    return env
+
+
+def last_line(stderr: str) -> str:
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    return lines[-1] if lines else ""
+
+
+@pytest.fixture
+def tfds_project(tmp_path: Path, flower_folder: Path) -> Path:
+    repo = make_project(tmp_path / "project", flower_folder)
+    write_params(repo, {"data": {"source": "tfds"}})
+    return repo
+
+
+def test_the_tf_flowers_download_stops_at_the_network(tfds_project: Path, tmp_path: Path) -> None:
+    result = run(tfds_project, sys.executable, "-c", DOWNLOAD_WITHOUT_RETRIES, check=False, env=offline_env(tmp_path))
+    line = last_line(result.stderr)
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert line.startswith("download: error: data.source = tfds: downloading tf_flowers:3.0.1 failed ("), line
+    # requests' ConnectionError (ProxyError is one): the connection was refused, nothing earlier failed.
+    assert "ProxyError: " in line or "ConnectionError: " in line, line
+    assert "Offline, set data.source to a local flower_photos folder or .tgz" in line
+    assert not any(marker in result.stderr for marker in NOT_THE_NETWORK), result.stderr[-3000:]
+    assert not (tfds_project / "data" / "raw").exists()  # nothing half-written for DVC to cache
+
+
+def test_the_imagenet_weights_download_stops_at_the_network(project: Path, tmp_path: Path) -> None:
+    run(project, sys.executable, "-m", "stages.download")
+    run(project, sys.executable, "-m", "stages.subsample")
+    write_params(project, {"model": {"weights": "imagenet"}})
+    result = run(project, sys.executable, "-m", "stages.embed", check=False, env=offline_env(tmp_path))
+    line = last_line(result.stderr)
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert line.startswith("embed: error: model.weights = imagenet: could not get the ImageNet weights ("), line
+    assert "Connection refused" in line, line
+    assert "Offline, place resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5 in ~/.keras/models/" in line
+    assert not any(marker in result.stderr for marker in NOT_THE_NETWORK), result.stderr[-3000:]
+    assert not (project / "data" / "features").exists()
+
+
+def test_the_real_tf_flowers_builder_exports_a_local_archive(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past the network: the real builder prepares a small archive as it would tf_flowers' own."""
+    tfds = pytest.importorskip("tensorflow_datasets")
+    from stages.download import fetch
+
+    archive = make_flower_archive(tmp_path / "served" / "flower_photos.tgz", per_class=3, size=24)
+    fetched = []
+
+    def download(self, url_or_urls):  # the one call that would go to the internet
+        fetched.append(url_or_urls)
+        return archive
+
+    monkeypatch.setattr(tfds.download.DownloadManager, "download", download)
+    monkeypatch.chdir(tmp_path)  # tfds' download cache is data/.tfds below the project root
+    target = tmp_path / "raw"
+    target.mkdir()
+    count, beside = fetch("tfds", target)
+
+    assert fetched == ["http://download.tensorflow.org/example_images/flower_photos.tgz"]
+    assert (count, beside) == (15, ())
+    source = archive.parent / "flower_photos"
+    expected = Counter((p.parent.name, p.read_bytes()) for p in source.glob("*/*.jpg"))
+    exported = Counter((p.parent.name, p.read_bytes()) for p in target.glob("*/*"))
+    assert exported == expected  # every image under its class, the archive's own bytes
