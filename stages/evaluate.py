@@ -31,7 +31,7 @@ from stages.lib.io import (
     read_prepared,
     write_json,
 )
-from stages.lib.metrics import binary_metrics, majority_baseline, multiclass_metrics, summarise
+from stages.lib.metrics import binary_metrics, majority_baseline, multiclass_metrics, predict_labels, summarise
 
 METRICS_FILE = METRICS_DIR / "metrics.json"
 PER_SEED_FILE = METRICS_DIR / "per_seed.json"
@@ -42,10 +42,6 @@ def score(y_true: np.ndarray, scores: np.ndarray, task: str, names: list[str]) -
     if task == "binary":
         return binary_metrics(y_true, scores)
     return multiclass_metrics(y_true, scores, names)
-
-
-def predicted_labels(scores: np.ndarray, task: str) -> np.ndarray:
-    return (scores >= 0.5).astype(np.int64) if task == "binary" else scores.argmax(axis=1)
 
 
 def test_scores(variant: str, repeat: int, rows: int, task: str, num_classes: int) -> np.ndarray:
@@ -89,7 +85,7 @@ def plot_tables(y_true: np.ndarray, scores: np.ndarray, task: str, names: list[s
     """Data for DVC's confusion template (actual, predicted) and, for binary, the ROC curve."""
     tables = {
         "confusion": pd.DataFrame(
-            {"actual": np.array(names)[y_true], "predicted": np.array(names)[predicted_labels(scores, task)]}
+            {"actual": np.array(names)[y_true], "predicted": np.array(names)[predict_labels(scores, task)]}
         )
     }
     if task == "binary":

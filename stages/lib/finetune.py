@@ -17,6 +17,7 @@ import keras
 import numpy as np
 
 from stages.lib.datasets import image_pipeline
+from stages.lib.losses import probabilities
 from stages.lib.params import RESNET50_BLOCKS
 
 _BLOCK_NAME = re.compile(r"^(conv\d_block\d+)_")
@@ -54,17 +55,18 @@ def set_trainable_blocks(backbone, trainable_blocks: int | None) -> None:
 
 
 def build_fine_tune_model(backbone, head):
-    """images (S, S, 3, preprocessed) → backbone (batch norm in inference mode) → head → probabilities."""
+    """images (S, S, 3, preprocessed) → backbone (batch norm in inference mode) → head → logits."""
     images = keras.Input(shape=backbone.input_shape[1:], name="images")
     outputs = head(backbone(images, training=False))
     return keras.Model(images, outputs, name="fine_tuned_resnet50")
 
 
 def predict_scores(model, images: np.ndarray, task: str, batch_size: int) -> np.ndarray:
-    """P(positive) as (N,) for binary, class probabilities (N, K) otherwise; rows in the images' order."""
-    probabilities = model.predict(image_pipeline(images, batch_size=batch_size), verbose=0)
-    probabilities = np.asarray(probabilities, dtype=np.float64)
-    return probabilities[:, 0] if task == "binary" else probabilities
+    """P(positive) as (N,) for binary, class probabilities (N, K) otherwise (sigmoid / softmax of the model's
+    logits); rows in the images' order."""
+    logits = model.predict(image_pipeline(images, batch_size=batch_size), verbose=0)
+    scores = probabilities(logits, task).astype(np.float64)
+    return scores[:, 0] if task == "binary" else scores
 
 
 def backbone_features(backbone, images: np.ndarray, batch_size: int) -> np.ndarray:

@@ -17,12 +17,15 @@ SCORES_FILE = "test_scores_seed_{seed}.npy"
 
 
 def num_outputs(task: str, num_classes: int) -> int:
-    """One sigmoid unit for the binary task, one softmax unit per class otherwise."""
+    """One logit (sigmoid) for the binary task, one logit per class (softmax) otherwise."""
     return 1 if task == "binary" else num_classes
 
 
 def build_head(train_features: np.ndarray, task: str, num_classes: int):
-    """A linear classifier on the backbone's pooled features: standardise, then Dense + sigmoid/softmax.
+    """A linear classifier on the backbone's pooled features: standardise, then Dense; it outputs logits.
+
+    The losses take logits (stages.lib.losses: cross-entropy from log-softmax keeps the gradient of
+    confidently wrong samples); probabilities are sigmoid/softmax of them (stages.lib.finetune.predict_scores).
 
     The standardisation is fitted on the training features (the same for every variant: labels play no
     part) and saved inside the model. Without it, raw pooled ResNet features put the initial logits far
@@ -30,25 +33,33 @@ def build_head(train_features: np.ndarray, task: str, num_classes: int):
     """
     import keras
 
-    activation = "sigmoid" if task == "binary" else "softmax"
     standardise = keras.layers.Normalization(axis=-1, dtype="float32", name="standardise")
     standardise.adapt(np.asarray(train_features, dtype=np.float32))
     return keras.Sequential(
         [
             keras.Input(shape=(train_features.shape[1],), name="features"),
             standardise,
-            # float32 output even under a mixed-precision policy: the losses take logs of it.
-            keras.layers.Dense(num_outputs(task, num_classes), activation=activation, dtype="float32", name="head"),
+            # float32 logits even under a mixed-precision policy (float16 overflows beyond 65504).
+            keras.layers.Dense(num_outputs(task, num_classes), dtype="float32", name="head"),
         ],
         name="head",
     )
 
 
 def accuracy_metric(task: str):
+    """Training accuracy on the head's logits, by the evaluate stage's rule (stages.lib.metrics.predict_labels):
+    binary positive iff sigmoid(z) >= 0.5 (Keras' BinaryAccuracy uses > 0.5), multiclass argmax."""
     import keras
 
+    from stages.lib.metrics import DECISION_THRESHOLD
+
     if task == "binary":
-        return keras.metrics.BinaryAccuracy(name="accuracy")
+
+        def binary_accuracy(y_true, logits):
+            predicted = keras.ops.sigmoid(keras.ops.cast(logits, "float32")) >= DECISION_THRESHOLD
+            return keras.ops.cast(keras.ops.equal(keras.ops.cast(y_true, "bool"), predicted), "float32")
+
+        return keras.metrics.MeanMetricWrapper(binary_accuracy, name="accuracy")
     return keras.metrics.CategoricalAccuracy(name="accuracy")
 
 
