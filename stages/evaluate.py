@@ -23,7 +23,7 @@ from stages.lib import params as P
 from stages.lib.errors import UserError, run_stage
 from stages.lib.io import METRICS_DIR, atomic_dir, label_names, load_array, read_prepared, write_json
 from stages.lib.labels import BASELINE, LABEL_SETS, SCORES_FILE, model_dir, targets, variant_name
-from stages.lib.metrics import binary_metrics, majority_baseline, multiclass_metrics, summarise
+from stages.lib.metrics import binary_metrics, majority_baseline, multiclass_metrics, predict_labels, summarise
 
 METRICS_FILE = METRICS_DIR / "metrics.json"
 PER_SEED_FILE = METRICS_DIR / "per_seed.json"
@@ -34,10 +34,6 @@ def score(y_true: np.ndarray, scores: np.ndarray, task: str, names: list[str]) -
     if task == "binary":
         return binary_metrics(y_true, scores)
     return multiclass_metrics(y_true, scores, names)
-
-
-def predicted_labels(scores: np.ndarray, task: str) -> np.ndarray:
-    return (scores >= 0.5).astype(np.int64) if task == "binary" else scores.argmax(axis=1)
 
 
 def test_scores(variant: str, repeat: int, rows: int, task: str, num_classes: int) -> np.ndarray:
@@ -69,7 +65,9 @@ def evaluate_variant(
         result = score(y_true, scores, task, names)
         y_onehot = targets(y_true, task, len(names))
         prob_matrix = scores.reshape(-1, 1) if task == "binary" else scores
-        result["loss"] = mean_loss(loss, task, settings.loss_params[loss], y_onehot, prob_matrix)
+        # The test labels are true: for the forward loss their noise model is the identity (plain CE).
+        transition = np.eye(len(names)) if loss == "forward" else None
+        result["loss"] = mean_loss(loss, task, settings.loss_params[loss], y_onehot, prob_matrix, transition)
         result["log_loss"] = mean_loss("bce", task, {}, y_onehot, prob_matrix)
         per_seed[str(repeat)] = result
         if first_scores is None:
@@ -81,7 +79,7 @@ def plot_tables(y_true: np.ndarray, scores: np.ndarray, task: str, names: list[s
     """Data for DVC's confusion template (actual, predicted) and, for binary, the ROC curve."""
     tables = {
         "confusion": pd.DataFrame(
-            {"actual": np.array(names)[y_true], "predicted": np.array(names)[predicted_labels(scores, task)]}
+            {"actual": np.array(names)[y_true], "predicted": np.array(names)[predict_labels(scores, task)]}
         )
     }
     if task == "binary":

@@ -46,6 +46,7 @@ from stages.lib.labels import (
     training_log_dir,
     variant_name,
 )
+from stages.lib.noise import transition_matrix
 from stages.lib.training import Setup, head_trainer, live_log, mean_curves
 
 
@@ -86,6 +87,12 @@ def main(argv: list[str] | None = None) -> None:
     }
     if any(labels.min() < 0 or labels.max() >= num_classes for labels in labels_by_seed.values()):
         raise UserError(f"{label_source}: labels outside [0, {num_classes - 1}]: rerun `dvc repro`")
+    # The forward loss's T (`true`): each seed's realised noise, true label -> given label (docs/losses.md).
+    true_labels = table.loc[table["split"] == "train", "label"].to_numpy()
+    transitions = {
+        repeat: transition_matrix(true_labels, labels, num_classes) if args.loss == "forward" else None
+        for repeat, labels in labels_by_seed.items()
+    }
 
     setup = Setup(
         variant, train_inputs, test_inputs, test_y, task, num_classes, args.loss, settings, model_params, seed
@@ -104,7 +111,8 @@ def main(argv: list[str] | None = None) -> None:
         for repeat in settings.seeds:
             print(f"train {variant}: seed {repeat}", file=sys.stderr)
             with live_log(log_root / f"seed_{repeat}") as live:
-                trained = trainer(targets(labels_by_seed[repeat], task, num_classes), derived_seed(seed, repeat), live)
+                y = targets(labels_by_seed[repeat], task, num_classes)
+                trained = trainer(y, derived_seed(seed, repeat), live, transitions[repeat])
             trained.save(staging / trained.file_name.format(seed=repeat))
             save_array(staging / SCORES_FILE.format(seed=repeat), trained.scores.astype(np.float32))
             histories.append(trained.history)

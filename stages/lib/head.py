@@ -1,12 +1,12 @@
-"""The head-mode classifier, trained in NumPy: standardise the features, then one Dense layer with a
-sigmoid (binary) or softmax (multiclass) output, fit by mini-batch Adam.
+"""The head-mode classifier, trained in NumPy: standardise the features, then one Dense layer whose logits
+give a sigmoid (binary) or softmax (multiclass) output, fit by mini-batch Adam.
 
 It is the same model, optimiser and schedule as the Keras head of fine-tuning mode
 (stages.lib.finetune.model.build_head: Normalization, Dense with Glorot-uniform kernel and zero bias,
 Keras' Adam, shuffled mini-batches, the mean loss per batch), written out in NumPy because a head on
 2,048 cached features trains in well under a second while loading TensorFlow takes 3-4 s: in head
-mode, the train stage's processes (one per variant) never load it. The losses and their gradients come
-from stages.lib.losses.
+mode, the train stage's processes (one per variant) never load it. The losses and their gradients (on
+the logits) come from stages.lib.losses.
 """
 
 from __future__ import annotations
@@ -17,20 +17,12 @@ from pathlib import Path
 
 import numpy as np
 
-from stages.lib.losses import logit_gradient, make_loss
+from stages.lib.losses import logit_gradient, make_loss, probabilities
+from stages.lib.metrics import predict_labels
 
 # Keras' defaults: Normalization's floor on the standard deviation, Adam's betas and epsilon.
 STD_FLOOR = 1e-7
 ADAM_BETA_1, ADAM_BETA_2, ADAM_EPSILON = 0.9, 0.999, 1e-7
-
-
-def _sigmoid(z: np.ndarray) -> np.ndarray:
-    return np.exp(-np.logaddexp(0.0, -z))  # stable for large |z|
-
-
-def _softmax(z: np.ndarray) -> np.ndarray:
-    e = np.exp(z - z.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
 
 
 @dataclass
@@ -61,14 +53,13 @@ class LinearHead:
     def standardise(self, features: np.ndarray) -> np.ndarray:
         return (np.asarray(features, dtype=np.float32) - self.mean) / self.std
 
-    def output(self, standardised: np.ndarray) -> np.ndarray:
-        """The output unit(s) the loss sees: sigmoid (N, 1) or softmax (N, K)."""
-        logits = standardised @ self.kernel + self.bias
-        return (_sigmoid if self.task == "binary" else _softmax)(logits).astype(np.float32)
+    def logits(self, standardised: np.ndarray) -> np.ndarray:
+        """The output unit(s) the loss sees, before the sigmoid / softmax: (N, 1) or (N, K), float32."""
+        return (standardised @ self.kernel + self.bias).astype(np.float32)
 
     def predict_proba(self, features: np.ndarray) -> np.ndarray:
-        """P(positive) as (N,) for binary, class probabilities (N, K) for multiclass; float64."""
-        out = self.output(self.standardise(features)).astype(np.float64)
+        """P(positive) as (N,) for binary, class probabilities (N, K) for multiclass; float64 (of float32)."""
+        out = probabilities(self.logits(self.standardise(features)), self.task).astype(np.float64)
         return out[:, 0] if self.task == "binary" else out
 
     def save(self, path: Path) -> None:
@@ -108,11 +99,11 @@ class Adam:
             variable -= (step * m / (np.sqrt(v) + ADAM_EPSILON)).astype(np.float32)
 
 
-def _accuracy(y: np.ndarray, output: np.ndarray, task: str) -> np.ndarray:
-    """Per-sample 1/0: Keras' BinaryAccuracy (threshold 0.5) or CategoricalAccuracy."""
-    if task == "binary":
-        return ((output[:, 0] > 0.5) == (y[:, 0] > 0.5)).astype(np.float64)
-    return (output.argmax(axis=1) == y.argmax(axis=1)).astype(np.float64)
+def _accuracy(y: np.ndarray, logits: np.ndarray, task: str) -> np.ndarray:
+    """Per-sample 1/0: the evaluate stage's rule (stages.lib.metrics.predict_labels) on the probabilities
+    predict_proba gives, so training and test accuracy count a sample at exactly 0.5 the same way."""
+    labels = (y[:, 0] > 0.5).astype(np.int64) if task == "binary" else y.argmax(axis=1)
+    return (predict_labels(probabilities(logits, task), task) == labels).astype(np.float64)
 
 
 EpochLog = Callable[[int, dict[str, float]], None]
@@ -132,6 +123,7 @@ def fit_linear_head(
     learning_rate: float,
     seed: int,
     on_epoch: EpochLog | None = None,
+    transition: np.ndarray | None = None,
 ) -> tuple[LinearHead, dict[str, list[float]]]:
     """Fit a head from a seeded start; returns it and its history.
 
@@ -139,9 +131,10 @@ def fit_linear_head(
     the kernel and each epoch's shuffle. History, as Keras' `History.history`: per epoch, `loss` and
     `accuracy` averaged over the epoch's batches as they were trained on (the labels fitted), `val_loss`
     and `val_accuracy` on the test set after the epoch. on_epoch(epoch, those four) is called after each.
+    `transition`: the forward loss's noise transition matrix (stages.lib.losses.make_loss).
     """
-    loss_fn = make_loss(loss, task, loss_params, backend="numpy")
-    gradient_fn = logit_gradient(loss, task, loss_params)
+    loss_fn = make_loss(loss, task, loss_params, backend="numpy", transition=transition)
+    gradient_fn = logit_gradient(loss, task, loss_params, transition=transition)
     y = np.asarray(y, dtype=np.float32)
     test_y = np.asarray(test_y, dtype=np.float32)
     rng = np.random.default_rng(seed)
@@ -154,18 +147,18 @@ def fit_linear_head(
         losses, hits = [], []
         for start in range(0, len(order), batch_size):
             batch = order[start : start + batch_size]
-            output = head.output(x[batch])
-            losses.append(loss_fn(y[batch], output))
-            hits.append(_accuracy(y[batch], output, task))
+            logits = head.logits(x[batch])
+            losses.append(loss_fn(y[batch], logits))
+            hits.append(_accuracy(y[batch], logits, task))
             # The batch's mean loss: each sample's gradient counts 1/len(batch).
-            dz = gradient_fn(y[batch], output) / len(batch)
+            dz = gradient_fn(y[batch], logits) / len(batch)
             optimiser.apply([x[batch].T @ dz, dz.sum(axis=0)])
-        test_output = head.output(test_x)
+        test_logits = head.logits(test_x)
         values = {
             "loss": float(np.mean(np.concatenate(losses))),
             "accuracy": float(np.mean(np.concatenate(hits))),
-            "val_loss": float(np.mean(loss_fn(test_y, test_output))),
-            "val_accuracy": float(np.mean(_accuracy(test_y, test_output, task))),
+            "val_loss": float(np.mean(loss_fn(test_y, test_logits))),
+            "val_accuracy": float(np.mean(_accuracy(test_y, test_logits, task))),
         }
         for key, value in values.items():
             history[key].append(value)

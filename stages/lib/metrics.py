@@ -8,6 +8,19 @@ import numpy as np
 from scipy.stats import binomtest
 from sklearn import metrics as skm
 
+# The decision rule, the same in training (accuracy) and evaluation: positive iff P(positive) >= 0.5, i.e.
+# logit >= 0 (ties to the positive class).
+DECISION_THRESHOLD = 0.5
+
+
+def predict_labels(scores: np.ndarray, task: str, threshold: float = DECISION_THRESHOLD) -> np.ndarray:
+    """Predicted classes (int64) from probability scores: binary ``P(positive) >= threshold`` (scores (N,) or
+    (N, 1)), multiclass argmax (ties to the first class)."""
+    scores = np.asarray(scores)
+    if task == "binary":
+        return (scores.reshape(-1) >= threshold).astype(np.int64)
+    return scores.argmax(axis=-1).astype(np.int64)
+
 
 def wilson_interval(correct: int, total: int, confidence: float = 0.95) -> list[float]:
     """Wilson score interval for a proportion (correct/total), as [low, high]."""
@@ -22,7 +35,7 @@ def binary_metrics(
 ) -> dict[str, float | list[float]]:
     """Accuracy and friends for P(positive) scores against 0/1 labels; predictions are p >= threshold."""
     y_true = np.asarray(y_true, dtype=np.int64)
-    y_pred = (np.asarray(p_positive) >= threshold).astype(np.int64)
+    y_pred = predict_labels(p_positive, "binary", threshold)
     both_classes = len(np.unique(y_true)) == 2
     correct = int((y_pred == y_true).sum())
     return {
@@ -40,7 +53,7 @@ def binary_metrics(
 def multiclass_metrics(y_true: np.ndarray, probabilities: np.ndarray, class_names: Sequence[str]) -> dict:
     """Accuracy, balanced accuracy, macro F1, one-vs-rest AUC and per-class recall; predictions = argmax."""
     y_true = np.asarray(y_true, dtype=np.int64)
-    y_pred = np.asarray(probabilities).argmax(axis=1)
+    y_pred = predict_labels(probabilities, "multiclass")
     labels = list(range(len(class_names)))
     correct = int((y_pred == y_true).sum())
     recalls = skm.recall_score(y_true, y_pred, labels=labels, average=None, zero_division=0)

@@ -8,8 +8,11 @@ input array is never modified.
 The three noise models (``NOISE_TYPES``: symmetric, asymmetric, seed) and their sources are described
 in docs/noise.md and in :func:`corrupt_labels`.
 
-Rounding: counts use ``int(np.floor(rate * n + 0.5))`` (round half up), not
-Python's ``round`` (banker's rounding, where ``round(2.5) == 2``).
+Rounding: counts are ``rate * n`` rounded half up (not Python's banker's
+``round``, where ``round(2.5) == 2``), computed exactly on the rate's decimal
+value (its shortest repr, what params.yaml says): in floating point
+``0.7 * 45`` is 31.499999999999996, so ``floor(0.7 * 45 + 0.5)`` would give 31
+instead of 32. See :func:`exact_count`.
 
 Errors: the settings come checked (stages.lib.params checks what the user
 wrote); a setting or label array out of range here is a programming error and
@@ -21,13 +24,14 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Mapping
+from fractions import Fraction
 from typing import Any
 
 import numpy as np
 
 from stages.lib.params import NOISE_TYPES
 
-__all__ = ["NOISE_TYPES", "corrupt_labels", "flip_rates", "transition_matrix"]
+__all__ = ["NOISE_TYPES", "corrupt_labels", "exact_count", "flip_rates", "transition_matrix"]
 
 
 # --------------------------------------------------------------------------
@@ -110,9 +114,12 @@ def _as_labels(labels: Any, num_classes: int, name: str) -> np.ndarray:
     return arr
 
 
-def _round_half_up(x: float) -> int:
-    """Round to the nearest integer with halves rounded up (0.5 -> 1, 2.5 -> 3)."""
-    return int(np.floor(x + 0.5))
+def exact_count(rate: float, n: int) -> int:
+    """``rate * n`` rounded half up (0.5 -> 1, 2.5 -> 3), exactly: the rate is taken as the decimal it is
+    written as (``repr``, e.g. 0.7 is 7/10, not the binary float 0.6999999999999999556), so
+    ``exact_count(0.7, 45) == 32``."""
+    product = Fraction(repr(float(rate))) * int(n)
+    return math.floor(product + Fraction(1, 2))
 
 
 # --------------------------------------------------------------------------
@@ -122,7 +129,7 @@ def _round_half_up(x: float) -> int:
 
 def _symmetric(flat: np.ndarray, k: int, noise: float, rng: np.random.Generator) -> np.ndarray:
     n = flat.size
-    count = min(max(_round_half_up(noise * n), 0), n)
+    count = min(max(exact_count(noise, n), 0), n)
     out = flat.copy()
     if count == 0:
         return out
@@ -151,7 +158,7 @@ def _asymmetric(
     for c in range(k):
         rate = rates.get(c, 0.0)
         members = np.flatnonzero(flat == c)
-        count = min(_round_half_up(rate * members.size), members.size)
+        count = min(exact_count(rate, members.size), members.size)
         if count <= 0:
             continue
         idx = rng.choice(members, size=count, replace=False)
@@ -188,8 +195,9 @@ def corrupt_labels(
         noise_type: one of ``NOISE_TYPES``:
 
             * ``"symmetric"`` (Ghosh et al. 2017; Han et al. 2018): exactly
-              ``floor(noise * n + 0.5)`` samples (round half up, so 0.5 rounds
-              up, unlike Python's banker's ``round``), drawn uniformly without
+              ``exact_count(noise, n)`` samples (``noise * n`` on the decimal
+              rate, rounded half up, so 0.5 rounds up, unlike Python's
+              banker's ``round``), drawn uniformly without
               replacement, each get a uniformly random *other* class (binary:
               the other class). For binary labels ``noise = 0.5`` leaves the
               noisy label carrying no information about the clean one, and
@@ -197,7 +205,7 @@ def corrupt_labels(
               ``K`` classes the no-information point is ``(K - 1) / K``.
             * ``"asymmetric"`` (class-conditional; Natarajan et al. 2013,
               Patrini et al. 2017; multiclass pair flip of Han et al. 2018):
-              class ``c`` has exactly ``floor(rate_c * n_c + 0.5)`` of its
+              class ``c`` has exactly ``exact_count(rate_c, n_c)`` of its
               ``n_c`` samples flipped to ``(c + 1) mod K`` (binary: the other
               class). Without ``class_rates``, binary flips only positives
               (1 -> 0) at rate ``noise`` and multiclass flips every class at

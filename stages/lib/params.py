@@ -26,10 +26,13 @@ from stages.lib.errors import UserError
 PARAMS_FILE = Path("params.yaml")
 TASKS = ("binary", "multiclass")
 NOISE_TYPES = ("symmetric", "asymmetric", "seed")  # docs/noise.md describes each
-LOSS_NAMES = ("bce", "l1", "gce", "sce", "bootstrap", "ls")  # docs/losses.md describes each
+LOSS_NAMES = ("bce", "l1", "gce", "sce", "bootstrap", "ls", "forward")  # docs/losses.md describes each
 BOOTSTRAP_MODES = ("soft", "hard")
 # Reed et al. 2014 use beta=0.95 for soft and beta=0.8 for hard bootstrapping.
 BOOTSTRAP_DEFAULT_BETA = {"soft": 0.95, "hard": 0.8}
+# Forward correction's transition matrix: `true`, the realised one of each seed's noisy labels (an oracle that
+# shows the ceiling). An estimate (confident learning) is for the detect stage, not built yet.
+TRANSITION_SOURCES = ("true",)
 # Each loss's own params and their defaults: what train.loss_params.<loss> may set.
 DEFAULT_LOSS_PARAMS: dict[str, dict[str, Any]] = {
     "bce": {},
@@ -38,6 +41,7 @@ DEFAULT_LOSS_PARAMS: dict[str, dict[str, Any]] = {
     "sce": {"alpha": 0.1, "beta": 1.0},
     "bootstrap": {"mode": "soft", "beta": None},  # None: 0.95 soft / 0.8 hard
     "ls": {"smoothing": 0.1},
+    "forward": {"T": "true"},
 }
 # ResNet50 without its top halves the resolution five times: below 32 px nothing is left to pool.
 MIN_IMAGE_SIZE = 32
@@ -318,6 +322,8 @@ def validate_loss_params(name: str, params: Mapping[str, Any] | None) -> dict:
     elif name == "ls":
         smoothing = out["smoothing"] = _loss_number(name, "smoothing", out["smoothing"])
         _check_loss_param(name, "smoothing", smoothing, 0.0 <= smoothing < 1.0, "in [0, 1)")
+    elif name == "forward" and (out.setdefault("T", "true") if out["T"] is not True else out.update(T="true")) and out["T"] not in TRANSITION_SOURCES:
+        raise UserError(f"train.loss_params.forward.T = {out['T']!r}: must be one of {', '.join(TRANSITION_SOURCES)}")
     return out
 
 

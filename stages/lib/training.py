@@ -2,8 +2,9 @@
 the head trainer, and the per-epoch means over seeds that `dvc plots` draws.
 
 A *trainer* is built from a `Setup` (what every seed of one variant shares) and is a function
-`(y, seed, live) -> Trained`: it trains one model from a seeded start on the targets `y`
-(stages.lib.labels.targets), logs each epoch to the DVCLive logger `live`, and returns the model's
+`(y, seed, live, transition) -> Trained`: it trains one model from a seeded start on the targets `y`
+(stages.lib.labels.targets), with the forward loss's noise transition matrix (None for other losses),
+logs each epoch to the DVCLive logger `live`, and returns the model's
 test-set scores, its per-epoch history and how to save it. The head trainer is below; the fine-tuning
 one is stages.lib.finetune.trainer. docs/fine-tuning.md says when each runs.
 """
@@ -56,7 +57,7 @@ class Trained:
     file_name: str
 
 
-Trainer = Callable[[np.ndarray, int, Any], Trained]
+Trainer = Callable[[np.ndarray, int, Any, np.ndarray | None], Trained]
 
 
 @contextmanager
@@ -84,7 +85,7 @@ def head_trainer(setup: Setup) -> Trainer:
     print(f"train {setup.variant}: a head on the cached features; NumPy on the CPU; float32", file=sys.stderr)
     settings = setup.settings
 
-    def train(y: np.ndarray, seed: int, live: Any) -> Trained:
+    def train(y: np.ndarray, seed: int, live: Any, transition: np.ndarray | None = None) -> Trained:
         head, history = fit_linear_head(
             setup.inputs,
             y,
@@ -98,6 +99,7 @@ def head_trainer(setup: Setup) -> Trainer:
             learning_rate=settings.learning_rate,
             seed=seed,
             on_epoch=lambda epoch, values: log_epoch(live, epoch, settings.epochs, values),
+            transition=transition,
         )
         return Trained(head.predict_proba(setup.test_inputs), history, head.save, HEAD_FILE)
 

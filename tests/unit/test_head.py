@@ -12,6 +12,7 @@ import pytest
 from stages.lib.head import Adam, LinearHead, fit_linear_head
 from stages.lib.labels import targets
 from stages.lib.losses import LOSS_NAMES
+from stages.lib.metrics import binary_metrics, predict_labels
 
 DIM = 12
 
@@ -25,9 +26,25 @@ def data(n: int, k: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return x.astype(np.float32), labels
 
 
-def fit(task: str, loss: str = "bce", *, k: int = 2, epochs: int = 5, seed: int = 0, batch_size: int = 16, **kw):
+def fit(
+    task: str,
+    loss: str = "bce",
+    *,
+    k: int = 2,
+    epochs: int = 5,
+    seed: int = 0,
+    batch_size: int = 16,
+    flipped: int = 0,
+    **kw,
+):
+    """Fit a head on data(120, k), `flipped` of its labels moved to the next class; test set data(40, k, seed=1)."""
     x, labels = data(120, k)
+    flip = np.random.default_rng(0).choice(len(labels), size=flipped, replace=False)
+    labels[flip] = (labels[flip] + 1) % k
     tx, tlabels = data(40, k, seed=1)
+    if loss == "forward":  # the true transition of the flips (on average)
+        rate = flipped / len(labels)
+        kw["transition"] = (1 - rate) * np.eye(k) + rate * np.roll(np.eye(k), 1, axis=1)
     return fit_linear_head(
         x,
         targets(labels, task, k),
@@ -132,3 +149,44 @@ def test_training_a_head_does_not_load_tensorflow() -> None:
         "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, 'TensorFlow was loaded'"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[2])
+
+
+def mean_entropy(p: np.ndarray) -> float:
+    p = np.clip(p, 1e-12, 1 - 1e-12)
+    return float(np.mean(-(p * np.log(p) + (1 - p) * np.log(1 - p))))
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_soft_bootstrap_trains_differently_from_cross_entropy(seed: int) -> None:
+    """Reed's soft bootstrap is CE plus (1 - beta) times the prediction's entropy, minimised: from the same start
+    on the same noisy labels it ends elsewhere, more confident. (With its prediction term held constant, its
+    gradient was beta (p - y), which Adam rescales away: the two heads then differed by about 1e-6.)"""
+    x, _ = data(120, 2)
+    tx, _ = data(40, 2, seed=1)
+    bce, _ = fit("binary", "bce", epochs=10, seed=seed, flipped=30)
+    soft, _ = fit("binary", "bootstrap", epochs=10, seed=seed, flipped=30, loss_params={"mode": "soft"})
+    assert np.abs(soft.kernel - bce.kernel).max() > 1e-3  # measured 0.01-0.02
+    assert np.abs(soft.predict_proba(tx) - bce.predict_proba(tx)).max() > 1e-3  # measured 0.007
+    assert mean_entropy(soft.predict_proba(x)) < mean_entropy(bce.predict_proba(x))
+
+
+def test_training_and_evaluation_count_a_score_of_one_half_alike() -> None:
+    """Constant features standardise to 0, so with a learning rate of 0 every logit is exactly 0 and every
+    score exactly 0.5: training accuracy, test accuracy and the evaluate stage's metrics must all apply the
+    same rule (positive iff p >= 0.5: 6 of these 8 labels are right; with p > 0.5, 2)."""
+    x = np.full((8, DIM), 3.0, dtype=np.float32)
+    y = targets(np.array([1, 1, 1, 0, 1, 1, 0, 1]), "binary", 2)
+    head, history = fit_linear_head(
+        x, y, x, y, task="binary", loss="bce", loss_params=None, epochs=1, batch_size=4, learning_rate=0.0, seed=0
+    )
+    scores = head.predict_proba(x)
+    np.testing.assert_array_equal(scores, 0.5)
+    assert history["accuracy"] == [0.75] and history["val_accuracy"] == [0.75]
+    assert binary_metrics(y[:, 0], scores)["accuracy"] == 0.75
+    np.testing.assert_array_equal(predict_labels(scores, "binary"), 1)
+
+
+def test_forward_loss_trains_a_head() -> None:
+    _, history = fit("binary", "forward", epochs=10, flipped=20, loss_params={"T": "true"})
+    assert history["val_accuracy"][-1] >= 0.9
+    assert history["loss"][-1] < history["loss"][0]

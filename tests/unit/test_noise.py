@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import math
+from decimal import ROUND_HALF_UP, Decimal
 
 import numpy as np
 import pytest
 
-from stages.lib.noise import NOISE_TYPES, corrupt_labels, flip_rates, transition_matrix
+from stages.lib.noise import NOISE_TYPES, corrupt_labels, exact_count, flip_rates, transition_matrix
 
 
 def rng(seed: int = 0) -> np.random.Generator:
@@ -20,6 +21,11 @@ def binary_labels(n: int, seed: int = 123) -> np.ndarray:
 
 def multi_labels(n: int, k: int, seed: int = 123) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, k, size=n).astype(np.int64)
+
+
+def half_up(rate: float, n: int) -> int:
+    """The expected count, by decimal arithmetic: the rate as written, times n, rounded half up."""
+    return int((Decimal(str(rate)) * n).quantize(Decimal(1), rounding=ROUND_HALF_UP))
 
 
 # --------------------------------------------------------------------------
@@ -93,12 +99,44 @@ def test_accepts_list_input() -> None:
         (999, 0.333, 333),  # 332.667 -> 333
         (20, 0.02, 0),  # 0.4 -> 0
         (20, 0.03, 1),  # 0.6 -> 1
+        (45, 0.7, 32),  # 31.5 -> 32; in floating point 0.7 * 45 = 31.499999999999996
+        (10, 0.35, 4),  # 3.5 -> 4; 0.35 * 10 = 3.4999999999999996
+        (30, 0.15, 5),  # 4.5 -> 5; 0.15 * 30 = 4.499999999999999
     ],
 )
 def test_symmetric_exact_count_hand_checked(n: int, noise: float, expected: int) -> None:
     labels = binary_labels(n)
     out = corrupt_labels(labels, 2, noise, "symmetric", rng(11))
     assert int((out != labels).sum()) == expected
+
+
+# The decimal rates 0.05, 0.10, ..., 0.95 as params.yaml writes them.
+DECIMAL_RATES = [float(f"0.{m:02d}") for m in range(5, 100, 5)]
+
+
+def test_exact_count_sweep_against_integer_arithmetic() -> None:
+    """rate = m/100: rate * n rounded half up is floor((2 m n + 100) / 200), in integers."""
+    for m in range(5, 100, 5):
+        rate = float(f"0.{m:02d}")
+        for n in range(1001):
+            assert exact_count(rate, n) == (2 * m * n + 100) // 200, (rate, n)
+    # Where floating point goes wrong: floor(rate * n + 0.5) misses some exact halves (0.7 * 45 among them).
+    misses = [(r, n) for r in DECIMAL_RATES for n in range(1001) if math.floor(r * n + 0.5) != exact_count(r, n)]
+    assert (0.7, 45) in misses
+
+
+def test_exact_count_other_rates() -> None:
+    assert exact_count(0.5, 5) == 3 and exact_count(0.0, 10) == 0 and exact_count(1.0, 7) == 7
+    assert exact_count(np.float64(0.7), np.int64(45)) == 32
+    assert exact_count(0.333, 999) == 333  # 332.667
+    assert exact_count(1 / 3, 3) == 1  # 0.3333333333333333 * 3 = 0.9999999999999999
+
+
+@pytest.mark.parametrize("noise_type", ["symmetric", "asymmetric"])
+def test_exact_halves_round_up_in_corruption(noise_type: str) -> None:
+    labels = np.ones(45, dtype=np.int64)  # asymmetric binary default: only positives flip
+    out = corrupt_labels(labels, 2, 0.7, noise_type, rng(0))
+    assert int((out != labels).sum()) == 32
 
 
 @pytest.mark.parametrize("k", [2, 3, 10])
@@ -109,7 +147,7 @@ def test_symmetric_exact_count_many_pairs(k: int) -> None:
         noise = float(gen.choice([0.0, 1.0, 0.5, gen.random()]))
         labels = multi_labels(n, k, seed=n)
         out = corrupt_labels(labels, k, noise, "symmetric", rng(n))
-        assert int((out != labels).sum()) == int(np.floor(noise * n + 0.5)), (n, noise)
+        assert int((out != labels).sum()) == half_up(noise, n), (n, noise)
 
 
 def test_symmetric_different_seed_different_indices() -> None:
@@ -175,7 +213,7 @@ def test_asymmetric_binary_default_flips_only_positives() -> None:
     out = corrupt_labels(labels, 2, 0.3, "asymmetric", rng(0))
     np.testing.assert_array_equal(out[labels == 0], 0)
     flipped = (labels == 1) & (out == 0)
-    assert int(flipped.sum()) == int(np.floor(0.3 * n_pos + 0.5))
+    assert int(flipped.sum()) == half_up(0.3, n_pos)
     assert int((out != labels).sum()) == int(flipped.sum())
 
 
@@ -202,7 +240,7 @@ def test_asymmetric_class_rates_exact_per_class_multiclass() -> None:
     counts = flip_rates(labels, out, k)["per_class_count"]
     for c in range(k):
         n_c = int((labels == c).sum())
-        assert counts[c] == int(np.floor(rates.get(c, 0.0) * n_c + 0.5))
+        assert counts[c] == half_up(rates.get(c, 0.0), n_c)
     changed = out != labels
     np.testing.assert_array_equal(out[changed], (labels[changed] + 1) % k)
 
@@ -222,7 +260,7 @@ def test_asymmetric_multiclass_default_pair_flip() -> None:
     counts = flip_rates(labels, out, k)["per_class_count"]
     for c in range(k):
         n_c = int((labels == c).sum())
-        assert counts[c] == int(np.floor(0.4 * n_c + 0.5))
+        assert counts[c] == half_up(0.4, n_c)
 
 
 def test_asymmetric_no_double_flip_at_full_rate() -> None:

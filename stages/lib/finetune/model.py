@@ -19,6 +19,7 @@ import numpy as np
 
 from stages.lib.finetune.pipeline import image_pipeline
 from stages.lib.labels import num_outputs
+from stages.lib.losses import probabilities
 from stages.lib.params import RESNET50_BLOCKS
 
 _BLOCK_NAME = re.compile(r"^(conv\d_block\d+)_")
@@ -56,44 +57,56 @@ def set_trainable_blocks(backbone, trainable_blocks: int | None) -> None:
 
 
 def build_head(train_features: np.ndarray, task: str, num_classes: int):
-    """A linear classifier on the backbone's pooled features: standardise, then Dense + sigmoid/softmax.
+    """A linear classifier on the backbone's pooled features: standardise, then Dense; it outputs logits.
+
+    The losses take logits (stages.lib.losses: cross-entropy from log-softmax keeps the gradient of
+    confidently wrong samples); probabilities are sigmoid/softmax of them (predict_scores).
 
     The standardisation is fitted on the training features (the same for every variant: labels play no
     part) and saved inside the model. Without it, raw pooled ResNet features put the initial logits far
     from 0, where the sigmoid saturates and the L1 loss's gradient p(1-p) vanishes before training starts.
     """
-    activation = "sigmoid" if task == "binary" else "softmax"
     standardise = keras.layers.Normalization(axis=-1, dtype="float32", name="standardise")
     standardise.adapt(np.asarray(train_features, dtype=np.float32))
     return keras.Sequential(
         [
             keras.Input(shape=(train_features.shape[1],), name="features"),
             standardise,
-            # float32 output even under a mixed-precision policy: the losses take logs of it.
-            keras.layers.Dense(num_outputs(task, num_classes), activation=activation, dtype="float32", name="head"),
+            # float32 logits even under a mixed-precision policy (float16 overflows beyond 65504).
+            keras.layers.Dense(num_outputs(task, num_classes), dtype="float32", name="head"),
         ],
         name="head",
     )
 
 
 def accuracy_metric(task: str):
+    """Training accuracy on the head's logits, by the evaluate stage's rule (stages.lib.metrics.predict_labels):
+    binary positive iff sigmoid(z) >= 0.5 (Keras' BinaryAccuracy uses > 0.5), multiclass argmax."""
+    from stages.lib.metrics import DECISION_THRESHOLD
+
     if task == "binary":
-        return keras.metrics.BinaryAccuracy(name="accuracy")
+
+        def binary_accuracy(y_true, logits):
+            predicted = keras.ops.sigmoid(keras.ops.cast(logits, "float32")) >= DECISION_THRESHOLD
+            return keras.ops.cast(keras.ops.equal(keras.ops.cast(y_true, "bool"), predicted), "float32")
+
+        return keras.metrics.MeanMetricWrapper(binary_accuracy, name="accuracy")
     return keras.metrics.CategoricalAccuracy(name="accuracy")
 
 
 def build_fine_tune_model(backbone, head):
-    """images (S, S, 3, preprocessed) → backbone (batch norm in inference mode) → head → probabilities."""
+    """images (S, S, 3, preprocessed) → backbone (batch norm in inference mode) → head → logits."""
     images = keras.Input(shape=backbone.input_shape[1:], name="images")
     outputs = head(backbone(images, training=False))
     return keras.Model(images, outputs, name="fine_tuned_resnet50")
 
 
 def predict_scores(model, images: np.ndarray, task: str, batch_size: int) -> np.ndarray:
-    """P(positive) as (N,) for binary, class probabilities (N, K) otherwise; rows in the images' order."""
-    probabilities = model.predict(image_pipeline(images, batch_size=batch_size), verbose=0)
-    probabilities = np.asarray(probabilities, dtype=np.float64)
-    return probabilities[:, 0] if task == "binary" else probabilities
+    """P(positive) as (N,) for binary, class probabilities (N, K) otherwise (sigmoid / softmax of the model's
+    logits); rows in the images' order."""
+    logits = model.predict(image_pipeline(images, batch_size=batch_size), verbose=0)
+    scores = probabilities(logits, task).astype(np.float64)
+    return scores[:, 0] if task == "binary" else scores
 
 
 def backbone_features(backbone, images: np.ndarray, batch_size: int) -> np.ndarray:

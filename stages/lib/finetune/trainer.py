@@ -47,7 +47,7 @@ def fine_tune_trainer(setup: Setup) -> Trainer:
     print(f"train {setup.variant}: fine-tuning ResNet50 on the images; {runtime.describe()}", file=sys.stderr)
     deterministic = not runtime.xla
 
-    def train(y: np.ndarray, seed: int, live: Any) -> Trained:
+    def train(y: np.ndarray, seed: int, live: Any, transition: np.ndarray | None = None) -> Trained:
         keras.backend.clear_session()  # the previous seed's model and graphs
         apply_precision(runtime)
         seed_everything(setup.seed, deterministic)
@@ -61,7 +61,7 @@ def fine_tune_trainer(setup: Setup) -> Trainer:
             model = build_fine_tune_model(backbone, build_head(start_features, task, num_classes))
             model.compile(
                 optimizer=keras.optimizers.Adam(learning_rate=settings.learning_rate),
-                loss=make_loss(loss, task, settings.loss_params[loss]),
+                loss=make_loss(loss, task, settings.loss_params[loss], transition=transition),
                 metrics=[accuracy_metric(task)],
                 jit_compile=runtime.xla,
             )

@@ -68,7 +68,7 @@ def mixed_policy():
 
 
 def test_under_mixed_precision_the_model_computes_in_float16_but_outputs_float32(mixed_policy) -> None:
-    """The sigmoid output stays float32 (the losses take logs of it) and the loss is scaled."""
+    """The logits stay float32 (float16 overflows beyond 65504) and the loss is scaled."""
     import keras
 
     from stages.lib.backbone import build_backbone

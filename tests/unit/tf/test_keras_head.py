@@ -8,10 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stages.lib.finetune.model import build_head
+from stages.lib.finetune.model import accuracy_metric, build_head
 from stages.lib.head import fit_linear_head
 from stages.lib.labels import MODEL_FILE, num_outputs, targets
 from stages.lib.losses import make_loss
+from stages.lib.metrics import predict_labels
 from tests.unit.test_head import data
 
 keras = pytest.importorskip("keras")
@@ -29,22 +30,26 @@ def features(n: int, seed: int = 0) -> np.ndarray:
     return (rng.gamma(2.0, 3.0, size=(n, FEATURE_DIM)) + OFFSETS).astype(np.float32)
 
 
-def test_binary_head_gives_one_probability_per_row() -> None:
+def test_binary_head_gives_one_logit_per_row() -> None:
     train = features(40)
     model = build_head(train, "binary", num_classes=2)
     output = np.asarray(model(train[:7], training=False))
     assert output.shape == (7, 1)
     assert output.dtype == np.float32
-    assert ((output > 0) & (output < 1)).all()
+    assert (output < 0).any() and (output > 0).any()  # logits, not probabilities
+    dense = model.get_layer("head")
+    np.testing.assert_allclose(
+        output, np.asarray(model.get_layer("standardise")(train[:7])) @ dense.kernel + dense.bias, rtol=1e-5, atol=1e-5
+    )
 
 
-def test_multiclass_head_gives_a_distribution_per_row() -> None:
+def test_multiclass_head_gives_logits_per_class() -> None:
     train = features(40)
     model = build_head(train, "multiclass", num_classes=5)
     output = np.asarray(model(train[:7], training=False))
     assert output.shape == (7, 5)
-    np.testing.assert_allclose(output.sum(axis=1), 1.0, atol=1e-5)
-    assert (output >= 0).all()
+    assert (output < 0).any()
+    assert not np.allclose(output.sum(axis=1), 1.0)
 
 
 def test_head_standardises_with_the_training_features() -> None:
@@ -63,8 +68,7 @@ def test_head_starts_away_from_saturation() -> None:
     # tens): the sigmoid is not saturated before training, so the L1 loss's gradient p(1-p) is alive.
     keras.utils.set_random_seed(0)
     model = build_head(features(200), "binary", num_classes=2)
-    p = np.asarray(model(features(100, seed=1), training=False), dtype=np.float64)[:, 0]
-    logits = np.log(p / (1 - p))
+    logits = np.asarray(model(features(100, seed=1), training=False), dtype=np.float64)[:, 0]
     assert np.mean(np.abs(logits)) < 3.0
 
 
@@ -73,8 +77,8 @@ def test_saved_head_predicts_the_same_after_loading(tmp_path: Path, task: str, n
     train = features(60)
     labels = np.random.default_rng(0).integers(0, num_classes, size=60)
     model = build_head(train, task, num_classes)
-    loss = "binary_crossentropy" if task == "binary" else "categorical_crossentropy"
-    model.compile(optimizer=keras.optimizers.Adam(0.05), loss=loss)
+    loss = keras.losses.BinaryCrossentropy if task == "binary" else keras.losses.CategoricalCrossentropy
+    model.compile(optimizer=keras.optimizers.Adam(0.05), loss=loss(from_logits=True), metrics=[accuracy_metric(task)])
     model.fit(train, targets(labels, task, num_classes), epochs=2, batch_size=16, verbose=0)
     test = features(25, seed=1)
     before = np.asarray(model(test, training=False))
@@ -88,7 +92,10 @@ def test_saved_head_predicts_the_same_after_loading(tmp_path: Path, task: str, n
     np.testing.assert_allclose(np.asarray(loaded.get_layer("standardise")(train)).mean(axis=0), 0.0, atol=1e-3)
 
 
-@pytest.mark.parametrize(("task", "k", "loss", "params"), [("binary", 2, "l1", None), ("multiclass", 3, "sce", None)])
+@pytest.mark.parametrize(
+    ("task", "k", "loss", "params"),
+    [("binary", 2, "l1", None), ("multiclass", 3, "sce", None), ("binary", 2, "bootstrap", {"mode": "soft"})],
+)
 def test_matches_the_keras_head_step_for_step(task: str, k: int, loss: str, params: dict | None) -> None:
     """Same start, full-batch steps (no shuffle order to differ): the Keras head (build_head, Keras' Adam,
     the Keras-backend loss) ends with the same weights and outputs."""
@@ -107,5 +114,29 @@ def test_matches_the_keras_head_step_for_step(task: str, k: int, loss: str, para
     kernel, bias = model.get_layer("head").get_weights()
     np.testing.assert_allclose(ours.kernel, kernel, rtol=1e-3, atol=1e-5)
     np.testing.assert_allclose(ours.bias, bias, rtol=1e-3, atol=1e-5)
-    want = np.asarray(model(x, training=False), dtype=np.float64)
+    logits = model(x, training=False)  # the Keras head outputs logits
+    want = np.asarray(keras.ops.sigmoid(logits) if task == "binary" else keras.ops.softmax(logits), dtype=np.float64)
     np.testing.assert_allclose(ours.predict_proba(x), want[:, 0] if task == "binary" else want, atol=1e-5)
+
+
+@pytest.mark.parametrize(("task", "num_classes"), [("binary", 2), ("multiclass", 3)])
+def test_training_accuracy_is_the_evaluation_rule_on_logits(task: str, num_classes: int) -> None:
+    """The Keras accuracy metric (fine-tuning) counts what stages.lib.metrics.predict_labels does on the
+    probabilities, a logit of exactly 0 (p = 0.5) as positive; Keras' own BinaryAccuracy would not."""
+    rng = np.random.default_rng(3)
+    if task == "binary":
+        logits = np.concatenate([[[0.0], [0.0], [-1e-3], [2.0]], rng.normal(size=(20, 1))]).astype(np.float32)
+        scores = 1 / (1 + np.exp(-logits[:, 0].astype(np.float64)))
+    else:
+        logits = rng.normal(size=(24, 3)).astype(np.float32)
+        scores = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    labels = rng.integers(0, num_classes, size=len(logits))
+    labels[:2] = [1, 0] if task == "binary" else labels[:2]
+    metric = accuracy_metric(task)
+    metric.update_state(targets(labels, task, num_classes), logits)
+    want = float(np.mean(predict_labels(scores, task) == labels))
+    assert float(metric.result()) == pytest.approx(want)
+    if task == "binary":
+        single = accuracy_metric(task)
+        single.update_state(np.array([[1.0]], np.float32), np.array([[0.0]], np.float32))
+        assert float(single.result()) == 1.0
