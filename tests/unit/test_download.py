@@ -13,7 +13,6 @@ from PIL import Image
 from stages.download import PNG_SIGNATURE, export_tfds, fetch, image_suffix
 from stages.lib.errors import UserError
 from stages.lib.images import scan_folder
-from stages.lib.sources import TFDS_DATASET
 from tests.synthetic import make_flower_archive, make_flower_folder
 
 PER_CLASS = 3
@@ -177,5 +176,5 @@ def test_export_tfds_download_failure_names_data_source(tmp_path: Path, monkeypa
             raise ConnectionError("Failed to establish a new connection")
 
     monkeypatch.setattr(tfds, "builder", lambda *args, **kwargs: OfflineBuilder())
-    with pytest.raises(UserError, match=rf"data\.source = tfds: downloading {TFDS_DATASET} failed \(ConnectionError"):
+    with pytest.raises(UserError, match=r"data\.source = tfds: downloading tf_flowers:3\.0\.1 failed \(Connection"):
         export_tfds(tmp_path / "raw", data_dir=tmp_path / "tfds")
