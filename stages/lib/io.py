@@ -16,12 +16,14 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from stages.lib.errors import UserError
+
+if TYPE_CHECKING:  # pandas loads in 0.5 s: the fingerprint stage, which runs on every repro, never needs it
+    import pandas as pd
 
 RAW_DIR = Path("data/raw")
 PREPARED_DIR = Path("data/prepared")
@@ -138,6 +140,8 @@ def read_csv(path: Path | str) -> pd.DataFrame:
     path = Path(path)
     if not path.exists():
         raise UserError(f"{path} not found: run the stage that writes it first (`dvc repro`)")
+    import pandas as pd
+
     return pd.read_csv(path)
 
 
@@ -168,7 +172,7 @@ def read_prepared(task: str | None = None) -> tuple[pd.DataFrame, dict[str, Any]
         raise UserError(f"{LABELS_TABLE} lacks the columns {', '.join(missing)}: {rerun}")
     num_classes = len(label_names(report))
     labels = table["label"]
-    if not pd.api.types.is_integer_dtype(labels) or labels.min() < 0 or labels.max() >= num_classes:
+    if labels.dtype.kind not in "iu" or labels.min() < 0 or labels.max() >= num_classes:
         raise UserError(f"{LABELS_TABLE}: labels must be integers in [0, {num_classes - 1}] ({DATA_REPORT}): {rerun}")
     if set(table["split"]) - {"train", "test"}:
         raise UserError(f"{LABELS_TABLE}: split must be train or test: {rerun}")

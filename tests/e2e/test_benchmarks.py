@@ -5,6 +5,7 @@ No assertion here is about speed: the figures depend on the machine (benchmarks/
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 
@@ -21,6 +22,8 @@ def test_speed_benchmark_times_all_three_methods_and_ends_with_the_ratios(tmp_pa
         "--images=20",
         "--image-size=32",
         "--noise-levels=0.5",
+        "--positive-class=roses",
+        "--seed-models=2",
         f"--workdir={tmp_path / 'work'}",
     )
     lines = result.stdout.strip().splitlines()
@@ -28,11 +31,36 @@ def test_speed_benchmark_times_all_three_methods_and_ends_with_the_ratios(tmp_pa
     assert re.search(r"^floor: one forward pass over 20 images: \d+\.\d s$", result.stdout, re.M)
     assert re.search(r"^ours: the study through DVC \(4 heads\): \d+\.\d s$", result.stdout, re.M)
     assert re.search(r"^  dvc repro \(noise=0\.5\): \d+\.\d s$", result.stdout, re.M)
-    assert re.search(r"^seed's method: 3 models × 5 epochs, JPEGs decoded every epoch: \d+\.\d s", result.stdout, re.M)
+    # Two of the three models timed, the figure scaled to three, and the output says so.
+    seed = re.search(
+        r"^seed's method: 3 models × 5 epochs, JPEGs decoded every epoch: (\d+\.\d) s \(\d+\.\d s per model, "
+        r"scaled from 2 timed: (\d+\.\d) s × 3 / 2\)$",
+        result.stdout,
+        re.M,
+    )
+    assert seed, result.stdout
+    assert abs(float(seed[1]) - float(seed[2]) * 3 / 2) <= 0.1
     seed_over_ours, ours_over_floor = map(float, RATIOS.match(lines[-1]).groups())
     assert seed_over_ours > 0 and ours_over_floor > 0
     # Our pipeline really ran: the study's metrics are in the project it built.
     assert (tmp_path / "work/project/metrics/metrics.json").exists()
+    report = json.loads((tmp_path / "work/project/data/prepared/report.json").read_text())
+    assert report["positive_class"] == "roses"
+
+
+def test_speed_benchmark_refuses_a_positive_class_the_images_lack(tmp_path) -> None:
+    result = run(
+        PROJECT_ROOT,
+        sys.executable,
+        "benchmarks/speed.py",
+        "--images=20",
+        "--image-size=32",
+        "--positive-class=orchids",
+        f"--workdir={tmp_path / 'work'}",
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "--positive-class orchids: not a class of" in result.stderr
 
 
 def test_gpu_check_runs_the_fine_tuning_pipeline_on_a_cpu_too(tmp_path) -> None:

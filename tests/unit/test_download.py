@@ -176,5 +176,5 @@ def test_export_tfds_download_failure_names_data_source(tmp_path: Path, monkeypa
             raise ConnectionError("Failed to establish a new connection")
 
     monkeypatch.setattr(tfds, "builder", lambda *args, **kwargs: OfflineBuilder())
-    with pytest.raises(UserError, match=r"data\.source = tfds: downloading tf_flowers failed \(ConnectionError"):
+    with pytest.raises(UserError, match=r"data\.source = tfds: downloading tf_flowers:3\.0\.1 failed \(Connection"):
         export_tfds(tmp_path / "raw", data_dir=tmp_path / "tfds")
