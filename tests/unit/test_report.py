@@ -207,6 +207,44 @@ def test_runs_differing_in_other_params_form_separate_sweeps() -> None:
     assert "## Sweep 1: `train.epochs=20`" in text and "## Sweep 2: `train.epochs=5`" in text
 
 
+def fingerprinted(record: dict, source: str, weights: str = "w" * 32) -> dict:
+    """The record with dvc.lock's hashes of the two fingerprint files among its deps, as exp show lists them."""
+    record["data"]["deps"] = {
+        "stages/download.py": {"hash": "0" * 32, "size": 1, "nfiles": None},
+        "data/fingerprints/source.json": {"hash": source, "size": 119, "nfiles": None},
+        "data/fingerprints/weights.json": {"hash": weights, "size": 28, "nfiles": None},
+    }
+    return record
+
+
+def test_parse_runs_reads_the_fingerprints_of_the_location_params() -> None:
+    records = exp_show(experiment(fingerprinted(rev_record("b" * 40, "exp-5", "2026-01-01T11:00:00", 0.5), "s" * 32)))
+    runs, _ = parse_runs(records)
+    assert runs[-1].fingerprints == {"data.source": "s" * 32, "model.weights": "w" * 32}
+    assert runs[0].fingerprints == {}  # no deps recorded (a commit from before the fingerprint stage)
+
+
+def test_same_data_at_other_paths_is_one_sweep_and_new_data_at_one_path_another() -> None:
+    # Machine A and machine B read the same images from their own folders; later A's folder got new images.
+    here = fingerprinted(rev_record("b" * 40, "on-a", "2026-01-01T11:00:00", 0.0, data__source="/a/photos"), "1" * 32)
+    there = fingerprinted(rev_record("c" * 40, "on-b", "2026-01-01T11:05:00", 0.5, data__source="/b/photos"), "1" * 32)
+    later = fingerprinted(rev_record("d" * 40, "new", "2026-01-02T09:00:00", 0.5, data__source="/a/photos"), "2" * 32)
+    runs, _ = parse_runs(exp_show(*(experiment(record) for record in (here, there, later))))
+    runs = [run for run in runs if run.name in {"on-a", "on-b", "new"}]
+    sweeps = group_sweeps(runs)
+    assert [[run.name for run in sweep.runs] for sweep in sweeps] == [["new"], ["on-a", "on-b"]]
+    assert sweeps[1].config["data.source"] == ["/a/photos", "/b/photos"]
+    # Both sweeps read /a/photos at some point: the fingerprint is what tells them apart in the titles.
+    assert distinguishing_params(sweeps) == [
+        {"data.source": "/a/photos", "data.source fingerprint": "2" * 32},
+        {"data.source": ["/a/photos", "/b/photos"], "data.source fingerprint": "1" * 32},
+    ]
+    # Without fingerprints (runs from before the fingerprint stage) the paths are all there is to go by.
+    for run in runs:
+        run.fingerprints.clear()
+    assert [[run.name for run in sweep.runs] for sweep in group_sweeps(runs)] == [["on-a", "new"], ["on-b"]]
+
+
 # --- curves and tables ----------------------------------------------------------------------------------
 
 

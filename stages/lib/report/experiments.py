@@ -1,8 +1,9 @@
 """The finished runs of a repo (workspace, commits and their DVC experiments), read from `dvc exp show --json`.
 
 `dvc exp show --json` nests experiments under the commit they were run from and carries each one's
-params.yaml and metrics files. Only runs whose results belong to their params are kept: queued, running
-and failed experiments still show the metrics of the commit they started from, so they are skipped.
+params.yaml and metrics files, and the hashes of its dependencies as dvc.lock recorded them. Only runs
+whose results belong to their params are kept: queued, running and failed experiments still show the
+metrics of the commit they started from, so they are skipped.
 """
 
 from __future__ import annotations
@@ -16,11 +17,18 @@ from pathlib import Path
 from typing import Any
 
 from stages.lib.errors import UserError
+from stages.lib.io import FINGERPRINTS_DIR
 
 PARAMS_FILE = "params.yaml"
 METRICS_FILE = "metrics/metrics.json"
 NOISE_FILE = "metrics/noise.json"
 WORKSPACE = "workspace"
+# Params that say where an input is (a path differs between clones and machines), and the fingerprint file
+# (stages/fingerprint.py, a dependency in dvc.lock) that says what it held when the run read it.
+LOCATION_FINGERPRINTS = {
+    "data.source": (FINGERPRINTS_DIR / "source.json").as_posix(),
+    "model.weights": (FINGERPRINTS_DIR / "weights.json").as_posix(),
+}
 
 
 @dataclass(frozen=True)
@@ -32,6 +40,8 @@ class Run:
     timestamp: str | None  # ISO 8601 (commit time); None for the workspace
     params: dict[str, Any]  # params.yaml flattened to dotted keys ("train.seeds")
     metrics: dict[str, dict[str, Any]] = field(repr=False)  # variant -> metric -> value
+    # location param -> hash of its fingerprint in dvc.lock; empty for runs older than the fingerprint stage
+    fingerprints: dict[str, str] = field(default_factory=dict)
 
     @property
     def noise(self) -> float:
@@ -93,6 +103,13 @@ def _file_data(data: dict[str, Any], section: str, path: str) -> dict[str, Any] 
     return entry.get("data") if "error" not in entry else None
 
 
+def fingerprints(data: dict[str, Any]) -> dict[str, str]:
+    """Location param -> the hash dvc.lock recorded for its fingerprint, for the fingerprints the row has."""
+    deps = data.get("deps") or {}
+    found = {param: (deps.get(path) or {}).get("hash") for param, path in LOCATION_FINGERPRINTS.items()}
+    return {param: digest for param, digest in found.items() if digest}
+
+
 def parse_runs(records: list[dict[str, Any]]) -> tuple[list[Run], list[Skipped]]:
     """The runs with results in `dvc exp show --json` output, and the rows skipped with a reason."""
     runs: list[Run] = []
@@ -122,5 +139,5 @@ def parse_runs(records: list[dict[str, Any]]) -> tuple[list[Run], list[Skipped]]
             # The workspace after an edit of params.yaml that `dvc repro` has not caught up with.
             skipped.append(Skipped(name, f"metrics are for noise={recorded}, params.yaml says {params['noise']}"))
             continue
-        runs.append(Run(name, rev, data.get("timestamp"), flatten(params), metrics))
+        runs.append(Run(name, rev, data.get("timestamp"), flatten(params), metrics, fingerprints(data)))
     return runs, skipped

@@ -2,7 +2,9 @@
 
 A sweep is every run that shares all params but `noise`: one configuration measured at several noise
 levels. Runs that differ in anything else (epochs, losses, seeds, noise_type...) form separate sweeps,
-never averaged together. Where one sweep has several runs at the same noise level (the workspace and the
+never averaged together. `data.source` and `model.weights` count by what they held (their fingerprints),
+not by their paths: the same images at another path, on another machine, make one sweep, and new images
+at the same path another. Where one sweep has several runs at the same noise level (the workspace and the
 experiment it came from, or a rerun), the most recent commit wins and the workspace counts as the oldest:
 uncommitted results only fill a gap.
 """
@@ -21,6 +23,7 @@ from stages.lib.labels import BASELINE, LABEL_SETS, variant_name
 from stages.lib.report.experiments import Run
 
 TABLE_METRICS = ("accuracy", "balanced_accuracy", "auc")
+FINGERPRINT = "fingerprint"
 METRIC_TITLES = {"accuracy": "Accuracy", "balanced_accuracy": "Balanced accuracy", "auc": "AUC"}
 
 
@@ -28,7 +31,7 @@ METRIC_TITLES = {"accuracy": "Accuracy", "balanced_accuracy": "Balanced accuracy
 class Sweep:
     """One configuration's runs, one per noise level (ascending)."""
 
-    config: dict[str, Any]  # the params every run shares (all but noise)
+    config: dict[str, Any]  # the params every run shares (all but noise; a location param lists its paths)
     runs: tuple[Run, ...]
     superseded: tuple[Run, ...]  # runs at an already covered noise level, left out
 
@@ -53,7 +56,21 @@ class Curve:
 
 
 def _config_key(run: Run) -> str:
-    return json.dumps({k: v for k, v in run.params.items() if k != "noise"}, sort_keys=True, default=str)
+    params = {k: v for k, v in run.params.items() if k != "noise"}
+    for param, digest in run.fingerprints.items():
+        params[param] = {FINGERPRINT: digest}  # what it held, wherever it was
+    return json.dumps(params, sort_keys=True, default=str)
+
+
+def _shared_config(members: list[Run]) -> dict[str, Any]:
+    """The params of a sweep's runs: every path a location param had (the same contents) and its fingerprint."""
+    config = {k: v for k, v in members[0].params.items() if k != "noise"}
+    for param, digest in members[0].fingerprints.items():
+        paths = sorted({json.dumps(run.params.get(param), default=str) for run in members})
+        if len(paths) > 1:
+            config[param] = [json.loads(path) for path in paths]
+        config[f"{param} {FINGERPRINT}"] = digest
+    return config
 
 
 def _recency(run: Run) -> tuple[int, str]:
@@ -79,7 +96,7 @@ def group_sweeps(runs: Iterable[Run]) -> list[Sweep]:
                 chosen[run.noise] = run
             elif not _same_results(run, chosen[run.noise]):  # an identical copy is not worth a mention
                 superseded.append(run)
-        config = {k: v for k, v in members[0].params.items() if k != "noise"}
+        config = _shared_config(members)
         ordered = tuple(chosen[noise] for noise in sorted(chosen))
         sweeps.append(Sweep(config, ordered, tuple(superseded)))
     return sorted(sweeps, key=lambda s: max(_recency(r) for r in s.runs), reverse=True)
