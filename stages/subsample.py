@@ -22,9 +22,9 @@ from stages.lib.errors import UserError, run_stage
 from stages.lib.images import decode_images, scan_folder
 from stages.lib.io import (
     DATA_REPORT,
-    SPLITS,
     LABELS_TABLE,
     RAW_DIR,
+    SPLITS,
     images_path,
     save_array,
     write_csv,

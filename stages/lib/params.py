@@ -329,7 +329,11 @@ def validate_loss_params(name: str, params: Mapping[str, Any] | None) -> dict:
     elif name == "ls":
         smoothing = out["smoothing"] = _loss_number(name, "smoothing", out["smoothing"])
         _check_loss_param(name, "smoothing", smoothing, 0.0 <= smoothing < 1.0, "in [0, 1)")
-    elif name == "forward" and (out.setdefault("T", "true") if out["T"] is not True else out.update(T="true")) and out["T"] not in TRANSITION_SOURCES:
+    elif (
+        name == "forward"
+        and (out.setdefault("T", "true") if out["T"] is not True else out.update(T="true"))
+        and out["T"] not in TRANSITION_SOURCES
+    ):
         raise UserError(f"train.loss_params.forward.T = {out['T']!r}: must be one of {', '.join(TRANSITION_SOURCES)}")
     return out
 

@@ -157,7 +157,9 @@ BINARY_VAL = pd.DataFrame(
 )
 
 
-@pytest.mark.parametrize(("rate", "pool_flips", "val_flips"), [(0.1, 5, 3), (0.3, 15, 9), (0.55, 28, 17), (1.0, 50, 30)])
+@pytest.mark.parametrize(
+    ("rate", "pool_flips", "val_flips"), [(0.1, 5, 3), (0.3, 15, 9), (0.55, 28, 17), (1.0, 50, 30)]
+)
 def test_validation_labels_get_the_same_noise_with_their_own_exact_count(
     rate: float, pool_flips: int, val_flips: int
 ) -> None:
