@@ -20,6 +20,7 @@ from stages.lib.errors import UserError
 PARAMS_FILE = "params.yaml"
 METRICS_FILE = "metrics/metrics.json"
 NOISE_FILE = "metrics/noise.json"
+COMPARISONS_FILE = "metrics/comparisons.json"
 WORKSPACE = "workspace"
 
 
@@ -32,6 +33,10 @@ class Run:
     timestamp: str | None  # ISO 8601 (commit time); None for the workspace
     params: dict[str, Any]  # params.yaml flattened to dotted keys ("train.seeds")
     metrics: dict[str, dict[str, Any]] = field(repr=False)  # variant -> metric -> value
+    # metrics/noise.json: the training pool's realised noise (flip_rate, train_size, ...); {} if absent
+    noise_summary: dict[str, Any] = field(default_factory=dict, repr=False)
+    # metrics/comparisons.json: "<b> vs <a>" -> paired comparison (stages.lib.comparisons.compare_variants)
+    comparisons: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
 
     @property
     def noise(self) -> float:
@@ -122,5 +127,6 @@ def parse_runs(records: list[dict[str, Any]]) -> tuple[list[Run], list[Skipped]]
             # The workspace after an edit of params.yaml that `dvc repro` has not caught up with.
             skipped.append(Skipped(name, f"metrics are for noise={recorded}, params.yaml says {params['noise']}"))
             continue
-        runs.append(Run(name, rev, data.get("timestamp"), flatten(params), metrics))
+        comparisons = _file_data(data, "metrics", COMPARISONS_FILE) or {}
+        runs.append(Run(name, rev, data.get("timestamp"), flatten(params), metrics, noise_summary, comparisons))
     return runs, skipped
