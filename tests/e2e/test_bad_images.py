@@ -113,11 +113,12 @@ def test_split_larger_than_the_readable_images(prepared: tuple[Path, str, str]) 
     """The file count allows it, but after skipping the unreadable files too few images are left."""
     repo, _, _ = prepared
     candidates = 5 * GOOD_PER_CLASS + len(READABLE) + len(UNREADABLE)
-    write_params(repo, {"data": {"train_size": candidates - 1}})
+    # No validation set, so that the training pool alone is what does not fit.
+    write_params(repo, {"data": {"train_size": candidates - 1, "val_size": 0}, "train": {"select_epoch": "last"}})
     try:
         result = run(repo, sys.executable, "-m", "stages.subsample", check=False)
     finally:
-        write_params(repo, {"data": {"train_size": 30}})
+        write_params(repo, {"data": {"train_size": 30, "val_size": 20}, "train": {"select_epoch": "val"}})
     assert result.returncode == 2
     usable = 5 * GOOD_PER_CLASS + len(READABLE)
     error = result.stderr.strip().splitlines()[-1]

@@ -112,6 +112,9 @@ BAD_PARAMS = [
     (TRAIN, {"train": {"learning_rate": 0}}, ["train.learning_rate = 0", "(0.0, 10.0]"]),
     (TRAIN, {"train": {"seeds": [0, 0]}}, ["train.seeds = [0, 0]", "distinct integers"]),
     (TRAIN, {"train": {"epochs": DELETE}}, ["train.epochs is missing from params.yaml"]),
+    (TRAIN, {"train": {"select_epoch": "best"}}, ["train.select_epoch = 'best'", "must be one of last, val"]),
+    ("subsample", {"data": {"val_size": 0}}, ["train.select_epoch = val needs a validation set", "data.val_size = 0"]),
+    ("subsample", {"data": {"val_size": -5}}, ["data.val_size = -5", ">= 0"]),
     ("subsample", {"seed": -1}, ["seed = -1", "[0, 2147483647]"]),
     ("subsample", {"task": "regression"}, ["task = 'regression'", "binary, multiclass"]),
     # Data-dependent checks are made from the folder scan, before decoding (one line: no progress bar).
@@ -124,7 +127,7 @@ BAD_PARAMS = [
     (
         "subsample",
         {"data": {"train_size": 60, "test_size": 100}},
-        ["data.train_size = 60 + data.test_size = 100", "120 image files"],
+        ["data.train_size = 60 + data.val_size = 20 + data.test_size = 100", "120 image files"],
     ),
     ("subsample", {"data": {"train_size": 0}}, ["data.train_size = 0", ">= 1"]),
     ("subsample", {"data": {"image_size": 16}}, ["data.image_size = 16", "in [32, 1024]"]),
