@@ -55,13 +55,16 @@ def test_the_saved_model_is_the_fine_tuned_network_that_made_the_scores(fine_tun
     import keras
 
     from stages.lib.backbone import preprocess
+    from stages.lib.losses import probabilities
 
     repo, _ = fine_tuned
     model = keras.models.load_model(repo / "models/bce-noisy/seed_0.keras", compile=False)
     assert model.input_shape == (None, 32, 32, 3)
     test_images = np.load(repo / "data/prepared/test_images.npy")
     scores = np.load(repo / "models/bce-noisy/test_scores_seed_0.npy")
-    np.testing.assert_allclose(model.predict(preprocess(test_images), verbose=0)[:, 0], scores, atol=1e-5)
+    # The model outputs logits (stages.lib.finetune.model.build_head); the scores are their sigmoid.
+    logits = model.predict(preprocess(test_images), verbose=0)
+    np.testing.assert_allclose(probabilities(logits, "binary")[:, 0], scores, atol=1e-5)
     # The top block moved away from the backbone's start; a frozen block did not.
     from stages.lib.backbone import build_backbone, seed_everything
 
