@@ -124,7 +124,8 @@ def main() -> None:
             summary[variant] = summarise(per_seed[variant], len(y_true))
             plots[variant] = plot_tables(y_true, scores[variant][0], task, names)  # the first seed's
     summary[BASELINE] = majority_baseline(train_labels, y_true, task, names)
-    comparisons = compare_variants(y_true, scores, comparison_pairs(settings.losses), task)
+    pairs = comparison_pairs(settings.losses)
+    comparisons = compare_variants(y_true, scores, pairs, task, seed_names=settings.seeds)
 
     with atomic_dir(PLOTS_DIR) as staging:
         for variant, tables in plots.items():

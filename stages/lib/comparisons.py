@@ -268,12 +268,14 @@ def compare_variants(
     seed: int = 0,
     confidence: float = CONFIDENCE,
     alpha: float = ALPHA,
+    seed_names: Sequence[int] | None = None,
 ) -> dict[str, dict]:
     """Every comparison (a, b) of `pairs`, keyed `"<b> vs <a>"`, differences being b - a.
 
     `scores[variant]`: one test-score array per seed, every variant in the same seed order. Each entry holds
-    :func:`paired_bootstrap`'s accuracy, balanced_accuracy and auc (one set of resamples shared by every
-    comparison, each variant's resampled metrics computed once), ``mcnemar_p`` (per seed, in seed order),
+    :func:`paired_bootstrap`'s accuracy, balanced_accuracy and auc as ``difference``, ``ci95_low``,
+    ``ci95_high`` and ``resamples`` (one set of resamples shared by every comparison, each variant's resampled
+    metrics computed once), ``mcnemar_p`` (per seed: keyed by `seed_names`, the repeat seeds, else 0, 1, ...),
     :func:`sign_test_over_seeds`'s ``p_value``, ``b_better`` and ``a_better``, ``p_holm`` (Holm over the
     sign-test p-values of all `pairs`) and ``significant`` (``p_holm`` <= alpha, Holm's rejection).
     """
@@ -285,8 +287,16 @@ def compare_variants(
     resampled = {name: [resampled_metrics(y_true, run, task, weights) for run in seeds] for name, seeds in runs.items()}
     results: dict[str, dict] = {}
     for a, b in pairs:
-        entry: dict = {"a": a, "b": b, **_bootstrap_summary(resampled[a], resampled[b], confidence)}
-        entry["mcnemar_p"] = mcnemar_per_seed(y_true, runs[a], runs[b], task)
+        entry: dict = {"a": a, "b": b}
+        # Flat numbers and mappings only: `dvc exp show` drops lists from metrics files.
+        for metric, values in _bootstrap_summary(resampled[a], resampled[b], confidence).items():
+            low, high = values["ci95"]
+            entry[metric] = {"difference": values["difference"], "ci95_low": low, "ci95_high": high}
+            entry[metric]["resamples"] = values["resamples"]
+        p_values = mcnemar_per_seed(y_true, runs[a], runs[b], task)
+        entry["mcnemar_p"] = {
+            str(seed): p for seed, p in zip(seed_names or range(len(p_values)), p_values, strict=True)
+        }
         entry.update(sign_test_over_seeds(y_true, runs[a], runs[b], task))
         results[f"{b} vs {a}"] = entry
     if results:

@@ -251,5 +251,5 @@ def test_weights_file_that_fits_is_used(workspace: Path, base_params: dict, tmp_
     model = keras.applications.ResNet50(weights=None, include_top=False, pooling="avg", input_shape=(32, 32, 3))
     model.load_weights(weights)
     expected = np.asarray(model.predict_on_batch(preprocess(images)))
-    assert features.shape == (60, 2048)
+    assert features.shape == (40, 2048)  # 120 images: 60 train, 20 validate, 40 test
     np.testing.assert_allclose(features, expected, rtol=1e-4, atol=1e-4)

@@ -232,15 +232,22 @@ def test_compare_variants_gives_each_pair_the_module_s_tests_and_holm_over_them(
         ("l1-clean", "l1-noisy"),
         ("gce-clean", "gce-noisy"),
     ]
-    results = compare_variants(y, scores, pairs, "binary", n_resamples=300, seed=2)
+    results = compare_variants(y, scores, pairs, "binary", n_resamples=300, seed=2, seed_names=(7, 8, 9))
     assert list(results) == [f"{b} vs {a}" for a, b in pairs]
     for (a, b), entry in zip(pairs, results.values(), strict=True):
         assert (entry["a"], entry["b"]) == (a, b)
         # The same numbers as the module's functions on that pair alone (one set of resamples for all pairs).
         alone = paired_bootstrap(y, scores[a], scores[b], "binary", n_resamples=300, seed=2)
         for metric in ("accuracy", "balanced_accuracy", "auc"):
-            assert entry[metric] == alone[metric]
-        assert entry["mcnemar_p"] == mcnemar_per_seed(y, scores[a], scores[b], "binary")
+            low, high = alone[metric]["ci95"]
+            assert entry[metric] == {
+                "difference": alone[metric]["difference"],
+                "ci95_low": low,
+                "ci95_high": high,
+                "resamples": alone[metric]["resamples"],
+            }
+        per_seed = mcnemar_per_seed(y, scores[a], scores[b], "binary")
+        assert entry["mcnemar_p"] == {str(seed): p for seed, p in zip((7, 8, 9), per_seed, strict=True)}
         sign = sign_test_over_seeds(y, scores[a], scores[b], "binary")
         assert (entry["p_value"], entry["b_better"], entry["a_better"]) == (
             sign["p_value"],

@@ -64,10 +64,10 @@ def study_metrics(noise: float) -> dict:
 def comparison(difference: float, p_holm: float, significant: bool) -> dict:
     return {
         **{
-            metric: {"difference": difference, "ci95": [difference - 0.02, difference + 0.02], "resamples": 2000}
+            metric: {"difference": difference, "ci95_low": difference - 0.02, "ci95_high": difference + 0.02}
             for metric in ("accuracy", "balanced_accuracy", "auc")
         },
-        "mcnemar_p": [0.01, 0.2, 0.0004],
+        "mcnemar_p": {"0": 0.01, "1": 0.2, "2": 0.0004},
         "p_value": p_holm / 3,
         "p_holm": p_holm,
         "significant": significant,

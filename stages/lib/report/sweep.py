@@ -167,10 +167,9 @@ def markdown_table(sweep: Sweep, metric: str) -> str:
 
 def _interval_cell(entry: dict[str, Any], metric: str) -> str:
     values = entry.get(metric) or {}
-    difference, interval = _number(values.get("difference")), values.get("ci95") or [math.nan, math.nan]
+    difference, low, high = (_number(values.get(key)) for key in ("difference", "ci95_low", "ci95_high"))
     if math.isnan(difference):
         return "–"
-    low, high = (_number(bound) for bound in interval)
     return f"{difference:+.3f} [{low:+.3f}, {high:+.3f}]"
 
 
@@ -190,7 +189,7 @@ def comparison_table(run: Run) -> str | None:
     lines = ["| " + " | ".join(header) + " |", "|:---|" + "|".join(["---:"] * (len(header) - 1)) + "|"]
     for name, entry in run.comparisons.items():
         significant = entry.get("significant") is True
-        per_seed = entry.get("mcnemar_p") or []
+        per_seed = list((entry.get("mcnemar_p") or {}).values())
         cells = [f"{name} *" if significant else name]
         cells += [_interval_cell(entry, metric) for metric in TABLE_METRICS]
         cells += [", ".join(_p_text(p) for p in per_seed) or "–", _p_text(entry.get("p_value"))]
