@@ -2,10 +2,12 @@
 
 `python -m report` reads every finished run that `dvc exp show` lists (the workspace, HEAD's commit
 and the experiments run from it; `--all-commits` for every commit's) and writes
-reports/noise_curve.png (accuracy and balanced accuracy against the noise rate, one line per loss on
-noisy labels, the clean-label controls and the majority baseline as references, bands of ± 1 standard
+reports/noise_curve.png (accuracy and balanced accuracy against the noise rate, or against the realised
+flip rate of metrics/noise.json where the noise model makes them differ, one line per loss on noisy
+labels, the clean-label controls and the majority baseline as references, bands of ± 1 standard
 deviation over seeds) and reports/results.md (one table per metric: a row per noise level, a column per
-variant, mean ± std over seeds).
+variant, mean ± std over seeds; then, per noise level, the paired comparisons of metrics/comparisons.json
+with the differences significant after Holm's correction marked).
 
 Not a DVC stage: its input is the set of experiments, which lives in git refs rather than in files one
 run of the pipeline could depend on. It only reads: nothing in the workspace or the experiments changes.

@@ -130,7 +130,7 @@ class Study:
             count = len(set(classes))
             raise SystemExit(f"--train-size {train_size}: leaves fewer test images than the {count} classes")
         self.labels = np.array([int(name == positive_class) for name in classes], dtype=np.float32)
-        self.train, self.test = stratified_split(classes, train_size, None, SEED)  # the subsample stage's split
+        self.train, _, self.test = stratified_split(classes, train_size, None, SEED)  # the subsample stage's split
         self.image_size = image_size
 
 
@@ -216,14 +216,22 @@ def time_our_pipeline(images: Path, project: Path, args: argparse.Namespace) -> 
 
     params = {
         "noise": args.noise_levels[0],
+        # Like for like with the seed's method: no validation set, the last epoch's model.
         "data": {
             "image_size": args.image_size,
             "train_size": args.train_size,
+            "val_size": 0,
             "test_size": None,
             "positive_class": args.positive_class,
         },
         "model": {"weights": args.weights, "embed_batch_size": args.batch_size, "fine_tune": False},
-        "train": {"losses": list(LOSSES), "epochs": args.epochs, "batch_size": args.batch_size, "seeds": [SEED]},
+        "train": {
+            "losses": list(LOSSES),
+            "epochs": args.epochs,
+            "select_epoch": "last",
+            "batch_size": args.batch_size,
+            "seeds": [SEED],
+        },
     }
     make_project(project, images, params)
     steps = []

@@ -1,8 +1,8 @@
-"""Stage 3: the noisy training labels, one seeded draw per repeat seed.
+"""Stage 3: the noisy training and validation labels, one seeded draw per repeat seed.
 
-Writes data/labels/noisy.csv (seed, id, clean_label, label, flipped) and metrics/noise.json with the
-realised flip rates, overall and per class, and the realised transition matrix. Test labels are never
-touched: only the training pool is read.
+Writes data/labels/noisy.csv (seed, id, clean_label, label, flipped, split) and metrics/noise.json with
+the training pool's realised flip rates, overall and per class, its realised transition matrix, and the
+validation set's realised flip rate. Test labels are never touched.
 """
 
 from __future__ import annotations
@@ -35,33 +35,62 @@ def class_rates_by_index(class_rates: dict[str, float] | None, names: list[str])
     return {names.index(name): rate for name, rate in class_rates.items()}
 
 
+def val_rng(seed: int, repeat: int) -> np.random.Generator:
+    """The validation set's generator for one repeat: its own stream, so the training pool's draw is the same
+    whether or not there is a validation set."""
+    return np.random.default_rng([seed, repeat, 1])
+
+
+def _noisy_block(
+    part: pd.DataFrame, split: str, noise: P.NoiseParams, num_classes: int, rates, repeat: int, rng
+) -> pd.DataFrame:
+    labels = part["label"].to_numpy()
+    noisy = (
+        corrupt_labels(labels, num_classes, noise.rate, noise.kind, rng, class_rates=rates) if len(labels) else labels
+    )
+    return pd.DataFrame(
+        {
+            "seed": repeat,
+            "id": part["id"].to_numpy(),
+            "clean_label": labels,
+            "label": noisy,
+            "flipped": noisy != labels,
+            "split": split,
+        }
+    )
+
+
 def corrupt_pool(
-    clean: pd.DataFrame, noise: P.NoiseParams, names: list[str], seed: int, repeats: tuple[int, ...]
+    clean: pd.DataFrame,
+    noise: P.NoiseParams,
+    names: list[str],
+    seed: int,
+    repeats: tuple[int, ...],
+    val: pd.DataFrame | None = None,
 ) -> tuple[pd.DataFrame, dict]:
-    """Noisy labels for every repeat seed (long format) and the realised-noise summary."""
+    """Noisy labels for every repeat seed (long format: per seed, the training rows then the validation
+    rows) and the realised-noise summary of the training pool (and the validation set's flip rate).
+
+    The validation labels (`val`, id and label, may be empty) are corrupted by the same noise model at the
+    same rate, with their own exact count: what a practitioner holds out is as noisy as what they train on.
+    """
     num_classes = len(names)
     rates = class_rates_by_index(noise.class_rates, names)
+    val = clean.iloc[:0] if val is None else val
     frames, per_seed = [], {}
     for repeat in repeats:
-        labels = clean["label"].to_numpy()
-        noisy = corrupt_labels(labels, num_classes, noise.rate, noise.kind, repeat_rng(seed, repeat), class_rates=rates)
-        frames.append(
-            pd.DataFrame(
-                {
-                    "seed": repeat,
-                    "id": clean["id"].to_numpy(),
-                    "clean_label": labels,
-                    "label": noisy,
-                    "flipped": noisy != labels,
-                }
-            )
-        )
+        train_block = _noisy_block(clean, "train", noise, num_classes, rates, repeat, repeat_rng(seed, repeat))
+        val_block = _noisy_block(val, "val", noise, num_classes, rates, repeat, val_rng(seed, repeat))
+        frames += [train_block, val_block]
+        labels, noisy = train_block["clean_label"].to_numpy(), train_block["label"].to_numpy()
         realised = flip_rates(labels, noisy, num_classes)
         per_seed[str(repeat)] = {
             "flip_rate": realised["overall"],
             "flipped": realised["count"],
             "per_class": {names[int(k)]: v for k, v in realised["per_class"].items()},
             "transition_matrix": np.round(transition_matrix(labels, noisy, num_classes), 6).tolist(),
+            "val_flipped": int(val_block["flipped"].sum()),
+            "val_flip_rate": float(val_block["flipped"].mean()) if len(val_block) else None,
         }
     summary = {
         "noise": noise.rate,
@@ -70,6 +99,8 @@ def corrupt_pool(
         "flip_rate": float(np.mean([s["flip_rate"] for s in per_seed.values()])),
         "per_class": {name: float(np.nanmean([s["per_class"][name] for s in per_seed.values()])) for name in names},
         "label_names": names,
+        "val_size": len(val),
+        "val_flip_rate": float(np.mean([s["val_flip_rate"] for s in per_seed.values()])) if len(val) else None,
         "seeds": per_seed,
     }
     return pd.concat(frames, ignore_index=True), summary
@@ -83,7 +114,8 @@ def main() -> None:
     table, report = read_prepared()
     names = label_names(report)
     clean = table.loc[table["split"] == "train", ["id", "label"]].reset_index(drop=True)
-    noisy, summary = corrupt_pool(clean, noise, names, seed, repeats)
+    val = table.loc[table["split"] == "val", ["id", "label"]].reset_index(drop=True)
+    noisy, summary = corrupt_pool(clean, noise, names, seed, repeats, val)
     write_csv(label_file("noisy"), noisy)
     write_json(NOISE_METRICS, summary)
     print(

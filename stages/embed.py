@@ -1,9 +1,10 @@
 """Stage 4: the frozen backbone's features, computed once for every train and test image.
 
 Every head of every variant trains on these features, so ResNet50 runs once per image for the whole
-study, not once per epoch per model. Writes data/features/{train,test}.npy (float32, N×2048), rows
-in the same order as data/prepared/{train,test}_images.npy. With `model.fine_tune: true` the train
-stage reads the images instead, and this stage writes empty (0×2048) files without running ResNet50.
+study, not once per epoch per model. Writes data/features/{train,val,test}.npy (float32, N×2048), rows
+in the same order as data/prepared/{train,val,test}_images.npy (val may have 0 rows). With
+`model.fine_tune: true` the train stage reads the images instead, and this stage writes empty (0×2048)
+files without running ResNet50.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from stages.lib import params as P
 from stages.lib.backbone import FEATURE_DIM, build_backbone, preprocess, resolve_weights, seed_everything
 from stages.lib.errors import run_stage
 from stages.lib.finetune.runtime import devices_seen
-from stages.lib.io import features_path, images_path, load_array, save_array
+from stages.lib.io import SPLITS, features_path, images_path, load_array, save_array
 
 
 def embed_images(model, images: np.ndarray, batch_size: int, desc: str = "embed") -> np.ndarray:
@@ -37,26 +38,26 @@ def main() -> None:
     if model_params.fine_tune:
         # The train stage fine-tunes on the images: nothing reads features. Empty files keep DVC's
         # outputs in place; a head-mode train stage refuses them (they do not match labels.csv).
-        for split in ("train", "test"):
+        for split in SPLITS:
             save_array(features_path(split), np.empty((0, FEATURE_DIM), dtype=np.float32))
         print("embed: model.fine_tune is true: the train stage reads the images; no features computed", file=sys.stderr)
         return
     seed_everything(P.seed(raw))  # fixes the random init of `model.weights: none`
-    train_images = load_array(images_path("train"), mmap=True)
-    test_images = load_array(images_path("test"), mmap=True)
+    images = {split: load_array(images_path(split), mmap=True) for split in SPLITS}
+    train_images = images["train"]
     model = build_backbone(model_params.weights, image_size=train_images.shape[1])
     print(f"embed: {devices_seen()}; float32", file=sys.stderr)
     # One batch first: it traces the model, a one-off cost that would distort the images/s logged below.
     model.predict_on_batch(preprocess(train_images[: model_params.embed_batch_size]))
     started = time.perf_counter()
     outputs = {
-        split: embed_images(model, images, model_params.embed_batch_size, desc=f"embed {split}")
-        for split, images in (("train", train_images), ("test", test_images))
+        split: embed_images(model, split_images, model_params.embed_batch_size, desc=f"embed {split}")
+        for split, split_images in images.items()
     }
     elapsed = time.perf_counter() - started
     for split, features in outputs.items():
         save_array(features_path(split), features)
-    total = len(train_images) + len(test_images)
+    total = sum(len(split_images) for split_images in images.values())
     print(
         f"embed: {total} images through ResNet50 (weights: {model_params.weights}) in {elapsed:.1f}s "
         f"({total / max(elapsed, 1e-9):.1f} images/s)",

@@ -5,8 +5,12 @@ whether the variants are heads on cached features or fine-tuned ResNet50s, and r
 (nor loads TensorFlow: the test losses are computed with the losses' NumPy backend).
 
 Writes metrics/metrics.json (one entry per variant `<loss>-<labels>` with the mean over seeds, the
-std beside each metric and the accuracy's Wilson 95 % interval, plus a `baseline` entry for always
-predicting the majority class), metrics/per_seed.json (every seed's values), and plot data:
+std beside each metric, the epoch kept and its accuracy on the validation labels (`epoch`,
+`val_accuracy`), and `accuracy_ci95`: the Wilson 95 % interval of one model's accuracy on this many test
+images (test-set sampling only, not the spread over seeds), plus a `baseline` entry for always
+predicting the majority class), metrics/per_seed.json (every seed's values), metrics/comparisons.json
+(paired comparisons of the variants: stages.lib.comparisons.compare_variants, docs/experiments.md), and
+plot data:
 metrics/plots/confusion/<variant>.csv and, for the binary task, metrics/plots/roc/<variant>.csv
 (both from the first seed).
 """
@@ -20,13 +24,15 @@ import pandas as pd
 from sklearn.metrics import roc_curve
 
 from stages.lib import params as P
+from stages.lib.comparisons import compare_variants
 from stages.lib.errors import UserError, run_stage
-from stages.lib.io import METRICS_DIR, atomic_dir, label_names, load_array, read_prepared, write_json
-from stages.lib.labels import BASELINE, LABEL_SETS, SCORES_FILE, model_dir, targets, variant_name
+from stages.lib.io import METRICS_DIR, atomic_dir, label_names, load_array, read_json, read_prepared, write_json
+from stages.lib.labels import BASELINE, LABEL_SETS, SCORES_FILE, SELECTION_FILE, model_dir, targets, variant_name
 from stages.lib.metrics import binary_metrics, majority_baseline, multiclass_metrics, predict_labels, summarise
 
 METRICS_FILE = METRICS_DIR / "metrics.json"
 PER_SEED_FILE = METRICS_DIR / "per_seed.json"
+COMPARISONS_FILE = METRICS_DIR / "comparisons.json"
 PLOTS_DIR = METRICS_DIR / "plots"
 
 
@@ -48,6 +54,21 @@ def test_scores(variant: str, repeat: int, rows: int, task: str, num_classes: in
     return scores
 
 
+def selection(variant: str, repeat: int) -> dict:
+    """The epoch the train stage kept for one seed's model (from 1) and its accuracy on the validation labels."""
+    saved = read_json(model_dir(variant) / SELECTION_FILE.format(seed=repeat))
+    val_accuracy = saved["val_accuracy"]  # None without a validation set: NaN, so that metrics.json says null
+    return {"epoch": saved["epoch"], "val_accuracy": float("nan") if val_accuracy is None else val_accuracy}
+
+
+def comparison_pairs(losses: tuple[str, ...]) -> list[tuple[str, str]]:
+    """(a, b) pairs compared, b - a: each noisy variant against every later one in train.losses, then each
+    noisy variant against its own clean control (noisy - clean: what the noise costs that loss)."""
+    noisy = [variant_name(loss, "noisy") for loss in losses]
+    among = [(a, b) for i, a in enumerate(noisy) for b in noisy[i + 1 :]]
+    return among + [(variant_name(loss, "clean"), variant_name(loss, "noisy")) for loss in losses]
+
+
 def evaluate_variant(
     variant: str,
     loss: str,
@@ -55,11 +76,11 @@ def evaluate_variant(
     y_true: np.ndarray,
     task: str,
     names: list[str],
-) -> tuple[dict[str, dict], np.ndarray]:
-    """Metrics of each seed's model, and the first seed's test scores (for the plots)."""
+) -> tuple[dict[str, dict], list[np.ndarray]]:
+    """Metrics of each seed's model, and each seed's test scores (in seed order)."""
     from stages.lib.losses import mean_loss
 
-    per_seed, first_scores = {}, None
+    per_seed, all_scores = {}, []
     for repeat in settings.seeds:
         scores = test_scores(variant, repeat, len(y_true), task, len(names))
         result = score(y_true, scores, task, names)
@@ -69,10 +90,9 @@ def evaluate_variant(
         transition = np.eye(len(names)) if loss == "forward" else None
         result["loss"] = mean_loss(loss, task, settings.loss_params[loss], y_onehot, prob_matrix, transition)
         result["log_loss"] = mean_loss("bce", task, {}, y_onehot, prob_matrix)
-        per_seed[str(repeat)] = result
-        if first_scores is None:
-            first_scores = scores
-    return per_seed, first_scores
+        per_seed[str(repeat)] = {**result, **selection(variant, repeat)}
+        all_scores.append(scores)
+    return per_seed, all_scores
 
 
 def plot_tables(y_true: np.ndarray, scores: np.ndarray, task: str, names: list[str]) -> dict[str, pd.DataFrame]:
@@ -96,14 +116,16 @@ def main() -> None:
     y_true = table.loc[table["split"] == "test", "label"].to_numpy(dtype=np.int64)
     train_labels = table.loc[table["split"] == "train", "label"].to_numpy(dtype=np.int64)
 
-    summary, per_seed, plots = {}, {}, {}
+    summary, per_seed, plots, scores = {}, {}, {}, {}
     for loss in settings.losses:
         for labels in LABEL_SETS:
             variant = variant_name(loss, labels)
-            per_seed[variant], first_scores = evaluate_variant(variant, loss, settings, y_true, task, names)
+            per_seed[variant], scores[variant] = evaluate_variant(variant, loss, settings, y_true, task, names)
             summary[variant] = summarise(per_seed[variant], len(y_true))
-            plots[variant] = plot_tables(y_true, first_scores, task, names)
+            plots[variant] = plot_tables(y_true, scores[variant][0], task, names)  # the first seed's
     summary[BASELINE] = majority_baseline(train_labels, y_true, task, names)
+    pairs = comparison_pairs(settings.losses)
+    comparisons = compare_variants(y_true, scores, pairs, task, seed_names=settings.seeds)
 
     with atomic_dir(PLOTS_DIR) as staging:
         for variant, tables in plots.items():
@@ -111,6 +133,7 @@ def main() -> None:
                 (staging / kind).mkdir(exist_ok=True)
                 frame.to_csv(staging / kind / f"{variant}.csv", index=False, lineterminator="\n")
     write_json(PER_SEED_FILE, per_seed)
+    write_json(COMPARISONS_FILE, comparisons)
     write_json(METRICS_FILE, summary)
     for variant, result in summary.items():
         low, high = result["accuracy_ci95"]

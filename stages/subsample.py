@@ -1,9 +1,11 @@
-"""Stage 2: a fixed, seeded, stratified train/test split, decoded and resized once.
+"""Stage 2: a fixed, seeded, stratified train/val/test split, decoded and resized once.
 
-Writes data/prepared/{train,test}_images.npy (uint8, N×S×S×3), data/prepared/labels.csv (one row per
-image used: id, file, class, label, split), data/prepared/report.json (what was found, used and
-skipped) and data/labels/clean.csv (the training pool's true labels, in the same format as the noisy
-label file the corrupt stage writes).
+Writes data/prepared/{train,val,test}_images.npy (uint8, N×S×S×3; val has 0 rows when data.val_size is
+0), data/prepared/labels.csv (one row per image used: id, file, class, label, split = train, val or test),
+data/prepared/report.json (what was found, used and skipped) and data/labels/clean.csv (the true labels
+of the training pool and the validation set, in the same format as the noisy label file the corrupt
+stage writes). The validation set is drawn from the images outside the training pool, never from the
+test set: it is what chooses the epoch (train.select_epoch), with labels as noisy as the training pool's.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from stages.lib.io import (
     DATA_REPORT,
     LABELS_TABLE,
     RAW_DIR,
+    SPLITS,
     images_path,
     save_array,
     write_csv,
@@ -48,7 +51,7 @@ def main() -> None:
     # What can be checked from the file names is checked before the minutes of decoding.
     if task == "binary":
         check_positive_class(data.positive_class, scan.classes)
-    check_sizes(data.train_size, data.test_size, len(scan.images), f"image files in {RAW_DIR}")
+    check_sizes(data.train_size, data.test_size, len(scan.images), f"image files in {RAW_DIR}", data.val_size)
     paths = [scan.root / rel for rel, _ in scan.images]
     images, good, failed = decode_images(
         paths, data.image_size, progress=lambda it: tqdm(it, total=len(paths), desc="decode", unit="img")
@@ -61,10 +64,10 @@ def main() -> None:
         )
     class_names = tuple(sorted(set(classes)))
     labels = binary_or_class_labels(classes, class_names, task, data.positive_class)
-    train, test = stratified_split(classes, data.train_size, data.test_size, seed)
+    train, val, test = stratified_split(classes, data.train_size, data.test_size, seed, data.val_size)
 
     split = np.full(len(files), "", dtype=object)
-    split[train], split[test] = "train", "test"
+    split[train], split[val], split[test] = "train", "val", "test"
     table = pd.DataFrame(
         {"id": np.arange(len(files)), "file": files, "class": classes, "label": labels, "split": split}
     )
@@ -89,22 +92,23 @@ def main() -> None:
                 "per_class": dict(sorted(Counter(table.loc[table["split"] == name, "class"]).items())),
                 "positives": int(table.loc[table["split"] == name, "label"].sum()) if task == "binary" else None,
             }
-            for name in ("train", "test")
+            for name in SPLITS
         },
     }
 
     # The .npy rows follow the table's row order within each split (sorted by id).
-    save_array(images_path("train"), images[table.loc[table["split"] == "train", "id"].to_numpy()])
-    save_array(images_path("test"), images[table.loc[table["split"] == "test", "id"].to_numpy()])
-    clean = table.loc[table["split"] == "train", ["id", "label"]].assign(
-        clean_label=lambda t: t["label"], flipped=False
-    )
-    write_csv(label_file("clean"), clean[["id", "clean_label", "label", "flipped"]])
+    # Always all three files (val with 0 rows when data.val_size is 0): DVC's outputs are static.
+    for name in SPLITS:
+        save_array(images_path(name), images[table.loc[table["split"] == name, "id"].to_numpy()])
+    # Training rows first, then validation rows, each in id order.
+    clean = pd.concat([table[table["split"] == name] for name in ("train", "val")])[["id", "label", "split"]]
+    clean = clean.assign(clean_label=clean["label"], flipped=False)
+    write_csv(label_file("clean"), clean[["id", "clean_label", "label", "flipped", "split"]])
     write_json(DATA_REPORT, report)
     write_csv(LABELS_TABLE, table)  # written last: its presence marks a complete stage
     print(
         f"subsample: {len(files)} images decoded, {len(failed)} unreadable and {len(scan.stray_files)} "
-        f"non-image files skipped; train {len(train)}, test {len(test)} at {data.image_size}px",
+        f"non-image files skipped; train {len(train)}, val {len(val)}, test {len(test)} at {data.image_size}px",
         file=sys.stderr,
     )
 

@@ -2,14 +2,17 @@
 
 `python -m stages.train --loss bce --labels noisy` trains that variant for every seed in `train.seeds`
 and writes models/<loss>-<labels>/seed_<s>.npz (a head; seed_<s>.keras when fine-tuning) with its
-test-set predictions beside it (test_scores_seed_<s>.npy, what the evaluate stage scores), per-epoch
+test-set predictions beside it (test_scores_seed_<s>.npy, what the evaluate stage scores) and the epoch
+kept with its validation accuracy (selection_seed_<s>.json), per-epoch
 DVCLive logs in metrics/train/<loss>-<labels>/seed_<s>/ and the mean curves over seeds in
 metrics/curves/<loss>-<labels>/{loss,accuracy}.csv. Every variant shares the inputs, the model, the
 optimiser, the schedule and (per seed) the initial weights; only the labels and the loss differ.
 
 `model.fine_tune` picks the trainer: a NumPy head on the cached features (stages.lib.training) or
-ResNet50 itself on the images (stages.lib.finetune.trainer). The per-epoch test curves use the test
-set's true labels and are monitoring only: nothing is selected or stopped early on them.
+ResNet50 itself on the images (stages.lib.finetune.trainer). `train.select_epoch: val` keeps, per seed,
+the epoch with the best accuracy on the validation set's labels, noisy ones for a noisy variant (the
+corrupt stage draws them like the training pool's): what a practitioner could choose with. The per-epoch
+test curves use the test set's true labels and are monitoring only: nothing is selected on them.
 """
 
 from __future__ import annotations
@@ -34,10 +37,12 @@ from stages.lib.io import (
     read_csv,
     read_prepared,
     save_array,
+    write_json,
 )
 from stages.lib.labels import (
     LABEL_SETS,
     SCORES_FILE,
+    SELECTION_FILE,
     curves_dir,
     label_file,
     labels_for_seed,
@@ -73,11 +78,15 @@ def main(argv: list[str] | None = None) -> None:
     table, report = read_prepared(task)
     num_classes = len(label_names(report))
     train_ids = table.loc[table["split"] == "train", "id"].to_numpy()
+    val_ids = table.loc[table["split"] == "val", "id"].to_numpy()
     test_y = targets(table.loc[table["split"] == "test", "label"].to_numpy(), task, num_classes)
     # Fine-tuning reads the images (memory-mapped: the pipeline caches them); a head, the cached features.
     input_path = images_path if fine_tune else features_path
-    train_inputs, test_inputs = (load_array(input_path(split), mmap=fine_tune) for split in ("train", "test"))
+    train_inputs, val_inputs, test_inputs = (
+        load_array(input_path(split), mmap=fine_tune) for split in ("train", "val", "test")
+    )
     check_rows(input_path("train"), len(train_inputs), len(train_ids))
+    check_rows(input_path("val"), len(val_inputs), len(val_ids))
     check_rows(input_path("test"), len(test_inputs), len(test_y))
     label_source = label_file(args.labels)
     label_table = read_csv(label_source)
@@ -85,7 +94,11 @@ def main(argv: list[str] | None = None) -> None:
     labels_by_seed = {
         repeat: labels_for_seed(label_table, repeat, train_ids, label_source) for repeat in settings.seeds
     }
-    if any(labels.min() < 0 or labels.max() >= num_classes for labels in labels_by_seed.values()):
+    val_labels_by_seed = {
+        repeat: labels_for_seed(label_table, repeat, val_ids, label_source, "validation") for repeat in settings.seeds
+    }
+    all_labels = [*labels_by_seed.values(), *(labels for labels in val_labels_by_seed.values() if len(labels))]
+    if any(labels.min() < 0 or labels.max() >= num_classes for labels in all_labels):
         raise UserError(f"{label_source}: labels outside [0, {num_classes - 1}]: rerun `dvc repro`")
     # The forward loss's T (`true`): each seed's realised noise, true label -> given label (docs/losses.md).
     true_labels = table.loc[table["split"] == "train", "label"].to_numpy()
@@ -95,7 +108,17 @@ def main(argv: list[str] | None = None) -> None:
     }
 
     setup = Setup(
-        variant, train_inputs, test_inputs, test_y, task, num_classes, args.loss, settings, model_params, seed
+        variant,
+        train_inputs,
+        val_inputs,
+        test_inputs,
+        test_y,
+        task,
+        num_classes,
+        args.loss,
+        settings,
+        model_params,
+        seed,
     )
     if fine_tune:
         from stages.lib.finetune.trainer import fine_tune_trainer as make_trainer
@@ -112,9 +135,14 @@ def main(argv: list[str] | None = None) -> None:
             print(f"train {variant}: seed {repeat}", file=sys.stderr)
             with live_log(log_root / f"seed_{repeat}") as live:
                 y = targets(labels_by_seed[repeat], task, num_classes)
-                trained = trainer(y, derived_seed(seed, repeat), live, transitions[repeat])
+                val_y = targets(val_labels_by_seed[repeat], task, num_classes)
+                trained = trainer(y, derived_seed(seed, repeat), live, transitions[repeat], val_y)
             trained.save(staging / trained.file_name.format(seed=repeat))
             save_array(staging / SCORES_FILE.format(seed=repeat), trained.scores.astype(np.float32))
+            selection = {"select_epoch": settings.select_epoch, "epoch": trained.epoch}
+            write_json(
+                staging / SELECTION_FILE.format(seed=repeat), {**selection, "val_accuracy": trained.val_accuracy}
+            )
             histories.append(trained.history)
     with atomic_dir(curves_dir(variant)) as staging:
         for metric, frame in mean_curves(histories).items():

@@ -8,14 +8,15 @@ and gets
   AUC, with a percentile interval from a paired bootstrap over test images;
 * :func:`mcnemar_exact` per seed (Dietterich 1998) and :func:`sign_test_over_seeds`, one p-value for all
   seeds together;
-* :func:`holm`, the Holm-Bonferroni correction over the comparisons made.
+* :func:`holm`, the Holm-Bonferroni correction over the comparisons made;
+* :func:`compare_variants`, all of the above for every comparison of one experiment.
 
 Predicted labels come from stages.lib.metrics.predict_labels, the rule the reported metrics use.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 from scipy.stats import binomtest
@@ -129,19 +130,31 @@ def paired_bootstrap(
     y_true = np.asarray(y_true, dtype=np.int64)
     runs_a, runs_b = _per_seed(scores_a), _per_seed(scores_b)
     _check_pairs(y_true, runs_a, runs_b)
-    n = len(y_true)
+    weights = resample_weights(len(y_true), n_resamples, seed)
+    metrics_a = [resampled_metrics(y_true, run, task, weights) for run in runs_a]
+    metrics_b = [resampled_metrics(y_true, run, task, weights) for run in runs_b]
+    return _bootstrap_summary(metrics_a, metrics_b, confidence)
+
+
+def resample_weights(n: int, n_resamples: int = N_RESAMPLES, seed: int = 0) -> np.ndarray:
+    """(n_resamples + 1, n) counts: row 0 the test set itself, then one row per bootstrap resample of the n
+    images drawn with replacement (image i counted weights[b, i] times)."""
     rng = np.random.default_rng(seed)
     picks = rng.integers(0, n, size=(n_resamples, n))
     weights = np.zeros((n_resamples + 1, n))
-    weights[0] = 1.0  # row 0: the test set itself
+    weights[0] = 1.0
     np.add.at(weights, (np.arange(1, n_resamples + 1)[:, None], picks), 1.0)
+    return weights
 
-    differences = {metric: np.zeros(n_resamples + 1) for metric in METRICS}
-    for run_a, run_b in zip(runs_a, runs_b, strict=True):
-        metrics_a = resampled_metrics(y_true, run_a, task, weights)
-        metrics_b = resampled_metrics(y_true, run_b, task, weights)
+
+def _bootstrap_summary(
+    metrics_a: list[dict[str, np.ndarray]], metrics_b: list[dict[str, np.ndarray]], confidence: float
+) -> dict[str, dict[str, float | list[float] | int]]:
+    """From each seed's resampled metrics of A and B: the mean difference B - A and its percentile interval."""
+    differences = {metric: np.zeros(len(metrics_a[0][metric])) for metric in METRICS}
+    for seed_a, seed_b in zip(metrics_a, metrics_b, strict=True):
         for metric in METRICS:
-            differences[metric] += (metrics_b[metric] - metrics_a[metric]) / len(runs_a)
+            differences[metric] += (seed_b[metric] - seed_a[metric]) / len(metrics_a)
 
     tail = (1.0 - confidence) / 2
     result: dict[str, dict[str, float | list[float] | int]] = {}
@@ -236,3 +249,58 @@ def holm(p_values: Sequence[float], alpha: float = 0.05) -> tuple[np.ndarray, np
     reject, adjusted = np.empty(m, dtype=bool), np.empty(m)
     reject[order], adjusted[order] = reject_sorted, adjusted_sorted
     return reject, adjusted
+
+
+# --------------------------------------------------------------------------
+# All comparisons of one experiment
+
+
+ALPHA = 0.05
+
+
+def compare_variants(
+    y_true: np.ndarray,
+    scores: Mapping[str, Sequence[np.ndarray]],
+    pairs: Sequence[tuple[str, str]],
+    task: str,
+    *,
+    n_resamples: int = N_RESAMPLES,
+    seed: int = 0,
+    confidence: float = CONFIDENCE,
+    alpha: float = ALPHA,
+    seed_names: Sequence[int] | None = None,
+) -> dict[str, dict]:
+    """Every comparison (a, b) of `pairs`, keyed `"<b> vs <a>"`, differences being b - a.
+
+    `scores[variant]`: one test-score array per seed, every variant in the same seed order. Each entry holds
+    :func:`paired_bootstrap`'s accuracy, balanced_accuracy and auc as ``difference``, ``ci95_low``,
+    ``ci95_high`` and ``resamples`` (one set of resamples shared by every comparison, each variant's resampled
+    metrics computed once), ``mcnemar_p`` (per seed: keyed by `seed_names`, the repeat seeds, else 0, 1, ...),
+    :func:`sign_test_over_seeds`'s ``p_value``, ``b_better`` and ``a_better``, ``p_holm`` (Holm over the
+    sign-test p-values of all `pairs`) and ``significant`` (``p_holm`` <= alpha, Holm's rejection).
+    """
+    y_true = np.asarray(y_true, dtype=np.int64)
+    runs = {name: _per_seed(scores[name]) for pair in pairs for name in pair}
+    for a, b in pairs:
+        _check_pairs(y_true, runs[a], runs[b])
+    weights = resample_weights(len(y_true), n_resamples, seed)
+    resampled = {name: [resampled_metrics(y_true, run, task, weights) for run in seeds] for name, seeds in runs.items()}
+    results: dict[str, dict] = {}
+    for a, b in pairs:
+        entry: dict = {"a": a, "b": b}
+        # Flat numbers and mappings only: `dvc exp show` drops lists from metrics files.
+        for metric, values in _bootstrap_summary(resampled[a], resampled[b], confidence).items():
+            low, high = values["ci95"]
+            entry[metric] = {"difference": values["difference"], "ci95_low": low, "ci95_high": high}
+            entry[metric]["resamples"] = values["resamples"]
+        p_values = mcnemar_per_seed(y_true, runs[a], runs[b], task)
+        entry["mcnemar_p"] = {
+            str(seed): p for seed, p in zip(seed_names or range(len(p_values)), p_values, strict=True)
+        }
+        entry.update(sign_test_over_seeds(y_true, runs[a], runs[b], task))
+        results[f"{b} vs {a}"] = entry
+    if results:
+        reject, adjusted = holm([entry["p_value"] for entry in results.values()], alpha)
+        for entry, rejected, p in zip(results.values(), reject, adjusted, strict=True):
+            entry["p_holm"], entry["significant"] = float(p), bool(rejected)
+    return results

@@ -107,6 +107,16 @@ def _accuracy(y: np.ndarray, logits: np.ndarray, task: str) -> np.ndarray:
 
 
 EpochLog = Callable[[int, dict[str, float]], None]
+# History key of the per-epoch accuracy on the validation labels (noisy for a `-noisy` variant): what
+# `select_epoch="val"` maximises. Keras' `val_*` keys are the test set's here (monitoring only).
+VALIDATION_ACCURACY = "validation_accuracy"
+
+
+def selected_epoch(history: dict[str, list[float]], select_epoch: str) -> int:
+    """The 0-based epoch whose model is kept: the last, or (`val`) the first with the best validation accuracy."""
+    if select_epoch == "val":
+        return int(np.argmax(history[VALIDATION_ACCURACY]))  # argmax: ties go to the earliest epoch
+    return len(history["loss"]) - 1
 
 
 def fit_linear_head(
@@ -124,14 +134,21 @@ def fit_linear_head(
     seed: int,
     on_epoch: EpochLog | None = None,
     transition: np.ndarray | None = None,
+    val_features: np.ndarray | None = None,
+    val_y: np.ndarray | None = None,
+    select_epoch: str = "last",
 ) -> tuple[LinearHead, dict[str, list[float]]]:
-    """Fit a head from a seeded start; returns it and its history.
+    """Fit a head from a seeded start; returns the head of the selected epoch and the history.
 
     `y`, `test_y`: what stages.lib.labels.targets gives ((N, 1) floats or one-hot (N, K)). The seed draws
     the kernel and each epoch's shuffle. History, as Keras' `History.history`: per epoch, `loss` and
     `accuracy` averaged over the epoch's batches as they were trained on (the labels fitted), `val_loss`
     and `val_accuracy` on the test set after the epoch. on_epoch(epoch, those four) is called after each.
     `transition`: the forward loss's noise transition matrix (stages.lib.losses.make_loss).
+    `val_features`, `val_y`: the validation set and the labels the variant has for it (noisy for a noisy
+    variant); with at least one row, the history gains `validation_accuracy` per epoch, and with
+    `select_epoch="val"` the head returned is the one after the epoch that maximised it (`selected_epoch`);
+    else the last epoch's. Training itself is the same either way.
     """
     loss_fn = make_loss(loss, task, loss_params, backend="numpy", transition=transition)
     gradient_fn = logit_gradient(loss, task, loss_params, transition=transition)
@@ -142,6 +159,13 @@ def fit_linear_head(
     x, test_x = head.standardise(features), head.standardise(test_features)
     optimiser = Adam(learning_rate, [head.kernel, head.bias])
     history: dict[str, list[float]] = {"loss": [], "accuracy": [], "val_loss": [], "val_accuracy": []}
+    validating = val_features is not None and val_y is not None and len(val_y) > 0
+    if select_epoch == "val" and not validating:
+        raise ValueError("select_epoch='val' needs a non-empty validation set (val_features, val_y)")
+    if validating:
+        val_x, val_y = head.standardise(val_features), np.asarray(val_y, dtype=np.float32)
+        history[VALIDATION_ACCURACY] = []
+    best: tuple[float, np.ndarray, np.ndarray] | None = None
     for epoch in range(epochs):
         order = rng.permutation(len(x))
         losses, hits = [], []
@@ -160,8 +184,15 @@ def fit_linear_head(
             "val_loss": float(np.mean(loss_fn(test_y, test_logits))),
             "val_accuracy": float(np.mean(_accuracy(test_y, test_logits, task))),
         }
+        if validating:
+            values[VALIDATION_ACCURACY] = float(np.mean(_accuracy(val_y, head.logits(val_x), task)))
+            if select_epoch == "val" and (best is None or values[VALIDATION_ACCURACY] > best[0]):
+                best = (values[VALIDATION_ACCURACY], head.kernel.copy(), head.bias.copy())
         for key, value in values.items():
             history[key].append(value)
         if on_epoch is not None:
             on_epoch(epoch, values)
+    if best is not None:
+        # The optimiser updated these arrays in place: the selected epoch's weights go back into them.
+        head.kernel[...], head.bias[...] = best[1], best[2]
     return head, history

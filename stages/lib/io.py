@@ -36,6 +36,9 @@ MODELS_DIR = Path("models")
 METRICS_DIR = Path("metrics")
 
 
+SPLITS = ("train", "val", "test")  # labels.csv's `split` values; val: the (noisy) validation set
+
+
 def images_path(split: str) -> Path:
     return PREPARED_DIR / f"{split}_images.npy"
 
@@ -174,6 +177,6 @@ def read_prepared(task: str | None = None) -> tuple[pd.DataFrame, dict[str, Any]
     labels = table["label"]
     if labels.dtype.kind not in "iu" or labels.min() < 0 or labels.max() >= num_classes:
         raise UserError(f"{LABELS_TABLE}: labels must be integers in [0, {num_classes - 1}] ({DATA_REPORT}): {rerun}")
-    if set(table["split"]) - {"train", "test"}:
-        raise UserError(f"{LABELS_TABLE}: split must be train or test: {rerun}")
+    if set(table["split"]) - set(SPLITS):
+        raise UserError(f"{LABELS_TABLE}: split must be one of {', '.join(SPLITS)}: {rerun}")
     return table, report

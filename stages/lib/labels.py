@@ -23,6 +23,8 @@ MODEL_FILE = "seed_{seed}.keras"  # fine-tuning: the whole Keras model
 HEAD_FILE = "seed_{seed}.npz"  # head mode: a stages.lib.head.LinearHead
 # Each model's predictions on the test set, written beside it by the train stage for the evaluate stage.
 SCORES_FILE = "test_scores_seed_{seed}.npy"
+# The epoch kept (train.select_epoch) and its accuracy on the validation labels, beside each model.
+SELECTION_FILE = "selection_seed_{seed}.json"
 
 
 def variant_name(loss: str, labels: str) -> str:
@@ -68,8 +70,11 @@ def num_outputs(task: str, num_classes: int) -> int:
     return 1 if task == "binary" else num_classes
 
 
-def labels_for_seed(table: pd.DataFrame, seed: int, ids: np.ndarray, source: Path | str) -> np.ndarray:
-    """The training labels of one repeat seed, in the order of `ids` (the feature rows).
+def labels_for_seed(
+    table: pd.DataFrame, seed: int, ids: np.ndarray, source: Path | str, what: str = "training"
+) -> np.ndarray:
+    """The labels of one repeat seed for the images `ids` (training or validation), in their order (the
+    feature rows).
 
     The clean label file has no seed column: its labels hold for every seed.
     """
@@ -80,5 +85,5 @@ def labels_for_seed(table: pd.DataFrame, seed: int, ids: np.ndarray, source: Pat
     by_id = table.set_index("id")["label"]
     missing = np.setdiff1d(ids, by_id.index.to_numpy())
     if len(missing):
-        raise UserError(f"{source} lacks labels for {len(missing)} training images: rerun `dvc repro`")
+        raise UserError(f"{source} lacks labels for {len(missing)} {what} images: rerun `dvc repro`")
     return by_id.loc[ids].to_numpy(dtype=np.int64)

@@ -51,12 +51,13 @@ MAX_IMAGE_SIZE = 1024
 # Every key the stages read, by section; anything else in params.yaml is a typo that would be ignored.
 KNOWN_KEYS: dict[str, tuple[str, ...]] = {
     "": ("seed", "noise", "noise_type", "noise_class_rates", "task", "data", "model", "train"),
-    "data": ("source", "positive_class", "image_size", "train_size", "test_size"),
+    "data": ("source", "positive_class", "image_size", "train_size", "val_size", "test_size"),
     "model": ("weights", "embed_batch_size", "fine_tune", "trainable_blocks"),
     "train": (
         "losses",
         "loss_params",
         "epochs",
+        "select_epoch",
         "batch_size",
         "learning_rate",
         "seeds",
@@ -137,7 +138,8 @@ class DataParams:
     positive_class: str
     image_size: int
     train_size: int
-    test_size: int | None  # None: every usable image outside the training pool
+    test_size: int | None  # None: every usable image outside the training pool and the validation set
+    val_size: int = 0  # noisy validation set, drawn from outside the training pool; 0: none
 
 
 def data_params(raw: dict[str, Any]) -> DataParams:
@@ -147,6 +149,7 @@ def data_params(raw: dict[str, Any]) -> DataParams:
         positive_class=_str(raw, "data.positive_class"),
         image_size=_int(raw, "data.image_size", MIN_IMAGE_SIZE, MAX_IMAGE_SIZE),
         train_size=_int(raw, "data.train_size", 1),
+        val_size=_int(raw, "data.val_size", 0),
         test_size=None if test_size is None else _int(raw, "data.test_size", 1),
     )
 
@@ -221,6 +224,8 @@ def _trainable_blocks(raw: dict[str, Any]) -> int | None:
 
 
 MIXED_PRECISION = ("auto", "on", "off")
+# Which epoch's model is scored: the last one, or the one with the best accuracy on the (noisy) validation labels.
+SELECT_EPOCH = ("last", "val")
 
 
 @dataclass(frozen=True)
@@ -231,6 +236,7 @@ class TrainParams:
     learning_rate: float
     seeds: tuple[int, ...]
     loss_params: dict[str, dict[str, Any]]
+    select_epoch: str = "last"  # one of SELECT_EPOCH
     # Fine-tuning only (model.fine_tune: true); see fine_tune_settings_in_head_mode.
     augment: bool = False
     mixed_precision: str = "auto"  # one of MIXED_PRECISION
@@ -258,6 +264,7 @@ def train_params(raw: dict[str, Any]) -> TrainParams:
     return TrainParams(
         losses=tuple(losses),
         epochs=_int(raw, "train.epochs", 1),
+        select_epoch=_choice(raw, "train.select_epoch", SELECT_EPOCH),
         batch_size=_int(raw, "train.batch_size", 1),
         learning_rate=_float(raw, "train.learning_rate", 0.0, 10.0, low_open=True),
         seeds=seeds,
@@ -356,7 +363,12 @@ def check_all(raw: dict[str, Any]) -> None:
     data = data_params(raw)
     noise = noise_params(raw)
     model_params(raw)
-    train_params(raw)
+    settings = train_params(raw)
+    if settings.select_epoch == "val" and data.val_size == 0:
+        raise UserError(
+            "train.select_epoch = val needs a validation set, but data.val_size = 0: "
+            "set data.val_size > 0 or train.select_epoch: last"
+        )
     if noise.class_rates is not None and kind == "binary":
         # Binary class names are known without the data; multiclass names are checked by the corrupt stage.
         names = (f"not_{data.positive_class}", data.positive_class)

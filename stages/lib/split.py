@@ -1,4 +1,4 @@
-"""The subsample stage's rules: the labels of the task, and one fixed, seeded, stratified train/test split."""
+"""The subsample stage's rules: the labels of the task, and one fixed, seeded, stratified train/val/test split."""
 
 from __future__ import annotations
 
@@ -10,10 +10,11 @@ from sklearn.model_selection import train_test_split
 from stages.lib.errors import UserError
 
 
-def check_sizes(train_size: int, test_size: int | None, available: int, what: str) -> None:
-    """The training pool and the test set (at least one image) must fit in `available` images."""
-    if train_size + (test_size or 1) > available:
-        sizes = f"data.train_size = {train_size}" + (f" + data.test_size = {test_size}" if test_size else "")
+def check_sizes(train_size: int, test_size: int | None, available: int, what: str, val_size: int = 0) -> None:
+    """The training pool, the validation set and the test set (at least one image) must fit in `available`."""
+    if train_size + val_size + (test_size or 1) > available:
+        sizes = f"data.train_size = {train_size}" + (f" + data.val_size = {val_size}" if val_size else "")
+        sizes += f" + data.test_size = {test_size}" if test_size else ""
         raise UserError(f"{sizes} is more than the {available} {what} (the test set needs at least one)")
 
 
@@ -30,17 +31,31 @@ def binary_or_class_labels(classes: list[str], class_names: tuple[str, ...], tas
     return np.array([index[name] for name in classes], dtype=np.int64)
 
 
-def stratified_split(
-    classes: list[str], train_size: int, test_size: int | None, seed: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Indices of the training pool and the test set, each stratified by flower class.
+def _sample(pool: np.ndarray, size: int, labels: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """`size` of the `pool` indices and the rest; stratified by class where sklearn can (every class at least
+    twice, each side at least as large as the number of classes), else a plain seeded sample."""
+    if size == len(pool):
+        return pool, pool[:0]
+    counts = Counter(labels[pool])
+    stratifiable = min(counts.values()) >= 2 and min(size, len(pool) - size) >= len(counts)
+    stratify = labels[pool] if stratifiable else None
+    chosen, rest = train_test_split(pool, train_size=size, stratify=stratify, random_state=seed)
+    return chosen, rest
 
-    The test set is every remaining image when test_size is None, else a stratified sample of them.
-    Both are returned sorted, so the files written do not depend on the sampler's order.
+
+def stratified_split(
+    classes: list[str], train_size: int, test_size: int | None, seed: int, val_size: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Indices of the training pool, the validation set and the test set, each stratified by flower class.
+
+    The training pool is drawn first (the same pool whatever val_size is), the validation set from the
+    images outside it, then the test set from the rest: every remaining image when test_size is None, else
+    a stratified sample of them. The three are disjoint and returned sorted, so the files written do not
+    depend on the sampler's order. val_size 0 gives an empty validation set.
     """
     n = len(classes)
     counts = Counter(classes)
-    check_sizes(train_size, test_size, n, "usable images")
+    check_sizes(train_size, test_size, n, "usable images", val_size)
     if train_size < len(counts):
         raise UserError(f"data.train_size = {train_size}: must be at least the number of classes ({len(counts)})")
     if n - train_size < len(counts):
@@ -55,12 +70,8 @@ def stratified_split(
     indices = np.arange(n)
     labels = np.array(classes)
     train, rest = train_test_split(indices, train_size=train_size, stratify=labels, random_state=seed)
-    if test_size is None or test_size == len(rest):
-        test = rest
-    else:
-        rest_counts = Counter(labels[rest])
-        # Stratifying needs every class twice and each side at least as large as the number of classes.
-        stratifiable = min(rest_counts.values()) >= 2 and min(test_size, len(rest) - test_size) >= len(rest_counts)
-        stratify = labels[rest] if stratifiable else None
-        test, _ = train_test_split(rest, train_size=test_size, stratify=stratify, random_state=seed)
-    return np.sort(train), np.sort(test)
+    val = rest[:0]
+    if val_size:
+        val, rest = _sample(rest, val_size, labels, seed)
+    test = rest if test_size is None else _sample(rest, test_size, labels, seed)[0]
+    return np.sort(train), np.sort(val), np.sort(test)

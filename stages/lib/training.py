@@ -2,10 +2,12 @@
 the head trainer, and the per-epoch means over seeds that `dvc plots` draws.
 
 A *trainer* is built from a `Setup` (what every seed of one variant shares) and is a function
-`(y, seed, live, transition) -> Trained`: it trains one model from a seeded start on the targets `y`
+`(y, seed, live, transition, val_y) -> Trained`: it trains one model from a seeded start on the targets `y`
 (stages.lib.labels.targets), with the forward loss's noise transition matrix (None for other losses),
-logs each epoch to the DVCLive logger `live`, and returns the model's
-test-set scores, its per-epoch history and how to save it. The head trainer is below; the fine-tuning
+scores each epoch on the validation set's labels `val_y` (the variant's own: noisy for a noisy variant),
+logs each epoch to the DVCLive logger `live`, and returns the model of the epoch `train.select_epoch`
+picks (the last, or the best on the validation labels), its test-set scores, its per-epoch history and
+how to save it. The head trainer is below; the fine-tuning
 one is stages.lib.finetune.trainer. docs/fine-tuning.md says when each runs.
 """
 
@@ -21,7 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from stages.lib.head import fit_linear_head
+from stages.lib.head import VALIDATION_ACCURACY, fit_linear_head, selected_epoch
 from stages.lib.labels import HEAD_FILE
 from stages.lib.params import ModelParams, TrainParams
 
@@ -36,6 +38,7 @@ class Setup:
 
     variant: str
     inputs: np.ndarray
+    val_inputs: np.ndarray  # the validation set (0 rows when data.val_size is 0)
     test_inputs: np.ndarray
     test_y: np.ndarray
     task: str
@@ -55,9 +58,20 @@ class Trained:
     history: History
     save: Callable[[Path], None]
     file_name: str
+    epoch: int  # the epoch of the model kept, from 1
+    val_accuracy: float | None  # its accuracy on the validation labels (None without a validation set)
+
+    @classmethod
+    def selected(
+        cls, scores: np.ndarray, history: History, save: Callable[[Path], None], file_name: str, select_epoch: str
+    ) -> Trained:
+        """A Trained whose epoch and validation accuracy are those of the epoch select_epoch picked."""
+        epoch = selected_epoch(history, select_epoch)
+        val = history.get(VALIDATION_ACCURACY)
+        return cls(scores, history, save, file_name, epoch + 1, float(val[epoch]) if val else None)
 
 
-Trainer = Callable[[np.ndarray, int, Any, np.ndarray | None], Trained]
+Trainer = Callable[..., Trained]  # (y, seed, live, transition=None, val_y=None) -> Trained
 
 
 @contextmanager
@@ -75,7 +89,8 @@ def log_epoch(live: Any, epoch: int, epochs: int, values: dict[str, float]) -> N
     from dvclive.utils import standardize_metric_name
 
     for name, value in values.items():
-        live.log_metric(standardize_metric_name(name, "dvclive.keras"), value)
+        key = "validation/accuracy" if name == VALIDATION_ACCURACY else standardize_metric_name(name, "dvclive.keras")
+        live.log_metric(key, value)
     live.next_step()
     print(f"epoch {epoch + 1}/{epochs}: " + " ".join(f"{k} {v:.4f}" for k, v in values.items()))
 
@@ -85,7 +100,9 @@ def head_trainer(setup: Setup) -> Trainer:
     print(f"train {setup.variant}: a head on the cached features; NumPy on the CPU; float32", file=sys.stderr)
     settings = setup.settings
 
-    def train(y: np.ndarray, seed: int, live: Any, transition: np.ndarray | None = None) -> Trained:
+    def train(
+        y: np.ndarray, seed: int, live: Any, transition: np.ndarray | None = None, val_y: np.ndarray | None = None
+    ) -> Trained:
         head, history = fit_linear_head(
             setup.inputs,
             y,
@@ -100,8 +117,12 @@ def head_trainer(setup: Setup) -> Trainer:
             seed=seed,
             on_epoch=lambda epoch, values: log_epoch(live, epoch, settings.epochs, values),
             transition=transition,
+            val_features=setup.val_inputs,
+            val_y=val_y,
+            select_epoch=settings.select_epoch,
         )
-        return Trained(head.predict_proba(setup.test_inputs), history, head.save, HEAD_FILE)
+        scores = head.predict_proba(setup.test_inputs)
+        return Trained.selected(scores, history, head.save, HEAD_FILE, settings.select_epoch)
 
     return train
 

@@ -79,7 +79,8 @@ def test_report_counts_what_was_used_and_skipped(prepared: tuple[Path, str, str]
     assert sorted(report["not_images"]) == sorted(NOT_IMAGES)
     assert report["files_found"] == usable + len(UNREADABLE) + len(NOT_IMAGES)
     assert sum(report["usable_per_class"].values()) == usable
-    assert report["split"]["train"]["images"] + report["split"]["test"]["images"] == usable
+    assert sum(report["split"][name]["images"] for name in ("train", "val", "test")) == usable
+    assert (report["split"]["train"]["images"], report["split"]["val"]["images"]) == (30, 20)
 
 
 def test_every_readable_kind_of_image_is_used(prepared: tuple[Path, str, str]) -> None:
@@ -89,7 +90,7 @@ def test_every_readable_kind_of_image_is_used(prepared: tuple[Path, str, str]) -
     assert not set(UNREADABLE) & set(table["file"])
     assert table.loc[table["file"] == "sunflowers/UPPER_CASE.JPG", "label"].item() == 1
     # Every image became 32×32 RGB; the grayscale one has equal channels.
-    for split in ("train", "test"):
+    for split in ("train", "val", "test"):
         rows = table[table["split"] == split].reset_index(drop=True)
         images = np.load(repo / f"data/prepared/{split}_images.npy")
         assert images.shape == (len(rows), 32, 32, 3) and images.dtype == np.uint8
@@ -113,11 +114,12 @@ def test_split_larger_than_the_readable_images(prepared: tuple[Path, str, str]) 
     """The file count allows it, but after skipping the unreadable files too few images are left."""
     repo, _, _ = prepared
     candidates = 5 * GOOD_PER_CLASS + len(READABLE) + len(UNREADABLE)
-    write_params(repo, {"data": {"train_size": candidates - 1}})
+    # No validation set, so that the training pool alone is what does not fit.
+    write_params(repo, {"data": {"train_size": candidates - 1, "val_size": 0}, "train": {"select_epoch": "last"}})
     try:
         result = run(repo, sys.executable, "-m", "stages.subsample", check=False)
     finally:
-        write_params(repo, {"data": {"train_size": 30}})
+        write_params(repo, {"data": {"train_size": 30, "val_size": 20}, "train": {"select_epoch": "val"}})
     assert result.returncode == 2
     usable = 5 * GOOD_PER_CLASS + len(READABLE)
     error = result.stderr.strip().splitlines()[-1]

@@ -29,7 +29,7 @@ def test_repro_fine_tunes_every_variant_and_evaluate_scores_its_predictions(fine
     assert output.count("fine-tuning ResNet50 on the images; devices: CPU (no GPU visible); one device; ") == 4
     assert "precision float32; XLA off" in output
     assert output.count("fine-tuning on 60 images: epoch 1 (with tracing)") == 4
-    for split in ("train", "test"):
+    for split in ("train", "val", "test"):
         assert np.load(repo / f"data/features/{split}.npy").shape == (0, 2048)
 
     table = pd.read_csv(repo / "data/prepared/labels.csv")
@@ -43,6 +43,12 @@ def test_repro_fine_tunes_every_variant_and_evaluate_scores_its_predictions(fine
         assert metrics[variant]["seeds"] == 1
         assert metrics[variant]["accuracy"] == pytest.approx(np.mean((scores >= 0.5) == y_test))
         assert (repo / f"metrics/train/{variant}/seed_0/plots/metrics/eval/accuracy.tsv").exists()
+        # select_epoch: val (the default): the epoch with the first best accuracy on the 20 validation labels.
+        logged = (repo / f"metrics/train/{variant}/seed_0/plots/metrics/validation/accuracy.tsv").read_text()
+        accuracies = [float(line.split("\t")[-1]) for line in logged.splitlines()[1:]]
+        assert len(accuracies) == 2
+        assert metrics[variant]["epoch"] == accuracies.index(max(accuracies)) + 1
+        assert metrics[variant]["val_accuracy"] == pytest.approx(max(accuracies))
 
 
 def test_the_saved_model_is_the_fine_tuned_network_that_made_the_scores(fine_tuned: tuple[Path, str]) -> None:

@@ -20,7 +20,7 @@ from tests.project import dvc, make_project, ran_stages, run, status_is_clean, t
 PARAMS = {"train": {"losses": ["bce"], "seeds": [0, 1, 2]}}
 # A head trains in milliseconds; 400 epochs (about a second a seed here) leave time to catch one midway.
 SLOW_TRAIN = {"train": {"losses": ["bce"], "seeds": [0, 1, 2], "epochs": 400}}
-FEATURES = ("data/features/train.npy", "data/features/test.npy")
+FEATURES = ("data/features/train.npy", "data/features/val.npy", "data/features/test.npy")
 
 
 def first_model_staged(repo: Path) -> Callable[[], bool]:

@@ -30,6 +30,19 @@ def test_repro_runs_every_stage_and_writes_metrics(reproduced: tuple[Path, str])
         low, high = metrics[variant]["accuracy_ci95"]
         assert low <= metrics[variant]["accuracy"] <= high
         assert metrics[variant]["seeds"] == 2
+        # The epoch kept (select_epoch: val) and its accuracy on the validation labels, means over seeds.
+        assert 1 <= metrics[variant]["epoch"] <= 3 and 0 <= metrics[variant]["val_accuracy"] <= 1
+    per_seed = json.loads((repo / "metrics/per_seed.json").read_text())
+    for variant in VARIANTS:
+        for repeat in ("0", "1"):
+            selected = json.loads((repo / f"models/{variant}/selection_seed_{repeat}.json").read_text())
+            assert per_seed[variant][repeat]["epoch"] == selected["epoch"] in (1, 2, 3)
+            assert per_seed[variant][repeat]["val_accuracy"] == selected["val_accuracy"]
+            assert selected["val_accuracy"] * 20 == pytest.approx(round(selected["val_accuracy"] * 20))  # of 20
+            logged = (repo / f"metrics/train/{variant}/seed_{repeat}/plots/metrics/validation/accuracy.tsv").read_text()
+            accuracies = [float(line.split("\t")[-1]) for line in logged.splitlines()[1:]]
+            assert len(accuracies) == 3 and selected["val_accuracy"] == max(accuracies)
+            assert selected["epoch"] == accuracies.index(max(accuracies)) + 1  # the first best epoch
     # 24 images per class, 60 in training: the baseline always says "not sunflowers".
     assert metrics["baseline"]["predicts"] == "not_sunflowers"
     assert metrics["baseline"]["accuracy"] == pytest.approx(0.8, abs=0.02)
@@ -37,9 +50,18 @@ def test_repro_runs_every_stage_and_writes_metrics(reproduced: tuple[Path, str])
     assert metrics["bce-clean"]["balanced_accuracy"] > 0.55  # 0.64 on average over head seeds, measured
 
     noise = json.loads((repo / "metrics/noise.json").read_text())
-    assert noise["noise"] == 0.3 and noise["train_size"] == 60
+    assert noise["noise"] == 0.3 and noise["train_size"] == 60 and noise["val_size"] == 20
     for seed_summary in noise["seeds"].values():
         assert seed_summary["flipped"] == 18  # exactly round(0.3 * 60)
+        assert seed_summary["val_flipped"] == 6  # exactly round(0.3 * 20)
+
+    comparisons = json.loads((repo / "metrics/comparisons.json").read_text())
+    assert set(comparisons) == {"l1-noisy vs bce-noisy", "bce-noisy vs bce-clean", "l1-noisy vs l1-clean"}
+    for entry in comparisons.values():
+        for metric in ("accuracy", "balanced_accuracy", "auc"):
+            assert entry[metric]["ci95_low"] <= entry[metric]["difference"] <= entry[metric]["ci95_high"]
+        assert set(entry["mcnemar_p"]) == {"0", "1"} and entry["p_value"] <= entry["p_holm"] <= 1
+        assert entry["significant"] == (entry["p_holm"] <= 0.05)
 
     for variant in VARIANTS:
         assert (repo / f"models/{variant}/seed_0.npz").exists()

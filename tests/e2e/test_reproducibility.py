@@ -15,14 +15,17 @@ from tests.project import make_project, status_is_clean, tool_env
 IDENTICAL_FILES = (
     "data/prepared/labels.csv",
     "data/prepared/train_images.npy",
+    "data/prepared/val_images.npy",
     "data/prepared/test_images.npy",
     "data/labels/clean.csv",
     "data/labels/noisy.csv",
     "data/features/train.npy",
+    "data/features/val.npy",
     "data/features/test.npy",
     "metrics/noise.json",
     "metrics/per_seed.json",
     "metrics/metrics.json",
+    "metrics/comparisons.json",
 )
 SMALL = {"train": {"losses": ["bce"], "seeds": [0, 1]}}  # two train stages: enough to compare
 

@@ -98,6 +98,10 @@ def test_exp_show_lists_every_level_with_params_and_metrics(sweep: tuple[Path, d
         assert set(metrics) == {*VARIANTS, "baseline"}
         assert metrics["bce-noisy"]["seeds"] == 2
         assert rev["data"]["metrics"]["metrics/noise.json"]["data"]["noise"] == noise
+        comparisons = rev["data"]["metrics"]["metrics/comparisons.json"]["data"]
+        assert set(comparisons) == {"l1-noisy vs bce-noisy", "bce-noisy vs bce-clean", "l1-noisy vs l1-clean"}
+        for entry in comparisons.values():  # every number survives `dvc exp show` (it drops lists)
+            assert set(entry["mcnemar_p"]) == {"0", "1"} and "ci95_low" in entry["auc"] and "p_holm" in entry
     at_zero, at_half = (found[n]["data"]["metrics"]["metrics/metrics.json"]["data"] for n in NOISE_LEVELS)
     # The clean controls are the same models at every level; the noisy ones are not.
     assert at_zero["bce-clean"] == at_half["bce-clean"]
@@ -150,5 +154,13 @@ def test_report_holds_every_level(sweep: tuple[Path, dict[float, dict]]) -> None
         assert [float(row[0].strip("| ")) for row in rows] == list(NOISE_LEVELS)
         assert [row[-1].strip("| `") for row in rows] == [found[noise]["name"] for noise in NOISE_LEVELS]
         assert all("±" in cell for row in rows for cell in row[1:5])  # two seeds: mean ± std per variant
+    # One comparison table per noise level, a row per comparison.
+    comparison_tables = re.findall(r"^#### noise (\S+) \(`(.+)`\)\n\n((?:\|.*\n)+)", text, flags=re.MULTILINE)
+    assert [(float(noise), name) for noise, name, _ in comparison_tables] == [
+        (noise, found[noise]["name"]) for noise in NOISE_LEVELS
+    ]
+    for _, _, table in comparison_tables:
+        rows = [line.strip("| ").split(" | ")[0].rstrip(" *") for line in table.strip().splitlines()[2:]]
+        assert rows == ["l1-noisy vs bce-noisy", "bce-noisy vs bce-clean", "l1-noisy vs l1-clean"]
     # Nothing was reproduced in the workspace itself: it is listed as left out, not as a row.
     assert "`workspace` (no metrics/metrics.json (not reproduced))" in text

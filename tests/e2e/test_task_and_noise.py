@@ -58,9 +58,15 @@ def test_multiclass_pipeline_with_robust_losses(tmp_path: Path, flower_folder: P
 def test_noise_models_through_the_corrupt_stage(tmp_path: Path, flower_folder: Path, noise_params, check) -> None:
     repo = make_project(tmp_path / "project", flower_folder, {**noise_params, "train": {"seeds": [3]}})
     dvc(repo, "repro", "corrupt")
-    table = pd.read_csv(repo / "data/labels/noisy.csv")
-    assert (table["seed"] == 3).all() and len(table) == 60
+    labels = pd.read_csv(repo / "data/labels/noisy.csv")
+    assert (labels["seed"] == 3).all() and list(labels["split"]) == ["train"] * 60 + ["val"] * 20
+    table = labels[labels["split"] == "train"]
     assert check(table)
     noise = json.loads((repo / "metrics/noise.json").read_text())
     assert noise["noise_type"] == noise_params["noise_type"]
     assert noise["seeds"]["3"]["flipped"] == int(table["flipped"].sum())
+    # The validation labels get the same noise model: 4 sunflowers among 20, round(0.5 * 4) of them flipped.
+    val = labels[labels["split"] == "val"]
+    assert noise["seeds"]["3"]["val_flipped"] == int(val["flipped"].sum())
+    if noise_params["noise_type"] == "asymmetric":
+        assert val["flipped"].sum() == 2 and (val.loc[val.flipped, "clean_label"] == 1).all()

@@ -112,6 +112,9 @@ BAD_PARAMS = [
     (TRAIN, {"train": {"learning_rate": 0}}, ["train.learning_rate = 0", "(0.0, 10.0]"]),
     (TRAIN, {"train": {"seeds": [0, 0]}}, ["train.seeds = [0, 0]", "distinct integers"]),
     (TRAIN, {"train": {"epochs": DELETE}}, ["train.epochs is missing from params.yaml"]),
+    (TRAIN, {"train": {"select_epoch": "best"}}, ["train.select_epoch = 'best'", "must be one of last, val"]),
+    ("subsample", {"data": {"val_size": 0}}, ["train.select_epoch = val needs a validation set", "data.val_size = 0"]),
+    ("subsample", {"data": {"val_size": -5}}, ["data.val_size = -5", ">= 0"]),
     ("subsample", {"seed": -1}, ["seed = -1", "[0, 2147483647]"]),
     ("subsample", {"task": "regression"}, ["task = 'regression'", "binary, multiclass"]),
     # Data-dependent checks are made from the folder scan, before decoding (one line: no progress bar).
@@ -124,7 +127,7 @@ BAD_PARAMS = [
     (
         "subsample",
         {"data": {"train_size": 60, "test_size": 100}},
-        ["data.train_size = 60 + data.test_size = 100", "120 image files"],
+        ["data.train_size = 60 + data.val_size = 20 + data.test_size = 100", "120 image files"],
     ),
     ("subsample", {"data": {"train_size": 0}}, ["data.train_size = 0", ">= 1"]),
     ("subsample", {"data": {"image_size": 16}}, ["data.image_size = 16", "in [32, 1024]"]),
@@ -248,5 +251,5 @@ def test_weights_file_that_fits_is_used(workspace: Path, base_params: dict, tmp_
     model = keras.applications.ResNet50(weights=None, include_top=False, pooling="avg", input_shape=(32, 32, 3))
     model.load_weights(weights)
     expected = np.asarray(model.predict_on_batch(preprocess(images)))
-    assert features.shape == (60, 2048)
+    assert features.shape == (40, 2048)  # 120 images: 60 train, 20 validate, 40 test
     np.testing.assert_allclose(features, expected, rtol=1e-4, atol=1e-4)

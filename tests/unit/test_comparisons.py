@@ -9,6 +9,7 @@ from statsmodels.stats.contingency_tables import mcnemar
 from statsmodels.stats.multitest import multipletests
 
 from stages.lib.comparisons import (
+    compare_variants,
     holm,
     mcnemar_exact,
     mcnemar_per_seed,
@@ -206,3 +207,65 @@ def test_holm_rejects_bad_p_values() -> None:
         holm([1.5])
     reject, adjusted = holm([])
     assert reject.shape == adjusted.shape == (0,)
+
+
+# --- all comparisons of one experiment (what the evaluate stage writes to metrics/comparisons.json) --------
+
+
+def study_scores(y: np.ndarray, accuracies: dict[str, float], seeds: int = 3) -> dict[str, list[np.ndarray]]:
+    rng = np.random.default_rng(5)
+    return {name: [binary_scores(y, accuracy, rng) for _ in range(seeds)] for name, accuracy in accuracies.items()}
+
+
+def test_compare_variants_gives_each_pair_the_module_s_tests_and_holm_over_them() -> None:
+    from stages.evaluate import comparison_pairs
+
+    y = (np.random.default_rng(4).random(300) < 0.2).astype(np.int64)
+    scores = study_scores(y, {"bce-clean": 0.9, "bce-noisy": 0.7, "l1-clean": 0.88, "l1-noisy": 0.86, "gce-clean": 0.9})
+    scores["gce-noisy"] = scores["l1-noisy"]  # identical predictions: nothing to tell apart
+    pairs = comparison_pairs(("bce", "l1", "gce"))
+    assert pairs == [
+        ("bce-noisy", "l1-noisy"),
+        ("bce-noisy", "gce-noisy"),
+        ("l1-noisy", "gce-noisy"),
+        ("bce-clean", "bce-noisy"),
+        ("l1-clean", "l1-noisy"),
+        ("gce-clean", "gce-noisy"),
+    ]
+    results = compare_variants(y, scores, pairs, "binary", n_resamples=300, seed=2, seed_names=(7, 8, 9))
+    assert list(results) == [f"{b} vs {a}" for a, b in pairs]
+    for (a, b), entry in zip(pairs, results.values(), strict=True):
+        assert (entry["a"], entry["b"]) == (a, b)
+        # The same numbers as the module's functions on that pair alone (one set of resamples for all pairs).
+        alone = paired_bootstrap(y, scores[a], scores[b], "binary", n_resamples=300, seed=2)
+        for metric in ("accuracy", "balanced_accuracy", "auc"):
+            low, high = alone[metric]["ci95"]
+            assert entry[metric] == {
+                "difference": alone[metric]["difference"],
+                "ci95_low": low,
+                "ci95_high": high,
+                "resamples": alone[metric]["resamples"],
+            }
+        per_seed = mcnemar_per_seed(y, scores[a], scores[b], "binary")
+        assert entry["mcnemar_p"] == {str(seed): p for seed, p in zip((7, 8, 9), per_seed, strict=True)}
+        sign = sign_test_over_seeds(y, scores[a], scores[b], "binary")
+        assert (entry["p_value"], entry["b_better"], entry["a_better"]) == (
+            sign["p_value"],
+            sign["b_better"],
+            sign["a_better"],
+        )
+    # Holm over the six sign-test p-values, as statsmodels computes it.
+    p_values = [entry["p_value"] for entry in results.values()]
+    reject, adjusted, _, _ = multipletests(p_values, alpha=0.05, method="holm")
+    np.testing.assert_allclose([entry["p_holm"] for entry in results.values()], adjusted)
+    assert [entry["significant"] for entry in results.values()] == list(reject)
+    assert results["l1-noisy vs bce-noisy"]["significant"]  # 0.86 vs 0.7 on 300 images, 3 seeds
+    assert results["gce-noisy vs l1-noisy"]["accuracy"]["difference"] == 0.0
+    assert results["gce-noisy vs l1-noisy"]["p_holm"] == 1.0 and not results["gce-noisy vs l1-noisy"]["significant"]
+
+
+def test_compare_variants_refuses_unpaired_seeds() -> None:
+    y = np.array([0, 1, 0, 1])
+    scores = {"a": [np.full(4, 0.4)] * 2, "b": [np.full(4, 0.6)]}
+    with pytest.raises(ValueError, match="paired"):
+        compare_variants(y, scores, [("a", "b")], "binary")

@@ -37,7 +37,8 @@ def per_seed_blocks(noisy: pd.DataFrame) -> dict[int, pd.DataFrame]:
 
 def test_long_table_has_one_block_of_rows_per_seed_in_order() -> None:
     noisy, _ = corrupt_pool(BINARY_POOL, symmetric(0.3), BINARY_NAMES, seed=0, repeats=REPEATS)
-    assert list(noisy.columns) == ["seed", "id", "clean_label", "label", "flipped"]
+    assert list(noisy.columns) == ["seed", "id", "clean_label", "label", "flipped", "split"]
+    assert set(noisy["split"]) == {"train"}
     assert len(noisy) == len(BINARY_POOL) * len(REPEATS)
     assert noisy["seed"].tolist() == [s for s in REPEATS for _ in range(len(BINARY_POOL))]
     for block in per_seed_blocks(noisy).values():
@@ -148,3 +149,35 @@ def test_repeat_rng_is_determined_by_both_seeds() -> None:
     np.testing.assert_array_equal(draw(0, 1), draw(0, 1))
     distinct = {draw(seed, repeat).tobytes() for seed, repeat in [(0, 0), (0, 1), (1, 0), (1, 1), (2, 0)]}
     assert len(distinct) == 5
+
+
+# A validation set of 30 images (6 sunflowers), ids between the pool's.
+BINARY_VAL = pd.DataFrame(
+    {"id": np.arange(30) * 3 + 6, "label": np.random.default_rng(2).permutation([1] * 6 + [0] * 24)}
+)
+
+
+@pytest.mark.parametrize(
+    ("rate", "pool_flips", "val_flips"), [(0.1, 5, 3), (0.3, 15, 9), (0.55, 28, 17), (1.0, 50, 30)]
+)
+def test_validation_labels_get_the_same_noise_with_their_own_exact_count(
+    rate: float, pool_flips: int, val_flips: int
+) -> None:
+    noisy, summary = corrupt_pool(BINARY_POOL, symmetric(rate), BINARY_NAMES, seed=0, repeats=REPEATS, val=BINARY_VAL)
+    without_val, _ = corrupt_pool(BINARY_POOL, symmetric(rate), BINARY_NAMES, seed=0, repeats=REPEATS)
+    for seed, block in per_seed_blocks(noisy).items():
+        train, val = block[block["split"] == "train"], block[block["split"] == "val"]
+        assert list(block["split"]) == ["train"] * len(BINARY_POOL) + ["val"] * len(BINARY_VAL)
+        np.testing.assert_array_equal(val["id"], BINARY_VAL["id"])
+        np.testing.assert_array_equal(val["clean_label"], BINARY_VAL["label"])
+        assert int(train["flipped"].sum()) == pool_flips and int(val["flipped"].sum()) == val_flips
+        assert summary["seeds"][str(seed)]["val_flipped"] == val_flips
+        # The training pool's draw does not depend on the validation set.
+        same_seed = without_val[without_val["seed"] == seed].reset_index(drop=True)
+        np.testing.assert_array_equal(train["label"], same_seed["label"])
+    assert summary["flip_rate"] == pytest.approx(pool_flips / len(BINARY_POOL))  # the training pool only
+    assert summary["val_flip_rate"] == pytest.approx(val_flips / len(BINARY_VAL))
+    assert summary["val_size"] == len(BINARY_VAL)
+    val_labels = [block.loc[block["split"] == "val", "label"].to_numpy() for block in per_seed_blocks(noisy).values()]
+    if rate < 1.0:  # at 1.0 every binary label flips: one possible draw
+        assert not np.array_equal(val_labels[0], val_labels[1])  # drawn per seed

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stages.lib.head import Adam, LinearHead, fit_linear_head
+from stages.lib.head import Adam, LinearHead, fit_linear_head, selected_epoch
 from stages.lib.labels import targets
 from stages.lib.losses import LOSS_NAMES
 from stages.lib.metrics import binary_metrics, predict_labels
@@ -190,3 +190,44 @@ def test_forward_loss_trains_a_head() -> None:
     _, history = fit("binary", "forward", epochs=10, flipped=20, loss_params={"T": "true"})
     assert history["val_accuracy"][-1] >= 0.9
     assert history["loss"][-1] < history["loss"][0]
+
+
+def noisy_validation(n: int = 40, k: int = 2, flipped: int = 8) -> tuple[np.ndarray, np.ndarray]:
+    """A validation set (data(n, k, seed=2)) with `flipped` labels moved to the next class."""
+    x, labels = data(n, k, seed=2)
+    labels[:flipped] = (labels[:flipped] + 1) % k
+    return x, labels
+
+
+def test_select_epoch_val_keeps_the_epoch_with_the_best_validation_accuracy() -> None:
+    vx, vlabels = noisy_validation()
+    common = dict(
+        flipped=30, epochs=25, seed=3, learning_rate=0.05, val_features=vx, val_y=targets(vlabels, "binary", 2)
+    )
+    last, last_history = fit("binary", **common)
+    chosen, history = fit("binary", select_epoch="val", **common)
+    assert history == last_history  # selecting changes what is kept, not how it trains
+    scores = history["validation_accuracy"]
+    best = selected_epoch(history, "val")
+    assert best == scores.index(max(scores)) and best < 24  # the first best, and not the last epoch here
+    # The head kept is the one after epoch `best`: training for best + 1 epochs gives it exactly.
+    again, _ = fit("binary", **{**common, "epochs": best + 1})
+    np.testing.assert_array_equal(chosen.kernel, again.kernel)
+    np.testing.assert_array_equal(chosen.bias, again.bias)
+    assert not np.array_equal(chosen.kernel, last.kernel)
+    accuracy = np.mean(predict_labels(chosen.predict_proba(vx), "binary") == vlabels)
+    assert accuracy == pytest.approx(max(scores))
+    assert selected_epoch(last_history, "last") == 24
+
+
+def test_validation_ties_go_to_the_earliest_epoch() -> None:
+    history = {"loss": [1.0] * 4, "validation_accuracy": [0.5, 0.75, 0.75, 0.5]}
+    assert selected_epoch(history, "val") == 1
+    assert selected_epoch(history, "last") == 3
+
+
+def test_select_epoch_val_without_a_validation_set_is_refused() -> None:
+    with pytest.raises(ValueError, match="validation set"):
+        fit("binary", select_epoch="val")
+    with pytest.raises(ValueError, match="validation set"):
+        fit("binary", select_epoch="val", val_features=np.empty((0, DIM)), val_y=np.empty((0, 1)))

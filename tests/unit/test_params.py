@@ -51,6 +51,7 @@ def test_repository_params_load_through_every_section(repo_params: dict[str, Any
         as_written["train"]["batch_size"],
         as_written["train"]["learning_rate"],
     )
+    assert train.select_epoch == as_written["train"]["select_epoch"]
     # Every loss in use gets its resolved parameters (defaults filled in), and only those.
     assert set(train.loss_params) == set(train.losses)
 
@@ -74,6 +75,14 @@ def test_noise_class_rates_by_name(repo_params: dict[str, Any]) -> None:
 def test_test_size_null_or_number(repo_params: dict[str, Any]) -> None:
     assert P.data_params(with_value(repo_params, "data.test_size", None)).test_size is None
     assert P.data_params(with_value(repo_params, "data.test_size", 500)).test_size == 500
+
+
+def test_select_epoch_val_needs_a_validation_set(repo_params: dict[str, Any]) -> None:
+    raw = with_value(with_value(repo_params, "train.select_epoch", "val"), "data.val_size", 0)
+    with pytest.raises(UserError, match=r"^train\.select_epoch = val needs a validation set, but data\.val_size = 0: "):
+        P.check_all(raw)
+    P.check_all(with_value(raw, "train.select_epoch", "last"))  # no validation set: the last epoch is kept
+    assert P.data_params(raw).val_size == 0
 
 
 def copy_and_locate(raw: dict[str, Any], dotted: str) -> tuple[dict[str, Any], dict[str, Any], str]:
@@ -103,6 +112,8 @@ INVALID = [
     (P.data_params, "data.train_size", 0, r"data\.train_size = 0: must be an integer >= 1"),
     (P.data_params, "data.train_size", 600.5, r"data\.train_size = 600\.5: must be an integer"),
     (P.data_params, "data.test_size", 0, r"data\.test_size = 0: must be an integer >= 1"),
+    (P.data_params, "data.val_size", -1, r"data\.val_size = -1: must be an integer >= 0"),
+    (P.data_params, "data.val_size", None, r"data\.val_size = None: must be an integer"),
     (P.data_params, "data.positive_class", None, r"data\.positive_class = None: must be a non-empty string"),
     (P.noise_params, "noise", 1.5, r"noise = 1\.5: must be a number in \[0\.0, 1\.0\]"),
     (P.noise_params, "noise", True, r"noise = True: must be a number"),
@@ -118,6 +129,7 @@ INVALID = [
     (P.train_params, "train.seeds", [0, 0], r"train\.seeds = \[0, 0\]: must be a non-empty list of distinct"),
     (P.train_params, "train.seeds", [True], r"train\.seeds = \[True\]: must be"),
     (P.train_params, "train.epochs", 0, r"train\.epochs = 0: must be an integer >= 1"),
+    (P.train_params, "train.select_epoch", "best", r"train\.select_epoch = 'best': must be one of last, val"),
     (P.train_params, "train.batch_size", "32", r"train\.batch_size = '32': must be an integer"),
     (P.train_params, "train.learning_rate", 0, r"train\.learning_rate = 0: must be a number in \(0\.0, 10\.0\]"),
     (P.train_params, "train.loss_params", {"gce": {"q": 2}}, r"train\.loss_params\.gce\.q"),

@@ -15,12 +15,14 @@ import report
 from stages.lib.errors import UserError
 from stages.lib.report.experiments import Run, exp_show_json, flatten, parse_runs
 from stages.lib.report.sweep import (
+    comparison_table,
     curve,
     distinguishing_params,
     format_cell,
     group_sweeps,
     markdown_report,
     markdown_table,
+    realised_flip_rates,
     variants,
 )
 from stages.lib.training import mean_curves
@@ -59,6 +61,28 @@ def study_metrics(noise: float) -> dict:
     }
 
 
+def comparison(difference: float, p_holm: float, significant: bool) -> dict:
+    return {
+        **{
+            metric: {"difference": difference, "ci95_low": difference - 0.02, "ci95_high": difference + 0.02}
+            for metric in ("accuracy", "balanced_accuracy", "auc")
+        },
+        "mcnemar_p": {"0": 0.01, "1": 0.2, "2": 0.0004},
+        "p_value": p_holm / 3,
+        "p_holm": p_holm,
+        "significant": significant,
+    }
+
+
+def study_comparisons(noise: float) -> dict:
+    """What metrics/comparisons.json holds (stages.lib.comparisons.compare_variants), Holm applied."""
+    return {
+        "l1-noisy vs bce-noisy": comparison(0.2 * noise, 0.003, True),
+        "bce-noisy vs bce-clean": comparison(-0.4 * noise, 0.2, False),
+        "l1-noisy vs l1-clean": comparison(-0.2 * noise, 0.04, True),
+    }
+
+
 def rev_record(rev: str, name: str | None, timestamp: str | None, noise: float, **params) -> dict:
     """One row as `dvc exp show --json` prints it (the parts the report reads)."""
     values = copy.deepcopy(PARAMS)
@@ -78,7 +102,8 @@ def rev_record(rev: str, name: str | None, timestamp: str | None, noise: float, 
             "params": {"params.yaml": {"data": values}},
             "metrics": {
                 "metrics/metrics.json": {"data": study_metrics(noise)},
-                "metrics/noise.json": {"data": {"noise": noise, "flip_rate": noise}},
+                "metrics/noise.json": {"data": {"noise": noise, "flip_rate": noise, "train_size": 600}},
+                "metrics/comparisons.json": {"data": study_comparisons(noise)},
             },
         },
         "error": None,
@@ -336,3 +361,78 @@ def test_report_without_runs_says_how_to_make_some(tmp_path: Path, monkeypatch: 
     with pytest.raises(UserError, match=r"no finished experiment.*dvc exp run --queue"):
         report.main(["--out", str(tmp_path / "reports")])
     assert not (tmp_path / "reports").exists()
+
+
+# --- paired comparisons and the figure's x-axis ---------------------------------------------------------------
+
+
+def test_comparison_table_has_a_row_per_comparison_with_intervals_and_marks_the_significant() -> None:
+    runs, _ = parse_runs(sweep_records())
+    run = next(run for run in runs if run.noise == 0.5)
+    lines = comparison_table(run).splitlines()
+    assert lines[0] == (
+        "| comparison (B vs A) | Δ accuracy [95 % CI] | Δ balanced accuracy [95 % CI] | Δ auc [95 % CI] "
+        "| McNemar p per seed | sign test p | Holm p |"
+    )
+    rows = [line.strip("| ").split(" | ") for line in lines[2:]]
+    assert [row[0] for row in rows] == ["l1-noisy vs bce-noisy *", "bce-noisy vs bce-clean", "l1-noisy vs l1-clean *"]
+    assert rows[0][1] == "+0.100 [+0.080, +0.120]" and rows[1][2] == "-0.200 [-0.220, -0.180]"
+    assert rows[0][4] == "0.010, 0.200, 0.0004"
+    assert [row[6] for row in rows] == ["**0.003**", "0.200", "**0.040**"]
+
+
+def test_markdown_report_has_a_comparison_table_per_noise_level() -> None:
+    runs, _ = parse_runs(sweep_records())
+    text = markdown_report(group_sweeps(runs))
+    assert "### Paired comparisons" in text
+    assert [line for line in text.splitlines() if line.startswith("#### ")] == [
+        "#### noise 0 (`exp-0`)",
+        "#### noise 0.3 (`main`)",
+        "#### noise 0.5 (`exp-5`)",
+        "#### noise 0.9 (`exp-9`)",
+    ]
+    without = [Run(r.name, r.rev, r.timestamp, r.params, r.metrics, r.noise_summary) for r in runs]
+    assert "Paired comparisons" not in markdown_report(group_sweeps(without))
+
+
+def with_flip_rate(record: dict, flip_rate: float) -> dict:
+    record["data"]["metrics"]["metrics/noise.json"]["data"]["flip_rate"] = flip_rate
+    return record
+
+
+def test_x_axis_is_the_realised_flip_rate_only_where_it_differs_from_noise() -> None:
+    (sweep,) = group_sweeps(parse_runs(sweep_records())[0])
+    assert realised_flip_rates(sweep) is None  # symmetric: flip rate == noise
+    # An exact count rounds: within half an image of `noise` (here 0.4 of one of 600) is still `noise`.
+    records = exp_show(
+        experiment(with_flip_rate(rev_record("b" * 40, "exp-5", "2026-01-01T11:05:00", 0.5), 0.5 + 0.4 / 600)),
+        workspace=with_flip_rate(rev_record("workspace", None, None, 0.3), 0.3),
+    )
+    assert realised_flip_rates(group_sweeps(parse_runs(records)[0])[0]) is None
+    # `seed` noise flips about half of `noise`: x becomes what was realised.
+    records = exp_show(
+        experiment(with_flip_rate(rev_record("b" * 40, "exp-5", "2026-01-01T11:05:00", 0.5), 0.25)),
+    )
+    records[1] = with_flip_rate(records[1], 0.15)  # HEAD's run at 0.3 (it supersedes the workspace's)
+    (sweep,) = group_sweeps(parse_runs(records)[0])
+    np.testing.assert_allclose(realised_flip_rates(sweep), [0.15, 0.25])
+
+
+def test_figure_labels_its_x_axis_by_what_it_shows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import matplotlib.axes
+
+    labels = []
+    original = matplotlib.axes.Axes.set_xlabel
+    monkeypatch.setattr(
+        matplotlib.axes.Axes, "set_xlabel", lambda self, text, *a, **k: labels.append(text) or original(self, text)
+    )
+    records = exp_show(
+        experiment(with_flip_rate(rev_record("b" * 40, "exp-5", "2026-01-01T11:05:00", 0.5, noise_type="seed"), 0.25)),
+        baseline_noise=0.3,
+        workspace=with_flip_rate(rev_record("workspace", None, None, 0.3, noise_type="seed"), 0.15),
+    )
+    records[1] = with_flip_rate(records[1], 0.3)  # HEAD's run is of another sweep (symmetric)
+    from stages.lib.report.figure import FLIP_LABEL, NOISE_LABEL, draw_noise_curves
+
+    draw_noise_curves(group_sweeps(parse_runs(records)[0]), tmp_path / "figure.png")
+    assert sorted(set(labels)) == sorted({FLIP_LABEL, NOISE_LABEL})

@@ -32,7 +32,7 @@ def expected_share(counts: dict[str, int], size: int) -> dict[str, float]:
 
 @pytest.mark.parametrize("train_size", [5, 60, 183, 300])
 def test_train_pool_is_stratified_and_exact(train_size: int) -> None:
-    train, _ = stratified_split(CLASSES, train_size, None, seed=0)
+    train, _, _ = stratified_split(CLASSES, train_size, None, seed=0)
     assert len(train) == train_size
     per_class = Counter(CLASSES[i] for i in train)
     for name, share in expected_share(SMALL_COUNTS, train_size).items():
@@ -40,7 +40,8 @@ def test_train_pool_is_stratified_and_exact(train_size: int) -> None:
 
 
 def test_split_is_disjoint_sorted_and_covers_all_without_test_size() -> None:
-    train, test = stratified_split(CLASSES, 60, None, seed=3)
+    train, val, test = stratified_split(CLASSES, 60, None, seed=3)
+    assert len(val) == 0
     assert np.all(np.diff(train) > 0)
     assert np.all(np.diff(test) > 0)
     assert np.intersect1d(train, test).size == 0
@@ -49,7 +50,7 @@ def test_split_is_disjoint_sorted_and_covers_all_without_test_size() -> None:
 
 
 def test_explicit_test_size_is_respected_and_stratified() -> None:
-    train, test = stratified_split(CLASSES, 60, 100, seed=0)
+    train, _, test = stratified_split(CLASSES, 60, 100, seed=0)
     assert (len(train), len(test)) == (60, 100)
     assert np.intersect1d(train, test).size == 0
     assert np.all(np.diff(test) > 0)
@@ -59,14 +60,14 @@ def test_explicit_test_size_is_respected_and_stratified() -> None:
 
 
 def test_test_size_equal_to_the_rest_takes_all_of_it() -> None:
-    _, test = stratified_split(CLASSES, 60, N - 60, seed=0)
-    np.testing.assert_array_equal(test, stratified_split(CLASSES, 60, None, seed=0)[1])
+    _, _, test = stratified_split(CLASSES, 60, N - 60, seed=0)
+    np.testing.assert_array_equal(test, stratified_split(CLASSES, 60, None, seed=0)[2])
 
 
 @pytest.mark.parametrize("test_size", [1, 3, N - 62, N - 61])
 def test_test_sets_too_small_or_large_to_stratify_are_still_drawn(test_size: int) -> None:
     # Fewer test images than classes, or fewer left unused than classes: sklearn cannot stratify those.
-    train, test = stratified_split(CLASSES, 60, test_size, seed=0)
+    train, _, test = stratified_split(CLASSES, 60, test_size, seed=0)
     assert (len(train), len(test)) == (60, test_size)
     assert np.intersect1d(train, test).size == 0
 
@@ -76,9 +77,9 @@ def test_same_seed_same_split_and_other_seeds_differ() -> None:
     again = stratified_split(CLASSES, 60, 100, seed=7)
     other = stratified_split(CLASSES, 60, 100, seed=8)
     np.testing.assert_array_equal(first[0], again[0])
-    np.testing.assert_array_equal(first[1], again[1])
+    np.testing.assert_array_equal(first[2], again[2])
     assert not np.array_equal(first[0], other[0])
-    assert not np.array_equal(first[1], other[1])
+    assert not np.array_equal(first[2], other[2])
 
 
 def test_the_train_pool_does_not_depend_on_test_size() -> None:
@@ -86,6 +87,31 @@ def test_the_train_pool_does_not_depend_on_test_size() -> None:
     pools = [stratified_split(CLASSES, 60, test_size, seed=2)[0] for test_size in (None, 50, 200)]
     for pool in pools[1:]:
         np.testing.assert_array_equal(pool, pools[0])
+
+
+@pytest.mark.parametrize(("val_size", "test_size"), [(30, None), (30, 100), (5, 1), (N - 61, None)])
+def test_validation_set_is_drawn_outside_the_pool_and_never_overlaps_the_test_set(
+    val_size: int, test_size: int | None
+) -> None:
+    train, val, test = stratified_split(CLASSES, 60, test_size, seed=4, val_size=val_size)
+    assert (len(train), len(val)) == (60, val_size)
+    assert len(test) == (test_size or N - 60 - val_size)
+    assert np.intersect1d(train, val).size == np.intersect1d(val, test).size == np.intersect1d(train, test).size == 0
+    assert np.all(np.diff(val) > 0)
+    # The validation set changes neither the training pool nor, without it, the test set's draw order.
+    np.testing.assert_array_equal(train, stratified_split(CLASSES, 60, test_size, seed=4)[0])
+
+
+def test_validation_set_is_stratified() -> None:
+    _, val, _ = stratified_split(CLASSES, 60, None, seed=0, val_size=100)
+    per_class = Counter(CLASSES[i] for i in val)
+    for name, share in expected_share(SMALL_COUNTS, 100).items():
+        assert abs(per_class[name] - share) <= 1, (name, per_class[name], share)
+
+
+def test_validation_set_that_leaves_no_test_image_names_the_param() -> None:
+    with pytest.raises(UserError, match=rf"data\.train_size = 60 \+ data\.val_size = {N - 60} is more than"):
+        stratified_split(CLASSES, 60, None, seed=0, val_size=N - 60)
 
 
 @pytest.mark.parametrize(

@@ -20,6 +20,7 @@ import numpy as np
 from stages.lib.finetune.pipeline import image_pipeline
 from stages.lib.labels import num_outputs
 from stages.lib.losses import probabilities
+from stages.lib.metrics import predict_labels
 from stages.lib.params import RESNET50_BLOCKS
 
 _BLOCK_NAME = re.compile(r"^(conv\d_block\d+)_")
@@ -133,6 +134,30 @@ class TrainingClock(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         self.seconds.append((self._stopped or self.clock()) - self._started)
+
+
+class EpochSelection(keras.callbacks.Callback):
+    """After each epoch, the accuracy on the validation images' labels (the variant's own, noisy for a noisy
+    variant), logged to DVCLive as validation/accuracy (before DVCLiveCallback steps: list this first); with
+    `keep_best`, the weights of the first epoch with the best one, restored when training ends."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, task: str, batch_size: int, live, keep_best: bool):
+        super().__init__()
+        self.images, self.labels, self.task, self.batch_size = images, labels, task, batch_size
+        self.live, self.keep_best = live, keep_best
+        self.accuracy: list[float] = []
+        self._best_weights = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        scores = predict_scores(self.model, self.images, self.task, self.batch_size)
+        self.accuracy.append(float(np.mean(predict_labels(scores, self.task) == self.labels)))
+        self.live.log_metric("validation/accuracy", self.accuracy[-1])
+        if self.keep_best and self.accuracy[-1] > max(self.accuracy[:-1], default=-1.0):  # ties: the earliest
+            self._best_weights = self.model.get_weights()
+
+    def on_train_end(self, logs=None):
+        if self.keep_best and self._best_weights is not None:
+            self.model.set_weights(self._best_weights)
 
 
 def throughput(images: int, seconds: list[float]) -> str:

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from stages.lib.backbone import build_backbone, seed_everything
+from stages.lib.head import VALIDATION_ACCURACY
 from stages.lib.labels import MODEL_FILE
 from stages.lib.tf_import import import_tensorflow
 from stages.lib.training import Setup, Trained, Trainer
@@ -22,13 +23,14 @@ def fine_tune_trainer(setup: Setup) -> Trainer:
     Each model's backbone starts as the embed stage's would (`model.weights`; a random init is drawn from
     the global seed), its head from the trainer's `seed`, as in head mode.
     """
-    images, test_images, test_y = setup.inputs, setup.test_inputs, setup.test_y
+    images, val_images, test_images, test_y = setup.inputs, setup.val_inputs, setup.test_inputs, setup.test_y
     task, num_classes, loss, settings = setup.task, setup.num_classes, setup.loss, setup.settings
     import_tensorflow()  # quietly, before anything else loads it
     import keras
     from dvclive.keras import DVCLiveCallback
 
     from stages.lib.finetune.model import (
+        EpochSelection,
         TrainingClock,
         accuracy_metric,
         backbone_features,
@@ -47,7 +49,9 @@ def fine_tune_trainer(setup: Setup) -> Trainer:
     print(f"train {setup.variant}: fine-tuning ResNet50 on the images; {runtime.describe()}", file=sys.stderr)
     deterministic = not runtime.xla
 
-    def train(y: np.ndarray, seed: int, live: Any, transition: np.ndarray | None = None) -> Trained:
+    def train(
+        y: np.ndarray, seed: int, live: Any, transition: np.ndarray | None = None, val_y: np.ndarray | None = None
+    ) -> Trained:
         keras.backend.clear_session()  # the previous seed's model and graphs
         apply_precision(runtime)
         seed_everything(setup.seed, deterministic)
@@ -66,16 +70,26 @@ def fine_tune_trainer(setup: Setup) -> Trainer:
                 jit_compile=runtime.xla,
             )
         clock = TrainingClock()
+        callbacks = [clock]
+        selection = None
+        if val_y is not None and len(val_y):
+            # Per epoch, accuracy on the validation labels; with select_epoch: val, the best epoch's weights kept.
+            val_labels = val_y[:, 0].astype(np.int64) if task == "binary" else val_y.argmax(axis=1)
+            keep_best = settings.select_epoch == "val"
+            selection = EpochSelection(val_images, val_labels, task, settings.batch_size, live, keep_best)
+            callbacks.append(selection)
         history = model.fit(
             image_pipeline(images, y, batch_size=settings.batch_size, shuffle_seed=seed, augment=settings.augment),
             epochs=settings.epochs,
             validation_data=image_pipeline(test_images, test_y, batch_size=settings.batch_size),
-            callbacks=[clock, DVCLiveCallback(live=live)],
+            callbacks=[*callbacks, DVCLiveCallback(live=live)],
             shuffle=False,  # ignored for a tf.data input (the pipeline shuffles); False silences Keras' warning
             verbose=2,
         )
         print(f"fine-tuning on {len(images)} images: {throughput(len(images), clock.seconds)}", file=sys.stderr)
         scores = predict_scores(model, test_images, task, settings.batch_size)
-        return Trained(scores, history.history, model.save, MODEL_FILE)
+        if selection is not None:
+            history.history[VALIDATION_ACCURACY] = selection.accuracy
+        return Trained.selected(scores, history.history, model.save, MODEL_FILE, settings.select_epoch)
 
     return train

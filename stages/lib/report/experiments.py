@@ -22,6 +22,7 @@ from stages.lib.io import FINGERPRINTS_DIR
 PARAMS_FILE = "params.yaml"
 METRICS_FILE = "metrics/metrics.json"
 NOISE_FILE = "metrics/noise.json"
+COMPARISONS_FILE = "metrics/comparisons.json"
 WORKSPACE = "workspace"
 # Params that say where an input is (a path differs between clones and machines), and the fingerprint file
 # (stages/fingerprint.py, a dependency in dvc.lock) that says what it held when the run read it.
@@ -42,6 +43,10 @@ class Run:
     metrics: dict[str, dict[str, Any]] = field(repr=False)  # variant -> metric -> value
     # location param -> hash of its fingerprint in dvc.lock; empty for runs older than the fingerprint stage
     fingerprints: dict[str, str] = field(default_factory=dict)
+    # metrics/noise.json: the training pool's realised noise (flip_rate, train_size, ...); {} if absent
+    noise_summary: dict[str, Any] = field(default_factory=dict, repr=False)
+    # metrics/comparisons.json: "<b> vs <a>" -> paired comparison (stages.lib.comparisons.compare_variants)
+    comparisons: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
 
     @property
     def noise(self) -> float:
@@ -139,5 +144,17 @@ def parse_runs(records: list[dict[str, Any]]) -> tuple[list[Run], list[Skipped]]
             # The workspace after an edit of params.yaml that `dvc repro` has not caught up with.
             skipped.append(Skipped(name, f"metrics are for noise={recorded}, params.yaml says {params['noise']}"))
             continue
-        runs.append(Run(name, rev, data.get("timestamp"), flatten(params), metrics, fingerprints(data)))
+        comparisons = _file_data(data, "metrics", COMPARISONS_FILE) or {}
+        runs.append(
+            Run(
+                name,
+                rev,
+                data.get("timestamp"),
+                flatten(params),
+                metrics,
+                fingerprints=fingerprints(data),
+                noise_summary=noise_summary,
+                comparisons=comparisons,
+            )
+        )
     return runs, skipped

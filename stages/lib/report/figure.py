@@ -8,7 +8,19 @@ import numpy as np
 
 from stages.lib.io import atomic_path
 from stages.lib.labels import BASELINE, parse_variant
-from stages.lib.report.sweep import METRIC_TITLES, Curve, Sweep, curve, distinguishing_params, sweep_title, variants
+from stages.lib.report.sweep import (
+    METRIC_TITLES,
+    Curve,
+    Sweep,
+    curve,
+    distinguishing_params,
+    realised_flip_rates,
+    sweep_title,
+    variants,
+)
+
+NOISE_LABEL = "noise rate (fraction of training labels flipped)"
+FLIP_LABEL = "realised flip rate (fraction of training labels changed, mean over seeds)"
 
 FIGURE_METRICS = ("accuracy", "balanced_accuracy")
 BASELINE_COLOUR = "0.35"
@@ -39,11 +51,14 @@ def draw_noise_curves(sweeps: list[Sweep], path: Path | str) -> None:
     colours = {loss: plt.get_cmap("tab10")(i % 10) for i, loss in enumerate(losses)}
     for row, sweep in enumerate(sweeps):
         names = variants(sweep)
+        # `noise` is not the fraction flipped under every noise model: x is what was realised where it differs.
+        flips = realised_flip_rates(sweep)
         for column, metric in enumerate(FIGURE_METRICS):
             axis = axes[row][column]
             for name in names:
-                _draw_variant(axis, curve(sweep, name, metric), name, colours[_loss_of(name)])
-            _draw_control(axis, curve(sweep, BASELINE, metric), "majority baseline", BASELINE_COLOUR, ":")
+                _draw_variant(axis, _on_x(curve(sweep, name, metric), flips), name, colours[_loss_of(name)])
+            baseline = _on_x(curve(sweep, BASELINE, metric), flips)
+            _draw_control(axis, baseline, "majority baseline", BASELINE_COLOUR, ":")
             if _binary_flip(sweep):
                 axis.axvline(0.5, color="0.75", lw=1, zorder=0)
                 axis.annotate(
@@ -56,7 +71,7 @@ def draw_noise_curves(sweeps: list[Sweep], path: Path | str) -> None:
                     fontsize=7,
                     color="0.45",
                 )
-            axis.set_xlabel("noise rate (fraction of training labels corrupted)")
+            axis.set_xlabel(NOISE_LABEL if flips is None else FLIP_LABEL)
             axis.set_ylabel(METRIC_TITLES[metric] + " (test set, true labels)")
             axis.set_xlim(-0.02, 1.02)
             axis.grid(alpha=0.3)
@@ -78,6 +93,11 @@ def draw_noise_curves(sweeps: list[Sweep], path: Path | str) -> None:
     with atomic_path(path) as tmp:
         figure.savefig(tmp, format="png", dpi=130)
     plt.close(figure)
+
+
+def _on_x(values: Curve, flips: np.ndarray | None) -> Curve:
+    """The curve against the realised flip rates instead of `noise`, where those are given."""
+    return values if flips is None else Curve(flips, values.mean, values.std)
 
 
 def _draw_variant(axis, values: Curve, name: str, colour) -> None:

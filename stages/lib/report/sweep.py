@@ -142,6 +142,22 @@ def curve(sweep: Sweep, variant: str, metric: str) -> Curve:
     return Curve(np.array(sweep.noise_levels, dtype=np.float64), np.array(means), np.array(stds))
 
 
+def realised_flip_rates(sweep: Sweep) -> np.ndarray | None:
+    """The training pool's realised flip rate (mean over seeds, metrics/noise.json) of each run, where it differs
+    from `noise` by more than the rounding of an exact count (`seed` noise flips about noise/2, binary
+    `asymmetric` about 0.19 noise, `noise_class_rates` ignore `noise`); None where it does not, or where a
+    run lacks it."""
+    rates, tolerances = [], []
+    for run in sweep.runs:
+        rate, size = run.noise_summary.get("flip_rate"), run.noise_summary.get("train_size")
+        if not isinstance(rate, int | float) or not isinstance(size, int) or size < 1:
+            return None
+        rates.append(float(rate))
+        tolerances.append(0.5 / size + 1e-9)
+    differs = np.abs(np.array(rates) - np.array(sweep.noise_levels)) > np.array(tolerances)
+    return np.array(rates) if differs.any() else None
+
+
 def format_cell(mean: float, std: float, seeds: int) -> str:
     """`0.812 ± 0.021` over several seeds, `0.812` for one; `–` where nothing was measured."""
     if math.isnan(mean):
@@ -166,6 +182,49 @@ def markdown_table(sweep: Sweep, metric: str) -> str:
     return "\n".join(lines)
 
 
+def _interval_cell(entry: dict[str, Any], metric: str) -> str:
+    values = entry.get(metric) or {}
+    difference, low, high = (_number(values.get(key)) for key in ("difference", "ci95_low", "ci95_high"))
+    if math.isnan(difference):
+        return "–"
+    return f"{difference:+.3f} [{low:+.3f}, {high:+.3f}]"
+
+
+def _p_text(value: Any) -> str:
+    p = _number(value)
+    return "–" if math.isnan(p) else (f"{p:.2g}" if p < 0.001 else f"{p:.3f}")
+
+
+def comparison_table(run: Run) -> str | None:
+    """One run's paired comparisons (metrics/comparisons.json): a row per comparison, B - A per metric with its
+    95 % paired-bootstrap interval, the per-seed McNemar p-values, the sign test over seeds and its Holm-adjusted
+    p. Rows significant after Holm (at 0.05) are marked with `*` and their Holm p in bold. None without any."""
+    if not run.comparisons:
+        return None
+    header = ["comparison (B vs A)", *(f"Δ {METRIC_TITLES[m].lower()} [95 % CI]" for m in TABLE_METRICS)]
+    header += ["McNemar p per seed", "sign test p", "Holm p"]
+    lines = ["| " + " | ".join(header) + " |", "|:---|" + "|".join(["---:"] * (len(header) - 1)) + "|"]
+    for name, entry in run.comparisons.items():
+        significant = entry.get("significant") is True
+        per_seed = list((entry.get("mcnemar_p") or {}).values())
+        cells = [f"{name} *" if significant else name]
+        cells += [_interval_cell(entry, metric) for metric in TABLE_METRICS]
+        cells += [", ".join(_p_text(p) for p in per_seed) or "–", _p_text(entry.get("p_value"))]
+        holm_p = _p_text(entry.get("p_holm"))
+        cells.append(f"**{holm_p}**" if significant else holm_p)
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+COMPARISONS_TEXT = (
+    "Per noise level, each noisy variant against every other and against its own clean control, on the same "
+    "test images, seeds, noise draws and initial weights. Δ is B − A (mean over seeds) with a 95 % interval from "
+    "a paired bootstrap over test images; McNemar's exact test per seed on per-image correctness; the sign test "
+    "over images on how many seeds each variant got it right combines the seeds; Holm's correction runs over "
+    "the comparisons of one experiment. `*` and bold: significant after Holm at 0.05."
+)
+
+
 # Params worth repeating above each sweep's tables (the rest is in `dvc exp show`).
 SUMMARY_PARAMS = (
     "task",
@@ -173,6 +232,8 @@ SUMMARY_PARAMS = (
     "train.losses",
     "train.seeds",
     "train.epochs",
+    "train.select_epoch",
+    "data.val_size",
     "model.weights",
     "data.image_size",
 )
@@ -200,7 +261,9 @@ def markdown_report(sweeps: list[Sweep], skipped: Iterable[Any] = (), figure: st
         "standard deviation over seeds where there are several. `<loss>-noisy` heads learn from labels "
         "corrupted at the row's noise rate; `<loss>-clean` heads (controls) from the true labels, so they do "
         "not depend on it; `baseline` always answers the training pool's majority class. Rows come from the "
-        "experiment named in the last column (`dvc exp show` has all of its params and metrics).",
+        "experiment named in the last column (`dvc exp show` has all of its params and metrics). A variant's "
+        "`accuracy_ci95` in metrics.json is one model's test-sampling interval (Wilson), not the spread over "
+        "seeds.",
         "",
     ]
     distinct = distinguishing_params(sweeps)
@@ -211,6 +274,12 @@ def markdown_report(sweeps: list[Sweep], skipped: Iterable[Any] = (), figure: st
         lines += [f"Noise levels: {levels}. Params: {_param_text(summary)}.", ""]
         for metric in TABLE_METRICS:
             lines += [f"### {METRIC_TITLES[metric]}", "", markdown_table(sweep, metric), ""]
+        tables = [(run, comparison_table(run)) for run in sweep.runs]
+        if any(table for _, table in tables):
+            lines += ["### Paired comparisons", "", COMPARISONS_TEXT, ""]
+            for run, table in tables:
+                if table:
+                    lines += [f"#### noise {run.noise:g} (`{run.name}`)", "", table, ""]
         if sweep.superseded:
             older = ", ".join(f"`{run.name}` (noise {run.noise:g})" for run in sweep.superseded)
             lines += [f"Superseded by a newer run at the same noise level: {older}.", ""]
