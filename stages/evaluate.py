@@ -22,7 +22,7 @@ from sklearn.metrics import roc_curve
 from stages.lib import params as P
 from stages.lib.errors import UserError, run_stage
 from stages.lib.io import METRICS_DIR, atomic_dir, label_names, load_array, read_prepared, write_json
-from stages.lib.labels import BASELINE, LABEL_SETS, SCORES_FILE, model_dir, targets, variant_name
+from stages.lib.labels import BASELINE, SCORES_FILE, model_dir, targets, variant_name
 from stages.lib.metrics import binary_metrics, majority_baseline, multiclass_metrics, predict_labels, summarise
 
 METRICS_FILE = METRICS_DIR / "metrics.json"
@@ -98,7 +98,7 @@ def main() -> None:
 
     summary, per_seed, plots = {}, {}, {}
     for loss in settings.losses:
-        for labels in LABEL_SETS:
+        for labels in settings.labels:
             variant = variant_name(loss, labels)
             per_seed[variant], first_scores = evaluate_variant(variant, loss, settings, y_true, task, names)
             summary[variant] = summarise(per_seed[variant], len(y_true))
