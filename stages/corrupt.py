@@ -1,4 +1,5 @@
-"""Stage 3: the noisy training labels, one seeded draw per repeat seed.
+"""Stage 3: the noisy training labels, one seeded draw per repeat seed (or, with noise_type given, the labels
+a CSV gives: stages.lib.given_labels).
 
 Writes data/labels/noisy.csv (seed, id, clean_label, label, flipped) and metrics/noise.json with the
 realised flip rates, overall and per class, and the realised transition matrix. Test labels are never
@@ -14,6 +15,7 @@ import pandas as pd
 
 from stages.lib import params as P
 from stages.lib.errors import UserError, run_stage
+from stages.lib.given_labels import read_given_labels
 from stages.lib.io import label_names, read_prepared, write_csv, write_json
 from stages.lib.labels import label_file
 from stages.lib.noise import corrupt_labels, flip_rates, transition_matrix
@@ -36,15 +38,26 @@ def class_rates_by_index(class_rates: dict[str, float] | None, names: list[str])
 
 
 def corrupt_pool(
-    clean: pd.DataFrame, noise: P.NoiseParams, names: list[str], seed: int, repeats: tuple[int, ...]
+    clean: pd.DataFrame,
+    noise: P.NoiseParams,
+    names: list[str],
+    seed: int,
+    repeats: tuple[int, ...],
+    given: np.ndarray | None = None,
 ) -> tuple[pd.DataFrame, dict]:
-    """Noisy labels for every repeat seed (long format) and the realised-noise summary."""
+    """Noisy labels for every repeat seed (long format) and the realised-noise summary.
+
+    `given` (noise_type given): the labels someone gave, the same for every seed (nothing is drawn)."""
     num_classes = len(names)
     rates = class_rates_by_index(noise.class_rates, names)
     frames, per_seed = [], {}
     for repeat in repeats:
         labels = clean["label"].to_numpy()
-        noisy = corrupt_labels(labels, num_classes, noise.rate, noise.kind, repeat_rng(seed, repeat), class_rates=rates)
+        if given is not None:
+            noisy = np.asarray(given, dtype=labels.dtype)
+        else:
+            rng = repeat_rng(seed, repeat)
+            noisy = corrupt_labels(labels, num_classes, noise.rate, noise.kind, rng, class_rates=rates)
         frames.append(
             pd.DataFrame(
                 {
@@ -66,6 +79,7 @@ def corrupt_pool(
     summary = {
         "noise": noise.rate,
         "noise_type": noise.kind,
+        **({"noise_labels": noise.labels_file} if noise.kind == "given" else {}),
         "train_size": len(clean),
         "flip_rate": float(np.mean([s["flip_rate"] for s in per_seed.values()])),
         "per_class": {name: float(np.nanmean([s["per_class"][name] for s in per_seed.values()])) for name in names},
@@ -82,8 +96,9 @@ def main() -> None:
     repeats = P.train_seeds(raw)
     table, report = read_prepared()
     names = label_names(report)
-    clean = table.loc[table["split"] == "train", ["id", "label"]].reset_index(drop=True)
-    noisy, summary = corrupt_pool(clean, noise, names, seed, repeats)
+    clean = table.loc[table["split"] == "train", ["id", "file", "label"]].reset_index(drop=True)
+    given = read_given_labels(noise.labels_file, clean, report) if noise.kind == "given" else None
+    noisy, summary = corrupt_pool(clean, noise, names, seed, repeats, given)
     write_csv(label_file("noisy"), noisy)
     write_json(NOISE_METRICS, summary)
     print(

@@ -24,7 +24,13 @@ import pandas as pd
 
 from stages.lib import params as P
 from stages.lib.backbone import derived_seed
-from stages.lib.detection import detection_metrics, estimated_transition, find_issues, out_of_sample_probabilities
+from stages.lib.detection import (
+    detection_metrics,
+    estimated_transition,
+    find_issues,
+    out_of_sample_probabilities,
+    pruned_rows,
+)
 from stages.lib.errors import UserError, run_stage
 from stages.lib.io import (
     LABELS_DIR,
@@ -130,8 +136,7 @@ def main() -> None:
                 }
             )
         )
-        seed_rows = noisy_table[noisy_table["seed"] == repeat]
-        pruned_frames.append(seed_rows[~seed_rows["id"].isin(train_ids[issues.flagged])])
+        pruned_frames.append(pruned_rows(noisy_table, repeat, train_ids[issues.flagged]))
         kept = ~issues.flagged
         estimates[("noisy", repeat)] = issues.transition
         estimates[("pruned", repeat)] = estimated_transition(labels[kept], probs[kept])[0]
@@ -165,7 +170,7 @@ def main() -> None:
     }
     transitions = {
         variant_name(loss, labels): (
-            {"T": "estimated", "seeds": {str(r): rounded(estimates[(labels, r)]) for r in settings.seeds}}
+            {"T": "estimated", "seeds": {str(r): estimates[(labels, r)].tolist() for r in settings.seeds}}
             if loss == "forward" and estimated_needed
             else None
         )

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 from sklearn.metrics import f1_score, precision_score, recall_score, roc_auc_score
 from sklearn.model_selection import StratifiedKFold
 
@@ -119,3 +120,9 @@ def detection_metrics(flipped: np.ndarray, flagged: np.ndarray, score: np.ndarra
         "flipped": int(flipped.sum()),
         "false_flag_rate": float((flagged & ~flipped).sum() / max(int((~flipped).sum()), 1)),
     }
+
+
+def pruned_rows(noisy: pd.DataFrame, seed: int, flagged_ids: np.ndarray) -> pd.DataFrame:
+    """One seed's rows of the noisy label table without the ids flagged for that seed ("prune by noise rate")."""
+    rows = noisy[noisy["seed"] == seed]
+    return rows[~rows["id"].isin(flagged_ids)]
