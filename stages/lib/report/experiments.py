@@ -20,6 +20,7 @@ from stages.lib.errors import UserError
 PARAMS_FILE = "params.yaml"
 METRICS_FILE = "metrics/metrics.json"
 NOISE_FILE = "metrics/noise.json"
+DETECTION_FILE = "metrics/detection.json"  # the detect stage's: confident learning against the flipped labels
 WORKSPACE = "workspace"
 
 
@@ -32,6 +33,7 @@ class Run:
     timestamp: str | None  # ISO 8601 (commit time); None for the workspace
     params: dict[str, Any]  # params.yaml flattened to dotted keys ("train.seeds")
     metrics: dict[str, dict[str, Any]] = field(repr=False)  # variant -> metric -> value
+    detection: dict[str, Any] | None = field(default=None, repr=False)  # metrics/detection.json, if any
 
     @property
     def noise(self) -> float:
@@ -122,5 +124,6 @@ def parse_runs(records: list[dict[str, Any]]) -> tuple[list[Run], list[Skipped]]
             # The workspace after an edit of params.yaml that `dvc repro` has not caught up with.
             skipped.append(Skipped(name, f"metrics are for noise={recorded}, params.yaml says {params['noise']}"))
             continue
-        runs.append(Run(name, rev, data.get("timestamp"), flatten(params), metrics))
+        detection = _file_data(data, "metrics", DETECTION_FILE)
+        runs.append(Run(name, rev, data.get("timestamp"), flatten(params), metrics, detection))
     return runs, skipped

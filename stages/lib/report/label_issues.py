@@ -41,7 +41,7 @@ def draw_label_issues(
         colour = "tab:red" if flipped else "0.3"
         given, model = names[int(suspect.label)], names[int(suspect.predicted)]
         axis.set_title(
-            f"#{rank} score {suspect.score:.2f}\ngiven {given}, model {model}"
+            f"#{rank} score {suspect.score:.3f}\ngiven {given}, model {model}"
             f"\n{'truly flipped' if flipped else 'not flipped'}",
             fontsize=7,
             color=colour,
