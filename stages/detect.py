@@ -25,11 +25,15 @@ import pandas as pd
 from stages.lib import params as P
 from stages.lib.backbone import derived_seed
 from stages.lib.detection import (
+    Issues,
     detection_metrics,
     estimated_transition,
     find_issues,
+    issues_table,
+    mean_over_seeds,
     out_of_sample_probabilities,
     pruned_rows,
+    smallest_class,
 )
 from stages.lib.errors import UserError, run_stage
 from stages.lib.io import (
@@ -44,34 +48,16 @@ from stages.lib.io import (
     write_csv,
     write_json,
 )
-from stages.lib.labels import label_file, labels_for_seed, variant_name
+from stages.lib.labels import TRANSITIONS_DIR, label_file, labels_for_seed, transition_file, variant_name
 from stages.lib.noise import transition_matrix
 
 ISSUES_FILE = LABELS_DIR / "issues.csv"
 DETECTION_METRICS = METRICS_DIR / "detection.json"
-TRANSITIONS_DIR = "data/detect/transitions"
 MEAN_KEYS = ("precision", "recall", "f1", "auc", "estimated_noise_rate", "realised_noise_rate", "false_flag_rate")
 
 
 def rounded(matrix: np.ndarray) -> list:
     return np.round(matrix, 6).tolist()
-
-
-def mean_over_seeds(per_seed: dict[str, dict], keys: tuple[str, ...]) -> dict[str, float | None]:
-    means = {}
-    for key in keys:
-        values = [s[key] for s in per_seed.values() if s.get(key) is not None]
-        means[key] = float(np.mean(values)) if values else None
-    return means
-
-
-def check_folds(labels: np.ndarray, folds: int, source: str) -> None:
-    counts = np.bincount(labels)
-    if counts[counts > 0].min() < folds:
-        raise UserError(
-            f"detect.folds = {folds}: {source} has a class with only {counts[counts > 0].min()} training labels; "
-            "each class needs at least one per fold (lower detect.folds or raise data.train_size)"
-        )
 
 
 def main() -> None:
@@ -101,8 +87,12 @@ def main() -> None:
             f"{features_path('train')} has {len(features)} rows, the training pool {len(train_ids)}: rerun `dvc repro`"
         )
 
-    def run(labels: np.ndarray, repeat: int, source: str) -> tuple[np.ndarray, object]:
-        check_folds(labels, folds, source)
+    def run(labels: np.ndarray, repeat: int, source: str) -> tuple[np.ndarray, Issues]:
+        if smallest_class(labels) < folds:
+            raise UserError(
+                f"detect.folds = {folds}: {source} has a class with only {smallest_class(labels)} training labels; "
+                "each class needs at least one per fold (lower detect.folds or raise data.train_size)"
+            )
         probs = out_of_sample_probabilities(
             features,
             labels,
@@ -119,27 +109,13 @@ def main() -> None:
         labels = labels_for_seed(noisy_table, repeat, train_ids, label_file("noisy"))
         flipped = labels != true_labels
         probs, issues = run(labels, repeat, str(label_file("noisy")))
-        order = np.argsort(-issues.score, kind="stable")
-        ranks = np.empty(len(order), dtype=np.int64)
-        ranks[order] = np.arange(1, len(order) + 1)
-        issue_frames.append(
-            pd.DataFrame(
-                {
-                    "seed": repeat,
-                    "id": train_ids,
-                    "label": labels,
-                    "predicted": issues.predicted,
-                    "score": np.round(issues.score, 6),
-                    "rank": ranks,
-                    "flagged": issues.flagged,
-                    "flipped": flipped,
-                }
-            )
-        )
+        issue_frames.append(issues_table(repeat, train_ids, labels, flipped, issues))
         pruned_frames.append(pruned_rows(noisy_table, repeat, train_ids[issues.flagged]))
-        kept = ~issues.flagged
         estimates[("noisy", repeat)] = issues.transition
-        estimates[("pruned", repeat)] = estimated_transition(labels[kept], probs[kept])[0]
+        if estimated_needed and "pruned" in settings.labels:
+            # forward-pruned's T: the confident joint of the labels pruning keeps (close to the identity).
+            kept = ~issues.flagged
+            estimates[("pruned", repeat)] = estimated_transition(labels[kept], probs[kept])[0]
         noisy_seeds[str(repeat)] = {
             **detection_metrics(flipped, issues.flagged, issues.score),
             "estimated_noise_rate": issues.estimated_noise_rate,
@@ -187,7 +163,7 @@ def write_outputs(issues: pd.DataFrame, pruned: pd.DataFrame, transitions: dict,
     write_csv(label_file("pruned"), pruned)
     with atomic_dir(TRANSITIONS_DIR) as staging:
         for variant, content in transitions.items():
-            (staging / f"{variant}.json").write_text(json.dumps(content) + "\n")
+            (staging / transition_file(variant).name).write_text(json.dumps(content) + "\n")
     write_json(DETECTION_METRICS, metrics)
 
 

@@ -126,3 +126,37 @@ def pruned_rows(noisy: pd.DataFrame, seed: int, flagged_ids: np.ndarray) -> pd.D
     """One seed's rows of the noisy label table without the ids flagged for that seed ("prune by noise rate")."""
     rows = noisy[noisy["seed"] == seed]
     return rows[~rows["id"].isin(flagged_ids)]
+
+
+def issues_table(seed: int, ids: np.ndarray, labels: np.ndarray, flipped: np.ndarray, issues: Issues) -> pd.DataFrame:
+    """issues.csv's rows of one seed: the verdict per training image, with its rank (1 = most suspect)."""
+    order = np.argsort(-issues.score, kind="stable")
+    ranks = np.empty(len(order), dtype=np.int64)
+    ranks[order] = np.arange(1, len(order) + 1)
+    return pd.DataFrame(
+        {
+            "seed": seed,
+            "id": ids,
+            "label": labels,
+            "predicted": issues.predicted,
+            "score": np.round(issues.score, 6),
+            "rank": ranks,
+            "flagged": issues.flagged,
+            "flipped": flipped,
+        }
+    )
+
+
+def mean_over_seeds(per_seed: dict[str, dict], keys: tuple[str, ...]) -> dict[str, float | None]:
+    """Each key's mean over the seeds that have a value for it (None where none has)."""
+    means = {}
+    for key in keys:
+        values = [s[key] for s in per_seed.values() if s.get(key) is not None]
+        means[key] = float(np.mean(values)) if values else None
+    return means
+
+
+def smallest_class(labels: np.ndarray) -> int:
+    """The count of the rarest class present: StratifiedKFold needs at least one per fold."""
+    counts = np.bincount(np.asarray(labels, dtype=np.int64))
+    return int(counts[counts > 0].min())
