@@ -70,22 +70,25 @@ def main() -> None:
     noisy_table = read_csv(label_file("noisy"))
     estimated_needed = "forward" in settings.losses and settings.loss_params["forward"]["T"] == "estimated"
     features = load_array(features_path("train"))
-    if P.model_params(raw).fine_tune or features.ndim != 2 or features.shape[1] == 0:
-        if "pruned" in settings.labels or estimated_needed:
-            raise UserError(
-                "train.labels has pruned or forward has T: estimated, but the detect stage needs the head's cached "
-                "features and model.fine_tune: true leaves them empty: use model.fine_tune: false"
-            )
-        print("detect: model.fine_tune is true: no cached features; nothing detected", file=sys.stderr)
-        nothing = {variant_name(loss, labels): None for loss in settings.losses for labels in settings.labels}
-        write_outputs(
-            pd.DataFrame(columns=["seed", "id"]), noisy_table.iloc[:0], nothing, {"skipped": "model.fine_tune"}
-        )
-        return
-    if len(features) != len(train_ids):
+    if len(features) and len(features) != len(train_ids):
         raise UserError(
             f"{features_path('train')} has {len(features)} rows, the training pool {len(train_ids)}: rerun `dvc repro`"
         )
+    problem = None
+    if P.model_params(raw).fine_tune or features.ndim != 2 or features.shape[1] == 0:
+        problem = "model.fine_tune: true leaves no cached features for the head"
+    elif smallest_class(true_labels) < folds:
+        problem = f"detect.folds = {folds} but a class has only {smallest_class(true_labels)} training labels"
+    if problem is not None:
+        # Nothing asks for detection: say why there is none instead of failing the whole pipeline.
+        if "pruned" in settings.labels or estimated_needed:
+            raise UserError(
+                f"train.labels has pruned or forward has T: estimated, but the detect stage cannot run: {problem}"
+            )
+        print(f"detect: {problem}: nothing detected", file=sys.stderr)
+        nothing = {variant_name(loss, labels): None for loss in settings.losses for labels in settings.labels}
+        write_outputs(pd.DataFrame(columns=["seed", "id"]), noisy_table.iloc[:0], nothing, {"skipped": problem})
+        return
 
     def run(labels: np.ndarray, repeat: int, source: str) -> tuple[np.ndarray, Issues]:
         if smallest_class(labels) < folds:
