@@ -68,7 +68,8 @@ def main() -> None:
     train_ids = table.loc[table["split"] == "train", "id"].to_numpy()
     true_labels = table.loc[table["split"] == "train", "label"].to_numpy(dtype=np.int64)
     noisy_table = read_csv(label_file("noisy"))
-    estimated_needed = "forward" in settings.losses and settings.loss_params["forward"]["T"] == "estimated"
+    forward_params = P.validate_loss_params("forward", (raw["train"].get("loss_params") or {}).get("forward"))
+    estimated_needed = forward_params["T"] == "estimated"
     features = load_array(features_path("train"))
     if len(features) and len(features) != len(train_ids):
         raise UserError(
@@ -86,7 +87,7 @@ def main() -> None:
                 f"train.labels has pruned or forward has T: estimated, but the detect stage cannot run: {problem}"
             )
         print(f"detect: {problem}: nothing detected", file=sys.stderr)
-        nothing = {variant_name(loss, labels): None for loss in settings.losses for labels in settings.labels}
+        nothing = {variant_name(loss, labels): None for loss in P.LOSS_NAMES for labels in P.LABEL_SET_NAMES}
         write_outputs(pd.DataFrame(columns=["seed", "id"]), noisy_table.iloc[:0], nothing, {"skipped": problem})
         return
 
@@ -115,7 +116,7 @@ def main() -> None:
         issue_frames.append(issues_table(repeat, train_ids, labels, flipped, issues))
         pruned_frames.append(pruned_rows(noisy_table, repeat, train_ids[issues.flagged]))
         estimates[("noisy", repeat)] = issues.transition
-        if estimated_needed and "pruned" in settings.labels:
+        if estimated_needed:
             # forward-pruned's T: the confident joint of the labels pruning keeps (close to the identity).
             kept = ~issues.flagged
             estimates[("pruned", repeat)] = estimated_transition(labels[kept], probs[kept])[0]
@@ -153,8 +154,10 @@ def main() -> None:
             if loss == "forward" and estimated_needed
             else None
         )
-        for loss in settings.losses
-        for labels in settings.labels
+        # Every possible variant, not only train.losses x train.labels: adding a loss or a label set then
+        # does not rerun this stage (its params do not name them).
+        for loss in P.LOSS_NAMES
+        for labels in P.LABEL_SET_NAMES
     }
     write_outputs(
         pd.concat(issue_frames, ignore_index=True), pd.concat(pruned_frames, ignore_index=True), transitions, metrics

@@ -52,7 +52,7 @@ def detected(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
 
 def test_adding_pruned_trains_the_pruned_variants_only(detected: tuple[Path, str]) -> None:
     _, output = detected
-    assert ran_stages(output) == {"detect", "train@bce-pruned", "train@forward-pruned", "evaluate"}
+    assert ran_stages(output) == {"train@bce-pruned", "train@forward-pruned", "evaluate"}
 
 
 def test_detection_beats_random_flags(detected: tuple[Path, str]) -> None:
