@@ -6,8 +6,10 @@ reports/noise_curve.png (accuracy and balanced accuracy against the noise rate, 
 flip rate of metrics/noise.json where the noise model makes them differ, one line per loss on noisy
 labels, the clean-label controls and the majority baseline as references, bands of ± 1 standard
 deviation over seeds) and reports/results.md (one table per metric: a row per noise level, a column per
-variant, mean ± std over seeds; then, per noise level, the paired comparisons of metrics/comparisons.json
-with the differences significant after Holm's correction marked).
+variant, mean ± std over seeds; per noise level, the paired comparisons of metrics/comparisons.json
+with the differences significant after Holm's correction marked; and how confident learning found the
+flipped labels). From the workspace's data, if the detect stage has run there: reports/label_issues.png,
+the top suspected label errors.
 
 Not a DVC stage: its input is the set of experiments, which lives in git refs rather than in files one
 run of the pipeline could depend on. It only reads: nothing in the workspace or the experiments changes.
@@ -19,15 +21,20 @@ import argparse
 import sys
 from pathlib import Path
 
+import pandas as pd
+
 from stages.lib.errors import UserError, run_stage
-from stages.lib.io import atomic_path
+from stages.lib.io import DATA_REPORT, LABELS_TABLE, atomic_path, images_path, label_names, load_array, read_json
 from stages.lib.report.experiments import exp_show_json, parse_runs
 from stages.lib.report.figure import draw_noise_curves
+from stages.lib.report.label_issues import draw_label_issues, top_suspects
 from stages.lib.report.sweep import group_sweeps, markdown_report
 
 REPORTS_DIR = Path("reports")
 FIGURE_NAME = "noise_curve.png"
 TABLE_NAME = "results.md"
+ISSUES_NAME = "label_issues.png"
+ISSUES_FILE = Path("data/labels/issues.csv")
 NO_RUNS = (
     "no finished experiment with metrics yet: run the pipeline first, e.g. "
     "`dvc exp run --queue -S 'noise=0,0.1,0.3,0.5,0.7,0.9'` then `dvc queue start` (or `dvc repro`)"
@@ -38,6 +45,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m report", description=__doc__.splitlines()[0])
     parser.add_argument("--all-commits", action="store_true", help="include experiments of every commit, not HEAD's")
     parser.add_argument("--out", type=Path, default=REPORTS_DIR, help=f"output folder (default: {REPORTS_DIR})")
+    parser.add_argument("--suspects", type=int, default=32, help="thumbnails in label_issues.png (default: 32)")
     args = parser.parse_args(argv)
 
     runs, skipped = parse_runs(exp_show_json(".", all_commits=args.all_commits))
@@ -56,6 +64,22 @@ def main(argv: list[str] | None = None) -> None:
         levels = ", ".join(f"{noise:g}" for noise in sweep.noise_levels)
         print(f"report: sweep of {len(sweep.runs)} runs at noise {levels}", file=sys.stderr)
     print(f"report: wrote {figure_path} and {table_path}", file=sys.stderr)
+    if ISSUES_FILE.exists() and images_path("train").exists():
+        issues_path = args.out / ISSUES_NAME
+        draw_workspace_issues(issues_path, args.suspects)
+        print(f"report: wrote {issues_path} (the workspace's top {args.suspects} suspects)", file=sys.stderr)
+
+
+def draw_workspace_issues(path: Path, count: int) -> None:
+    """The top suspects of the workspace's first seed, on the workspace's prepared training images."""
+    issues = pd.read_csv(ISSUES_FILE)
+    if issues.empty:
+        return
+    table = pd.read_csv(LABELS_TABLE)
+    train_ids = table.loc[table["split"] == "train", "id"].to_numpy()
+    suspects = top_suspects(issues, seed=int(issues["seed"].iloc[0]), count=count)
+    names = label_names(read_json(DATA_REPORT))
+    draw_label_issues(load_array(images_path("train"), mmap=True), train_ids, suspects, names, path)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""Stage 3: the noisy training and validation labels, one seeded draw per repeat seed.
+"""Stage 3: the noisy training and validation labels, one seeded draw per repeat seed (or, with noise_type
+given, the labels a CSV gives: stages.lib.given_labels).
 
 Writes data/labels/noisy.csv (seed, id, clean_label, label, flipped, split) and metrics/noise.json with
 the training pool's realised flip rates, overall and per class, its realised transition matrix, and the
@@ -14,6 +15,7 @@ import pandas as pd
 
 from stages.lib import params as P
 from stages.lib.errors import UserError, run_stage
+from stages.lib.given_labels import read_given_labels
 from stages.lib.io import label_names, read_prepared, write_csv, write_json
 from stages.lib.labels import label_file
 from stages.lib.noise import corrupt_labels, flip_rates, transition_matrix
@@ -42,12 +44,22 @@ def val_rng(seed: int, repeat: int) -> np.random.Generator:
 
 
 def _noisy_block(
-    part: pd.DataFrame, split: str, noise: P.NoiseParams, num_classes: int, rates, repeat: int, rng
+    part: pd.DataFrame,
+    split: str,
+    noise: P.NoiseParams,
+    num_classes: int,
+    rates,
+    repeat: int,
+    rng,
+    given: np.ndarray | None = None,
 ) -> pd.DataFrame:
     labels = part["label"].to_numpy()
-    noisy = (
-        corrupt_labels(labels, num_classes, noise.rate, noise.kind, rng, class_rates=rates) if len(labels) else labels
-    )
+    if given is not None:
+        noisy = np.asarray(given, dtype=labels.dtype)
+    elif len(labels):
+        noisy = corrupt_labels(labels, num_classes, noise.rate, noise.kind, rng, class_rates=rates)
+    else:
+        noisy = labels
     return pd.DataFrame(
         {
             "seed": repeat,
@@ -67,20 +79,25 @@ def corrupt_pool(
     seed: int,
     repeats: tuple[int, ...],
     val: pd.DataFrame | None = None,
+    given: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[pd.DataFrame, dict]:
     """Noisy labels for every repeat seed (long format: per seed, the training rows then the validation
     rows) and the realised-noise summary of the training pool (and the validation set's flip rate).
 
     The validation labels (`val`, id and label, may be empty) are corrupted by the same noise model at the
     same rate, with their own exact count: what a practitioner holds out is as noisy as what they train on.
+    `given` (noise_type given): the training and validation labels someone gave, the same for every seed.
     """
     num_classes = len(names)
     rates = class_rates_by_index(noise.class_rates, names)
     val = clean.iloc[:0] if val is None else val
     frames, per_seed = [], {}
     for repeat in repeats:
-        train_block = _noisy_block(clean, "train", noise, num_classes, rates, repeat, repeat_rng(seed, repeat))
-        val_block = _noisy_block(val, "val", noise, num_classes, rates, repeat, val_rng(seed, repeat))
+        train_given, val_given = given if given is not None else (None, None)
+        train_block = _noisy_block(
+            clean, "train", noise, num_classes, rates, repeat, repeat_rng(seed, repeat), train_given
+        )
+        val_block = _noisy_block(val, "val", noise, num_classes, rates, repeat, val_rng(seed, repeat), val_given)
         frames += [train_block, val_block]
         labels, noisy = train_block["clean_label"].to_numpy(), train_block["label"].to_numpy()
         realised = flip_rates(labels, noisy, num_classes)
@@ -95,6 +112,7 @@ def corrupt_pool(
     summary = {
         "noise": noise.rate,
         "noise_type": noise.kind,
+        **({"noise_labels": noise.labels_file} if noise.kind == "given" else {}),
         "train_size": len(clean),
         "flip_rate": float(np.mean([s["flip_rate"] for s in per_seed.values()])),
         "per_class": {name: float(np.nanmean([s["per_class"][name] for s in per_seed.values()])) for name in names},
@@ -113,9 +131,12 @@ def main() -> None:
     repeats = P.train_seeds(raw)
     table, report = read_prepared()
     names = label_names(report)
-    clean = table.loc[table["split"] == "train", ["id", "label"]].reset_index(drop=True)
-    val = table.loc[table["split"] == "val", ["id", "label"]].reset_index(drop=True)
-    noisy, summary = corrupt_pool(clean, noise, names, seed, repeats, val)
+    clean = table.loc[table["split"] == "train", ["id", "file", "label"]].reset_index(drop=True)
+    val = table.loc[table["split"] == "val", ["id", "file", "label"]].reset_index(drop=True)
+    given = None
+    if noise.kind == "given":
+        given = (read_given_labels(noise.labels_file, clean, report), read_given_labels(noise.labels_file, val, report))
+    noisy, summary = corrupt_pool(clean, noise, names, seed, repeats, val, given)
     write_csv(label_file("noisy"), noisy)
     write_json(NOISE_METRICS, summary)
     print(

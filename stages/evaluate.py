@@ -27,7 +27,7 @@ from stages.lib import params as P
 from stages.lib.comparisons import compare_variants
 from stages.lib.errors import UserError, run_stage
 from stages.lib.io import METRICS_DIR, atomic_dir, label_names, load_array, read_json, read_prepared, write_json
-from stages.lib.labels import BASELINE, LABEL_SETS, SCORES_FILE, SELECTION_FILE, model_dir, targets, variant_name
+from stages.lib.labels import BASELINE, SCORES_FILE, SELECTION_FILE, model_dir, targets, variant_name
 from stages.lib.metrics import binary_metrics, majority_baseline, multiclass_metrics, predict_labels, summarise
 
 METRICS_FILE = METRICS_DIR / "metrics.json"
@@ -118,7 +118,7 @@ def main() -> None:
 
     summary, per_seed, plots, scores = {}, {}, {}, {}
     for loss in settings.losses:
-        for labels in LABEL_SETS:
+        for labels in settings.labels:
             variant = variant_name(loss, labels)
             per_seed[variant], scores[variant] = evaluate_variant(variant, loss, settings, y_true, task, names)
             summary[variant] = summarise(per_seed[variant], len(y_true))

@@ -1,11 +1,11 @@
 """Stage 0: fingerprints of the inputs that live outside the repo, so that changing them reruns what reads them.
 
-`data.source` (a folder or an archive) and `model.weights` (a file) are named by path in params.yaml; DVC
-would notice a new path but not new files behind the same path. This stage runs on every `dvc repro`
-(`always_changed`), hashes the contents (about 0.3 s per 230 MB, the size of tf_flowers) and writes
-data/fingerprints/{source,weights}.json. Their bytes change only when the contents do, so the stages that
-depend on them (download; embed and fine-tuning) rerun exactly then. What a fingerprint holds and why:
-stages/lib/sources.py.
+`data.source` (a folder or an archive), `model.weights` and `noise_labels` (files) are named by path in
+params.yaml; DVC would notice a new path but not new files behind the same path. This stage runs on every
+`dvc repro` (`always_changed`), hashes the contents (about 0.3 s per 230 MB, the size of tf_flowers) and
+writes data/fingerprints/{source,weights,noise_labels}.json. Their bytes change only when the contents do,
+so the stages that depend on them (download; embed and fine-tuning; corrupt) rerun exactly then. What a
+fingerprint holds and why: stages/lib/sources.py.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any
 from stages.lib import params as P
 from stages.lib.errors import run_stage
 from stages.lib.io import FINGERPRINTS_DIR, atomic_path
-from stages.lib.sources import source_fingerprint, weights_fingerprint
+from stages.lib.sources import noise_labels_fingerprint, source_fingerprint, weights_fingerprint
 
 
 def write_fingerprint(path: Path, fingerprint: dict[str, Any]) -> None:
@@ -32,6 +32,7 @@ def main() -> None:
     fingerprints = {
         "source": source_fingerprint(P.data_params(raw).source),
         "weights": weights_fingerprint(P.model_params(raw).weights),
+        "noise_labels": noise_labels_fingerprint(P.noise_params(raw).labels_file),
     }
     for name, fingerprint in fingerprints.items():
         write_fingerprint(FINGERPRINTS_DIR / f"{name}.json", fingerprint)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import shutil
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +36,7 @@ from stages.lib.io import (
     label_names,
     load_array,
     read_csv,
+    read_json,
     read_prepared,
     save_array,
     write_json,
@@ -43,16 +45,31 @@ from stages.lib.labels import (
     LABEL_SETS,
     SCORES_FILE,
     SELECTION_FILE,
+    SUBSET_LABEL_SETS,
     curves_dir,
     label_file,
     labels_for_seed,
     model_dir,
+    rows_for_seed,
     targets,
     training_log_dir,
+    transition_file,
     variant_name,
 )
 from stages.lib.noise import transition_matrix
 from stages.lib.training import Setup, head_trainer, live_log, mean_curves
+
+
+def estimated_transitions(variant: str, repeats: tuple[int, ...], num_classes: int) -> dict[int, np.ndarray]:
+    """Forward with T: estimated: each seed's matrix the detect stage estimated for this variant's labels."""
+    path = transition_file(variant)
+    content = read_json(path)
+    matrices = {repeat: np.asarray((content or {}).get("seeds", {}).get(str(repeat), []), float) for repeat in repeats}
+    if any(matrix.shape != (num_classes, num_classes) for matrix in matrices.values()):
+        raise UserError(
+            f"{path} lacks an estimated {num_classes}x{num_classes} matrix for some seed: rerun `dvc repro`"
+        )
+    return matrices
 
 
 def check_rows(path: Path, rows: int, expected: int) -> None:
@@ -71,6 +88,8 @@ def main(argv: list[str] | None = None) -> None:
     task, seed, fine_tune = P.task(raw), P.seed(raw), model_params.fine_tune
     if args.loss not in settings.losses:
         raise UserError(f"--loss {args.loss!r} is not in train.losses ({', '.join(settings.losses)})")
+    if args.labels not in settings.labels:
+        raise UserError(f"--labels {args.labels!r} is not in train.labels ({', '.join(settings.labels)})")
     if not fine_tune and (problem := P.fine_tune_settings_in_head_mode(settings)):
         raise UserError(problem)
     variant = variant_name(args.loss, args.labels)
@@ -90,9 +109,16 @@ def main(argv: list[str] | None = None) -> None:
     check_rows(input_path("test"), len(test_inputs), len(test_y))
     label_source = label_file(args.labels)
     label_table = read_csv(label_source)
+    # The training rows per seed: all of the pool, or those a subset label set (pruned) keeps.
+    all_rows = np.arange(len(train_ids))
+    rows_by_seed = {
+        repeat: rows_for_seed(label_table, repeat, train_ids) if args.labels in SUBSET_LABEL_SETS else all_rows
+        for repeat in settings.seeds
+    }
     # Every seed's labels are checked before the first model trains.
     labels_by_seed = {
-        repeat: labels_for_seed(label_table, repeat, train_ids, label_source) for repeat in settings.seeds
+        repeat: labels_for_seed(label_table, repeat, train_ids[rows_by_seed[repeat]], label_source)
+        for repeat in settings.seeds
     }
     val_labels_by_seed = {
         repeat: labels_for_seed(label_table, repeat, val_ids, label_source, "validation") for repeat in settings.seeds
@@ -101,11 +127,18 @@ def main(argv: list[str] | None = None) -> None:
     if any(labels.min() < 0 or labels.max() >= num_classes for labels in all_labels):
         raise UserError(f"{label_source}: labels outside [0, {num_classes - 1}]: rerun `dvc repro`")
     # The forward loss's T (`true`): each seed's realised noise, true label -> given label (docs/losses.md).
+    # With T: estimated, the detect stage's estimate for these labels (stages.lib.detection).
     true_labels = table.loc[table["split"] == "train", "label"].to_numpy()
-    transitions = {
-        repeat: transition_matrix(true_labels, labels, num_classes) if args.loss == "forward" else None
-        for repeat, labels in labels_by_seed.items()
-    }
+    forward_source = settings.loss_params[args.loss].get("T") if args.loss == "forward" else None
+    if forward_source == "estimated":
+        transitions = estimated_transitions(variant, settings.seeds, num_classes)
+    else:
+        transitions = {
+            repeat: transition_matrix(true_labels[rows_by_seed[repeat]], labels, num_classes)
+            if forward_source
+            else None
+            for repeat, labels in labels_by_seed.items()
+        }
 
     setup = Setup(
         variant,
@@ -124,7 +157,11 @@ def main(argv: list[str] | None = None) -> None:
         from stages.lib.finetune.trainer import fine_tune_trainer as make_trainer
     else:
         make_trainer = head_trainer
-    trainer = make_trainer(setup)
+    if args.labels in SUBSET_LABEL_SETS:
+        # Each seed keeps its own rows: a trainer per seed, on those rows only (features or images).
+        trainers = {r: make_trainer(replace(setup, inputs=train_inputs[rows_by_seed[r]])) for r in settings.seeds}
+    else:
+        trainers = dict.fromkeys(settings.seeds, make_trainer(setup))
 
     log_root = training_log_dir(variant)
     # DVCLive writes in place, inside the declared output (docs/reliability.md).
@@ -136,7 +173,7 @@ def main(argv: list[str] | None = None) -> None:
             with live_log(log_root / f"seed_{repeat}") as live:
                 y = targets(labels_by_seed[repeat], task, num_classes)
                 val_y = targets(val_labels_by_seed[repeat], task, num_classes)
-                trained = trainer(y, derived_seed(seed, repeat), live, transitions[repeat], val_y)
+                trained = trainers[repeat](y, derived_seed(seed, repeat), live, transitions[repeat], val_y)
             trained.save(staging / trained.file_name.format(seed=repeat))
             save_array(staging / SCORES_FILE.format(seed=repeat), trained.scores.astype(np.float32))
             selection = {"select_epoch": settings.select_epoch, "epoch": trained.epoch}

@@ -15,8 +15,11 @@ import pandas as pd
 
 from stages.lib.errors import UserError
 from stages.lib.io import LABELS_DIR, METRICS_DIR, MODELS_DIR
+from stages.lib.params import LABEL_SET_NAMES
 
-LABEL_SETS = ("clean", "noisy")
+LABEL_SETS = LABEL_SET_NAMES  # clean (subsample), noisy (corrupt), pruned (detect: noisy minus its flags)
+# Label sets that hold a subset of the training pool: a variant trains on the rows they list.
+SUBSET_LABEL_SETS = ("pruned",)
 BASELINE = "baseline"  # metrics.json's entry for always answering the training pool's majority class
 
 MODEL_FILE = "seed_{seed}.keras"  # fine-tuning: the whole Keras model
@@ -39,8 +42,23 @@ def parse_variant(variant: str) -> tuple[str, str]:
 
 
 def label_file(labels: str) -> Path:
-    """data/labels/<labels>.csv: clean.csv (from subsample) or noisy.csv (from corrupt)."""
+    """data/labels/<labels>.csv: clean.csv (from subsample), noisy.csv (from corrupt) or pruned.csv (detect)."""
     return LABELS_DIR / f"{labels}.csv"
+
+
+TRANSITIONS_DIR = Path("data/detect/transitions")
+
+
+def transition_file(variant: str) -> Path:
+    """What a variant needs from the detect stage: the estimated noise matrix per seed, or null."""
+    return TRANSITIONS_DIR / f"{variant}.json"
+
+
+def rows_for_seed(table: pd.DataFrame, seed: int, ids: np.ndarray) -> np.ndarray:
+    """Positions in `ids` of the training images a subset label set (pruned) keeps for one seed."""
+    if "seed" in table.columns:
+        table = table[table["seed"] == seed]
+    return np.flatnonzero(np.isin(ids, table["id"].to_numpy()))
 
 
 def model_dir(variant: str) -> Path:

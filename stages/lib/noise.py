@@ -31,7 +31,8 @@ import numpy as np
 
 from stages.lib.params import NOISE_TYPES
 
-__all__ = ["NOISE_TYPES", "corrupt_labels", "exact_count", "flip_rates", "transition_matrix"]
+SIMULATED_NOISE_TYPES = tuple(kind for kind in NOISE_TYPES if kind != "given")  # drawn here; `given` is read
+__all__ = ["NOISE_TYPES", "SIMULATED_NOISE_TYPES", "corrupt_labels", "exact_count", "flip_rates", "transition_matrix"]
 
 
 # --------------------------------------------------------------------------
@@ -226,6 +227,8 @@ def corrupt_labels(
             an integer array or has values outside ``[0, num_classes - 1]``.
     """
     _check_setting(noise, noise_type, class_rates, num_classes)
+    if noise_type == "given":
+        raise ValueError("noise_type = 'given': the labels come from a file (stages.lib.given_labels), not a draw")
     k = int(num_classes)
     arr = _as_labels(labels, k, "labels")
     flat = arr.reshape(-1)

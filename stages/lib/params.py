@@ -25,14 +25,18 @@ from stages.lib.errors import UserError
 
 PARAMS_FILE = Path("params.yaml")
 TASKS = ("binary", "multiclass")
-NOISE_TYPES = ("symmetric", "asymmetric", "seed")  # docs/noise.md describes each
+NOISE_TYPES = ("symmetric", "asymmetric", "seed", "given")  # docs/noise.md describes each
 LOSS_NAMES = ("bce", "l1", "gce", "sce", "bootstrap", "ls", "forward")  # docs/losses.md describes each
 BOOTSTRAP_MODES = ("soft", "hard")
 # Reed et al. 2014 use beta=0.95 for soft and beta=0.8 for hard bootstrapping.
 BOOTSTRAP_DEFAULT_BETA = {"soft": 0.95, "hard": 0.8}
-# Forward correction's transition matrix: `true`, the realised one of each seed's noisy labels (an oracle that
-# shows the ceiling). An estimate (confident learning) is for the detect stage, not built yet.
-TRANSITION_SOURCES = ("true",)
+# Forward correction's transition matrix: `true`, the realised one of each seed's labels (an oracle that shows
+# the ceiling), or `estimated` by the detect stage from cleanlab's confident joint on that seed's labels.
+TRANSITION_SOURCES = ("true", "estimated")
+# The label sets a variant can train on (stages.lib.labels.LABEL_SETS): `pruned` is `noisy` without the
+# labels the detect stage flags.
+LABEL_SET_NAMES = ("clean", "noisy", "pruned")
+DEFAULT_LABEL_SETS = ("clean", "noisy")
 # Each loss's own params and their defaults: what train.loss_params.<loss> may set.
 DEFAULT_LOSS_PARAMS: dict[str, dict[str, Any]] = {
     "bce": {},
@@ -50,11 +54,24 @@ MAX_IMAGE_SIZE = 1024
 
 # Every key the stages read, by section; anything else in params.yaml is a typo that would be ignored.
 KNOWN_KEYS: dict[str, tuple[str, ...]] = {
-    "": ("seed", "noise", "noise_type", "noise_class_rates", "task", "data", "model", "train"),
+    "": (
+        "seed",
+        "noise",
+        "noise_type",
+        "noise_class_rates",
+        "noise_labels",
+        "task",
+        "data",
+        "model",
+        "train",
+        "detect",
+    ),
     "data": ("source", "positive_class", "image_size", "train_size", "val_size", "test_size"),
     "model": ("weights", "embed_batch_size", "fine_tune", "trainable_blocks"),
+    "detect": ("folds",),
     "train": (
         "losses",
+        "labels",
         "loss_params",
         "epochs",
         "select_epoch",
@@ -159,6 +176,7 @@ class NoiseParams:
     rate: float
     kind: str
     class_rates: dict[str, float] | None  # keyed by class name, as users write them
+    labels_file: str | None = None  # noise_type given: absolute path of a CSV of file, label (class name)
 
 
 def noise_params(raw: dict[str, Any]) -> NoiseParams:
@@ -174,7 +192,23 @@ def noise_params(raw: dict[str, Any]) -> NoiseParams:
                 f"noise_class_rates = {class_rates!r}: only used with noise_type = asymmetric (it is {kind}); "
                 "set it to null or change noise_type"
             )
-    return NoiseParams(rate=rate, kind=kind, class_rates=class_rates)
+    return NoiseParams(rate=rate, kind=kind, class_rates=class_rates, labels_file=_noise_labels(raw, kind))
+
+
+def _noise_labels(raw: dict[str, Any], kind: str) -> str | None:
+    value = raw.get("noise_labels")
+    if kind != "given":
+        if value is not None:
+            raise UserError(
+                f"noise_labels = {value!r}: only used with noise_type = given (it is {kind}); set it to null"
+            )
+        return None
+    if not isinstance(value, str) or not Path(value).is_absolute():
+        raise UserError(
+            f"noise_labels = {value!r}: noise_type = given needs the absolute path of a CSV with columns "
+            "file (relative to data.source) and label (a class name)"
+        )
+    return value
 
 
 def _class_rate(name: Any, value: Any) -> float:
@@ -231,6 +265,7 @@ SELECT_EPOCH = ("last", "val")
 @dataclass(frozen=True)
 class TrainParams:
     losses: tuple[str, ...]
+    # labels sits after the required fields: records built by hand (tests) keep working.
     epochs: int
     batch_size: int
     learning_rate: float
@@ -241,6 +276,7 @@ class TrainParams:
     augment: bool = False
     mixed_precision: str = "auto"  # one of MIXED_PRECISION
     xla: bool = False
+    labels: tuple[str, ...] = DEFAULT_LABEL_SETS
 
 
 def train_params(raw: dict[str, Any]) -> TrainParams:
@@ -272,7 +308,31 @@ def train_params(raw: dict[str, Any]) -> TrainParams:
         augment=_bool(raw, "train.augment"),
         mixed_precision=_mixed_precision(raw),
         xla=_bool(raw, "train.xla"),
+        labels=train_labels(raw),
     )
+
+
+def train_labels(raw: dict[str, Any]) -> tuple[str, ...]:
+    """train.labels: which label sets the train matrix trains each loss on (default clean, noisy)."""
+    labels = raw.get("train", {}).get("labels", list(DEFAULT_LABEL_SETS))
+    allowed = ", ".join(LABEL_SET_NAMES)
+    if not isinstance(labels, list) or not labels or len(set(labels)) != len(labels):
+        raise UserError(f"train.labels = {labels!r}: must be a non-empty list of distinct label sets: {allowed}")
+    for name in labels:
+        if name not in LABEL_SET_NAMES:
+            raise UserError(f"train.labels: unknown label set {name!r}; allowed: {allowed}")
+    return tuple(labels)
+
+
+# Cross-validation folds of the detect stage: at least 2; each class needs as many members.
+DEFAULT_DETECT_FOLDS = 5
+
+
+def detect_folds(raw: dict[str, Any]) -> int:
+    """detect.folds: K of the K-fold cross-validation that gives the detect stage out-of-sample probabilities."""
+    if "detect" not in raw:
+        return DEFAULT_DETECT_FOLDS
+    return _int(raw, "detect.folds", 2, 100)
 
 
 def _loss_number(name: str, key: str, value: Any) -> float:
@@ -369,6 +429,7 @@ def check_all(raw: dict[str, Any]) -> None:
             "train.select_epoch = val needs a validation set, but data.val_size = 0: "
             "set data.val_size > 0 or train.select_epoch: last"
         )
+    detect_folds(raw)
     if noise.class_rates is not None and kind == "binary":
         # Binary class names are known without the data; multiclass names are checked by the corrupt stage.
         names = (f"not_{data.positive_class}", data.positive_class)

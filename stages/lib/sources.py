@@ -1,4 +1,4 @@
-"""What `data.source` and `model.weights` hold: fingerprints of their contents, for the fingerprint stage.
+"""What `data.source`, `model.weights` and `noise_labels` hold: fingerprints of their contents.
 
 A fingerprint holds what the data are, not where they are: the same folder at another path (another clone,
 another machine) gives the same fingerprint. `tfds` and `imagenet` need no hashing: tensorflow-datasets
@@ -75,4 +75,16 @@ def weights_fingerprint(weights: str) -> dict[str, Any]:
     if resolved == "imagenet":
         return {"kind": "imagenet", "weights": IMAGENET_WEIGHTS}
     path = Path(resolved)
+    return {"kind": "file", "bytes": path.stat().st_size, "sha256": file_digest(path)}
+
+
+def noise_labels_fingerprint(noise_labels: str | None) -> dict[str, Any]:
+    """What `noise_labels` holds (noise_type given): the hash of the CSV, or none (simulated noise).
+
+    A missing file is left to the corrupt stage, which names it (the fingerprint then says `missing`)."""
+    if noise_labels is None:
+        return {"kind": "none"}
+    path = Path(noise_labels)
+    if not path.is_file():
+        return {"kind": "missing"}
     return {"kind": "file", "bytes": path.stat().st_size, "sha256": file_digest(path)}

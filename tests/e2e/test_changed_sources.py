@@ -13,7 +13,7 @@ from tests.project import dvc, make_project, ran_stages, write_params
 from tests.synthetic import make_flower_archive, make_flower_folder
 
 AFTER_DOWNLOAD = frozenset(
-    {"download", "subsample", "corrupt", "embed", "evaluate"}
+    {"download", "subsample", "corrupt", "embed", "detect", "evaluate"}
     | {f"train@{loss}-{labels}" for loss in ("bce", "l1") for labels in ("clean", "noisy")}
 )
 AFTER_EMBED = AFTER_DOWNLOAD - {"download", "subsample", "corrupt"}

@@ -90,7 +90,13 @@ def test_exp_run_noise_reruns_only_the_noisy_side(reproduced: tuple[Path, str]) 
     run(repo, "git", "add", "-A")
     run(repo, "git", "commit", "-qm", "baseline run")
     result = dvc(repo, "exp", "run", "-S", "noise=0.5")
-    assert ran_stages(result.stdout + result.stderr) == {"corrupt", "train@bce-noisy", "train@l1-noisy", "evaluate"}
+    assert ran_stages(result.stdout + result.stderr) == {
+        "corrupt",
+        "detect",
+        "train@bce-noisy",
+        "train@l1-noisy",
+        "evaluate",
+    }
 
     diff = json.loads(dvc(repo, "metrics", "diff", "--json").stdout)["metrics/metrics.json"]
     changed = {key.split(".")[0] for key, change in diff.items() if change.get("diff")}

@@ -20,7 +20,7 @@ NOISE_LEVELS = (0.0, 0.5)
 VARIANTS = ("bce-clean", "bce-noisy", "l1-clean", "l1-noisy")
 # Stages that do not depend on `noise`: each runs once for the whole sweep, then comes from the run-cache.
 SHARED_STAGES = ("download", "subsample", "embed", "train@bce-clean", "train@l1-clean")
-PER_LEVEL_STAGES = ("corrupt", "train@bce-noisy", "train@l1-noisy", "evaluate")
+PER_LEVEL_STAGES = ("corrupt", "detect", "train@bce-noisy", "train@l1-noisy", "evaluate")
 QUEUE_TIMEOUT_S = 420
 
 

@@ -73,3 +73,31 @@ def test_labels_for_seed_unknown_seed_is_a_user_error() -> None:
 def test_labels_for_seed_missing_ids_is_a_user_error() -> None:
     with pytest.raises(UserError, match=r"clean\.csv lacks labels for 2 training images: rerun `dvc repro`"):
         labels_for_seed(CLEAN, 0, np.array([5, 6, 7]), "clean.csv")
+
+
+def test_rows_for_seed_are_the_positions_a_pruned_seed_keeps() -> None:
+    from stages.lib.labels import rows_for_seed
+
+    pruned = pd.DataFrame({"seed": [0, 0, 1], "id": [9, 4, 7], "label": [1, 0, 1]})
+    ids = np.array([4, 7, 9, 12])
+    np.testing.assert_array_equal(rows_for_seed(pruned, 0, ids), [0, 2])
+    np.testing.assert_array_equal(rows_for_seed(pruned, 1, ids), [1])
+    np.testing.assert_array_equal(labels_for_seed(pruned, 0, ids[rows_for_seed(pruned, 0, ids)], "pruned.csv"), [0, 1])
+
+
+def test_estimated_transitions_read_detects_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    from stages.train import estimated_transitions
+
+    monkeypatch.chdir(tmp_path)
+    folder = tmp_path / "data/detect/transitions"
+    folder.mkdir(parents=True)
+    matrix = [[0.8, 0.2], [0.1, 0.9]]
+    (folder / "forward-noisy.json").write_text(json.dumps({"T": "estimated", "seeds": {"0": matrix}}))
+    np.testing.assert_array_equal(estimated_transitions("forward-noisy", (0,), 2)[0], matrix)
+    with pytest.raises(UserError, match=r"forward-noisy\.json lacks an estimated 2x2 matrix"):
+        estimated_transitions("forward-noisy", (0, 1), 2)
+    (folder / "forward-clean.json").write_text("null\n")
+    with pytest.raises(UserError, match=r"forward-clean\.json lacks"):
+        estimated_transitions("forward-clean", (0,), 2)

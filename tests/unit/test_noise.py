@@ -8,7 +8,7 @@ from decimal import ROUND_HALF_UP, Decimal
 import numpy as np
 import pytest
 
-from stages.lib.noise import NOISE_TYPES, corrupt_labels, exact_count, flip_rates, transition_matrix
+from stages.lib.noise import SIMULATED_NOISE_TYPES, corrupt_labels, exact_count, flip_rates, transition_matrix
 
 
 def rng(seed: int = 0) -> np.random.Generator:
@@ -33,7 +33,7 @@ def half_up(rate: float, n: int) -> int:
 # --------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("noise_type", NOISE_TYPES)
+@pytest.mark.parametrize("noise_type", SIMULATED_NOISE_TYPES)
 @pytest.mark.parametrize("k", [2, 5])
 def test_same_seed_identical_and_input_unchanged(noise_type: str, k: int) -> None:
     labels = multi_labels(1000, k)
@@ -47,7 +47,7 @@ def test_same_seed_identical_and_input_unchanged(noise_type: str, k: int) -> Non
     assert a.dtype == labels.dtype
 
 
-@pytest.mark.parametrize("noise_type", NOISE_TYPES)
+@pytest.mark.parametrize("noise_type", SIMULATED_NOISE_TYPES)
 @pytest.mark.parametrize("dtype", [np.uint8, np.int32, np.int64])
 def test_dtype_and_shape_preserved(noise_type: str, dtype: type) -> None:
     labels = multi_labels(60, 3).astype(dtype).reshape(6, 10)
@@ -58,14 +58,14 @@ def test_dtype_and_shape_preserved(noise_type: str, dtype: type) -> None:
     assert out.max() <= 2
 
 
-@pytest.mark.parametrize("noise_type", NOISE_TYPES)
+@pytest.mark.parametrize("noise_type", SIMULATED_NOISE_TYPES)
 def test_zero_noise_is_identity(noise_type: str) -> None:
     labels = multi_labels(500, 4)
     out = corrupt_labels(labels, 4, 0.0, noise_type, rng(3))
     np.testing.assert_array_equal(out, labels)
 
 
-@pytest.mark.parametrize("noise_type", NOISE_TYPES)
+@pytest.mark.parametrize("noise_type", SIMULATED_NOISE_TYPES)
 def test_empty_labels(noise_type: str) -> None:
     labels = np.array([], dtype=np.int64)
     out = corrupt_labels(labels, 2, 0.4, noise_type, rng(0))
@@ -329,7 +329,7 @@ def test_transition_matrix_absent_class_row_is_nan() -> None:
     np.testing.assert_allclose(t[[0, 2]].sum(axis=1), 1.0)
 
 
-@pytest.mark.parametrize("noise_type", NOISE_TYPES)
+@pytest.mark.parametrize("noise_type", SIMULATED_NOISE_TYPES)
 def test_transition_matrix_rows_sum_to_one_after_noise(noise_type: str) -> None:
     k = 4
     labels = multi_labels(2000, k)

@@ -226,3 +226,52 @@ def test_bad_loss_params_are_user_errors(name, params, match):
     # stages.lib.losses fills in defaults through the same check: bad values fail there the same way.
     with pytest.raises(ValueError if name == "focal" else UserError, match=None if name == "focal" else match):
         make_loss(name, "binary", params)
+
+
+# Issue 13: label sets, detect's folds, forward's estimated T, given noise labels.
+
+
+def test_train_labels_default_and_pruned(repo_params: dict[str, Any]) -> None:
+    assert P.train_params(repo_params).labels == ("clean", "noisy")
+    raw = copy.deepcopy(repo_params)
+    raw["train"]["labels"] = ["noisy", "pruned"]
+    assert P.train_params(raw).labels == ("noisy", "pruned")
+
+
+@pytest.mark.parametrize("labels", [["clean", "cleaned"], [], ["noisy", "noisy"], "noisy"])
+def test_train_labels_refuses_unknown_empty_repeated(repo_params: dict[str, Any], labels: Any) -> None:
+    raw = copy.deepcopy(repo_params)
+    raw["train"]["labels"] = labels
+    with pytest.raises(UserError, match=r"^train\.labels"):
+        P.train_params(raw)
+
+
+@pytest.mark.parametrize(("folds", "ok"), [(2, True), (5, True), (1, False), (2.5, False), (True, False)])
+def test_detect_folds(repo_params: dict[str, Any], folds: Any, ok: bool) -> None:
+    raw = copy.deepcopy(repo_params)
+    raw["detect"]["folds"] = folds
+    if ok:
+        assert P.detect_folds(raw) == folds
+    else:
+        with pytest.raises(UserError, match=r"^detect\.folds"):
+            P.detect_folds(raw)
+
+
+def test_forward_transition_sources() -> None:
+    assert P.validate_loss_params("forward", {"T": "estimated"})["T"] == "estimated"
+    assert P.validate_loss_params("forward", {"T": True})["T"] == "true"
+    with pytest.raises(UserError, match=r"^train\.loss_params\.forward\.T = 'anchor'"):
+        P.validate_loss_params("forward", {"T": "anchor"})
+
+
+def test_noise_labels_only_with_given_and_absolute(repo_params: dict[str, Any]) -> None:
+    raw = copy.deepcopy(repo_params)
+    raw["noise_labels"] = "/data/worse_label.csv"
+    with pytest.raises(UserError, match=r"^noise_labels = .*only used with noise_type = given"):
+        P.noise_params(raw)
+    raw["noise_type"] = "given"
+    assert P.noise_params(raw).labels_file == "/data/worse_label.csv"
+    for bad in (None, "relative/labels.csv", 3):
+        raw["noise_labels"] = bad
+        with pytest.raises(UserError, match=r"^noise_labels = .*absolute path"):
+            P.noise_params(raw)

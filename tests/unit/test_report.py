@@ -436,3 +436,62 @@ def test_figure_labels_its_x_axis_by_what_it_shows(tmp_path: Path, monkeypatch: 
 
     draw_noise_curves(group_sweeps(parse_runs(records)[0]), tmp_path / "figure.png")
     assert sorted(set(labels)) == sorted({FLIP_LABEL, NOISE_LABEL})
+
+
+# --- confident learning in the report (issue 13) -------------------------------------------------------------
+
+
+def detection_record(noise: float) -> dict:
+    return {
+        "noisy": {"precision": 0.5 + noise / 2, "recall": 0.9, "f1": 0.6, "auc": 0.85, "realised_noise_rate": noise},
+        "clean": {"false_flag_rate": 0.1},
+    }
+
+
+def test_detection_table_reads_metrics_detection_json_per_noise_level() -> None:
+    records = sweep_records()
+    for record in (*records, *(e["revs"][0] for e in records[1]["experiments"])):
+        noise = record["data"]["params"]["params.yaml"]["data"]["noise"]
+        record["data"]["metrics"]["metrics/detection.json"] = {"data": detection_record(noise)}
+    runs, _ = parse_runs(records)
+    assert all(run.detection is not None for run in runs)
+    text = markdown_report(group_sweeps(runs))
+    assert "### Finding the flipped labels" in text
+    assert "| 0.5 | 0.750 | 0.900 | 0.600 | 0.850 | 0.500 | – | 0.100 |" in text
+
+
+def test_no_detection_table_without_detection_metrics() -> None:
+    runs, _ = parse_runs(sweep_records())
+    assert "Finding the flipped labels" not in markdown_report(group_sweeps(runs))
+
+
+def test_pruned_variants_are_drawn_and_tabulated_beside_the_noisy_ones() -> None:
+    run = make_run("exp", 0.3, "2026-01-01T10:00:00")
+    run.metrics["bce-pruned"] = variant_metrics(0.9)
+    (sweep,) = group_sweeps([run])
+    assert variants(sweep)[:3] == ["bce-pruned", "bce-noisy", "l1-noisy"]
+
+
+def test_label_issues_picture_ranks_the_top_suspects(tmp_path: Path) -> None:
+    import pandas as pd
+
+    from stages.lib.report.label_issues import draw_label_issues, top_suspects
+
+    issues = pd.DataFrame(
+        {
+            "seed": [0] * 5 + [1] * 5,
+            "id": [1, 3, 4, 7, 9] * 2,
+            "label": [0, 1, 1, 0, 1] * 2,
+            "predicted": [1, 1, 0, 0, 0] * 2,
+            "score": [0.9, 0.1, 0.8, 0.2, 0.95, 0.99, 0.98, 0.97, 0.96, 0.0],
+            "rank": [2, 5, 3, 4, 1, 1, 2, 3, 4, 5],
+            "flagged": [True, False, True, False, True] * 2,
+            "flipped": [True, False, False, False, True] * 2,
+        }
+    )
+    suspects = top_suspects(issues, seed=0, count=3)
+    assert suspects["id"].tolist() == [9, 1, 4]
+    images = np.random.default_rng(0).integers(0, 255, size=(5, 16, 16, 3), dtype=np.uint8)
+    draw_label_issues(images, np.array([1, 3, 4, 7, 9]), suspects, ["not_8", "8"], tmp_path / "issues.png")
+    with Image.open(tmp_path / "issues.png") as image:
+        assert image.size[0] > 800

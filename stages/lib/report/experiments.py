@@ -23,6 +23,7 @@ PARAMS_FILE = "params.yaml"
 METRICS_FILE = "metrics/metrics.json"
 NOISE_FILE = "metrics/noise.json"
 COMPARISONS_FILE = "metrics/comparisons.json"
+DETECTION_FILE = "metrics/detection.json"  # the detect stage's: confident learning against the flipped labels
 WORKSPACE = "workspace"
 # Params that say where an input is (a path differs between clones and machines), and the fingerprint file
 # (stages/fingerprint.py, a dependency in dvc.lock) that says what it held when the run read it.
@@ -47,6 +48,7 @@ class Run:
     noise_summary: dict[str, Any] = field(default_factory=dict, repr=False)
     # metrics/comparisons.json: "<b> vs <a>" -> paired comparison (stages.lib.comparisons.compare_variants)
     comparisons: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
+    detection: dict[str, Any] | None = field(default=None, repr=False)  # metrics/detection.json, if any
 
     @property
     def noise(self) -> float:
@@ -155,6 +157,7 @@ def parse_runs(records: list[dict[str, Any]]) -> tuple[list[Run], list[Skipped]]
                 fingerprints=fingerprints(data),
                 noise_summary=noise_summary,
                 comparisons=comparisons,
+                detection=_file_data(data, "metrics", DETECTION_FILE),
             )
         )
     return runs, skipped

@@ -87,7 +87,10 @@ def draw_noise_curves(sweeps: list[Sweep], path: Path | str) -> None:
     figure.legend(legend.values(), legend.keys(), loc="lower center", ncol=min(len(legend), 6), fontsize=9)
     seeds = max(sweep.seeds for sweep in sweeps)
     band = f"bands: ± 1 standard deviation over {seeds} seeds" if seeds > 1 else "one seed: no bands"
-    figure.suptitle(f"Label noise vs. loss — solid: noisy labels, dashed: clean-label controls; {band}", fontsize=11)
+    figure.suptitle(
+        f"Label noise vs. loss — solid: noisy labels, dash-dot: pruned, dashed: clean-label controls; {band}",
+        fontsize=11,
+    )
     legend_rows = -(-len(legend) // 6)
     figure.tight_layout(rect=(0, 0.05 * legend_rows / len(sweeps) + 0.02, 1, 1))
     with atomic_path(path) as tmp:
@@ -104,7 +107,9 @@ def _draw_variant(axis, values: Curve, name: str, colour) -> None:
     if name.endswith("-clean"):
         _draw_control(axis, values, name, colour, "--")
         return
-    axis.plot(values.noise, values.mean, "-o", color=colour, lw=2, ms=4, label=name)
+    # Pruned labels (noisy minus confident learning's flags): the loss's colour, dash-dotted with squares.
+    style = "-.s" if name.endswith("-pruned") else "-o"
+    axis.plot(values.noise, values.mean, style, color=colour, lw=2, ms=4, label=name)
     std = np.nan_to_num(values.std)
     if np.any(std > 0):
         axis.fill_between(values.noise, values.mean - std, values.mean + std, color=colour, alpha=0.2)

@@ -216,6 +216,35 @@ def comparison_table(run: Run) -> str | None:
     return "\n".join(lines)
 
 
+# metrics/detection.json's means over seeds: (key in its `noisy` / `clean` section, column title).
+DETECTION_COLUMNS = (
+    ("noisy", "precision", "precision"),
+    ("noisy", "recall", "recall"),
+    ("noisy", "f1", "F1"),
+    ("noisy", "auc", "AUC of the score"),
+    ("noisy", "realised_noise_rate", "realised noise"),
+    ("noisy", "estimated_noise_rate", "estimated noise"),
+    ("clean", "false_flag_rate", "false flags on clean labels"),
+)
+
+
+def detection_table(sweep: Sweep) -> str | None:
+    """Confident learning per noise level: how its flags find the flipped labels (None if no run has it).
+    Flagging at random would have precision equal to the realised noise rate."""
+    if not any(run.detection and "noisy" in run.detection for run in sweep.runs):
+        return None
+    header = ["noise", *(title for _, _, title in DETECTION_COLUMNS), "experiment"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---:"] * (len(header) - 1) + [":---"]) + "|"]
+    for run in sweep.runs:
+        detection = run.detection or {}
+        cells = [f"{run.noise:g}"]
+        for section, key, _ in DETECTION_COLUMNS:
+            cells.append(format_cell(_number((detection.get(section) or {}).get(key)), math.nan, 1))
+        cells.append(f"`{run.name}`")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 COMPARISONS_TEXT = (
     "Per noise level, each noisy variant against every other and against its own clean control, on the same "
     "test images, seeds, noise draws and initial weights. Δ is B − A (mean over seeds) with a 95 % interval from "
@@ -230,6 +259,7 @@ SUMMARY_PARAMS = (
     "task",
     "noise_type",
     "train.losses",
+    "train.labels",
     "train.seeds",
     "train.epochs",
     "train.select_epoch",
@@ -259,7 +289,8 @@ def markdown_report(sweeps: list[Sweep], skipped: Iterable[Any] = (), figure: st
     lines += [
         "Each cell is the mean over the `train.seeds` repeats on the test set's true labels, ± the sample "
         "standard deviation over seeds where there are several. `<loss>-noisy` heads learn from labels "
-        "corrupted at the row's noise rate; `<loss>-clean` heads (controls) from the true labels, so they do "
+        "corrupted at the row's noise rate, `<loss>-pruned` heads from those without the labels confident "
+        "learning flags; `<loss>-clean` heads (controls) from the true labels, so they do "
         "not depend on it; `baseline` always answers the training pool's majority class. Rows come from the "
         "experiment named in the last column (`dvc exp show` has all of its params and metrics). A variant's "
         "`accuracy_ci95` in metrics.json is one model's test-sampling interval (Wilson), not the spread over "
@@ -280,6 +311,17 @@ def markdown_report(sweeps: list[Sweep], skipped: Iterable[Any] = (), figure: st
             for run, table in tables:
                 if table:
                     lines += [f"#### noise {run.noise:g} (`{run.name}`)", "", table, ""]
+        detection = detection_table(sweep)
+        if detection:
+            lines += [
+                "### Finding the flipped labels (confident learning)",
+                "",
+                "Means over seeds of the detect stage's flags against the truly flipped training labels "
+                "(flagging at random has precision = the realised noise rate).",
+                "",
+                detection,
+                "",
+            ]
         if sweep.superseded:
             older = ", ".join(f"`{run.name}` (noise {run.noise:g})" for run in sweep.superseded)
             lines += [f"Superseded by a newer run at the same noise level: {older}.", ""]

@@ -1,0 +1,177 @@
+"""Stage: confident learning on the training pool — find the flipped labels, prune them, estimate the noise.
+
+Per train seed, K-fold cross-validation (`detect.folds`) of the head on that seed's noisy labels gives
+out-of-sample probabilities; cleanlab flags the label issues (prune by noise rate) and ranks every label
+(score = 1 - self-confidence: higher is more suspect). The same runs on the clean labels, where every flag
+is a false one. Writes:
+
+- data/labels/issues.csv: seed, id, label (noisy), predicted, score, rank, flagged, flipped;
+- data/labels/pruned.csv: noisy.csv without the flagged rows of each seed (the `pruned` label set);
+- data/detect/transitions/<variant>.json for every variant of the train matrix: the estimated transition
+  matrix per seed for forward variants with `T: estimated`, null for the others (train deps, see dvc.yaml);
+- metrics/detection.json: per seed and the mean over seeds, precision / recall / f1 of the flags against
+  the flipped labels, the score's AUC for "flipped", estimated and realised noise rates, the estimated
+  and realised transition matrices; for the clean labels, the false-flag rate.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import numpy as np
+import pandas as pd
+
+from stages.lib import params as P
+from stages.lib.backbone import derived_seed
+from stages.lib.detection import (
+    Issues,
+    detection_metrics,
+    estimated_transition,
+    find_issues,
+    issues_table,
+    mean_over_seeds,
+    out_of_sample_probabilities,
+    pruned_rows,
+    smallest_class,
+)
+from stages.lib.errors import UserError, run_stage
+from stages.lib.io import (
+    LABELS_DIR,
+    METRICS_DIR,
+    atomic_dir,
+    features_path,
+    label_names,
+    load_array,
+    read_csv,
+    read_prepared,
+    write_csv,
+    write_json,
+)
+from stages.lib.labels import TRANSITIONS_DIR, label_file, labels_for_seed, transition_file, variant_name
+from stages.lib.noise import transition_matrix
+
+ISSUES_FILE = LABELS_DIR / "issues.csv"
+DETECTION_METRICS = METRICS_DIR / "detection.json"
+MEAN_KEYS = ("precision", "recall", "f1", "auc", "estimated_noise_rate", "realised_noise_rate", "false_flag_rate")
+
+
+def rounded(matrix: np.ndarray) -> list:
+    return np.round(matrix, 6).tolist()
+
+
+def main() -> None:
+    raw = P.load_checked_params()
+    settings, task, seed, folds = P.train_params(raw), P.task(raw), P.seed(raw), P.detect_folds(raw)
+    table, report = read_prepared(task)
+    num_classes = len(label_names(report))
+    train_ids = table.loc[table["split"] == "train", "id"].to_numpy()
+    true_labels = table.loc[table["split"] == "train", "label"].to_numpy(dtype=np.int64)
+    noisy_table = read_csv(label_file("noisy"))
+    forward_params = P.validate_loss_params("forward", (raw["train"].get("loss_params") or {}).get("forward"))
+    estimated_needed = forward_params["T"] == "estimated"
+    features = load_array(features_path("train"))
+    if len(features) and len(features) != len(train_ids):
+        raise UserError(
+            f"{features_path('train')} has {len(features)} rows, the training pool {len(train_ids)}: rerun `dvc repro`"
+        )
+    problem = None
+    if P.model_params(raw).fine_tune or features.ndim != 2 or features.shape[1] == 0:
+        problem = "model.fine_tune: true leaves no cached features for the head"
+    elif smallest_class(true_labels) < folds:
+        problem = f"detect.folds = {folds} but a class has only {smallest_class(true_labels)} training labels"
+    if problem is not None:
+        # Nothing asks for detection: say why there is none instead of failing the whole pipeline.
+        if "pruned" in settings.labels or estimated_needed:
+            raise UserError(
+                f"train.labels has pruned or forward has T: estimated, but the detect stage cannot run: {problem}"
+            )
+        print(f"detect: {problem}: nothing detected", file=sys.stderr)
+        nothing = {variant_name(loss, labels): None for loss in P.LOSS_NAMES for labels in P.LABEL_SET_NAMES}
+        write_outputs(pd.DataFrame(columns=["seed", "id"]), noisy_table.iloc[:0], nothing, {"skipped": problem})
+        return
+
+    def run(labels: np.ndarray, repeat: int, source: str) -> tuple[np.ndarray, Issues]:
+        if smallest_class(labels) < folds:
+            raise UserError(
+                f"detect.folds = {folds}: {source} has a class with only {smallest_class(labels)} training labels; "
+                "each class needs at least one per fold (lower detect.folds or raise data.train_size)"
+            )
+        probs = out_of_sample_probabilities(
+            features,
+            labels,
+            task=task,
+            num_classes=num_classes,
+            folds=folds,
+            settings=settings,
+            seed=derived_seed(seed, repeat),
+        )
+        return probs, find_issues(labels, probs)
+
+    issue_frames, pruned_frames, noisy_seeds, clean_seeds, estimates = [], [], {}, {}, {}
+    for repeat in settings.seeds:
+        labels = labels_for_seed(noisy_table, repeat, train_ids, label_file("noisy"))
+        flipped = labels != true_labels
+        probs, issues = run(labels, repeat, str(label_file("noisy")))
+        issue_frames.append(issues_table(repeat, train_ids, labels, flipped, issues))
+        pruned_frames.append(pruned_rows(noisy_table, repeat, train_ids[issues.flagged]))
+        estimates[("noisy", repeat)] = issues.transition
+        if estimated_needed:
+            # forward-pruned's T: the confident joint of the labels pruning keeps (close to the identity).
+            kept = ~issues.flagged
+            estimates[("pruned", repeat)] = estimated_transition(labels[kept], probs[kept])[0]
+        noisy_seeds[str(repeat)] = {
+            **detection_metrics(flipped, issues.flagged, issues.score),
+            "estimated_noise_rate": issues.estimated_noise_rate,
+            "realised_noise_rate": float(flipped.mean()),
+            "estimated_transition_matrix": rounded(issues.transition),
+            "realised_transition_matrix": rounded(transition_matrix(true_labels, labels, num_classes)),
+        }
+        _, clean_issues = run(true_labels, repeat, str(label_file("clean")))
+        estimates[("clean", repeat)] = clean_issues.transition
+        clean_seeds[str(repeat)] = {
+            "false_flag_rate": float(clean_issues.flagged.mean()),
+            "flagged": int(clean_issues.flagged.sum()),
+            "estimated_noise_rate": clean_issues.estimated_noise_rate,
+        }
+        found = noisy_seeds[str(repeat)]
+        print(
+            f"detect: seed {repeat}: {found['flagged']} flagged, precision {found['precision']:.3f} "
+            f"recall {found['recall']:.3f}",
+            file=sys.stderr,
+        )
+
+    metrics = {
+        "method": "cleanlab find_label_issues, prune_by_noise_rate; score = 1 - self-confidence",
+        "folds": folds,
+        "label_names": label_names(report),
+        "noisy": {**mean_over_seeds(noisy_seeds, MEAN_KEYS), "seeds": noisy_seeds},
+        "clean": {**mean_over_seeds(clean_seeds, ("false_flag_rate", "estimated_noise_rate")), "seeds": clean_seeds},
+    }
+    transitions = {
+        variant_name(loss, labels): (
+            {"T": "estimated", "seeds": {str(r): estimates[(labels, r)].tolist() for r in settings.seeds}}
+            if loss == "forward" and estimated_needed
+            else None
+        )
+        # Every possible variant, not only train.losses x train.labels: adding a loss or a label set then
+        # does not rerun this stage (its params do not name them).
+        for loss in P.LOSS_NAMES
+        for labels in P.LABEL_SET_NAMES
+    }
+    write_outputs(
+        pd.concat(issue_frames, ignore_index=True), pd.concat(pruned_frames, ignore_index=True), transitions, metrics
+    )
+
+
+def write_outputs(issues: pd.DataFrame, pruned: pd.DataFrame, transitions: dict, metrics: dict) -> None:
+    write_csv(ISSUES_FILE, issues)
+    write_csv(label_file("pruned"), pruned)
+    with atomic_dir(TRANSITIONS_DIR) as staging:
+        for variant, content in transitions.items():
+            (staging / transition_file(variant).name).write_text(json.dumps(content) + "\n")
+    write_json(DETECTION_METRICS, metrics)
+
+
+if __name__ == "__main__":
+    run_stage("detect", main)

@@ -1,0 +1,162 @@
+"""Confident learning (Northcutt, Jiang & Chuang, JAIR 2021) on the training pool: which given labels look
+wrong, how wrong the labels are overall, and how well that matches the labels we know were flipped.
+
+Out-of-sample probabilities come from K-fold cross-validation of the same NumPy head the train stage fits
+(stages.lib.head), on the labels under test; cleanlab turns them into flags ("prune by noise rate"), a
+ranking score and the confident joint. Conventions: the ranking `score` is 1 - self-confidence (1 - the
+out-of-sample probability of the given label), so higher is more suspect; transition matrices are ours,
+row-stochastic, T[i, j] = P(given = j | true = i) — cleanlab's noise matrix is its transpose.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import f1_score, precision_score, recall_score, roc_auc_score
+from sklearn.model_selection import StratifiedKFold
+
+from stages.lib.head import fit_linear_head
+from stages.lib.labels import targets
+from stages.lib.params import TrainParams
+
+# The head of detect trains with plain cross-entropy: cleanlab wants calibrated-ish probabilities of the data.
+DETECT_LOSS = "bce"
+
+
+def out_of_sample_probabilities(
+    features: np.ndarray,
+    labels: np.ndarray,
+    *,
+    task: str,
+    num_classes: int,
+    folds: int,
+    settings: TrainParams,
+    seed: int,
+) -> np.ndarray:
+    """(N, K) class probabilities, each row from the head trained on the other folds (StratifiedKFold,
+    shuffled with `seed`; every fold's head starts from `seed` too)."""
+    labels = np.asarray(labels, dtype=np.int64)
+    probabilities = np.zeros((len(labels), num_classes), dtype=np.float64)
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    for train_rows, held_out in splitter.split(features, labels):
+        head, _ = fit_linear_head(
+            features[train_rows],
+            targets(labels[train_rows], task, num_classes),
+            features[held_out],
+            targets(labels[held_out], task, num_classes),
+            task=task,
+            loss=DETECT_LOSS,
+            loss_params={},
+            epochs=settings.epochs,
+            batch_size=settings.batch_size,
+            learning_rate=settings.learning_rate,
+            seed=seed,
+        )
+        scores = head.predict_proba(features[held_out])
+        probabilities[held_out] = np.column_stack([1.0 - scores, scores]) if task == "binary" else scores
+    return probabilities
+
+
+@dataclass(frozen=True)
+class Issues:
+    """cleanlab's verdict on one label set: per sample, flagged or not, the suspicion score and the model's
+    label; overall, the confident joint's noise rate and the transition matrix it implies."""
+
+    flagged: np.ndarray  # (N,) bool
+    score: np.ndarray  # (N,) 1 - self-confidence: higher is more suspect
+    predicted: np.ndarray  # (N,) argmax of the out-of-sample probabilities
+    estimated_noise_rate: float  # off-diagonal share of the calibrated confident joint
+    transition: np.ndarray  # (K, K) row-stochastic T[i, j] = P(given = j | true = i)
+
+
+def estimated_transition(labels: np.ndarray, pred_probs: np.ndarray) -> tuple[np.ndarray, float]:
+    """Our T (row-stochastic, true -> given) and the estimated noise rate, from cleanlab's confident joint.
+
+    cleanlab's `estimate_latent` returns P(given = i | true = j) in column j: we transpose it.
+    """
+    from cleanlab.count import compute_confident_joint, estimate_latent
+
+    joint = compute_confident_joint(labels, pred_probs)  # joint[i, j]: given i, true j
+    _, noise_matrix, _ = estimate_latent(joint, labels)
+    rate = float(1.0 - np.trace(joint) / joint.sum())
+    return np.asarray(noise_matrix, dtype=np.float64).T, rate
+
+
+def find_issues(labels: np.ndarray, pred_probs: np.ndarray) -> Issues:
+    """Flags by cleanlab's `prune_by_noise_rate` and scores by self-confidence, for every sample."""
+    from cleanlab.filter import find_label_issues
+    from cleanlab.rank import get_label_quality_scores
+
+    labels = np.asarray(labels, dtype=np.int64)
+    flagged = find_label_issues(labels, pred_probs, filter_by="prune_by_noise_rate")
+    quality = get_label_quality_scores(labels, pred_probs, method="self_confidence")
+    transition, rate = estimated_transition(labels, pred_probs)
+    return Issues(
+        flagged=np.asarray(flagged, dtype=bool),
+        score=1.0 - np.asarray(quality, dtype=np.float64),
+        predicted=pred_probs.argmax(axis=1),
+        estimated_noise_rate=rate,
+        transition=transition,
+    )
+
+
+def detection_metrics(flipped: np.ndarray, flagged: np.ndarray, score: np.ndarray) -> dict[str, float | int | None]:
+    """How the flags and the ranking find the truly flipped labels.
+
+    precision, recall, f1 of `flagged` against `flipped` (0 where undefined: nothing flagged or nothing
+    flipped); auc of `score` for "flipped" (None when every label or none was flipped); the false-flag rate
+    (flags on unflipped labels / unflipped labels), the one number that means something for clean labels.
+    """
+    flipped, flagged = np.asarray(flipped, dtype=bool), np.asarray(flagged, dtype=bool)
+    both = flipped.any() and not flipped.all()
+    return {
+        "precision": float(precision_score(flipped, flagged, zero_division=0)),
+        "recall": float(recall_score(flipped, flagged, zero_division=0)),
+        "f1": float(f1_score(flipped, flagged, zero_division=0)),
+        "auc": float(roc_auc_score(flipped, score)) if both else None,
+        "flagged": int(flagged.sum()),
+        "flipped": int(flipped.sum()),
+        "false_flag_rate": float((flagged & ~flipped).sum() / max(int((~flipped).sum()), 1)),
+    }
+
+
+def pruned_rows(noisy: pd.DataFrame, seed: int, flagged_ids: np.ndarray) -> pd.DataFrame:
+    """One seed's rows of the noisy label table without the ids flagged for that seed ("prune by noise rate")."""
+    rows = noisy[noisy["seed"] == seed]
+    return rows[~rows["id"].isin(flagged_ids)]
+
+
+def issues_table(seed: int, ids: np.ndarray, labels: np.ndarray, flipped: np.ndarray, issues: Issues) -> pd.DataFrame:
+    """issues.csv's rows of one seed: the verdict per training image, with its rank (1 = most suspect)."""
+    order = np.argsort(-issues.score, kind="stable")
+    ranks = np.empty(len(order), dtype=np.int64)
+    ranks[order] = np.arange(1, len(order) + 1)
+    return pd.DataFrame(
+        {
+            "seed": seed,
+            "id": ids,
+            "label": labels,
+            "predicted": issues.predicted,
+            "score": np.round(issues.score, 6),
+            "rank": ranks,
+            "flagged": issues.flagged,
+            "flipped": flipped,
+        }
+    )
+
+
+def mean_over_seeds(per_seed: dict[str, dict], keys: tuple[str, ...]) -> dict[str, float | None]:
+    """Each key's mean over the seeds that have a value for it (None where none has)."""
+    means = {}
+    for key in keys:
+        values = [s[key] for s in per_seed.values() if s.get(key) is not None]
+        means[key] = float(np.mean(values)) if values else None
+    return means
+
+
+def smallest_class(labels: np.ndarray) -> int:
+    """The count of the rarest class present: StratifiedKFold needs at least one per fold."""
+    counts = np.bincount(np.asarray(labels, dtype=np.int64))
+    return int(counts[counts > 0].min())
