@@ -14,18 +14,14 @@ from tests.project import PROJECT_ROOT, run
 RATIOS = re.compile(r"^ratios: seed/ours=(\d+\.\d\d) ours/floor=(\d+\.\d\d)$")
 
 
+def run_speed(tmp_path, *options: str, check: bool = True):
+    """benchmarks/speed.py at a tiny size (20 images at 32 px) with these options."""
+    tiny = ("--images=20", "--image-size=32", f"--workdir={tmp_path / 'work'}")
+    return run(PROJECT_ROOT, sys.executable, "benchmarks/speed.py", *tiny, *options, check=check)
+
+
 def test_speed_benchmark_times_all_three_methods_and_ends_with_the_ratios(tmp_path) -> None:
-    result = run(
-        PROJECT_ROOT,
-        sys.executable,
-        "benchmarks/speed.py",
-        "--images=20",
-        "--image-size=32",
-        "--noise-levels=0.5",
-        "--positive-class=roses",
-        "--seed-models=2",
-        f"--workdir={tmp_path / 'work'}",
-    )
+    result = run_speed(tmp_path, "--noise-levels=0.5", "--positive-class=roses", "--seed-models=2")
     lines = result.stdout.strip().splitlines()
     assert lines[0].startswith("benchmark: 20 images (15 train, 5 test) at 32 px from synthetic 320 px JPEGs")
     assert re.search(r"^floor: one forward pass over 20 images: \d+\.\d s$", result.stdout, re.M)
@@ -49,16 +45,7 @@ def test_speed_benchmark_times_all_three_methods_and_ends_with_the_ratios(tmp_pa
 
 
 def test_speed_benchmark_refuses_a_positive_class_the_images_lack(tmp_path) -> None:
-    result = run(
-        PROJECT_ROOT,
-        sys.executable,
-        "benchmarks/speed.py",
-        "--images=20",
-        "--image-size=32",
-        "--positive-class=orchids",
-        f"--workdir={tmp_path / 'work'}",
-        check=False,
-    )
+    result = run_speed(tmp_path, "--positive-class=orchids", check=False)
     assert result.returncode != 0
     assert "--positive-class orchids: not a class of" in result.stderr
 
