@@ -35,8 +35,6 @@ from stages.lib.io import (
     images_path,
     label_names,
     load_array,
-    read_csv,
-    read_json,
     read_prepared,
     save_array,
     write_json,
@@ -47,29 +45,13 @@ from stages.lib.labels import (
     SELECTION_FILE,
     SUBSET_LABEL_SETS,
     curves_dir,
-    label_file,
-    labels_for_seed,
     model_dir,
-    rows_for_seed,
     targets,
     training_log_dir,
-    transition_file,
     variant_name,
 )
-from stages.lib.noise import transition_matrix
+from stages.lib.seed_labels import seed_labels
 from stages.lib.training import Setup, head_trainer, live_log, mean_curves
-
-
-def estimated_transitions(variant: str, repeats: tuple[int, ...], num_classes: int) -> dict[int, np.ndarray]:
-    """Forward with T: estimated: each seed's matrix the detect stage estimated for this variant's labels."""
-    path = transition_file(variant)
-    content = read_json(path)
-    matrices = {repeat: np.asarray((content or {}).get("seeds", {}).get(str(repeat), []), float) for repeat in repeats}
-    if any(matrix.shape != (num_classes, num_classes) for matrix in matrices.values()):
-        raise UserError(
-            f"{path} lacks an estimated {num_classes}x{num_classes} matrix for some seed: rerun `dvc repro`"
-        )
-    return matrices
 
 
 def check_rows(path: Path, rows: int, expected: int) -> None:
@@ -107,38 +89,8 @@ def main(argv: list[str] | None = None) -> None:
     check_rows(input_path("train"), len(train_inputs), len(train_ids))
     check_rows(input_path("val"), len(val_inputs), len(val_ids))
     check_rows(input_path("test"), len(test_inputs), len(test_y))
-    label_source = label_file(args.labels)
-    label_table = read_csv(label_source)
-    # The training rows per seed: all of the pool, or those a subset label set (pruned) keeps.
-    all_rows = np.arange(len(train_ids))
-    rows_by_seed = {
-        repeat: rows_for_seed(label_table, repeat, train_ids) if args.labels in SUBSET_LABEL_SETS else all_rows
-        for repeat in settings.seeds
-    }
-    # Every seed's labels are checked before the first model trains.
-    labels_by_seed = {
-        repeat: labels_for_seed(label_table, repeat, train_ids[rows_by_seed[repeat]], label_source)
-        for repeat in settings.seeds
-    }
-    val_labels_by_seed = {
-        repeat: labels_for_seed(label_table, repeat, val_ids, label_source, "validation") for repeat in settings.seeds
-    }
-    all_labels = [*labels_by_seed.values(), *(labels for labels in val_labels_by_seed.values() if len(labels))]
-    if any(labels.min() < 0 or labels.max() >= num_classes for labels in all_labels):
-        raise UserError(f"{label_source}: labels outside [0, {num_classes - 1}]: rerun `dvc repro`")
-    # The forward loss's T (`true`): each seed's realised noise, true label -> given label (docs/losses.md).
-    # With T: estimated, the detect stage's estimate for these labels (stages.lib.detection).
-    true_labels = table.loc[table["split"] == "train", "label"].to_numpy()
     forward_source = settings.loss_params[args.loss].get("T") if args.loss == "forward" else None
-    if forward_source == "estimated":
-        transitions = estimated_transitions(variant, settings.seeds, num_classes)
-    else:
-        transitions = {
-            repeat: transition_matrix(true_labels[rows_by_seed[repeat]], labels, num_classes)
-            if forward_source
-            else None
-            for repeat, labels in labels_by_seed.items()
-        }
+    per_seed = seed_labels(table, args.labels, variant, forward_source, settings.seeds, num_classes)
 
     setup = Setup(
         variant,
@@ -159,7 +111,7 @@ def main(argv: list[str] | None = None) -> None:
         make_trainer = head_trainer
     if args.labels in SUBSET_LABEL_SETS:
         # Each seed keeps its own rows: a trainer per seed, on those rows only (features or images).
-        trainers = {r: make_trainer(replace(setup, inputs=train_inputs[rows_by_seed[r]])) for r in settings.seeds}
+        trainers = {r: make_trainer(replace(setup, inputs=train_inputs[per_seed[r].rows])) for r in settings.seeds}
     else:
         trainers = dict.fromkeys(settings.seeds, make_trainer(setup))
 
@@ -171,15 +123,17 @@ def main(argv: list[str] | None = None) -> None:
         for repeat in settings.seeds:
             print(f"train {variant}: seed {repeat}", file=sys.stderr)
             with live_log(log_root / f"seed_{repeat}") as live:
-                y = targets(labels_by_seed[repeat], task, num_classes)
-                val_y = targets(val_labels_by_seed[repeat], task, num_classes)
-                trained = trainers[repeat](y, derived_seed(seed, repeat), live, transitions[repeat], val_y)
+                labels = per_seed[repeat]
+                y, val_y = (targets(x, task, num_classes) for x in (labels.labels, labels.val_labels))
+                trained = trainers[repeat](y, derived_seed(seed, repeat), live, labels.transition, val_y)
             trained.save(staging / trained.file_name.format(seed=repeat))
             save_array(staging / SCORES_FILE.format(seed=repeat), trained.scores.astype(np.float32))
-            selection = {"select_epoch": settings.select_epoch, "epoch": trained.epoch}
-            write_json(
-                staging / SELECTION_FILE.format(seed=repeat), {**selection, "val_accuracy": trained.val_accuracy}
-            )
+            selection = {
+                "select_epoch": settings.select_epoch,
+                "epoch": trained.epoch,
+                "val_accuracy": trained.val_accuracy,
+            }
+            write_json(staging / SELECTION_FILE.format(seed=repeat), selection)
             histories.append(trained.history)
     with atomic_dir(curves_dir(variant)) as staging:
         for metric, frame in mean_curves(histories).items():
