@@ -47,7 +47,7 @@ SECRETS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "GITHUB_TOKEN")
 
 BASELINE_NOISE = 0.3  # params.yaml's noise: what A's `dvc repro` measures and commits
 LEVEL_ON_B, LEVEL_ON_A = "0.5", "0"
-PER_LEVEL_STAGES = frozenset({"corrupt", "train@bce-noisy", "train@l1-noisy", "evaluate"})
+PER_LEVEL_STAGES = frozenset({"corrupt", "detect", "train@bce-noisy", "train@l1-noisy", "evaluate"})
 SHARED_STAGES = ALL_STAGES - PER_LEVEL_STAGES  # download, subsample, embed and the clean variants
 
 
