@@ -57,9 +57,9 @@ def seed_labels(
     train_ids, true_labels = train["id"].to_numpy(), train["label"].to_numpy()
     val_ids = table.loc[table["split"] == "val", "id"].to_numpy()
     estimated = estimated_transitions(variant, repeats, num_classes) if forward_source == "estimated" else {}
+    subset = label_set in SUBSET_LABEL_SETS
     result = {}
     for repeat in repeats:
-        subset = label_set in SUBSET_LABEL_SETS
         rows = rows_for_seed(label_table, repeat, train_ids) if subset else np.arange(len(train_ids))
         labels = labels_for_seed(label_table, repeat, train_ids[rows], source)
         val_labels = labels_for_seed(label_table, repeat, val_ids, source, "validation")
