@@ -30,7 +30,7 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT_ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-EMBED_LINE = re.compile(r"embed: (\d+) images through ResNet50 .*?\(([\d.]+) images/s\)")
+EMBED_LINE = re.compile(r"embed: (\d+) images through ResNet50 .*?\(([\d.]+) images/s")
 RUNTIME_LINE = re.compile(r"train (\S+): fine-tuning ResNet50 on the images; (.*)")
 THROUGHPUT_LINE = re.compile(r"fine-tuning on (\d+) images: (.*)")
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from scipy.stats import binomtest
-from sklearn import metrics as skm
+
+# scikit-learn and scipy.stats are imported inside the functions that use them: the train stage needs only
+# predict_labels, and importing them costs about 1 s per stage process (benchmarks/README.md).
 
 # The decision rule, the same in training (accuracy) and evaluation: positive iff P(positive) >= 0.5, i.e.
 # logit >= 0 (ties to the positive class).
@@ -24,6 +25,8 @@ def predict_labels(scores: np.ndarray, task: str, threshold: float = DECISION_TH
 
 def wilson_interval(correct: int, total: int, confidence: float = 0.95) -> list[float]:
     """Wilson score interval for a proportion (correct/total), as [low, high]."""
+    from scipy.stats import binomtest
+
     if total == 0:
         return [float("nan"), float("nan")]
     interval = binomtest(int(correct), int(total)).proportion_ci(confidence_level=confidence, method="wilson")
@@ -34,6 +37,8 @@ def binary_metrics(
     y_true: np.ndarray, p_positive: np.ndarray, threshold: float = 0.5
 ) -> dict[str, float | list[float]]:
     """Accuracy and friends for P(positive) scores against 0/1 labels; predictions are p >= threshold."""
+    from sklearn import metrics as skm
+
     y_true = np.asarray(y_true, dtype=np.int64)
     y_pred = predict_labels(p_positive, "binary", threshold)
     both_classes = len(np.unique(y_true)) == 2
@@ -52,6 +57,8 @@ def binary_metrics(
 
 def multiclass_metrics(y_true: np.ndarray, probabilities: np.ndarray, class_names: Sequence[str]) -> dict:
     """Accuracy, balanced accuracy, macro F1, one-vs-rest AUC and per-class recall; predictions = argmax."""
+    from sklearn import metrics as skm
+
     y_true = np.asarray(y_true, dtype=np.int64)
     y_pred = predict_labels(probabilities, "multiclass")
     labels = list(range(len(class_names)))

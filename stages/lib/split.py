@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections import Counter
 
 import numpy as np
-from sklearn.model_selection import train_test_split
 
 from stages.lib.errors import UserError
+
+# scikit-learn is imported inside the functions that split: the corrupt stage imports this module for the
+# label rule only, and the import would cost it about 1 s (benchmarks/README.md).
 
 
 def check_sizes(train_size: int, test_size: int | None, available: int, what: str, val_size: int = 0) -> None:
@@ -34,6 +36,8 @@ def binary_or_class_labels(classes: list[str], class_names: tuple[str, ...], tas
 def _sample(pool: np.ndarray, size: int, labels: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """`size` of the `pool` indices and the rest; stratified by class where sklearn can (every class at least
     twice, each side at least as large as the number of classes), else a plain seeded sample."""
+    from sklearn.model_selection import train_test_split
+
     if size == len(pool):
         return pool, pool[:0]
     counts = Counter(labels[pool])
@@ -67,6 +71,8 @@ def stratified_split(
     rare = [name for name, count in counts.items() if count < 2]
     if rare:
         raise UserError(f"classes {', '.join(rare)} have fewer than 2 usable images: cannot stratify the split")
+    from sklearn.model_selection import train_test_split
+
     indices = np.arange(n)
     labels = np.array(classes)
     train, rest = train_test_split(indices, train_size=train_size, stratify=labels, random_state=seed)
