@@ -21,10 +21,9 @@ import argparse
 import sys
 from pathlib import Path
 
-import pandas as pd
-
 from stages.lib.errors import UserError, run_stage
-from stages.lib.io import DATA_REPORT, LABELS_TABLE, atomic_path, images_path, label_names, load_array, read_json
+from stages.lib.io import atomic_path, images_path, label_names, load_array, read_csv, read_prepared
+from stages.lib.labels import ISSUES_FILE
 from stages.lib.report.experiments import exp_show_json, parse_runs
 from stages.lib.report.figure import draw_noise_curves
 from stages.lib.report.label_issues import draw_label_issues, top_suspects
@@ -34,7 +33,6 @@ REPORTS_DIR = Path("reports")
 FIGURE_NAME = "noise_curve.png"
 TABLE_NAME = "results.md"
 ISSUES_NAME = "label_issues.png"
-ISSUES_FILE = Path("data/labels/issues.csv")
 NO_RUNS = (
     "no finished experiment with metrics yet: run the pipeline first, e.g. "
     "`dvc exp run --queue -S 'noise=0,0.1,0.3,0.5,0.7,0.9'` then `dvc queue start` (or `dvc repro`)"
@@ -72,13 +70,13 @@ def main(argv: list[str] | None = None) -> None:
 
 def draw_workspace_issues(path: Path, count: int) -> None:
     """The top suspects of the workspace's first seed, on the workspace's prepared training images."""
-    issues = pd.read_csv(ISSUES_FILE)
+    issues = read_csv(ISSUES_FILE)
     if issues.empty:
         return
-    table = pd.read_csv(LABELS_TABLE)
+    table, report = read_prepared()
     train_ids = table.loc[table["split"] == "train", "id"].to_numpy()
     suspects = top_suspects(issues, seed=int(issues["seed"].iloc[0]), count=count)
-    names = label_names(read_json(DATA_REPORT))
+    names = label_names(report)
     draw_label_issues(load_array(images_path("train"), mmap=True), train_ids, suspects, names, path)
 
 

@@ -37,7 +37,6 @@ from stages.lib.detection import (
 )
 from stages.lib.errors import UserError, run_stage
 from stages.lib.io import (
-    LABELS_DIR,
     METRICS_DIR,
     atomic_dir,
     features_path,
@@ -48,10 +47,16 @@ from stages.lib.io import (
     write_csv,
     write_json,
 )
-from stages.lib.labels import TRANSITIONS_DIR, label_file, labels_for_seed, transition_file, variant_name
+from stages.lib.labels import (
+    ISSUES_FILE,
+    TRANSITIONS_DIR,
+    label_file,
+    labels_for_seed,
+    transition_file,
+    variant_name,
+)
 from stages.lib.noise import transition_matrix
 
-ISSUES_FILE = LABELS_DIR / "issues.csv"
 DETECTION_METRICS = METRICS_DIR / "detection.json"
 MEAN_KEYS = ("precision", "recall", "f1", "auc", "estimated_noise_rate", "realised_noise_rate", "false_flag_rate")
 

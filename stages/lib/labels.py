@@ -47,6 +47,8 @@ def label_file(labels: str) -> Path:
 
 
 TRANSITIONS_DIR = Path("data/detect/transitions")
+# The detect stage's verdict per training image and seed (written by it, pictured by the report).
+ISSUES_FILE = LABELS_DIR / "issues.csv"
 
 
 def transition_file(variant: str) -> Path:
