@@ -110,6 +110,7 @@ EpochLog = Callable[[int, dict[str, float]], None]
 # History key of the per-epoch accuracy on the validation labels (noisy for a `-noisy` variant): what
 # `select_epoch="val"` maximises. Keras' `val_*` keys are the test set's here (monitoring only).
 VALIDATION_ACCURACY = "validation_accuracy"
+VALIDATION_ACCURACY_LOG = "validation/accuracy"  # its DVCLive metric name, the same for both trainers
 
 
 def selected_epoch(history: dict[str, list[float]], select_epoch: str) -> int:

@@ -265,7 +265,6 @@ SELECT_EPOCH = ("last", "val")
 @dataclass(frozen=True)
 class TrainParams:
     losses: tuple[str, ...]
-    # labels sits after the required fields: records built by hand (tests) keep working.
     epochs: int
     batch_size: int
     learning_rate: float
@@ -276,6 +275,7 @@ class TrainParams:
     augment: bool = False
     mixed_precision: str = "auto"  # one of MIXED_PRECISION
     xla: bool = False
+    # labels sits after the required fields: records built by hand (tests) keep working.
     labels: tuple[str, ...] = DEFAULT_LABEL_SETS
 
 

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from stages.lib.head import VALIDATION_ACCURACY, fit_linear_head, selected_epoch
+from stages.lib.head import VALIDATION_ACCURACY, VALIDATION_ACCURACY_LOG, fit_linear_head, selected_epoch
 from stages.lib.labels import HEAD_FILE
 from stages.lib.params import ModelParams, TrainParams
 
@@ -89,7 +89,7 @@ def log_epoch(live: Any, epoch: int, epochs: int, values: dict[str, float]) -> N
     from dvclive.utils import standardize_metric_name
 
     for name, value in values.items():
-        key = "validation/accuracy" if name == VALIDATION_ACCURACY else standardize_metric_name(name, "dvclive.keras")
+        key = VALIDATION_ACCURACY_LOG if name == VALIDATION_ACCURACY else standardize_metric_name(name, "dvclive.keras")
         live.log_metric(key, value)
     live.next_step()
     print(f"epoch {epoch + 1}/{epochs}: " + " ".join(f"{k} {v:.4f}" for k, v in values.items()))

@@ -18,6 +18,7 @@ import keras
 import numpy as np
 
 from stages.lib.finetune.pipeline import image_pipeline
+from stages.lib.head import VALIDATION_ACCURACY_LOG
 from stages.lib.labels import num_outputs
 from stages.lib.losses import probabilities
 from stages.lib.metrics import predict_labels
@@ -151,7 +152,7 @@ class EpochSelection(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         scores = predict_scores(self.model, self.images, self.task, self.batch_size)
         self.accuracy.append(float(np.mean(predict_labels(scores, self.task) == self.labels)))
-        self.live.log_metric("validation/accuracy", self.accuracy[-1])
+        self.live.log_metric(VALIDATION_ACCURACY_LOG, self.accuracy[-1])
         if self.keep_best and self.accuracy[-1] > max(self.accuracy[:-1], default=-1.0):  # ties: the earliest
             self._best_weights = self.model.get_weights()
 
