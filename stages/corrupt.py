@@ -91,9 +91,9 @@ def corrupt_pool(
     num_classes = len(names)
     rates = class_rates_by_index(noise.class_rates, names)
     val = clean.iloc[:0] if val is None else val
+    train_given, val_given = given if given is not None else (None, None)
     frames, per_seed = [], {}
     for repeat in repeats:
-        train_given, val_given = given if given is not None else (None, None)
         train_block = _noisy_block(
             clean, "train", noise, num_classes, rates, repeat, repeat_rng(seed, repeat), train_given
         )
@@ -135,7 +135,9 @@ def main() -> None:
     val = table.loc[table["split"] == "val", ["id", "file", "label"]].reset_index(drop=True)
     given = None
     if noise.kind == "given":
-        given = (read_given_labels(noise.labels_file, clean, report), read_given_labels(noise.labels_file, val, report))
+        # One read of the CSV for the training and validation images, in that order.
+        both = read_given_labels(noise.labels_file, pd.concat([clean, val], ignore_index=True), report)
+        given = (both[: len(clean)], both[len(clean) :])
     noisy, summary = corrupt_pool(clean, noise, names, seed, repeats, val, given)
     write_csv(label_file("noisy"), noisy)
     write_json(NOISE_METRICS, summary)
