@@ -35,7 +35,9 @@ def test_speed_benchmark_times_all_three_methods_and_ends_with_the_ratios(tmp_pa
         re.M,
     )
     assert seed, result.stdout
-    assert abs(float(seed[1]) - float(seed[2]) * 3 / 2) <= 0.1
+    # Both are printed to 0.1 s, each within 0.05 of its exact value: the printed total may differ from 3/2 of
+    # the printed sum by up to 0.05 + 3/2 × 0.05 (a bound of 0.1 failed once at 0.1 + float error).
+    assert abs(float(seed[1]) - float(seed[2]) * 3 / 2) <= 0.05 + 1.5 * 0.05 + 1e-9
     seed_over_ours, ours_over_floor = map(float, RATIOS.match(lines[-1]).groups())
     assert seed_over_ours > 0 and ours_over_floor > 0
     # Our pipeline really ran: the study's metrics are in the project it built.
