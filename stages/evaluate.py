@@ -28,7 +28,14 @@ from stages.lib.comparisons import compare_variants
 from stages.lib.errors import UserError, run_stage
 from stages.lib.io import METRICS_DIR, atomic_dir, label_names, load_array, read_json, read_prepared, write_json
 from stages.lib.labels import BASELINE, SCORES_FILE, SELECTION_FILE, model_dir, targets, variant_name
-from stages.lib.metrics import binary_metrics, majority_baseline, multiclass_metrics, predict_labels, summarise
+from stages.lib.metrics import (
+    DECISION_THRESHOLD,
+    binary_metrics,
+    majority_baseline,
+    multiclass_metrics,
+    predict_labels,
+    summarise,
+)
 
 METRICS_FILE = METRICS_DIR / "metrics.json"
 PER_SEED_FILE = METRICS_DIR / "per_seed.json"
@@ -36,9 +43,9 @@ COMPARISONS_FILE = METRICS_DIR / "comparisons.json"
 PLOTS_DIR = METRICS_DIR / "plots"
 
 
-def score(y_true: np.ndarray, scores: np.ndarray, task: str, names: list[str]) -> dict:
+def score(y_true: np.ndarray, scores: np.ndarray, task: str, names: list[str], threshold: float) -> dict:
     if task == "binary":
-        return binary_metrics(y_true, scores)
+        return binary_metrics(y_true, scores, threshold)
     return multiclass_metrics(y_true, scores, names)
 
 
@@ -55,18 +62,38 @@ def test_scores(variant: str, repeat: int, rows: int, task: str, num_classes: in
 
 
 def selection(variant: str, repeat: int) -> dict:
-    """The epoch the train stage kept for one seed's model (from 1) and its accuracy on the validation labels."""
+    """What the train stage chose for one seed's model: the epoch kept (from 1), its accuracy on the validation
+    labels, and whatever else it selected on them (the decision threshold, hyper-parameters), as saved."""
     saved = read_json(model_dir(variant) / SELECTION_FILE.format(seed=repeat))
-    val_accuracy = saved["val_accuracy"]  # None without a validation set: NaN, so that metrics.json says null
-    return {"epoch": saved["epoch"], "val_accuracy": float("nan") if val_accuracy is None else val_accuracy}
+    chosen = {key: value for key, value in saved.items() if key != "select_epoch"}
+    # None without a validation set: NaN, so that metrics.json says null.
+    chosen["val_accuracy"] = float("nan") if saved.get("val_accuracy") is None else saved["val_accuracy"]
+    chosen.setdefault("threshold", DECISION_THRESHOLD)
+    return chosen
 
 
-def comparison_pairs(losses: tuple[str, ...]) -> list[tuple[str, str]]:
-    """(a, b) pairs compared, b - a: each noisy variant against every later one in train.losses, then each
-    noisy variant against its own clean control (noisy - clean: what the noise costs that loss)."""
-    noisy = [variant_name(loss, "noisy") for loss in losses]
-    among = [(a, b) for i, a in enumerate(noisy) for b in noisy[i + 1 :]]
-    return among + [(variant_name(loss, "clean"), variant_name(loss, "noisy")) for loss in losses]
+def comparison_pairs(losses: tuple[str, ...], label_sets: tuple[str, ...]) -> tuple[list[tuple[str, str]], list[str]]:
+    """(a, b) pairs compared (b - a), and a line for each kind of comparison skipped for want of a label set.
+
+    Within the noisy and within the pruned label set, each loss against every later one in train.losses (a
+    clean-only run compares its clean losses instead); then, per loss, what the noise costs (noisy - clean)
+    and what pruning wins back (pruned - noisy, or pruned - clean without noisy labels).
+    """
+    within = [labels for labels in ("noisy", "pruned") if labels in label_sets] or list(label_sets)
+    pairs = []
+    for labels in within:
+        names = [variant_name(loss, labels) for loss in losses]
+        pairs += [(a, b) for i, a in enumerate(names) for b in names[i + 1 :]]
+    skipped = []
+    across = [("clean", "noisy"), ("noisy", "pruned") if "noisy" in label_sets else ("clean", "pruned")]
+    for control, treated in across:
+        if treated not in label_sets:
+            continue
+        if control not in label_sets:
+            skipped.append(f"{treated} vs {control}: train.labels has no {control} labels")
+            continue
+        pairs += [(variant_name(loss, control), variant_name(loss, treated)) for loss in losses]
+    return pairs, skipped
 
 
 def evaluate_variant(
@@ -83,25 +110,25 @@ def evaluate_variant(
     per_seed, all_scores = {}, []
     for repeat in settings.seeds:
         scores = test_scores(variant, repeat, len(y_true), task, len(names))
-        result = score(y_true, scores, task, names)
+        chosen = selection(variant, repeat)
+        result = score(y_true, scores, task, names, chosen["threshold"])
         y_onehot = targets(y_true, task, len(names))
         prob_matrix = scores.reshape(-1, 1) if task == "binary" else scores
         # The test labels are true: for the forward loss their noise model is the identity (plain CE).
         transition = np.eye(len(names)) if loss == "forward" else None
         result["loss"] = mean_loss(loss, task, settings.loss_params[loss], y_onehot, prob_matrix, transition)
         result["log_loss"] = mean_loss("bce", task, {}, y_onehot, prob_matrix)
-        per_seed[str(repeat)] = {**result, **selection(variant, repeat)}
+        per_seed[str(repeat)] = {**result, **chosen}
         all_scores.append(scores)
     return per_seed, all_scores
 
 
-def plot_tables(y_true: np.ndarray, scores: np.ndarray, task: str, names: list[str]) -> dict[str, pd.DataFrame]:
+def plot_tables(
+    y_true: np.ndarray, scores: np.ndarray, task: str, names: list[str], threshold: float
+) -> dict[str, pd.DataFrame]:
     """Data for DVC's confusion template (actual, predicted) and, for binary, the ROC curve."""
-    tables = {
-        "confusion": pd.DataFrame(
-            {"actual": np.array(names)[y_true], "predicted": np.array(names)[predict_labels(scores, task)]}
-        )
-    }
+    predicted = predict_labels(scores, task, threshold)
+    tables = {"confusion": pd.DataFrame({"actual": np.array(names)[y_true], "predicted": np.array(names)[predicted]})}
     if task == "binary":
         fpr, tpr, thresholds = roc_curve(y_true, scores)
         tables["roc"] = pd.DataFrame({"fpr": fpr, "tpr": tpr, "threshold": np.clip(thresholds, 0, 1)})
@@ -116,16 +143,20 @@ def main() -> None:
     y_true = table.loc[table["split"] == "test", "label"].to_numpy(dtype=np.int64)
     train_labels = table.loc[table["split"] == "train", "label"].to_numpy(dtype=np.int64)
 
-    summary, per_seed, plots, scores = {}, {}, {}, {}
+    summary, per_seed, plots, scores, thresholds = {}, {}, {}, {}, {}
     for loss in settings.losses:
         for labels in settings.labels:
             variant = variant_name(loss, labels)
             per_seed[variant], scores[variant] = evaluate_variant(variant, loss, settings, y_true, task, names)
+            thresholds[variant] = [run["threshold"] for run in per_seed[variant].values()]
             summary[variant] = summarise(per_seed[variant], len(y_true))
-            plots[variant] = plot_tables(y_true, scores[variant][0], task, names)  # the first seed's
+            first = scores[variant][0], thresholds[variant][0]
+            plots[variant] = plot_tables(y_true, first[0], task, names, first[1])  # the first seed's
     summary[BASELINE] = majority_baseline(train_labels, y_true, task, names)
-    pairs = comparison_pairs(settings.losses)
-    comparisons = compare_variants(y_true, scores, pairs, task, seed_names=settings.seeds)
+    pairs, skipped = comparison_pairs(settings.losses, settings.labels)
+    comparisons = compare_variants(
+        y_true, scores, pairs, task, verdict_metric=P.evaluate_metric(raw), thresholds=thresholds
+    )
 
     with atomic_dir(PLOTS_DIR) as staging:
         for variant, tables in plots.items():
@@ -142,6 +173,13 @@ def main() -> None:
             f"balanced {result['balanced_accuracy']:.4f}  auc {result['auc']:.4f}",
             file=sys.stderr,
         )
+    for line in skipped:
+        print(f"evaluate: comparisons skipped: {line}", file=sys.stderr)
+    for name, entry in comparisons.items():
+        verdict = entry[entry["metric"]]
+        p = "needs 2 repeats" if entry["p_holm"] is None else f"Holm p {entry['p_holm']:.3g}"
+        star = " *" if entry["significant"] else ""
+        print(f"evaluate: {name}: Δ {entry['metric']} {verdict['difference']:+.4f}, {p}{star}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -1,17 +1,33 @@
-"""Paired comparisons of two variants A and B scored on the same test images over the same repeat seeds.
+"""Paired comparisons of two training procedures (variants) A and B over the same repeats and test images.
 
-Pure functions on arrays (no file I/O): the evaluate stage passes, for each seed, the test set's true labels
-and the two variants' test scores (P(positive) (N,) for binary, class probabilities (N, K) for multiclass),
-and gets
+The question a comparison answers is "is loss B, trained this way, better than loss A" — a statement about
+two *procedures*, whose outcome is random twice over: through the training randomness of a repeat (a
+`train.seeds` entry: one noise draw, one initial weight vector, one batch order, shared by every variant,
+so A and B are paired within it) and through which test images were drawn. The unit of replication is
+therefore the repeat, not the test image; a bootstrap over test images, or McNemar's test on one pair of
+models, conditions on the trained models and calls training randomness an effect (simulated in
+benchmarks/calibration.py: 13 of 20 null data sets rejected). Pure functions on arrays, no file I/O.
 
-* :func:`paired_bootstrap`: the mean over seeds of the difference B - A in accuracy, balanced accuracy and
-  AUC, with a percentile interval from a paired bootstrap over test images;
-* :func:`mcnemar_exact` per seed (Dietterich 1998) and :func:`sign_test_over_seeds`, one p-value for all
-  seeds together;
-* :func:`holm`, the Holm-Bonferroni correction over the comparisons made;
-* :func:`compare_variants`, all of the above for every comparison of one experiment.
+For each metric (accuracy, balanced accuracy, AUC; macro F1 for multiclass), with d_r = metric_B - metric_A
+of repeat r on the whole test set and R repeats:
 
-Predicted labels come from stages.lib.metrics.predict_labels, the rule the reported metrics use.
+* Δ = mean_r d_r;
+* its variance, by the nested (two-stage) variance-components decomposition (Searle, Casella & McCulloch,
+  *Variance Components*, 1992, ch. 3; the sources of variance as in Bouthillier et al., MLSys 2021):
+  Var(Δ) = σ²_repeat / R + σ²_test, where σ²_repeat is estimated by the sample variance of the d_r (the
+  training randomness, as seen on these test images), and σ²_test — how much the expected difference itself
+  moves with the draw of the test set — by a paired bootstrap over test images (the same resample for A, B
+  and every repeat): with V̄ the bootstrap variance of Δ and V_r that of each d_r, E[V̄] = σ²_test +
+  E[V_r] / R, so σ²_test = (R·V̄ - mean_r V_r) / (R - 1), floored at 0. Adding the plain bootstrap variance
+  V̄ instead would count the models' own test-sampling noise twice (they differ on images repeat by repeat).
+* a t-interval and two-sided p-value, with Satterthwaite's (1946) degrees of freedom for the sum of the two
+  variance estimates (R - 1 for the first, the bootstrap's taken as exact);
+* the probability of improvement P(metric_B > metric_A) over repeats, ties counting one half (Agarwal et
+  al., NeurIPS 2021: over all pairs of A's and B's repeats).
+
+:func:`compare_variants` does this for every comparison of one experiment, and Holm's step-down correction
+over the comparisons' p-values on the verdict metric (`evaluate.metric`). A comparison needs at least two
+repeats: with one, the training randomness cannot be estimated and no p-value is given.
 """
 
 from __future__ import annotations
@@ -19,13 +35,20 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import numpy as np
-from scipy.stats import binomtest
 
-from stages.lib.metrics import predict_labels
+from stages.lib.metrics import DECISION_THRESHOLD, predict_labels
 
 METRICS: tuple[str, ...] = ("accuracy", "balanced_accuracy", "auc")
-N_RESAMPLES = 2000
+MULTICLASS_METRICS: tuple[str, ...] = (*METRICS, "macro_f1")
+# The bootstrap only estimates a variance (not percentiles): 1,000 resamples give it to about ±4.5 %.
+N_RESAMPLES = 1000
 CONFIDENCE = 0.95
+ALPHA = 0.05
+
+
+def task_metrics(task: str) -> tuple[str, ...]:
+    """The metrics every comparison reports for `task`."""
+    return MULTICLASS_METRICS if task == "multiclass" else METRICS
 
 
 # --------------------------------------------------------------------------
@@ -52,88 +75,40 @@ def _weighted_auc(positive: np.ndarray, scores: np.ndarray, weights: np.ndarray)
         return (w * pos * negatives_under).sum(axis=1) / (w_pos * w_neg)
 
 
-def resampled_metrics(y_true: np.ndarray, scores: np.ndarray, task: str, weights: np.ndarray) -> dict[str, np.ndarray]:
-    """Accuracy, balanced accuracy and AUC (binary; multiclass: one-vs-rest macro AUC) of one variant's
-    `scores`, for each row of `weights` (B, N): image i counted weights[b, i] times. Equal to scikit-learn's
+def resampled_metrics(
+    y_true: np.ndarray, scores: np.ndarray, task: str, weights: np.ndarray, threshold: float = DECISION_THRESHOLD
+) -> dict[str, np.ndarray]:
+    """The metrics of :func:`task_metrics` of one model's `scores`, for each row of `weights` (B, N): image i
+    counted weights[b, i] times; binary predictions are P(positive) >= `threshold`. Equal to scikit-learn's
     scores with `sample_weight`. Balanced accuracy averages the recall of the classes present in the row;
-    AUC is NaN for a row lacking a class."""
+    AUC (multiclass: one-vs-rest macro) is NaN for a row lacking a class."""
     y_true = np.asarray(y_true, dtype=np.int64)
     weights = np.atleast_2d(np.asarray(weights, dtype=np.float64))
     scores = np.asarray(scores, dtype=np.float64)
-    correct = predict_labels(scores, task) == y_true
+    predicted = predict_labels(scores, task, threshold)
+    correct = predicted == y_true
     classes = np.arange(2 if task == "binary" else scores.shape[1])
     members = y_true[None, :] == classes[:, None]  # (C, N)
     class_weight = weights @ members.T  # (B, C)
+    hits = weights @ (members & correct).T  # (B, C): true positives of each class
     with np.errstate(invalid="ignore", divide="ignore"):
-        recall = (weights @ (members & correct).T) / class_weight
+        recall = hits / class_weight
     if task == "binary":
         auc = _weighted_auc(y_true == 1, scores.reshape(-1), weights)
     else:
         auc = np.mean([_weighted_auc(y_true == c, scores[:, c], weights) for c in classes], axis=0)
-    return {
+    result = {
         "accuracy": (weights @ correct) / weights.sum(axis=1),
         "balanced_accuracy": np.nanmean(np.where(class_weight > 0, recall, np.nan), axis=1),
         "auc": auc,
     }
-
-
-def _per_seed(scores: Sequence[np.ndarray] | np.ndarray) -> list[np.ndarray]:
-    runs = [np.asarray(s, dtype=np.float64) for s in scores]
-    if not runs:
-        raise ValueError("no seeds: need the scores of at least one seed per variant")
-    return runs
-
-
-def _check_pairs(y_true: np.ndarray, runs_a: list[np.ndarray], runs_b: list[np.ndarray]) -> None:
-    if len(runs_a) != len(runs_b):
-        raise ValueError(f"variant A has scores of {len(runs_a)} seeds, B of {len(runs_b)}: they must be paired")
-    for run in runs_a + runs_b:
-        if run.shape[0] != len(y_true):
-            raise ValueError(f"scores for {run.shape[0]} images, the test set has {len(y_true)}")
-
-
-# --------------------------------------------------------------------------
-# Paired bootstrap
-
-
-def paired_bootstrap(
-    y_true: np.ndarray,
-    scores_a: Sequence[np.ndarray],
-    scores_b: Sequence[np.ndarray],
-    task: str,
-    *,
-    n_resamples: int = N_RESAMPLES,
-    seed: int = 0,
-    confidence: float = CONFIDENCE,
-) -> dict[str, dict[str, float | list[float] | int]]:
-    """Mean over seeds of metric(B) - metric(A), per metric, with a paired-bootstrap percentile interval.
-
-    Args:
-        y_true: the test images' true labels (N,), the same for every seed.
-        scores_a, scores_b: one array of test scores per seed, in the same seed order.
-        task: "binary" or "multiclass".
-        n_resamples: bootstrap resamples; seed: their generator's seed (same seed, same interval).
-
-    Each resample draws N test images with replacement, once, and scores both variants of every seed on it;
-    its statistic is the mean over seeds of the metric difference. Images, not seeds, are resampled: with
-    the 3-5 seeds a run has, a bootstrap over seeds has a handful of distinct values and no usable
-    percentiles, while the N images are the independent units whose sampling the interval should reflect.
-    The same resample for A and B (and for all seeds) keeps the pairing, which removes the variance the
-    two variants share. So the interval covers test-set sampling given these trained seeds; the training
-    randomness enters only through the mean over seeds (the per-seed std beside each metric shows it).
-    Resamples in which a metric is undefined (AUC without both classes) are left out of its interval.
-
-    Returns:
-        {metric: {"difference": on the full test set, "ci95": [low, high], "resamples": used}} for
-        accuracy, balanced_accuracy and auc ("ci95" is at `confidence`). A == B gives exactly 0, [0, 0].
-    """
-    y_true = np.asarray(y_true, dtype=np.int64)
-    runs_a, runs_b = _per_seed(scores_a), _per_seed(scores_b)
-    _check_pairs(y_true, runs_a, runs_b)
-    weights = resample_weights(len(y_true), n_resamples, seed)
-    metrics_a = [resampled_metrics(y_true, run, task, weights) for run in runs_a]
-    metrics_b = [resampled_metrics(y_true, run, task, weights) for run in runs_b]
-    return _bootstrap_summary(metrics_a, metrics_b, confidence)
+    if task == "multiclass":
+        # F1_c = 2 TP / (2 TP + FP + FN) = 2 TP / (predicted as c + truly c); 0 where both are 0 (zero_division=0).
+        predicted_weight = weights @ (predicted[None, :] == classes[:, None]).T
+        with np.errstate(invalid="ignore", divide="ignore"):
+            f1 = np.where(predicted_weight + class_weight > 0, 2 * hits / (predicted_weight + class_weight), 0.0)
+        result["macro_f1"] = f1.mean(axis=1)
+    return result
 
 
 def resample_weights(n: int, n_resamples: int = N_RESAMPLES, seed: int = 0) -> np.ndarray:
@@ -147,89 +122,81 @@ def resample_weights(n: int, n_resamples: int = N_RESAMPLES, seed: int = 0) -> n
     return weights
 
 
-def _bootstrap_summary(
-    metrics_a: list[dict[str, np.ndarray]], metrics_b: list[dict[str, np.ndarray]], confidence: float
-) -> dict[str, dict[str, float | list[float] | int]]:
-    """From each seed's resampled metrics of A and B: the mean difference B - A and its percentile interval."""
-    differences = {metric: np.zeros(len(metrics_a[0][metric])) for metric in METRICS}
-    for seed_a, seed_b in zip(metrics_a, metrics_b, strict=True):
-        for metric in METRICS:
-            differences[metric] += (seed_b[metric] - seed_a[metric]) / len(metrics_a)
-
-    tail = (1.0 - confidence) / 2
-    result: dict[str, dict[str, float | list[float] | int]] = {}
-    for metric in METRICS:
-        replicates = differences[metric][1:]
-        replicates = replicates[np.isfinite(replicates)]
-        interval = np.quantile(replicates, [tail, 1.0 - tail]) if len(replicates) else [np.nan, np.nan]
-        result[metric] = {
-            "difference": float(differences[metric][0]),
-            "ci95": [float(interval[0]), float(interval[1])],
-            "resamples": len(replicates),
-        }
-    return result
-
-
 # --------------------------------------------------------------------------
-# Tests on per-image correctness
+# The repeat-level test of one metric
 
 
-def mcnemar_exact(correct_a: np.ndarray, correct_b: np.ndarray) -> float:
-    """Exact McNemar p-value (two-sided binomial test, p = 1/2, on the discordant pairs: images exactly one
-    variant gets right); 1.0 when there are none. As statsmodels' mcnemar(exact=True)."""
-    correct_a, correct_b = np.asarray(correct_a, dtype=bool), np.asarray(correct_b, dtype=bool)
-    only_a = int(np.sum(correct_a & ~correct_b))
-    only_b = int(np.sum(~correct_a & correct_b))
-    if only_a + only_b == 0:
-        return 1.0
-    return float(binomtest(only_a, only_a + only_b, 0.5).pvalue)
+def probability_of_improvement(metric_a: np.ndarray, metric_b: np.ndarray) -> float:
+    """P(X_B > X_A) over all pairs of A's and B's repeats, ties one half (Agarwal et al. 2021, eq. in §4)."""
+    a, b = np.asarray(metric_a, dtype=np.float64), np.asarray(metric_b, dtype=np.float64)
+    return float(np.mean((b[:, None] > a[None, :]) + 0.5 * (b[:, None] == a[None, :])))
 
 
-def _correctness(y_true: np.ndarray, runs: list[np.ndarray], task: str) -> np.ndarray:
-    """(seeds, N) booleans: each seed's model right on each image."""
-    return np.array([predict_labels(run, task) == y_true for run in runs])
+def repeat_level_test(
+    resampled_a: np.ndarray, resampled_b: np.ndarray, confidence: float = CONFIDENCE
+) -> dict[str, float | int | None]:
+    """Δ, its interval and p-value for one metric, from each repeat's resampled metric of A and of B.
 
+    `resampled_a`, `resampled_b`: (R, 1 + B) arrays, row r the metric of repeat r's model on the test set
+    (column 0) and on B paired bootstrap resamples of it (the same resamples for A and B). The variance of
+    Δ is the module docstring's σ²_repeat / R + σ²_test. Resamples in which the metric is undefined (AUC
+    without both classes) are left out of the bootstrap variances.
 
-def mcnemar_per_seed(
-    y_true: np.ndarray, scores_a: Sequence[np.ndarray], scores_b: Sequence[np.ndarray], task: str
-) -> list[float]:
-    """:func:`mcnemar_exact` of A against B for each seed, in seed order."""
-    y_true = np.asarray(y_true, dtype=np.int64)
-    runs_a, runs_b = _per_seed(scores_a), _per_seed(scores_b)
-    _check_pairs(y_true, runs_a, runs_b)
-    correct_a, correct_b = _correctness(y_true, runs_a, task), _correctness(y_true, runs_b, task)
-    return [mcnemar_exact(a, b) for a, b in zip(correct_a, correct_b, strict=True)]
-
-
-def sign_test_over_seeds(
-    y_true: np.ndarray, scores_a: Sequence[np.ndarray], scores_b: Sequence[np.ndarray], task: str
-) -> dict[str, float | int]:
-    """One p-value for "A and B are equally accurate" from all seeds: an exact sign test over test images on
-    d_i = (seeds in which B is right on image i) - (seeds in which A is); images with d_i = 0 drop out.
-
-    With one seed this is exactly McNemar's test. With several it stays valid although the seeds are not
-    independent (they share the test images, and the models share data and start): the unit is the image,
-    and under the null the sign of d_i is a fair coin for each image, whatever the dependence between
-    seeds. Combining per-seed p-values by Fisher's or Stouffer's method would assume independent tests
-    and overstate the evidence.
-
-    Returns:
-        {"p_value", "b_better" (images with d_i > 0), "a_better" (d_i < 0)}.
+    Returns difference, ci95_low, ci95_high, p_value, se, se_repeats (the part from the spread over repeats),
+    se_test (from test-set sampling), se_models_fixed, df, probability_of_improvement and repeats; with one repeat the
+    p-value and interval are None (the training randomness cannot be estimated from one repeat).
     """
-    y_true = np.asarray(y_true, dtype=np.int64)
-    runs_a, runs_b = _per_seed(scores_a), _per_seed(scores_b)
-    _check_pairs(y_true, runs_a, runs_b)
-    d = _correctness(y_true, runs_b, task).sum(axis=0) - _correctness(y_true, runs_a, task).sum(axis=0)
-    b_better, a_better = int(np.sum(d > 0)), int(np.sum(d < 0))
-    p = 1.0 if b_better + a_better == 0 else float(binomtest(b_better, b_better + a_better, 0.5).pvalue)
-    return {"p_value": p, "b_better": b_better, "a_better": a_better}
+    from scipy import stats
+
+    a, b = np.asarray(resampled_a, dtype=np.float64), np.asarray(resampled_b, dtype=np.float64)
+    if a.shape != b.shape or a.ndim != 2:
+        raise ValueError(f"A's resampled metrics have shape {a.shape}, B's {b.shape}: need the same (R, 1 + B)")
+    repeats = a.shape[0]
+    on_test_set = b[:, 0] - a[:, 0]
+    difference = float(np.mean(on_test_set))
+    result: dict[str, float | int | None] = {
+        "difference": difference,
+        "probability_of_improvement": probability_of_improvement(a[:, 0], b[:, 0]),
+        "repeats": repeats,
+    }
+    resampled = b[:, 1:] - a[:, 1:]
+    usable = np.all(np.isfinite(resampled), axis=0)
+    if repeats < 2 or not np.isfinite(difference) or usable.sum() < 2:
+        return {**result, "ci95_low": None, "ci95_high": None, "p_value": None, "se": None}
+    resampled = resampled[:, usable]
+    var_repeats = float(np.var(on_test_set, ddof=1)) / repeats
+    var_mean = float(np.var(resampled.mean(axis=0), ddof=1))  # V̄: the bootstrap variance of Δ
+    var_each = float(np.mean(np.var(resampled, axis=1, ddof=1)))  # mean_r V_r
+    var_test = max(0.0, (repeats * var_mean - var_each) / (repeats - 1))
+    variance = var_repeats + var_test
+    se = float(np.sqrt(variance))
+    if se == 0.0:
+        # No variation at all (A and B the same models): nothing distinguishes them unless Δ itself is not 0.
+        p, half_width, df = (1.0 if difference == 0.0 else 0.0), 0.0, float(repeats - 1)
+    else:
+        df = float(variance**2 * (repeats - 1) / var_repeats**2) if var_repeats > 0 else float("inf")
+        p = float(2 * stats.t.sf(abs(difference) / se, df))
+        half_width = float(stats.t.ppf(0.5 + confidence / 2, df) * se)
+    return {
+        **result,
+        "ci95_low": difference - half_width,
+        "ci95_high": difference + half_width,
+        "p_value": p,
+        "se": se,
+        "se_repeats": float(np.sqrt(var_repeats)),
+        "se_test": float(np.sqrt(var_test)),
+        # The standard error if the trained models were fixed (test-set sampling only): what a bootstrap over
+        # test images alone reports, shown for contrast (benchmarks/calibration.py).
+        "se_models_fixed": float(np.sqrt(var_mean)),
+        "df": df,
+    }
 
 
 # --------------------------------------------------------------------------
 # Multiple comparisons
 
 
-def holm(p_values: Sequence[float], alpha: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
+def holm(p_values: Sequence[float], alpha: float = ALPHA) -> tuple[np.ndarray, np.ndarray]:
     """Holm's step-down correction (Holm 1979), as statsmodels' multipletests(method="holm").
 
     Returns (reject, adjusted), in the input order: adjusted p_(i) = max over j <= i of (m - j + 1) p_(j)
@@ -255,52 +222,59 @@ def holm(p_values: Sequence[float], alpha: float = 0.05) -> tuple[np.ndarray, np
 # All comparisons of one experiment
 
 
-ALPHA = 0.05
-
-
 def compare_variants(
     y_true: np.ndarray,
     scores: Mapping[str, Sequence[np.ndarray]],
     pairs: Sequence[tuple[str, str]],
     task: str,
     *,
+    verdict_metric: str = "balanced_accuracy",
+    thresholds: Mapping[str, Sequence[float]] | None = None,
     n_resamples: int = N_RESAMPLES,
     seed: int = 0,
     confidence: float = CONFIDENCE,
     alpha: float = ALPHA,
-    seed_names: Sequence[int] | None = None,
 ) -> dict[str, dict]:
     """Every comparison (a, b) of `pairs`, keyed `"<b> vs <a>"`, differences being b - a.
 
-    `scores[variant]`: one test-score array per seed, every variant in the same seed order. Each entry holds
-    :func:`paired_bootstrap`'s accuracy, balanced_accuracy and auc as ``difference``, ``ci95_low``,
-    ``ci95_high`` and ``resamples`` (one set of resamples shared by every comparison, each variant's resampled
-    metrics computed once), ``mcnemar_p`` (per seed: keyed by `seed_names`, the repeat seeds, else 0, 1, ...),
-    :func:`sign_test_over_seeds`'s ``p_value``, ``b_better`` and ``a_better``, ``p_holm`` (Holm over the
-    sign-test p-values of all `pairs`) and ``significant`` (``p_holm`` <= alpha, Holm's rejection).
+    `scores[variant]`: one test-score array per repeat, every variant in the same repeat order (the pairing);
+    `thresholds[variant]`: each repeat's binary decision threshold (default 0.5). Each entry holds, per metric
+    of :func:`task_metrics`, :func:`repeat_level_test`'s numbers (flat mappings only: `dvc exp show` drops
+    lists), and for the verdict metric: ``metric``, ``p_value``, ``probability_of_improvement``, ``p_holm``
+    (Holm over the verdict p-values of all comparisons that have one) and ``significant`` (Holm's rejection
+    at `alpha`). One set of bootstrap resamples serves every comparison; each model's resampled metrics are
+    computed once.
     """
+    metrics = task_metrics(task)
+    if verdict_metric not in metrics:
+        raise ValueError(f"verdict metric {verdict_metric!r} is not one of {metrics} for the {task} task")
     y_true = np.asarray(y_true, dtype=np.int64)
-    runs = {name: _per_seed(scores[name]) for pair in pairs for name in pair}
-    for a, b in pairs:
-        _check_pairs(y_true, runs[a], runs[b])
+    names = list(dict.fromkeys(name for pair in pairs for name in pair))
+    repeats = {len(scores[name]) for name in names}
+    if len(repeats) > 1:
+        raise ValueError(f"variants have scores of different numbers of repeats {sorted(repeats)}: they must pair")
     weights = resample_weights(len(y_true), n_resamples, seed)
-    resampled = {name: [resampled_metrics(y_true, run, task, weights) for run in seeds] for name, seeds in runs.items()}
+    resampled: dict[str, dict[str, np.ndarray]] = {}
+    for name in names:
+        runs = [np.asarray(run, dtype=np.float64) for run in scores[name]]
+        if any(run.shape[0] != len(y_true) for run in runs):
+            raise ValueError(f"{name}: scores do not cover the {len(y_true)} test images")
+        cut = list((thresholds or {}).get(name) or [DECISION_THRESHOLD] * len(runs))
+        per_run = [resampled_metrics(y_true, run, task, weights, t) for run, t in zip(runs, cut, strict=True)]
+        resampled[name] = {metric: np.array([run[metric] for run in per_run]) for metric in metrics}
     results: dict[str, dict] = {}
     for a, b in pairs:
-        entry: dict = {"a": a, "b": b}
-        # Flat numbers and mappings only: `dvc exp show` drops lists from metrics files.
-        for metric, values in _bootstrap_summary(resampled[a], resampled[b], confidence).items():
-            low, high = values["ci95"]
-            entry[metric] = {"difference": values["difference"], "ci95_low": low, "ci95_high": high}
-            entry[metric]["resamples"] = values["resamples"]
-        p_values = mcnemar_per_seed(y_true, runs[a], runs[b], task)
-        entry["mcnemar_p"] = {
-            str(seed): p for seed, p in zip(seed_names or range(len(p_values)), p_values, strict=True)
-        }
-        entry.update(sign_test_over_seeds(y_true, runs[a], runs[b], task))
+        entry: dict = {"a": a, "b": b, "metric": verdict_metric}
+        for metric in metrics:
+            entry[metric] = repeat_level_test(resampled[a][metric], resampled[b][metric], confidence)
+        verdict = entry[verdict_metric]
+        entry["p_value"] = verdict["p_value"]
+        entry["probability_of_improvement"] = verdict["probability_of_improvement"]
+        entry["p_holm"], entry["significant"] = None, False
         results[f"{b} vs {a}"] = entry
-    if results:
-        reject, adjusted = holm([entry["p_value"] for entry in results.values()], alpha)
-        for entry, rejected, p in zip(results.values(), reject, adjusted, strict=True):
+    tested = [entry for entry in results.values() if entry["p_value"] is not None]
+    if tested:
+        reject, adjusted = holm([entry["p_value"] for entry in tested], alpha)
+        for entry, rejected, p in zip(tested, reject, adjusted, strict=True):
             entry["p_holm"], entry["significant"] = float(p), bool(rejected)
     return results

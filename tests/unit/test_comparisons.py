@@ -1,21 +1,20 @@
-"""Unit tests for stages.lib.comparisons: paired bootstrap, McNemar, the sign test over seeds, Holm."""
+"""Unit tests for stages.lib.comparisons: weighted metrics, the repeat-level test (its false-positive rate
+simulated under the null), the probability of improvement, Holm, and compare_variants."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 from sklearn import metrics as skm
-from statsmodels.stats.contingency_tables import mcnemar
 from statsmodels.stats.multitest import multipletests
 
 from stages.lib.comparisons import (
     compare_variants,
     holm,
-    mcnemar_exact,
-    mcnemar_per_seed,
-    paired_bootstrap,
+    probability_of_improvement,
+    repeat_level_test,
+    resample_weights,
     resampled_metrics,
-    sign_test_over_seeds,
 )
 
 
@@ -41,17 +40,22 @@ def test_resampled_metrics_equal_sklearn_with_sample_weights(task: str) -> None:
         y = rng.integers(0, 3, size=n)
         scores = rng.dirichlet(np.ones(3), size=n)
     weights = np.vstack([np.ones(n), rng.multinomial(n, np.ones(n) / n, size=5)])
-    got = resampled_metrics(y, scores, task, weights)
-    predicted = scores.argmax(axis=1) if task == "multiclass" else (scores >= 0.5).astype(int)
+    threshold = 0.3
+    got = resampled_metrics(y, scores, task, weights, threshold)
+    predicted = scores.argmax(axis=1) if task == "multiclass" else (scores >= threshold).astype(int)
     for row, w in enumerate(weights):
         assert got["accuracy"][row] == pytest.approx(skm.accuracy_score(y, predicted, sample_weight=w))
         assert got["balanced_accuracy"][row] == pytest.approx(
             skm.balanced_accuracy_score(y, predicted, sample_weight=w)
         )
-        want_auc = skm.roc_auc_score(y, scores, sample_weight=w, multi_class="ovr", labels=[0, 1, 2])
         if task == "binary":
-            want_auc = skm.roc_auc_score(y, scores, sample_weight=w)
-        assert got["auc"][row] == pytest.approx(want_auc)
+            assert got["auc"][row] == pytest.approx(skm.roc_auc_score(y, scores, sample_weight=w))
+            assert "macro_f1" not in got
+        else:
+            want_auc = skm.roc_auc_score(y, scores, sample_weight=w, multi_class="ovr", labels=[0, 1, 2])
+            assert got["auc"][row] == pytest.approx(want_auc)
+            want_f1 = skm.f1_score(y, predicted, sample_weight=w, average="macro", labels=[0, 1, 2], zero_division=0)
+            assert got["macro_f1"][row] == pytest.approx(want_f1)
 
 
 def test_resampled_auc_is_nan_without_both_classes() -> None:
@@ -60,120 +64,106 @@ def test_resampled_auc_is_nan_without_both_classes() -> None:
     assert np.isnan(resampled_metrics(y, np.array([0.1, 0.7, 0.8, 0.4]), "binary", weights)["auc"][0])
 
 
-# --- paired bootstrap ------------------------------------------------------------------------------
+def test_resample_weights_row_zero_is_the_test_set_and_rows_draw_n_images() -> None:
+    weights = resample_weights(50, 20, seed=3)
+    assert weights.shape == (21, 50)
+    np.testing.assert_array_equal(weights[0], np.ones(50))
+    np.testing.assert_array_equal(weights.sum(axis=1), np.full(21, 50.0))
+    np.testing.assert_array_equal(weights, resample_weights(50, 20, seed=3))
 
 
-def test_bootstrap_of_identical_variants_is_exactly_zero() -> None:
+# --- the repeat-level test of one metric ------------------------------------------------------------
+
+
+def test_probability_of_improvement_by_hand() -> None:
+    # Pairs (b, a): (2,1) 1, (2,2) 0.5, (3,1) 1, (3,2) 1 -> 3.5 / 4.
+    assert probability_of_improvement(np.array([1.0, 2.0]), np.array([2.0, 3.0])) == 0.875
+    assert probability_of_improvement(np.array([1.0, 1.0]), np.array([1.0, 1.0])) == 0.5
+
+
+def test_identical_variants_differ_by_exactly_zero_with_p_one() -> None:
     rng = np.random.default_rng(1)
-    y = rng.integers(0, 2, size=100)
-    runs = [rng.random(100) for _ in range(3)]
-    result = paired_bootstrap(y, runs, [r.copy() for r in runs], "binary", n_resamples=300)
-    for metric in ("accuracy", "balanced_accuracy", "auc"):
-        assert result[metric]["difference"] == 0.0
-        assert result[metric]["ci95"] == [0.0, 0.0]
-        assert result[metric]["resamples"] == 300
+    metric = rng.random((5, 101))
+    result = repeat_level_test(metric, metric.copy())
+    assert result["difference"] == 0.0 and result["p_value"] == 1.0
+    assert result["ci95_low"] == result["ci95_high"] == 0.0
+    assert result["probability_of_improvement"] == 0.5
 
 
-def test_bootstrap_difference_is_the_mean_over_seeds_on_the_full_test_set() -> None:
+def test_difference_is_the_mean_over_repeats_of_the_test_set_differences() -> None:
     rng = np.random.default_rng(2)
-    y = rng.integers(0, 2, size=80)
-    runs_a = [rng.random(80) for _ in range(2)]
-    runs_b = [rng.random(80) for _ in range(2)]
-    result = paired_bootstrap(y, runs_a, runs_b, "binary", n_resamples=50)
-    accuracy = [np.mean((b >= 0.5) == y) - np.mean((a >= 0.5) == y) for a, b in zip(runs_a, runs_b, strict=True)]
-    auc = [skm.roc_auc_score(y, b) - skm.roc_auc_score(y, a) for a, b in zip(runs_a, runs_b, strict=True)]
-    assert result["accuracy"]["difference"] == pytest.approx(np.mean(accuracy))
-    assert result["auc"]["difference"] == pytest.approx(np.mean(auc))
+    a, b = rng.random((4, 51)), rng.random((4, 51))
+    result = repeat_level_test(a, b)
+    assert result["difference"] == pytest.approx(np.mean(b[:, 0] - a[:, 0]))
+    assert result["ci95_low"] < result["difference"] < result["ci95_high"]
+    assert result["se"] ** 2 == pytest.approx(result["se_repeats"] ** 2 + result["se_test"] ** 2)
 
 
-def test_bootstrap_interval_covers_the_true_difference() -> None:
-    """Synthetic: B is right on each image with probability 0.85, A with 0.75, independently; the true accuracy
-    difference is 0.10. Over 100 test sets, the 95 % interval covers it about 95 times, and excludes 0 when
-    the test set is large."""
-    truth, covered = 0.10, 0
-    for draw in range(100):
-        rng = np.random.default_rng(100 + draw)
-        y = rng.integers(0, 2, size=150)
-        a = [binary_scores(y, 0.75, rng) for _ in range(2)]
-        b = [binary_scores(y, 0.85, rng) for _ in range(2)]
-        low, high = paired_bootstrap(y, a, b, "binary", n_resamples=400, seed=draw)["accuracy"]["ci95"]
-        covered += low <= truth <= high
-    assert 85 <= covered <= 100  # binomial(100, 0.95): 85 is 4 standard deviations below
-    rng = np.random.default_rng(7)
-    y = rng.integers(0, 2, size=2000)
-    result = paired_bootstrap(
-        y, [binary_scores(y, 0.75, rng)], [binary_scores(y, 0.85, rng)], "binary", n_resamples=500
-    )["accuracy"]
-    assert 0 < result["ci95"][0] < truth < result["ci95"][1]
+def test_one_repeat_gives_no_p_value() -> None:
+    result = repeat_level_test(np.full((1, 11), 0.5), np.full((1, 11), 0.7))
+    assert result["p_value"] is None and result["ci95_low"] is None
+    assert result["difference"] == pytest.approx(0.2)
 
 
-def test_bootstrap_is_deterministic_given_its_seed() -> None:
+def test_without_training_variance_the_error_is_the_test_sets_alone() -> None:
+    # Every repeat the same models (no training randomness): σ²_repeat = 0, and the variance left is the
+    # bootstrap's over test images, which the correction recovers exactly.
     rng = np.random.default_rng(3)
-    y = rng.integers(0, 3, size=90)
-    a = [rng.dirichlet(np.ones(3), size=90) for _ in range(2)]
-    b = [rng.dirichlet(np.ones(3), size=90) for _ in range(2)]
-    first = paired_bootstrap(y, a, b, "multiclass", n_resamples=200, seed=5)
-    assert paired_bootstrap(y, a, b, "multiclass", n_resamples=200, seed=5) == first
-    other = paired_bootstrap(y, a, b, "multiclass", n_resamples=200, seed=6)
-    assert other["accuracy"]["ci95"] != first["accuracy"]["ci95"]
-    assert other["accuracy"]["difference"] == first["accuracy"]["difference"]
+    y = rng.integers(0, 2, size=300)
+    weights = resample_weights(300, 400, seed=0)
+    a, b = binary_scores(y, 0.8, rng), binary_scores(y, 0.85, rng)
+    ra = np.array([resampled_metrics(y, a, "binary", weights)["accuracy"]] * 4)
+    rb = np.array([resampled_metrics(y, b, "binary", weights)["accuracy"]] * 4)
+    result = repeat_level_test(ra, rb)
+    assert result["se_repeats"] == 0.0
+    assert result["se_test"] == pytest.approx(result["se_models_fixed"])
+    assert result["se_models_fixed"] == pytest.approx(np.std(rb[0, 1:] - ra[0, 1:], ddof=1))
+    assert result["df"] == float("inf")
 
 
-def test_bootstrap_rejects_unpaired_inputs() -> None:
-    y = np.zeros(10, dtype=int)
-    with pytest.raises(ValueError, match="must be paired"):
-        paired_bootstrap(y, [np.zeros(10)], [np.zeros(10), np.zeros(10)], "binary")
-    with pytest.raises(ValueError, match="scores for 9 images, the test set has 10"):
-        paired_bootstrap(y, [np.zeros(9)], [np.zeros(10)], "binary")
+def simulated_models(
+    rng: np.random.Generator, y: np.ndarray, latent: np.ndarray, shift: float, repeats: int
+) -> list[np.ndarray]:
+    """Test scores of `repeats` models of one procedure: each model's errors are correlated across images (a
+    model-level bias and a random direction in the images' `latent` space), as trained heads' are; `shift`
+    moves the procedure's logits towards the true class."""
+    n = len(y)
+    runs = []
+    for _ in range(repeats):
+        bias = rng.normal(0.0, 0.6)
+        direction = rng.normal(size=latent.shape[1]) * 0.5
+        logit = 1.5 * (2 * y - 1) + shift * (2 * y - 1) + bias + latent @ direction + rng.normal(0, 0.5, n)
+        runs.append(1 / (1 + np.exp(-logit)))
+    return runs
 
 
-# --- McNemar and the sign test over seeds ----------------------------------------------------------
+def test_false_positive_rate_under_the_null_is_nominal_and_the_image_bootstrap_is_not() -> None:
+    """Two identical procedures, only their training randomness differing, on 200 simulated test sets: the
+    repeat-level test rejects at about 5 %; a test that holds the trained models fixed rejects far more."""
+    rng = np.random.default_rng(2026)
+    rejections, image_only, sets = 0, 0, 200
+    for _ in range(sets):
+        y = (rng.random(300) < 0.2).astype(np.int64)
+        latent = rng.normal(size=(300, 8))
+        scores = {"A": simulated_models(rng, y, latent, 0.0, 5), "B": simulated_models(rng, y, latent, 0.0, 5)}
+        entry = compare_variants(y, scores, [("A", "B")], "binary", n_resamples=200, seed=int(rng.integers(1e6)))
+        result = entry["B vs A"]
+        rejections += result["p_value"] < 0.05
+        verdict = result["balanced_accuracy"]
+        image_only += abs(verdict["difference"]) > 1.96 * verdict["se_models_fixed"]
+    assert 0.02 <= rejections / sets <= 0.08
+    assert image_only / sets > 0.3
 
 
-def correctness(only_a: int, only_b: int, both: int = 3, neither: int = 2) -> tuple[np.ndarray, np.ndarray]:
-    a = np.array([True] * only_a + [False] * only_b + [True] * both + [False] * neither)
-    b = np.array([False] * only_a + [True] * only_b + [True] * both + [False] * neither)
-    return a, b
-
-
-def test_mcnemar_by_hand() -> None:
-    # 1 vs 5 discordant: 2 * P(X <= 1), X ~ Bin(6, 1/2) = 2 * 7/64.
-    assert mcnemar_exact(*correctness(1, 5)) == pytest.approx(14 / 64)
-    assert mcnemar_exact(*correctness(0, 6)) == pytest.approx(2 / 64)
-    assert mcnemar_exact(*correctness(3, 3)) == 1.0
-    assert mcnemar_exact(*correctness(0, 0)) == 1.0
-
-
-@pytest.mark.parametrize(("only_a", "only_b"), [(0, 0), (0, 1), (1, 5), (4, 4), (7, 2), (0, 12), (20, 35), (51, 50)])
-def test_mcnemar_matches_statsmodels(only_a: int, only_b: int) -> None:
-    a, b = correctness(only_a, only_b, both=10, neither=4)
-    table = [[np.sum(a & b), np.sum(a & ~b)], [np.sum(~a & b), np.sum(~a & ~b)]]
-    assert mcnemar_exact(a, b) == pytest.approx(mcnemar(table, exact=True).pvalue, rel=1e-12)
-
-
-def test_mcnemar_per_seed_scores_each_seed() -> None:
-    y = np.array([1, 1, 0, 0, 1, 0, 1, 0])
-    a = [np.array([0.9, 0.9, 0.1, 0.1, 0.9, 0.1, 0.9, 0.1]), np.full(8, 0.4)]
-    b = [np.full(8, 0.6), np.array([0.9, 0.9, 0.1, 0.1, 0.9, 0.1, 0.9, 0.1])]
-    # Seed 0: A right everywhere, B (all positive) wrong on the 4 negatives; seed 1 the mirror image.
-    assert mcnemar_per_seed(y, a, b, "binary") == pytest.approx([2 / 16, 2 / 16])
-
-
-def test_sign_test_with_one_seed_is_mcnemar() -> None:
-    rng = np.random.default_rng(4)
-    y = rng.integers(0, 2, size=200)
-    a, b = [binary_scores(y, 0.7, rng)], [binary_scores(y, 0.8, rng)]
-    assert sign_test_over_seeds(y, a, b, "binary")["p_value"] == mcnemar_per_seed(y, a, b, "binary")[0]
-
-
-def test_sign_test_over_seeds_by_hand() -> None:
-    # Two seeds, six images; per image, seeds B right minus seeds A right:
-    y = np.array([1, 1, 1, 1, 1, 1])
-    a = [np.array([0.9, 0.1, 0.1, 0.9, 0.9, 0.1]), np.array([0.9, 0.1, 0.9, 0.1, 0.1, 0.1])]
-    b = [np.array([0.9, 0.9, 0.9, 0.9, 0.1, 0.1]), np.array([0.9, 0.9, 0.9, 0.9, 0.1, 0.1])]
-    # d = (0, 2, 1, 1, -1, 0): B better on 3 images, A on 1, 2 ties drop: 2 * P(X <= 1 | Bin(4, 1/2)) = 10/16.
-    got = sign_test_over_seeds(y, a, b, "binary")
-    assert got == {"p_value": pytest.approx(10 / 16), "b_better": 3, "a_better": 1}
+def test_a_real_difference_is_found() -> None:
+    rng = np.random.default_rng(7)
+    y = (rng.random(400) < 0.2).astype(np.int64)
+    latent = rng.normal(size=(400, 8))
+    scores = {"A": simulated_models(rng, y, latent, 0.0, 10), "B": simulated_models(rng, y, latent, 1.0, 10)}
+    result = compare_variants(y, scores, [("A", "B")], "binary", n_resamples=200)["B vs A"]
+    assert result["p_value"] < 0.01 and result["significant"]
+    assert result["balanced_accuracy"]["ci95_low"] > 0
+    assert result["probability_of_improvement"] >= 0.85
 
 
 # --- Holm ------------------------------------------------------------------------------------------
@@ -212,60 +202,47 @@ def test_holm_rejects_bad_p_values() -> None:
 # --- all comparisons of one experiment (what the evaluate stage writes to metrics/comparisons.json) --------
 
 
-def study_scores(y: np.ndarray, accuracies: dict[str, float], seeds: int = 3) -> dict[str, list[np.ndarray]]:
+def test_compare_variants_holds_every_metric_and_holm_over_the_verdict_metric() -> None:
     rng = np.random.default_rng(5)
-    return {name: [binary_scores(y, accuracy, rng) for _ in range(seeds)] for name, accuracy in accuracies.items()}
+    y = (rng.random(200) < 0.3).astype(np.int64)
+    latent = rng.normal(size=(200, 8))
+    scores = {name: simulated_models(rng, y, latent, shift, 4) for name, shift in (("a", 0.0), ("b", 0.3), ("c", 1.5))}
+    pairs = [("a", "b"), ("a", "c"), ("b", "c")]
+    results = compare_variants(y, scores, pairs, "binary", verdict_metric="auc", n_resamples=100)
+    assert list(results) == ["b vs a", "c vs a", "c vs b"]
+    for entry in results.values():
+        assert entry["metric"] == "auc"
+        assert set(entry) >= {"accuracy", "balanced_accuracy", "auc", "p_value", "p_holm", "significant"}
+        assert entry["p_value"] == entry["auc"]["p_value"]
+        assert entry["probability_of_improvement"] == entry["auc"]["probability_of_improvement"]
+    p = [entry["p_value"] for entry in results.values()]
+    want_reject, want_adjusted, _, _ = multipletests(p, alpha=0.05, method="holm")
+    np.testing.assert_allclose([entry["p_holm"] for entry in results.values()], want_adjusted)
+    assert [entry["significant"] for entry in results.values()] == list(want_reject)
+    with pytest.raises(ValueError, match="macro_f1"):
+        compare_variants(y, scores, pairs, "binary", verdict_metric="macro_f1")
 
 
-def test_compare_variants_gives_each_pair_the_module_s_tests_and_holm_over_them() -> None:
-    from stages.evaluate import comparison_pairs
-
-    y = (np.random.default_rng(4).random(300) < 0.2).astype(np.int64)
-    scores = study_scores(y, {"bce-clean": 0.9, "bce-noisy": 0.7, "l1-clean": 0.88, "l1-noisy": 0.86, "gce-clean": 0.9})
-    scores["gce-noisy"] = scores["l1-noisy"]  # identical predictions: nothing to tell apart
-    pairs = comparison_pairs(("bce", "l1", "gce"))
-    assert pairs == [
-        ("bce-noisy", "l1-noisy"),
-        ("bce-noisy", "gce-noisy"),
-        ("l1-noisy", "gce-noisy"),
-        ("bce-clean", "bce-noisy"),
-        ("l1-clean", "l1-noisy"),
-        ("gce-clean", "gce-noisy"),
-    ]
-    results = compare_variants(y, scores, pairs, "binary", n_resamples=300, seed=2, seed_names=(7, 8, 9))
-    assert list(results) == [f"{b} vs {a}" for a, b in pairs]
-    for (a, b), entry in zip(pairs, results.values(), strict=True):
-        assert (entry["a"], entry["b"]) == (a, b)
-        # The same numbers as the module's functions on that pair alone (one set of resamples for all pairs).
-        alone = paired_bootstrap(y, scores[a], scores[b], "binary", n_resamples=300, seed=2)
-        for metric in ("accuracy", "balanced_accuracy", "auc"):
-            low, high = alone[metric]["ci95"]
-            assert entry[metric] == {
-                "difference": alone[metric]["difference"],
-                "ci95_low": low,
-                "ci95_high": high,
-                "resamples": alone[metric]["resamples"],
-            }
-        per_seed = mcnemar_per_seed(y, scores[a], scores[b], "binary")
-        assert entry["mcnemar_p"] == {str(seed): p for seed, p in zip((7, 8, 9), per_seed, strict=True)}
-        sign = sign_test_over_seeds(y, scores[a], scores[b], "binary")
-        assert (entry["p_value"], entry["b_better"], entry["a_better"]) == (
-            sign["p_value"],
-            sign["b_better"],
-            sign["a_better"],
-        )
-    # Holm over the six sign-test p-values, as statsmodels computes it.
-    p_values = [entry["p_value"] for entry in results.values()]
-    reject, adjusted, _, _ = multipletests(p_values, alpha=0.05, method="holm")
-    np.testing.assert_allclose([entry["p_holm"] for entry in results.values()], adjusted)
-    assert [entry["significant"] for entry in results.values()] == list(reject)
-    assert results["l1-noisy vs bce-noisy"]["significant"]  # 0.86 vs 0.7 on 300 images, 3 seeds
-    assert results["gce-noisy vs l1-noisy"]["accuracy"]["difference"] == 0.0
-    assert results["gce-noisy vs l1-noisy"]["p_holm"] == 1.0 and not results["gce-noisy vs l1-noisy"]["significant"]
+def test_compare_variants_applies_each_repeats_threshold() -> None:
+    rng = np.random.default_rng(6)
+    y = (rng.random(100) < 0.3).astype(np.int64)
+    runs = [rng.uniform(0.2, 0.45, size=100) for _ in range(3)]  # all below 0.5
+    scores = {"a": runs, "b": [r.copy() for r in runs]}
+    results = compare_variants(y, scores, [("a", "b")], "binary", thresholds={"b": [0.0] * 3}, n_resamples=50)
+    # b's threshold 0 calls every image positive: its accuracy is the positives' share, a's the negatives'.
+    assert results["b vs a"]["accuracy"]["difference"] == pytest.approx(2 * y.mean() - 1)
+    assert results["b vs a"]["auc"]["difference"] == 0.0
 
 
-def test_compare_variants_refuses_unpaired_seeds() -> None:
+def test_compare_variants_with_one_repeat_tests_nothing() -> None:
+    y = np.array([0, 1] * 20)
+    scores = {"a": [np.full(40, 0.4)], "b": [np.linspace(0, 1, 40)]}
+    entry = compare_variants(y, scores, [("a", "b")], "binary", n_resamples=20)["b vs a"]
+    assert entry["p_value"] is None and entry["p_holm"] is None and entry["significant"] is False
+
+
+def test_compare_variants_refuses_unpaired_repeats() -> None:
     y = np.array([0, 1, 0, 1])
-    scores = {"a": [np.full(4, 0.4)] * 2, "b": [np.full(4, 0.6)]}
-    with pytest.raises(ValueError, match="paired"):
+    scores = {"a": [np.full(4, 0.5)] * 2, "b": [np.full(4, 0.5)] * 3}
+    with pytest.raises(ValueError, match="repeats"):
         compare_variants(y, scores, [("a", "b")], "binary")

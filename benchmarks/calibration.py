@@ -1,0 +1,188 @@
+"""Is the comparisons' p-value right under the null? Simulated with the project's own trainer and tests.
+
+Each simulated data set draws Gaussian features for an imbalanced binary task (19 % positives, as sunflowers
+in tf_flowers), a training pool, a validation set and a test set of the default sizes, and corrupts the
+training and validation labels at `--noise` per repeat with the project's own noise model
+(stages.lib.noise.corrupt_labels). Then:
+
+* null: procedure A and procedure B are the same — a BCE head (stages.lib.head, the params' defaults:
+  epochs, batch size, learning rate, epoch chosen on the noisy validation labels) — trained on the same
+  noisy labels of each repeat; only the head's initial weights and batch order are seeded differently.
+  stages.lib.comparisons.compare_variants compares them; a rejection at `--alpha` is a false positive.
+* alternative: B is trained on labels corrupted at `--effect-noise` instead (fewer flips: a real gain).
+  The fraction of rejections is the power against that effect.
+
+It also prints how often the test that conditions on the trained models (a paired bootstrap over test
+images only, the project's old verdict) rejects the same null data sets. The last two lines are
+`false_positive_rate: X (N null data sets, alpha A)` and `power: Y (...)`.
+
+    python benchmarks/calibration.py                  # 200 null data sets on the defaults (params.yaml)
+    python benchmarks/calibration.py --datasets 20 --workers 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from stages.lib import params as P
+from stages.lib.backbone import derived_seed
+from stages.lib.comparisons import compare_variants
+from stages.lib.head import fit_linear_head
+from stages.lib.labels import targets
+from stages.lib.noise import corrupt_labels
+
+POSITIVE_SHARE = 0.19
+
+
+@dataclass(frozen=True)
+class Design:
+    repeats: int
+    epochs: int
+    batch_size: int
+    learning_rate: float
+    select_epoch: str
+    verdict_metric: str
+    train_size: int
+    val_size: int
+    test_size: int
+    features: int
+    separation: float
+    noise: float
+    effect_noise: float
+    alpha: float
+
+
+def draw_data(design: Design, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Features and true labels of one simulated data set: two Gaussian classes `separation` apart."""
+    n = design.train_size + design.val_size + design.test_size
+    y = (rng.random(n) < POSITIVE_SHARE).astype(np.int64)
+    direction = rng.normal(size=design.features)
+    direction /= np.linalg.norm(direction)
+    x = rng.normal(size=(n, design.features)) + design.separation * y[:, None] * direction
+    return x.astype(np.float32), y
+
+
+def train_head(
+    design: Design, x: np.ndarray, y: np.ndarray, val_x: np.ndarray, val_y: np.ndarray, test_x: np.ndarray, seed: int
+) -> np.ndarray:
+    head, _ = fit_linear_head(
+        x,
+        targets(y, "binary", 2),
+        test_x,
+        np.zeros((len(test_x), 1), np.float32),  # test curves are monitoring only: not read here
+        task="binary",
+        loss="bce",
+        loss_params={},
+        epochs=design.epochs,
+        batch_size=design.batch_size,
+        learning_rate=design.learning_rate,
+        seed=seed,
+        val_features=val_x,
+        val_y=targets(val_y, "binary", 2),
+        select_epoch=design.select_epoch,
+    )
+    return head.predict_proba(test_x)
+
+
+def one_dataset(args: tuple[Design, int, bool]) -> dict[str, bool | float | None]:
+    """Rejections of one simulated data set: null (ours, image-only) and, if `with_effect`, the alternative."""
+    design, index, with_effect = args
+    rng = np.random.default_rng(derived_seed(2026, index))
+    x, y = draw_data(design, rng)
+    n_train, n_val = design.train_size, design.val_size
+    train, val, test = slice(0, n_train), slice(n_train, n_train + n_val), slice(n_train + n_val, None)
+    scores: dict[str, list[np.ndarray]] = {"A": [], "B": [], "B_effect": []} if with_effect else {"A": [], "B": []}
+    for repeat in range(design.repeats):
+        noise_rng = np.random.default_rng(derived_seed(index, repeat))
+        noisy, noisy_val = (corrupt_labels(y[s], 2, design.noise, "symmetric", noise_rng) for s in (train, val))
+        scores["A"].append(
+            train_head(design, x[train], noisy, x[val], noisy_val, x[test], derived_seed(index, repeat, 0))
+        )
+        scores["B"].append(
+            train_head(design, x[train], noisy, x[val], noisy_val, x[test], derived_seed(index, repeat, 1))
+        )
+        if with_effect:
+            less_noisy, less_noisy_val = (
+                corrupt_labels(y[s], 2, design.effect_noise, "symmetric", noise_rng) for s in (train, val)
+            )
+            seed = derived_seed(index, repeat, 1)
+            scores["B_effect"].append(train_head(design, x[train], less_noisy, x[val], less_noisy_val, x[test], seed))
+    pairs = [("A", name) for name in scores if name != "A"]
+    results = compare_variants(y[test], scores, pairs, "binary", verdict_metric=design.verdict_metric, seed=index)
+    null = results["B vs A"]
+    verdict = null[design.verdict_metric]
+    # The old verdict: only test-set sampling, the trained models held fixed (a normal interval on it).
+    image_only = abs(verdict["difference"]) > 1.96 * verdict["se_models_fixed"]
+    effect = results.get("B_effect vs A")
+    return {
+        "null": null["p_value"] < design.alpha,
+        "image_only": bool(image_only),
+        "effect": None if effect is None else effect["p_value"] < design.alpha,
+        "effect_size": None if effect is None else effect[design.verdict_metric]["difference"],
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--datasets", type=int, default=200, help="simulated data sets (default 200)")
+    parser.add_argument("--effect-datasets", type=int, default=50, help="of them, how many also test the alternative")
+    parser.add_argument("--workers", type=int, default=2, help="processes (default 2)")
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"), help="the defaults to simulate")
+    parser.add_argument("--features", type=int, default=64, help="feature dimension (default 64)")
+    parser.add_argument("--separation", type=float, default=2.0, help="class means' distance in std units")
+    parser.add_argument("--effect-noise", type=float, default=0.2, help="B's noise rate under the alternative")
+    parser.add_argument("--alpha", type=float, default=0.05)
+    parser.add_argument("--repeats", type=int, default=None, help="default: len(train.seeds)")
+    parser.add_argument("--epochs", type=int, default=None, help="default: train.epochs")
+    parser.add_argument("--test-size", type=int, default=900, help="test images (default 900)")
+    args = parser.parse_args(argv)
+    raw = P.load_checked_params(args.params)
+    settings, data, noise = P.train_params(raw), P.data_params(raw), P.noise_params(raw)
+    design = Design(
+        repeats=args.repeats or len(settings.seeds),
+        epochs=args.epochs or settings.epochs,
+        batch_size=settings.batch_size,
+        learning_rate=settings.learning_rate,
+        select_epoch=settings.select_epoch,
+        verdict_metric=P.evaluate_metric(raw),
+        train_size=data.train_size,
+        val_size=data.val_size,
+        test_size=args.test_size,
+        features=args.features,
+        separation=args.separation,
+        noise=noise.rate,
+        effect_noise=args.effect_noise,
+        alpha=args.alpha,
+    )
+    print(f"design: {design}", flush=True)
+    jobs = [(design, index, index < args.effect_datasets) for index in range(args.datasets)]
+    if args.workers > 1:
+        with ProcessPoolExecutor(args.workers) as pool:
+            outcomes = list(pool.map(one_dataset, jobs))
+    else:
+        outcomes = [one_dataset(job) for job in jobs]
+    n = len(outcomes)
+    with_effect = [o for o in outcomes if o["effect"] is not None]
+    image_only = sum(o["image_only"] for o in outcomes) / n
+    false_positives = sum(o["null"] for o in outcomes) / n
+    power = sum(o["effect"] for o in with_effect) / max(len(with_effect), 1)
+    effect = float(np.mean([o["effect_size"] for o in with_effect])) if with_effect else float("nan")
+    print(f"image-only bootstrap (models held fixed), null rejections: {image_only:.3f} ({n} data sets)")
+    print(f"false_positive_rate: {false_positives:.3f} ({n} null data sets, alpha {design.alpha:g})")
+    print(
+        f"power: {power:.3f} (effect: noise {design.noise:g} -> {design.effect_noise:g}, mean Δ "
+        f"{design.verdict_metric} {effect:+.3f}; {len(with_effect)} data sets, {design.repeats} repeats, "
+        f"alpha {design.alpha:g})"
+    )
+
+
+if __name__ == "__main__":
+    main()
