@@ -60,8 +60,10 @@ def test_repro_runs_every_stage_and_writes_metrics(reproduced: tuple[Path, str])
     for entry in comparisons.values():
         for metric in ("accuracy", "balanced_accuracy", "auc"):
             assert entry[metric]["ci95_low"] <= entry[metric]["difference"] <= entry[metric]["ci95_high"]
-        assert set(entry["mcnemar_p"]) == {"0", "1"} and entry["p_value"] <= entry["p_holm"] <= 1
+        assert entry["metric"] == "balanced_accuracy" and entry[metric]["repeats"] == 2
+        assert entry["p_value"] == entry["balanced_accuracy"]["p_value"] <= entry["p_holm"] <= 1
         assert entry["significant"] == (entry["p_holm"] <= 0.05)
+        assert 0 <= entry["probability_of_improvement"] <= 1
 
     for variant in VARIANTS:
         assert (repo / f"models/{variant}/seed_0.npz").exists()

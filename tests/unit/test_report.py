@@ -67,7 +67,8 @@ def comparison(difference: float, p_holm: float, significant: bool) -> dict:
             metric: {"difference": difference, "ci95_low": difference - 0.02, "ci95_high": difference + 0.02}
             for metric in ("accuracy", "balanced_accuracy", "auc")
         },
-        "mcnemar_p": {"0": 0.01, "1": 0.2, "2": 0.0004},
+        "metric": "balanced_accuracy",
+        "probability_of_improvement": 0.5 + difference,
         "p_value": p_holm / 3,
         "p_holm": p_holm,
         "significant": significant,
@@ -372,12 +373,12 @@ def test_comparison_table_has_a_row_per_comparison_with_intervals_and_marks_the_
     lines = comparison_table(run).splitlines()
     assert lines[0] == (
         "| comparison (B vs A) | Δ accuracy [95 % CI] | Δ balanced accuracy [95 % CI] | Δ auc [95 % CI] "
-        "| McNemar p per seed | sign test p | Holm p |"
+        "| P(B > A), balanced accuracy | p, balanced accuracy | Holm p |"
     )
     rows = [line.strip("| ").split(" | ") for line in lines[2:]]
     assert [row[0] for row in rows] == ["l1-noisy vs bce-noisy *", "bce-noisy vs bce-clean", "l1-noisy vs l1-clean *"]
     assert rows[0][1] == "+0.100 [+0.080, +0.120]" and rows[1][2] == "-0.200 [-0.220, -0.180]"
-    assert rows[0][4] == "0.010, 0.200, 0.0004"
+    assert rows[0][4] == "0.60" and rows[0][5] == "0.001"
     assert [row[6] for row in rows] == ["**0.003**", "0.200", "**0.040**"]
 
 

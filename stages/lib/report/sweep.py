@@ -197,19 +197,22 @@ def _p_text(value: Any) -> str:
 
 def comparison_table(run: Run) -> str | None:
     """One run's paired comparisons (metrics/comparisons.json): a row per comparison, B - A per metric with its
-    95 % paired-bootstrap interval, the per-seed McNemar p-values, the sign test over seeds and its Holm-adjusted
-    p. Rows significant after Holm (at 0.05) are marked with `*` and their Holm p in bold. None without any."""
+    95 % interval over repeats and test images, the probability of improvement and the p-value on the verdict
+    metric, and its Holm-adjusted p. Rows significant after Holm (at 0.05) are marked with `*` and their Holm
+    p in bold. None without any."""
     if not run.comparisons:
         return None
+    verdicts = {entry.get("metric") for entry in run.comparisons.values()}
+    verdict = METRIC_TITLES.get(next(iter(verdicts)), "?").lower() if len(verdicts) == 1 else "verdict metric"
     header = ["comparison (B vs A)", *(f"Δ {METRIC_TITLES[m].lower()} [95 % CI]" for m in TABLE_METRICS)]
-    header += ["McNemar p per seed", "sign test p", "Holm p"]
+    header += [f"P(B > A), {verdict}", f"p, {verdict}", "Holm p"]
     lines = ["| " + " | ".join(header) + " |", "|:---|" + "|".join(["---:"] * (len(header) - 1)) + "|"]
     for name, entry in run.comparisons.items():
         significant = entry.get("significant") is True
-        per_seed = list((entry.get("mcnemar_p") or {}).values())
         cells = [f"{name} *" if significant else name]
         cells += [_interval_cell(entry, metric) for metric in TABLE_METRICS]
-        cells += [", ".join(_p_text(p) for p in per_seed) or "–", _p_text(entry.get("p_value"))]
+        improvement = _number(entry.get("probability_of_improvement"))
+        cells += ["–" if math.isnan(improvement) else f"{improvement:.2f}", _p_text(entry.get("p_value"))]
         holm_p = _p_text(entry.get("p_holm"))
         cells.append(f"**{holm_p}**" if significant else holm_p)
         lines.append("| " + " | ".join(cells) + " |")
@@ -246,11 +249,14 @@ def detection_table(sweep: Sweep) -> str | None:
 
 
 COMPARISONS_TEXT = (
-    "Per noise level, each noisy variant against every other and against its own clean control, on the same "
-    "test images, seeds, noise draws and initial weights. Δ is B − A (mean over seeds) with a 95 % interval from "
-    "a paired bootstrap over test images; McNemar's exact test per seed on per-image correctness; the sign test "
-    "over images on how many seeds each variant got it right combines the seeds; Holm's correction runs over "
-    "the comparisons of one experiment. `*` and bold: significant after Holm at 0.05."
+    "Per noise level, each noisy variant against every other and against its own clean control, trained on "
+    "the same noise draws, initial weights and batch orders repeat by repeat and scored on the same test images. "
+    "Δ is B − A, the mean over repeats of the test-set difference, with a 95 % t-interval whose variance adds "
+    "the spread of the differences over repeats (training randomness) and test-set sampling (a paired bootstrap "
+    "over test images, corrected for the part the spread over repeats already holds); P(B > A) is the "
+    "probability of improvement over repeats (Agarwal et al. 2021). The p-value tests the verdict metric "
+    "(`evaluate.metric`); Holm's correction runs over the comparisons of one experiment. `*` and bold: "
+    "significant after Holm at 0.05."
 )
 
 
