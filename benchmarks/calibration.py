@@ -143,6 +143,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=None, help="default: len(train.seeds)")
     parser.add_argument("--epochs", type=int, default=None, help="default: train.epochs")
     parser.add_argument("--test-size", type=int, default=900, help="test images (default 900)")
+    parser.add_argument("--train-size", type=int, default=None, help="default: data.train_size")
+    parser.add_argument("--val-size", type=int, default=None, help="default: data.val_size")
     args = parser.parse_args(argv)
     raw = P.load_checked_params(args.params)
     settings, data, noise = P.train_params(raw), P.data_params(raw), P.noise_params(raw)
@@ -153,8 +155,8 @@ def main(argv: list[str] | None = None) -> None:
         learning_rate=settings.learning_rate,
         select_epoch=settings.select_epoch,
         verdict_metric=P.evaluate_metric(raw),
-        train_size=data.train_size,
-        val_size=data.val_size,
+        train_size=args.train_size or data.train_size,
+        val_size=args.val_size or data.val_size,
         test_size=args.test_size,
         features=args.features,
         separation=args.separation,
