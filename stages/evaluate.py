@@ -24,7 +24,7 @@ import pandas as pd
 from sklearn.metrics import roc_curve
 
 from stages.lib import params as P
-from stages.lib.comparisons import compare_variants
+from stages.lib.comparisons import compare_variants, comparison_pairs
 from stages.lib.errors import UserError, run_stage
 from stages.lib.io import METRICS_DIR, atomic_dir, label_names, load_array, read_json, read_prepared, write_json
 from stages.lib.labels import BASELINE, SCORES_FILE, SELECTION_FILE, model_dir, targets, variant_name
@@ -70,30 +70,6 @@ def selection(variant: str, repeat: int) -> dict:
     chosen["val_accuracy"] = float("nan") if saved.get("val_accuracy") is None else saved["val_accuracy"]
     chosen.setdefault("threshold", DECISION_THRESHOLD)
     return chosen
-
-
-def comparison_pairs(losses: tuple[str, ...], label_sets: tuple[str, ...]) -> tuple[list[tuple[str, str]], list[str]]:
-    """(a, b) pairs compared (b - a), and a line for each kind of comparison skipped for want of a label set.
-
-    Within the noisy and within the pruned label set, each loss against every later one in train.losses (a
-    clean-only run compares its clean losses instead); then, per loss, what the noise costs (noisy - clean)
-    and what pruning wins back (pruned - noisy, or pruned - clean without noisy labels).
-    """
-    within = [labels for labels in ("noisy", "pruned") if labels in label_sets] or list(label_sets)
-    pairs = []
-    for labels in within:
-        names = [variant_name(loss, labels) for loss in losses]
-        pairs += [(a, b) for i, a in enumerate(names) for b in names[i + 1 :]]
-    skipped = []
-    across = [("clean", "noisy"), ("noisy", "pruned") if "noisy" in label_sets else ("clean", "pruned")]
-    for control, treated in across:
-        if treated not in label_sets:
-            continue
-        if control not in label_sets:
-            skipped.append(f"{treated} vs {control}: train.labels has no {control} labels")
-            continue
-        pairs += [(variant_name(loss, control), variant_name(loss, treated)) for loss in losses]
-    return pairs, skipped
 
 
 def evaluate_variant(

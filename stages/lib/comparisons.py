@@ -36,6 +36,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from stages.lib.labels import variant_name
 from stages.lib.metrics import DECISION_THRESHOLD, predict_labels
 
 METRICS: tuple[str, ...] = ("accuracy", "balanced_accuracy", "auc")
@@ -220,6 +221,30 @@ def holm(p_values: Sequence[float], alpha: float = ALPHA) -> tuple[np.ndarray, n
 
 # --------------------------------------------------------------------------
 # All comparisons of one experiment
+
+
+def comparison_pairs(losses: tuple[str, ...], label_sets: tuple[str, ...]) -> tuple[list[tuple[str, str]], list[str]]:
+    """(a, b) pairs compared (b - a), and a line for each kind of comparison skipped for want of a label set.
+
+    Within the noisy and within the pruned label set, each loss against every later one in train.losses (a
+    clean-only run compares its clean losses instead); then, per loss, what the noise costs (noisy - clean)
+    and what pruning wins back (pruned - noisy, or pruned - clean without noisy labels).
+    """
+    within = [labels for labels in ("noisy", "pruned") if labels in label_sets] or list(label_sets)
+    pairs = []
+    for labels in within:
+        names = [variant_name(loss, labels) for loss in losses]
+        pairs += [(a, b) for i, a in enumerate(names) for b in names[i + 1 :]]
+    skipped = []
+    across = [("clean", "noisy"), ("noisy", "pruned") if "noisy" in label_sets else ("clean", "pruned")]
+    for control, treated in across:
+        if treated not in label_sets:
+            continue
+        if control not in label_sets:
+            skipped.append(f"{treated} vs {control}: train.labels has no {control} labels")
+            continue
+        pairs += [(variant_name(loss, control), variant_name(loss, treated)) for loss in losses]
+    return pairs, skipped
 
 
 def compare_variants(

@@ -10,6 +10,7 @@ from statsmodels.stats.multitest import multipletests
 
 from stages.lib.comparisons import (
     compare_variants,
+    comparison_pairs,
     holm,
     probability_of_improvement,
     repeat_level_test,
@@ -246,3 +247,23 @@ def test_compare_variants_refuses_unpaired_repeats() -> None:
     scores = {"a": [np.full(4, 0.5)] * 2, "b": [np.full(4, 0.5)] * 3}
     with pytest.raises(ValueError, match="repeats"):
         compare_variants(y, scores, [("a", "b")], "binary")
+
+
+def test_comparison_pairs_for_every_combination_of_label_sets() -> None:
+    losses = ("bce", "l1")
+    pairs, skipped = comparison_pairs(losses, ("clean", "noisy"))
+    assert pairs == [("bce-noisy", "l1-noisy"), ("bce-clean", "bce-noisy"), ("l1-clean", "l1-noisy")]
+    assert skipped == []
+    pairs, skipped = comparison_pairs(losses, ("clean", "noisy", "pruned"))
+    assert pairs[:2] == [("bce-noisy", "l1-noisy"), ("bce-pruned", "l1-pruned")]
+    assert pairs[-2:] == [("bce-noisy", "bce-pruned"), ("l1-noisy", "l1-pruned")]
+    # Pruned labels alone (issue 24): the losses compared on them; what needs another label set is skipped.
+    pairs, skipped = comparison_pairs(losses, ("pruned",))
+    assert pairs == [("bce-pruned", "l1-pruned")]
+    assert skipped == ["pruned vs clean: train.labels has no clean labels"]
+    assert comparison_pairs(losses, ("clean", "pruned"))[0][-1] == ("l1-clean", "l1-pruned")
+    assert comparison_pairs(("bce",), ("clean",)) == ([], [])
+    assert comparison_pairs(losses, ("noisy",)) == (
+        [("bce-noisy", "l1-noisy")],
+        ["noisy vs clean: train.labels has no clean labels"],
+    )
