@@ -90,3 +90,17 @@ def test_new_variants_are_scored(detected: tuple[Path, str]) -> None:
     transition = json.loads((repo / "data/detect/transitions/forward-noisy.json").read_text())
     assert transition["T"] == "estimated" and set(transition["seeds"]) == {"0", "1"}
     assert json.loads((repo / "data/detect/transitions/bce-noisy.json").read_text()) is None
+
+
+def test_pruned_labels_alone_run_to_the_end(detected: tuple[Path, str]) -> None:
+    """Issue 24: `train.labels: [pruned]` once crashed evaluate (KeyError 'bce-noisy') after every head had
+    trained. Now the pruned variants are compared with each other, and the comparisons that need clean or
+    noisy labels are skipped with a line saying why. (Last in this module: it changes the shared project.)"""
+    repo, _ = detected
+    write_params(repo, {"train": {"labels": ["pruned"]}})
+    done = dvc(repo, "repro")
+    assert "Traceback" not in done.stdout + done.stderr
+    assert "comparisons skipped: pruned vs clean: train.labels has no clean labels" in done.stdout + done.stderr
+    comparisons = json.loads((repo / "metrics/comparisons.json").read_text())
+    assert set(comparisons) == {"forward-pruned vs bce-pruned"}
+    assert set(json.loads((repo / "metrics/metrics.json").read_text())) == {"bce-pruned", "forward-pruned", "baseline"}
