@@ -52,8 +52,19 @@ def test_repro_runs_every_stage_and_writes_metrics(reproduced: tuple[Path, str])
     noise = json.loads((repo / "metrics/noise.json").read_text())
     assert noise["noise"] == 0.3 and noise["train_size"] == 60 and noise["val_size"] == 20
     for seed_summary in noise["seeds"].values():
-        assert seed_summary["flipped"] == 18  # exactly round(0.3 * 60)
-        assert seed_summary["val_flipped"] == 6  # exactly round(0.3 * 20)
+        # Exact per class: 12 sunflowers and 48 others in the pool, 4 and 16 in the validation set.
+        assert seed_summary["per_class_flips"] == {
+            "train": {
+                "not_sunflowers": {"n": 48, "flipped": 14, "expected": 14},  # 14.4 -> 14
+                "sunflowers": {"n": 12, "flipped": 4, "expected": 4},  # 3.6 -> 4
+            },
+            "val": {
+                "not_sunflowers": {"n": 16, "flipped": 5, "expected": 5},  # 4.8 -> 5
+                "sunflowers": {"n": 4, "flipped": 1, "expected": 1},  # 1.2 -> 1
+            },
+        }
+        assert seed_summary["flipped"] == 18 and seed_summary["val_flipped"] == 6
+    assert noise["per_class_exact"] is True
 
     comparisons = json.loads((repo / "metrics/comparisons.json").read_text())
     assert set(comparisons) == {"l1-noisy vs bce-noisy", "bce-noisy vs bce-clean", "l1-noisy vs l1-clean"}
