@@ -92,10 +92,7 @@ def per_class_exact(per_seed: dict[str, dict]) -> bool | None:
     """Whether every seed's every split and class flipped exactly the count its noise model fixes (None when
     the model fixes none: seed, given)."""
     cells = [
-        cell
-        for seed in per_seed.values()
-        for split in seed["per_class_flips"].values()
-        for cell in split.values()
+        cell for seed in per_seed.values() for split in seed["per_class_flips"].values() for cell in split.values()
     ]
     if not cells or any(cell["expected"] is None for cell in cells):
         return None
