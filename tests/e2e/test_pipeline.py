@@ -5,11 +5,23 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from tests.project import ALL_STAGES, VARIANTS, dvc, make_project, ran_stages, run, status_is_clean
 
-METRIC_KEYS = ("accuracy", "balanced_accuracy", "auc", "precision", "recall", "f1", "loss", "accuracy_ci95")
+METRIC_KEYS = (
+    "accuracy",
+    "balanced_accuracy",
+    "auc",
+    "precision",
+    "recall",
+    "f1",
+    "loss",
+    "accuracy_ci95",
+    "ece",
+    "brier",
+)
 
 
 @pytest.fixture(scope="module")
@@ -73,6 +85,17 @@ def test_repro_runs_every_stage_and_writes_metrics(reproduced: tuple[Path, str])
             assert entry[metric]["ci95_low"] <= entry[metric]["difference"] <= entry[metric]["ci95_high"]
         assert set(entry["mcnemar_p"]) == {"0", "1"} and entry["p_value"] <= entry["p_holm"] <= 1
         assert entry["significant"] == (entry["p_holm"] <= 0.05)
+
+    # Calibration: the reliability diagram's bins (first seed) hold every test image and give its ECE.
+    for variant in VARIANTS:
+        bins = pd.read_csv(repo / f"metrics/plots/reliability/{variant}.csv")
+        assert list(bins.columns) == ["bin", "low", "high", "predicted", "observed", "count"]
+        assert bins["count"].sum() == len(pd.read_csv(repo / "data/prepared/labels.csv").query("split == 'test'"))
+        ece = float((bins["count"] / bins["count"].sum() * (bins["observed"] - bins["predicted"]).abs()).sum())
+        assert per_seed[variant]["0"]["ece"] == pytest.approx(ece)
+        assert 0 <= metrics[variant]["brier"] <= 1
+    shown = json.loads(dvc(repo, "plots", "show", "--json", "metrics/plots/reliability").stdout)
+    assert not shown.get("errors") and sorted(shown["data"]) == [f"metrics/plots/reliability/{v}.csv" for v in VARIANTS]
 
     for variant in VARIANTS:
         assert (repo / f"models/{variant}/seed_0.npz").exists()
