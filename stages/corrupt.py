@@ -2,8 +2,9 @@
 given, the labels a CSV gives: stages.lib.given_labels).
 
 Writes data/labels/noisy.csv (seed, id, clean_label, label, flipped, split) and metrics/noise.json with
-the training pool's realised flip rates, overall and per class, its realised transition matrix, and the
-validation set's realised flip rate. Test labels are never touched.
+the training pool's realised flip rates, overall and per class, its realised transition matrix, the
+validation set's realised flip rate, and per seed, split and class the class size, the flips and the count
+the noise model fixes (equal for symmetric and asymmetric noise). Test labels are never touched.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from stages.lib.errors import UserError, run_stage
 from stages.lib.given_labels import read_given_labels
 from stages.lib.io import label_names, read_prepared, write_csv, write_json
 from stages.lib.labels import label_file
-from stages.lib.noise import corrupt_labels, flip_rates, transition_matrix
+from stages.lib.noise import corrupt_labels, expected_flips, flip_rates, transition_matrix
 
 NOISE_METRICS = "metrics/noise.json"
 
@@ -72,6 +73,32 @@ def _noisy_block(
     )
 
 
+def class_flips(
+    block: pd.DataFrame, noise: P.NoiseParams, names: list[str], rates: dict[int, float] | None
+) -> dict[str, dict[str, int | None]]:
+    """Per class of one split's block: its size `n`, the labels `flipped`, and the count the noise model
+    fixes, `expected` (round(rate x n), half up; None for seed and given noise, which fix none)."""
+    clean, noisy = block["clean_label"].to_numpy(dtype=np.int64), block["label"].to_numpy(dtype=np.int64)
+    flipped = flip_rates(clean, noisy, len(names))["per_class_count"]
+    sizes = np.bincount(clean, minlength=len(names))
+    expected = expected_flips(clean, len(names), noise.rate, noise.kind, rates)
+    return {
+        name: {"n": int(sizes[i]), "flipped": flipped[i], "expected": None if expected is None else expected[i]}
+        for i, name in enumerate(names)
+    }
+
+
+def per_class_exact(per_seed: dict[str, dict]) -> bool | None:
+    """Whether every seed's every split and class flipped exactly the count its noise model fixes (None when
+    the model fixes none: seed, given)."""
+    cells = [
+        cell for seed in per_seed.values() for split in seed["per_class_flips"].values() for cell in split.values()
+    ]
+    if not cells or any(cell["expected"] is None for cell in cells):
+        return None
+    return all(cell["flipped"] == cell["expected"] for cell in cells)
+
+
 def corrupt_pool(
     clean: pd.DataFrame,
     noise: P.NoiseParams,
@@ -108,6 +135,11 @@ def corrupt_pool(
             "transition_matrix": np.round(transition_matrix(labels, noisy, num_classes), 6).tolist(),
             "val_flipped": int(val_block["flipped"].sum()),
             "val_flip_rate": float(val_block["flipped"].mean()) if len(val_block) else None,
+            "per_class_flips": {
+                split: class_flips(block, noise, names, rates)
+                for split, block in (("train", train_block), ("val", val_block))
+                if len(block)
+            },
         }
     summary = {
         "noise": noise.rate,
@@ -119,6 +151,7 @@ def corrupt_pool(
         "label_names": names,
         "val_size": len(val),
         "val_flip_rate": float(np.mean([s["val_flip_rate"] for s in per_seed.values()])) if len(val) else None,
+        "per_class_exact": per_class_exact(per_seed),
         "seeds": per_seed,
     }
     return pd.concat(frames, ignore_index=True), summary

@@ -10,8 +10,10 @@ is a false one. Writes:
 - data/detect/transitions/<variant>.json for every variant of the train matrix: the estimated transition
   matrix per seed for forward variants with `T: estimated`, null for the others (train deps, see dvc.yaml);
 - metrics/detection.json: per seed and the mean over seeds, precision / recall / f1 of the flags against
-  the flipped labels, the score's AUC for "flipped", estimated and realised noise rates, the estimated
-  and realised transition matrices; for the clean labels, the false-flag rate.
+  the flipped labels and their false-flag rate, the score's AUC and average precision for "flipped", the
+  small-loss baseline's (the same out-of-sample probabilities' cross-entropy on the given label, flagging
+  as many), estimated and realised noise rates and the estimate's error, the estimated and realised
+  transition matrices; for the clean labels, the false-flag rate.
 """
 
 from __future__ import annotations
@@ -31,8 +33,10 @@ from stages.lib.detection import (
     find_issues,
     issues_table,
     mean_over_seeds,
+    noise_rate_metrics,
     out_of_sample_probabilities,
     pruned_rows,
+    small_loss_metrics,
     smallest_class,
 )
 from stages.lib.errors import UserError, run_stage
@@ -58,7 +62,23 @@ from stages.lib.labels import (
 from stages.lib.noise import transition_matrix
 
 DETECTION_METRICS = METRICS_DIR / "detection.json"
-MEAN_KEYS = ("precision", "recall", "f1", "auc", "estimated_noise_rate", "realised_noise_rate", "false_flag_rate")
+MEAN_KEYS = (
+    "precision",
+    "recall",
+    "f1",
+    "false_flag_rate",
+    "auc",
+    "average_precision",
+    "small_loss_precision",
+    "small_loss_recall",
+    "small_loss_f1",
+    "small_loss_auc",
+    "small_loss_average_precision",
+    "estimated_noise_rate",
+    "realised_noise_rate",
+    "noise_rate_error",
+    "abs_noise_rate_error",
+)
 
 
 def rounded(matrix: np.ndarray) -> list:
@@ -127,8 +147,8 @@ def main() -> None:
             estimates[("pruned", repeat)] = estimated_transition(labels[kept], probs[kept])[0]
         noisy_seeds[str(repeat)] = {
             **detection_metrics(flipped, issues.flagged, issues.score),
-            "estimated_noise_rate": issues.estimated_noise_rate,
-            "realised_noise_rate": float(flipped.mean()),
+            **small_loss_metrics(flipped, labels, probs, int(issues.flagged.sum())),
+            **noise_rate_metrics(issues.estimated_noise_rate, flipped),
             "estimated_transition_matrix": rounded(issues.transition),
             "realised_transition_matrix": rounded(transition_matrix(true_labels, labels, num_classes)),
         }
@@ -142,12 +162,14 @@ def main() -> None:
         found = noisy_seeds[str(repeat)]
         print(
             f"detect: seed {repeat}: {found['flagged']} flagged, precision {found['precision']:.3f} "
-            f"recall {found['recall']:.3f}",
+            f"recall {found['recall']:.3f} (small-loss, as many flags: precision "
+            f"{found['small_loss_precision']:.3f} recall {found['small_loss_recall']:.3f})",
             file=sys.stderr,
         )
 
     metrics = {
         "method": "cleanlab find_label_issues, prune_by_noise_rate; score = 1 - self-confidence",
+        "baseline": "small-loss: -log p(given label), the same out-of-sample probabilities; flags the top as many",
         "folds": folds,
         "label_names": label_names(report),
         "noisy": {**mean_over_seeds(noisy_seeds, MEAN_KEYS), "seeds": noisy_seeds},

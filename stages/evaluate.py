@@ -11,8 +11,9 @@ images (test-set sampling only, not the spread over seeds), plus a `baseline` en
 predicting the majority class), metrics/per_seed.json (every seed's values), metrics/comparisons.json
 (paired comparisons of the variants: stages.lib.comparisons.compare_variants, docs/experiments.md), and
 plot data:
-metrics/plots/confusion/<variant>.csv and, for the binary task, metrics/plots/roc/<variant>.csv
-(both from the first seed).
+metrics/plots/confusion/<variant>.csv, metrics/plots/reliability/<variant>.csv (the reliability diagram's
+non-empty bins: stages.lib.metrics.reliability_bins) and, for the binary task,
+metrics/plots/roc/<variant>.csv (all from the first seed). Calibration (`ece`, `brier`) is in metrics.json.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from stages.lib.metrics import (
     majority_baseline,
     multiclass_metrics,
     predict_labels,
+    reliability_bins,
     summarise,
 )
 
@@ -102,9 +104,24 @@ def evaluate_variant(
 def plot_tables(
     y_true: np.ndarray, scores: np.ndarray, task: str, names: list[str], threshold: float
 ) -> dict[str, pd.DataFrame]:
-    """Data for DVC's confusion template (actual, predicted) and, for binary, the ROC curve."""
+    """Data for DVC's confusion template (actual, predicted; at the model's own threshold), the reliability
+    diagram (its non-empty bins: stages.lib.metrics.reliability_bins) and, for binary, the ROC curve."""
+    bins = reliability_bins(y_true, scores, task)
+    used = bins["count"] > 0
     predicted = predict_labels(scores, task, threshold)
-    tables = {"confusion": pd.DataFrame({"actual": np.array(names)[y_true], "predicted": np.array(names)[predicted]})}
+    tables = {
+        "confusion": pd.DataFrame({"actual": np.array(names)[y_true], "predicted": np.array(names)[predicted]}),
+        "reliability": pd.DataFrame(
+            {
+                "bin": np.flatnonzero(used) + 1,
+                "low": np.round(bins["low"][used], 6),
+                "high": np.round(bins["high"][used], 6),
+                "predicted": bins["predicted"][used],
+                "observed": bins["observed"][used],
+                "count": bins["count"][used],
+            }
+        ),
+    }
     if task == "binary":
         fpr, tpr, thresholds = roc_curve(y_true, scores)
         tables["roc"] = pd.DataFrame({"fpr": fpr, "tpr": tpr, "threshold": np.clip(thresholds, 0, 1)})

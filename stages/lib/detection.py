@@ -6,6 +6,9 @@ Out-of-sample probabilities come from K-fold cross-validation of the same NumPy 
 ranking score and the confident joint. Conventions: the ranking `score` is 1 - self-confidence (1 - the
 out-of-sample probability of the given label), so higher is more suspect; transition matrices are ours,
 row-stochastic, T[i, j] = P(given = j | true = i) — cleanlab's noise matrix is its transpose.
+
+Beside it, the obvious baseline (stages.detect reports both): "small-loss", each sample's out-of-sample
+cross-entropy on its given label, flagging as many samples as confident learning does.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import f1_score, precision_score, recall_score, roc_auc_score
+from sklearn.metrics import average_precision_score, f1_score, precision_score, recall_score, roc_auc_score
 from sklearn.model_selection import StratifiedKFold
 
 from stages.lib.head import fit_linear_head
@@ -106,8 +109,9 @@ def detection_metrics(flipped: np.ndarray, flagged: np.ndarray, score: np.ndarra
     """How the flags and the ranking find the truly flipped labels.
 
     precision, recall, f1 of `flagged` against `flipped` (0 where undefined: nothing flagged or nothing
-    flipped); auc of `score` for "flipped" (None when every label or none was flipped); the false-flag rate
-    (flags on unflipped labels / unflipped labels), the one number that means something for clean labels.
+    flipped); auc and average_precision (scikit-learn's, the flipped labels the positives) of `score`, None
+    when every label or none was flipped (ranking at random: AUC 0.5, AP the flipped share); the false-flag
+    rate (flags on unflipped labels / unflipped labels).
     """
     flipped, flagged = np.asarray(flipped, dtype=bool), np.asarray(flagged, dtype=bool)
     both = flipped.any() and not flipped.all()
@@ -116,9 +120,48 @@ def detection_metrics(flipped: np.ndarray, flagged: np.ndarray, score: np.ndarra
         "recall": float(recall_score(flipped, flagged, zero_division=0)),
         "f1": float(f1_score(flipped, flagged, zero_division=0)),
         "auc": float(roc_auc_score(flipped, score)) if both else None,
+        "average_precision": float(average_precision_score(flipped, score)) if both else None,
         "flagged": int(flagged.sum()),
         "flipped": int(flipped.sum()),
         "false_flag_rate": float((flagged & ~flipped).sum() / max(int((~flipped).sum()), 1)),
+    }
+
+
+def small_loss_scores(labels: np.ndarray, pred_probs: np.ndarray) -> np.ndarray:
+    """(N,) each sample's cross-entropy on its given label, -log p(given), from out-of-sample probabilities:
+    higher is more suspect. It orders the samples as 1 - self-confidence does (both fall as p(given)
+    rises), so its AUC and AP equal the confident-learning score's, up to ties of 1 - p in floating point."""
+    labels = np.asarray(labels, dtype=np.int64)
+    given = np.asarray(pred_probs, dtype=np.float64)[np.arange(len(labels)), labels]
+    return -np.log(np.maximum(given, np.finfo(np.float64).tiny))  # p = 0 ranks first, finite
+
+
+def top_flags(score: np.ndarray, count: int) -> np.ndarray:
+    """(N,) bool: the `count` highest scores flagged (ties to the earlier sample)."""
+    flags = np.zeros(len(score), dtype=bool)
+    flags[np.argsort(-np.asarray(score), kind="stable")[:count]] = True
+    return flags
+
+
+def small_loss_metrics(
+    flipped: np.ndarray, labels: np.ndarray, pred_probs: np.ndarray, count: int
+) -> dict[str, float | None]:
+    """The small-loss baseline's ranking (auc, average_precision) and its flags when it flags the `count`
+    largest losses (precision, recall, f1), keys prefixed `small_loss_`."""
+    loss = small_loss_scores(labels, pred_probs)
+    found = detection_metrics(flipped, top_flags(loss, count), loss)
+    return {f"small_loss_{key}": found[key] for key in ("precision", "recall", "f1", "auc", "average_precision")}
+
+
+def noise_rate_metrics(estimated: float, flipped: np.ndarray) -> dict[str, float]:
+    """The estimated noise rate beside the realised one (the flipped share), its error (estimated - realised)
+    and that error's absolute value."""
+    realised = float(np.mean(flipped)) if len(flipped) else float("nan")
+    return {
+        "estimated_noise_rate": float(estimated),
+        "realised_noise_rate": realised,
+        "noise_rate_error": float(estimated) - realised,
+        "abs_noise_rate_error": abs(float(estimated) - realised),
     }
 
 

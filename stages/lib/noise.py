@@ -32,7 +32,16 @@ import numpy as np
 from stages.lib.params import NOISE_TYPES
 
 SIMULATED_NOISE_TYPES = tuple(kind for kind in NOISE_TYPES if kind != "given")  # drawn here; `given` is read
-__all__ = ["NOISE_TYPES", "SIMULATED_NOISE_TYPES", "corrupt_labels", "exact_count", "flip_rates", "transition_matrix"]
+__all__ = [
+    "NOISE_TYPES",
+    "SIMULATED_NOISE_TYPES",
+    "class_flip_rates",
+    "corrupt_labels",
+    "exact_count",
+    "expected_flips",
+    "flip_rates",
+    "transition_matrix",
+]
 
 
 # --------------------------------------------------------------------------
@@ -128,41 +137,69 @@ def exact_count(rate: float, n: int) -> int:
 # --------------------------------------------------------------------------
 
 
-def _symmetric(flat: np.ndarray, k: int, noise: float, rng: np.random.Generator) -> np.ndarray:
-    n = flat.size
-    count = min(max(exact_count(noise, n), 0), n)
+def class_flip_rates(
+    num_classes: int, noise: float, noise_type: str, class_rates: Mapping[int, float] | None = None
+) -> dict[int, float] | None:
+    """The flip rate of each class ``c`` for the two exact models (``None`` for ``seed`` and ``given``, which
+    fix no count): ``symmetric``, ``noise`` for every class; ``asymmetric``, ``class_rates`` (missing classes
+    0) or without them the binary default (positives only) or ``noise`` for every class."""
+    k = int(num_classes)
+    if noise_type == "symmetric":
+        return {c: float(noise) for c in range(k)}
+    if noise_type != "asymmetric":
+        return None
+    if class_rates is None:
+        # Binary default: only positives are corrupted (1 -> 0).
+        return {c: (float(noise) if k > 2 or c == 1 else 0.0) for c in range(k)}
+    return {c: float(class_rates.get(c, 0.0)) for c in range(k)}
+
+
+def expected_flips(
+    labels: np.ndarray,
+    num_classes: int,
+    noise: float,
+    noise_type: str,
+    class_rates: Mapping[int, float] | None = None,
+) -> dict[int, int] | None:
+    """How many labels of each class the draw flips, exactly: ``exact_count(rate_c, n_c)`` for class ``c``
+    with ``n_c`` samples in ``labels`` (``None`` for ``seed`` and ``given``: their counts are not fixed)."""
+    rates = class_flip_rates(num_classes, noise, noise_type, class_rates)
+    if rates is None:
+        return None
+    sizes = np.bincount(np.asarray(labels, dtype=np.int64).reshape(-1), minlength=int(num_classes))
+    return {c: exact_count(rate, int(sizes[c])) for c, rate in rates.items()}
+
+
+def _spread(count: int, destinations: int, rng: np.random.Generator) -> np.ndarray:
+    """``count`` split over ``destinations`` cells as evenly as integers allow: each gets
+    ``count // destinations``, and ``count % destinations`` cells, drawn without replacement, one more."""
+    cells = np.full(destinations, count // destinations, dtype=np.int64)
+    cells[rng.choice(destinations, size=count % destinations, replace=False)] += 1
+    return cells
+
+
+def _symmetric(flat: np.ndarray, k: int, counts: dict[int, int], rng: np.random.Generator) -> np.ndarray:
     out = flat.copy()
-    if count == 0:
-        return out
-    idx = rng.choice(n, size=count, replace=False)
-    # An offset in 1..K-1 gives a uniformly random class other than the old one.
-    offset = rng.integers(1, k, size=count)
-    out[idx] = ((flat[idx].astype(np.int64) + offset) % k).astype(flat.dtype)
+    # Classes in ascending order so the random stream is consumed deterministically. The count per cell of
+    # the transition matrix is fixed too (as cleanlab's generate_noisy_labels does): class c's flips are
+    # spread evenly over the K - 1 other classes, the remainder to cells the generator picks.
+    for c in range(k):
+        if counts[c] == 0:
+            continue
+        idx = rng.choice(np.flatnonzero(flat == c), size=counts[c], replace=False)  # in random order
+        others = np.array([j for j in range(k) if j != c], dtype=np.int64)
+        out[idx] = np.repeat(others, _spread(counts[c], k - 1, rng)).astype(flat.dtype)
     return out
 
 
-def _asymmetric(
-    flat: np.ndarray,
-    k: int,
-    noise: float,
-    rng: np.random.Generator,
-    class_rates: Mapping[int, float] | None,
-) -> np.ndarray:
-    if class_rates is None:
-        # Binary default: only positives are corrupted (1 -> 0).
-        rates = {1: noise} if k == 2 else {c: noise for c in range(k)}
-    else:
-        rates = {int(c): float(r) for c, r in class_rates.items()}
+def _asymmetric(flat: np.ndarray, k: int, counts: dict[int, int], rng: np.random.Generator) -> np.ndarray:
     out = flat.copy()
     # Classes in ascending order so the random stream is consumed deterministically;
     # samples are chosen from the clean labels, so no label is flipped twice.
     for c in range(k):
-        rate = rates.get(c, 0.0)
-        members = np.flatnonzero(flat == c)
-        count = min(exact_count(rate, members.size), members.size)
-        if count <= 0:
+        if counts[c] == 0:
             continue
-        idx = rng.choice(members, size=count, replace=False)
+        idx = rng.choice(np.flatnonzero(flat == c), size=counts[c], replace=False)
         out[idx] = (c + 1) % k  # binary: the other class; multiclass: pair flip
     return out
 
@@ -196,11 +233,17 @@ def corrupt_labels(
         noise_type: one of ``NOISE_TYPES``:
 
             * ``"symmetric"`` (Ghosh et al. 2017; Han et al. 2018): exactly
-              ``exact_count(noise, n)`` samples (``noise * n`` on the decimal
-              rate, rounded half up, so 0.5 rounds up, unlike Python's
-              banker's ``round``), drawn uniformly without
-              replacement, each get a uniformly random *other* class (binary:
-              the other class). For binary labels ``noise = 0.5`` leaves the
+              ``exact_count(noise, n_c)`` of the ``n_c`` samples of *each*
+              class ``c`` (``noise * n_c`` on the decimal rate, rounded half
+              up, so 0.5 rounds up, unlike Python's banker's ``round``), drawn
+              uniformly without replacement, each get another class (binary:
+              the other class). Multiclass, the destinations are exact too:
+              class ``c``'s flips are split evenly over the ``K - 1`` other
+              classes, the remainder to cells drawn at random (cleanlab's
+              ``generate_noisy_labels`` fixes the count per cell likewise). The
+              total is the sum of the per-class counts, which can differ from
+              ``exact_count(noise, n)`` by rounding (at most ``K / 2``). For
+              binary labels ``noise = 0.5`` leaves the
               noisy label carrying no information about the clean one, and
               ``noise > 0.5`` inverts the concept (most labels are wrong). For
               ``K`` classes the no-information point is ``(K - 1) / K``.
@@ -232,13 +275,13 @@ def corrupt_labels(
     k = int(num_classes)
     arr = _as_labels(labels, k, "labels")
     flat = arr.reshape(-1)
-    rate = float(noise)
+    counts = expected_flips(flat, k, float(noise), noise_type, class_rates)
     if noise_type == "symmetric":
-        out = _symmetric(flat, k, rate, rng)
+        out = _symmetric(flat, k, counts, rng)
     elif noise_type == "asymmetric":
-        out = _asymmetric(flat, k, rate, rng, class_rates)
+        out = _asymmetric(flat, k, counts, rng)
     else:  # "seed"
-        out = _seed(flat, k, rate, rng)
+        out = _seed(flat, k, float(noise), rng)
     return out.reshape(arr.shape)
 
 

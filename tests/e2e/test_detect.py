@@ -16,7 +16,7 @@ from sklearn.datasets import load_digits
 from tests.project import dvc, make_project, ran_stages, write_params
 
 NOISE = 0.3
-# Measured with these settings (seeds 0 and 1): precision 0.59, recall 0.93 (docs in the lead's report).
+# Measured with these settings (seeds 0 and 1): precision 0.60, recall 0.88 (docs/detection.md).
 # Flagging at random has precision NOISE; the thresholds leave a wide margin below the measurement.
 MIN_PRECISION, MIN_RECALL = 0.45, 0.7
 
@@ -59,8 +59,19 @@ def test_detection_beats_random_flags(detected: tuple[Path, str]) -> None:
     repo, _ = detected
     detection = json.loads((repo / "metrics/detection.json").read_text())
     noisy = detection["noisy"]
-    print({key: noisy[key] for key in ("precision", "recall", "f1", "auc", "estimated_noise_rate")})
-    assert noisy["realised_noise_rate"] == pytest.approx(NOISE)
+    shown = ("precision", "recall", "f1", "false_flag_rate", "auc", "average_precision", "estimated_noise_rate")
+    shown += ("small_loss_precision", "small_loss_recall", "small_loss_auc", "small_loss_average_precision")
+    print({key: round(noisy[key], 3) for key in shown})
+    assert noisy["realised_noise_rate"] == pytest.approx(NOISE)  # 40 of each digit in 200: 0.3 x 20 = 6 per class
+    assert noisy["noise_rate_error"] == pytest.approx(noisy["estimated_noise_rate"] - NOISE)
+    # Ranking far better than chance (AP of a random ranking: the noise rate); the small-loss baseline flags
+    # as many as confident learning does, and ranks in the same order as its score but for ties: labels with
+    # p(given) < 1e-16 all score 1 - p = 1.0, while -log p still orders them (AUC 0.8869 against 0.8873 on
+    # seed 1, measured).
+    assert noisy["average_precision"] > NOISE + 0.2
+    assert noisy["small_loss_auc"] == pytest.approx(noisy["auc"], abs=0.01)
+    for seed in noisy["seeds"].values():
+        assert 0 <= seed["small_loss_precision"] <= 1 and 0 <= seed["false_flag_rate"] < 0.5
     assert noisy["precision"] > MIN_PRECISION and noisy["recall"] > MIN_RECALL
     assert noisy["auc"] > 0.7
     assert 0 <= detection["clean"]["false_flag_rate"] < 0.5

@@ -5,11 +5,23 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from tests.project import ALL_STAGES, VARIANTS, dvc, make_project, ran_stages, run, status_is_clean
 
-METRIC_KEYS = ("accuracy", "balanced_accuracy", "auc", "precision", "recall", "f1", "loss", "accuracy_ci95")
+METRIC_KEYS = (
+    "accuracy",
+    "balanced_accuracy",
+    "auc",
+    "precision",
+    "recall",
+    "f1",
+    "loss",
+    "accuracy_ci95",
+    "ece",
+    "brier",
+)
 
 
 @pytest.fixture(scope="module")
@@ -52,8 +64,19 @@ def test_repro_runs_every_stage_and_writes_metrics(reproduced: tuple[Path, str])
     noise = json.loads((repo / "metrics/noise.json").read_text())
     assert noise["noise"] == 0.3 and noise["train_size"] == 60 and noise["val_size"] == 20
     for seed_summary in noise["seeds"].values():
-        assert seed_summary["flipped"] == 18  # exactly round(0.3 * 60)
-        assert seed_summary["val_flipped"] == 6  # exactly round(0.3 * 20)
+        # Exact per class: 12 sunflowers and 48 others in the pool, 4 and 16 in the validation set.
+        assert seed_summary["per_class_flips"] == {
+            "train": {
+                "not_sunflowers": {"n": 48, "flipped": 14, "expected": 14},  # 14.4 -> 14
+                "sunflowers": {"n": 12, "flipped": 4, "expected": 4},  # 3.6 -> 4
+            },
+            "val": {
+                "not_sunflowers": {"n": 16, "flipped": 5, "expected": 5},  # 4.8 -> 5
+                "sunflowers": {"n": 4, "flipped": 1, "expected": 1},  # 1.2 -> 1
+            },
+        }
+        assert seed_summary["flipped"] == 18 and seed_summary["val_flipped"] == 6
+    assert noise["per_class_exact"] is True
 
     comparisons = json.loads((repo / "metrics/comparisons.json").read_text())
     assert set(comparisons) == {"l1-noisy vs bce-noisy", "bce-noisy vs bce-clean", "l1-noisy vs l1-clean"}
@@ -64,6 +87,20 @@ def test_repro_runs_every_stage_and_writes_metrics(reproduced: tuple[Path, str])
         assert entry["p_value"] == entry["balanced_accuracy"]["p_value"] <= entry["p_holm"] <= 1
         assert entry["significant"] == (entry["p_holm"] <= 0.05)
         assert 0 <= entry["probability_of_improvement"] <= 1
+
+    # Calibration: the reliability diagram's bins (first seed) hold every test image and give its ECE.
+    for variant in VARIANTS:
+        bins = pd.read_csv(repo / f"metrics/plots/reliability/{variant}.csv")
+        assert list(bins.columns) == ["bin", "low", "high", "predicted", "observed", "count"]
+        assert bins["count"].sum() == len(pd.read_csv(repo / "data/prepared/labels.csv").query("split == 'test'"))
+        ece = float((bins["count"] / bins["count"].sum() * (bins["observed"] - bins["predicted"]).abs()).sum())
+        assert per_seed[variant]["0"]["ece"] == pytest.approx(ece)
+        assert 0 <= metrics[variant]["brier"] <= 1
+    # dvc.yaml's plots: declares it, so `dvc plots show` draws it with its axes (observed against predicted).
+    shown = json.loads(dvc(repo, "plots", "show", "--json").stdout)
+    reliability = {key: plot for key, plot in shown["data"].items() if "/reliability/" in key}
+    assert not shown.get("errors") and sorted(reliability) == [f"metrics/plots/reliability/{v}.csv" for v in VARIANTS]
+    assert reliability["metrics/plots/reliability/bce-clean.csv"][0]["content"]["encoding"]["x"]["field"] == "predicted"
 
     for variant in VARIANTS:
         assert (repo / f"models/{variant}/seed_0.npz").exists()

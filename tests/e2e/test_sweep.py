@@ -127,7 +127,7 @@ def test_plots_diff_compares_the_experiments(sweep: tuple[Path, dict[float, dict
     assert not result.get("errors"), result["errors"]
     plots = result["data"]
     expected = [f"metrics/curves/{v}/{m}.csv" for v in VARIANTS for m in ("loss", "accuracy")]
-    expected += [f"metrics/plots/{kind}/{v}.csv" for v in VARIANTS for kind in ("confusion", "roc")]
+    expected += [f"metrics/plots/{kind}/{v}.csv" for v in VARIANTS for kind in ("confusion", "reliability", "roc")]
     assert sorted(plots) == sorted(expected)
     for plot_id in expected:
         (rendered,) = plots[plot_id]

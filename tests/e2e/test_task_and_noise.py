@@ -35,7 +35,12 @@ def test_multiclass_pipeline_with_robust_losses(tmp_path: Path, flower_folder: P
     matrix = np.array(noise["seeds"]["0"]["transition_matrix"])
     assert matrix.shape == (5, 5)
     np.testing.assert_allclose(matrix.sum(axis=1), 1.0, atol=1e-5)  # entries rounded to 6 decimals
-    assert noise["seeds"]["0"]["flipped"] == 18  # round(0.3 * 60)
+    # Exact per class: 12 of each class in the pool, round(0.3 * 12) = 4 flips in each (20, not round(0.3 * 60)).
+    for split, size in (("train", 12), ("val", 4)):
+        cells = noise["seeds"]["0"]["per_class_flips"][split]
+        expected = 4 if split == "train" else 1  # 3.6 -> 4, 1.2 -> 1
+        assert cells == {name: {"n": size, "flipped": expected, "expected": expected} for name in classes}
+    assert noise["seeds"]["0"]["flipped"] == 20 and noise["per_class_exact"] is True
 
     confusion = pd.read_csv(repo / "metrics/plots/confusion/bce-clean.csv")
     assert set(confusion["actual"]) == set(classes)

@@ -158,7 +158,10 @@ BINARY_VAL = pd.DataFrame(
 
 
 @pytest.mark.parametrize(
-    ("rate", "pool_flips", "val_flips"), [(0.1, 5, 3), (0.3, 15, 9), (0.55, 28, 17), (1.0, 50, 30)]
+    # Per class, pool (10 sunflowers, 40 others) and validation set (6 and 24) alike: at 0.55, 5.5 -> 6 and 22
+    # flips in the pool, 3.3 -> 3 and 13.2 -> 13 in the validation set (16, where round(0.55 * 30) would be 17).
+    ("rate", "pool_flips", "val_flips"),
+    [(0.1, 5, 3), (0.3, 15, 9), (0.55, 28, 16), (1.0, 50, 30)],
 )
 def test_validation_labels_get_the_same_noise_with_their_own_exact_count(
     rate: float, pool_flips: int, val_flips: int
@@ -181,3 +184,53 @@ def test_validation_labels_get_the_same_noise_with_their_own_exact_count(
     val_labels = [block.loc[block["split"] == "val", "label"].to_numpy() for block in per_seed_blocks(noisy).values()]
     if rate < 1.0:  # at 1.0 every binary label flips: one possible draw
         assert not np.array_equal(val_labels[0], val_labels[1])  # drawn per seed
+
+
+def test_noise_json_shows_per_class_and_split_the_flips_and_the_count_the_model_fixes() -> None:
+    noisy, summary = corrupt_pool(BINARY_POOL, symmetric(0.55), BINARY_NAMES, seed=0, repeats=REPEATS, val=BINARY_VAL)
+    for seed, block in per_seed_blocks(noisy).items():
+        table = summary["seeds"][str(seed)]["per_class_flips"]
+        assert table == {
+            "train": {
+                "not_sunflowers": {"n": 40, "flipped": 22, "expected": 22},
+                "sunflowers": {"n": 10, "flipped": 6, "expected": 6},  # 5.5 -> 6
+            },
+            "val": {
+                "not_sunflowers": {"n": 24, "flipped": 13, "expected": 13},  # 13.2 -> 13
+                "sunflowers": {"n": 6, "flipped": 3, "expected": 3},  # 3.3 -> 3
+            },
+        }
+        for split, cells in table.items():
+            rows = block[block["split"] == split]
+            for index, name in enumerate(BINARY_NAMES):
+                assert cells[name]["flipped"] == int(rows.loc[rows["clean_label"] == index, "flipped"].sum())
+    assert summary["per_class_exact"] is True
+
+
+def test_per_class_flips_of_every_class_for_multiclass_and_asymmetric_noise() -> None:
+    noise = NoiseParams(rate=0.0, kind="asymmetric", class_rates={"tulips": 1.0, "daisy": 0.25})
+    _, summary = corrupt_pool(FLOWER_POOL, noise, FLOWER_NAMES, seed=0, repeats=(0,))
+    table = summary["seeds"]["0"]["per_class_flips"]
+    assert list(table) == ["train"]  # no validation set
+    assert {name: (cell["n"], cell["flipped"], cell["expected"]) for name, cell in table["train"].items()} == {
+        "daisy": (12, 3, 3),
+        "dandelion": (10, 0, 0),
+        "roses": (8, 0, 0),
+        "sunflowers": (6, 0, 0),
+        "tulips": (4, 4, 4),
+    }
+    _, symmetric_summary = corrupt_pool(FLOWER_POOL, symmetric(0.3), FLOWER_NAMES, seed=0, repeats=REPEATS)
+    for seed in REPEATS:
+        cells = symmetric_summary["seeds"][str(seed)]["per_class_flips"]["train"]
+        # 3.6 -> 4, 3, 2.4 -> 2, 1.8 -> 2, 1.2 -> 1: 12 flips (round(0.3 * 40) is also 12).
+        assert [cells[name]["flipped"] for name in FLOWER_NAMES] == [4, 3, 2, 2, 1]
+    assert symmetric_summary["per_class_exact"] is True
+
+
+def test_the_seed_rule_fixes_no_count() -> None:
+    noise = NoiseParams(rate=0.4, kind="seed", class_rates=None)
+    _, summary = corrupt_pool(BINARY_POOL, noise, BINARY_NAMES, seed=0, repeats=REPEATS, val=BINARY_VAL)
+    for seed in REPEATS:
+        for cells in summary["seeds"][str(seed)]["per_class_flips"].values():
+            assert all(cell["expected"] is None for cell in cells.values())
+    assert summary["per_class_exact"] is None

@@ -6,13 +6,18 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.metrics import average_precision_score
 
 from stages.lib.detection import (
     detection_metrics,
     estimated_transition,
     find_issues,
+    noise_rate_metrics,
     out_of_sample_probabilities,
     pruned_rows,
+    small_loss_metrics,
+    small_loss_scores,
+    top_flags,
 )
 from stages.lib.noise import transition_matrix
 from stages.lib.params import TrainParams
@@ -30,13 +35,15 @@ def test_detection_metrics_on_a_hand_built_case() -> None:
     assert result["f1"] == pytest.approx(3 / 4)
     # AUC: pairs (flip, clean) ranked right: flips 0,1,2 beat all 6; flip 3 (0.5) beats 5 of 6 (not 0.6).
     assert result["auc"] == pytest.approx(23 / 24)
+    # AP: precision at each flip's rank (1, 2, 3, 5), averaged: (1 + 1 + 1 + 4/5) / 4.
+    assert result["average_precision"] == pytest.approx(0.95)
     assert result["flagged"] == 4 and result["flipped"] == 4
     assert result["false_flag_rate"] == pytest.approx(1 / 6)
 
 
 def test_detection_metrics_with_nothing_flipped_reports_false_flags_only() -> None:
     result = detection_metrics(np.zeros(8, bool), np.array([1, 0, 0, 0, 1, 0, 0, 0], bool), np.linspace(0, 1, 8))
-    assert result["auc"] is None
+    assert result["auc"] is None and result["average_precision"] is None
     assert result["precision"] == 0.0 and result["recall"] == 0.0
     assert result["false_flag_rate"] == pytest.approx(2 / 8)
 
@@ -104,3 +111,46 @@ def test_pruned_rows_drop_exactly_the_flagged_ids_of_their_seed() -> None:
     noisy = pd.DataFrame({"seed": [0, 0, 0, 1, 1, 1], "id": [5, 6, 7, 5, 6, 7], "label": [1, 0, 1, 0, 0, 1]})
     pruned = pruned_rows(noisy, seed=1, flagged_ids=np.array([5, 7]))
     assert pruned.to_dict("list") == {"seed": [1], "id": [6], "label": [0]}
+
+
+def test_small_loss_is_the_cross_entropy_on_the_given_label() -> None:
+    probs = np.array([[0.9, 0.1], [0.2, 0.8], [0.5, 0.5], [1.0, 0.0]])
+    labels = np.array([1, 1, 0, 1])
+    loss = small_loss_scores(labels, probs)
+    np.testing.assert_allclose(loss[:3], -np.log([0.1, 0.8, 0.5]))
+    assert np.isfinite(loss[3]) and loss[3] > 700  # p = 0: the most suspect, still a number
+    np.testing.assert_array_equal(top_flags(loss, 2), [True, False, False, True])
+    np.testing.assert_array_equal(top_flags(np.array([0.5, 0.7, 0.5, 0.5]), 2), [True, True, False, False])
+    assert not top_flags(loss, 0).any()
+
+
+def test_small_loss_flags_as_many_as_asked_and_ranks_as_self_confidence_does() -> None:
+    rng = np.random.default_rng(4)
+    true = rng.integers(0, 3, size=300)
+    given = true.copy()
+    flip = rng.random(300) < 0.3
+    given[flip] = (true[flip] + rng.integers(1, 3, size=int(flip.sum()))) % 3
+    logits = rng.normal(size=(300, 3)) + 2.0 * np.eye(3)[true]
+    probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    flipped = given != true
+    issues = find_issues(given, probs)
+    count = int(issues.flagged.sum())
+    baseline = small_loss_metrics(flipped, given, probs, count)
+    # By hand: the `count` largest -log p(given) flagged.
+    loss = -np.log(probs[np.arange(300), given])
+    flags = np.zeros(300, bool)
+    flags[np.argsort(-loss)[:count]] = True
+    assert baseline["small_loss_precision"] == pytest.approx(flipped[flags].mean())
+    assert baseline["small_loss_recall"] == pytest.approx(flags[flipped].mean())
+    assert baseline["small_loss_average_precision"] == pytest.approx(average_precision_score(flipped, loss))
+    # The same order as cleanlab's 1 - self-confidence: the same AUC and AP.
+    cleanlab = detection_metrics(flipped, issues.flagged, issues.score)
+    assert baseline["small_loss_auc"] == pytest.approx(cleanlab["auc"])
+    assert baseline["small_loss_average_precision"] == pytest.approx(cleanlab["average_precision"])
+
+
+def test_noise_rate_error_is_estimated_minus_realised() -> None:
+    flipped = np.array([True, False, False, False])
+    result = noise_rate_metrics(0.1, flipped)
+    assert result["realised_noise_rate"] == 0.25 and result["estimated_noise_rate"] == 0.1
+    assert result["noise_rate_error"] == pytest.approx(-0.15) and result["abs_noise_rate_error"] == pytest.approx(0.15)

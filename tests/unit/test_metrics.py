@@ -8,7 +8,16 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from stages.lib.metrics import binary_metrics, majority_baseline, multiclass_metrics, summarise, wilson_interval
+from stages.lib.metrics import (
+    binary_metrics,
+    brier_score,
+    expected_calibration_error,
+    majority_baseline,
+    multiclass_metrics,
+    reliability_bins,
+    summarise,
+    wilson_interval,
+)
 
 Z95 = 1.959964  # standard normal quantile at 0.975
 
@@ -211,3 +220,98 @@ def test_summarise_real_metric_dicts() -> None:
         values = [run[key] for run in per_seed.values()]
         assert summary[key] == pytest.approx(np.mean(values))
         assert summary[f"{key}_std"] == pytest.approx(np.std(values, ddof=1))
+
+
+# --- calibration: ECE and Brier score --------------------------------------------------------------------------
+
+
+def ece_by_loop(y_true: np.ndarray, scores: np.ndarray, task: str, bins: int = 15) -> float:
+    """ECE written out: bin m holds the predictions in (m/bins, (m+1)/bins] (the first also 0); binary on
+    P(positive) against the positives' share, multiclass on the top probability against the accuracy."""
+    if task == "binary":
+        predicted, outcome = list(scores), [float(y == 1) for y in y_true]
+    else:
+        predicted = [float(max(row)) for row in scores]
+        outcome = [float(int(np.argmax(row)) == y) for row, y in zip(scores, y_true, strict=True)]
+    total = 0.0
+    for m in range(bins):
+        low, high = m / bins, (m + 1) / bins
+        members = [i for i, p in enumerate(predicted) if (low < p <= high) or (m == 0 and p == 0.0)]
+        if members:
+            confidence = sum(predicted[i] for i in members) / len(members)
+            frequency = sum(outcome[i] for i in members) / len(members)
+            total += len(members) / len(predicted) * abs(frequency - confidence)
+    return total
+
+
+def test_ece_hand_worked() -> None:
+    # Binary: 0.1, 0.1 (bin 2: 1/15 < p <= 2/15) with one positive: |0.5 - 0.1| x 2/4; 0.9, 0.95 (bins 14
+    # and 15) both positive: |1 - 0.9| x 1/4 + |1 - 0.95| x 1/4.
+    y_true = np.array([0, 1, 1, 1])
+    scores = np.array([0.1, 0.1, 0.9, 0.95])
+    assert expected_calibration_error(y_true, scores, "binary") == pytest.approx(0.4 / 2 + 0.1 / 4 + 0.05 / 4)
+    # Multiclass: confidences 0.6 (right) and 0.6 (wrong) share a bin: accuracy 0.5, |0.5 - 0.6| = 0.1.
+    probabilities = np.array([[0.6, 0.3, 0.1], [0.2, 0.6, 0.2]])
+    assert expected_calibration_error(np.array([0, 0]), probabilities, "multiclass") == pytest.approx(0.1)
+    # Perfectly confident and right: 0.
+    assert expected_calibration_error(np.array([0, 1]), np.array([0.0, 1.0]), "binary") == 0.0
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_ece_and_brier_agree_with_independent_computations(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    y_binary = (rng.random(500) < 0.2).astype(np.int64)
+    # A miscalibrated model: the right direction, too confident; a few exact edges (0, 1/15, 1) on purpose.
+    p_positive = 1 / (1 + np.exp(-(3.0 * (2 * y_binary - 1) + rng.normal(scale=2.5, size=500))))
+    p_positive[:3] = [0.0, 1 / 15, 1.0]
+    result = binary_metrics(y_binary, p_positive)
+    assert result["brier"] == pytest.approx(skm.brier_score_loss(y_binary, p_positive))
+    assert result["ece"] == pytest.approx(ece_by_loop(y_binary, p_positive, "binary"))
+    names = ["a", "b", "c", "d", "e"]
+    y_multi = rng.integers(0, 5, size=400)
+    logits = 2.0 * rng.normal(size=(400, 5)) + 2.0 * np.eye(5)[y_multi]
+    probabilities = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    result = multiclass_metrics(y_multi, probabilities, names)
+    # scikit-learn's multiclass Brier score is Brier's original: the squared error summed over classes.
+    assert result["brier"] == pytest.approx(skm.brier_score_loss(y_multi, probabilities, labels=list(range(5))))
+    assert result["ece"] == pytest.approx(ece_by_loop(y_multi, probabilities, "multiclass"))
+    assert 0 < result["ece"] < 1 and 0 < result["brier"] < 2
+
+
+def test_calibrated_predictions_have_a_small_ece() -> None:
+    # Labels drawn from the predicted probabilities: calibrated by construction, so ECE is sampling noise only.
+    rng = np.random.default_rng(5)
+    p_positive = rng.random(20_000)
+    y_true = (rng.random(20_000) < p_positive).astype(np.int64)
+    assert expected_calibration_error(y_true, p_positive, "binary") < 0.02
+    # The same predictions squeezed toward 0 and 1 (overconfident) are not.
+    overconfident = np.clip(0.5 + 2 * (p_positive - 0.5), 0, 1)
+    assert expected_calibration_error(y_true, overconfident, "binary") > 0.1
+
+
+def test_reliability_bins_cover_every_prediction() -> None:
+    rng = np.random.default_rng(6)
+    scores = rng.random(300)
+    table = reliability_bins(rng.integers(0, 2, 300), scores, "binary")
+    assert len(table["count"]) == 15 and table["count"].sum() == 300
+    np.testing.assert_allclose(table["low"], np.arange(15) / 15)
+    np.testing.assert_allclose(table["high"], np.arange(1, 16) / 15)
+    used = table["count"] > 0
+    assert np.all((table["low"][used] <= table["predicted"][used]) & (table["predicted"][used] <= table["high"][used]))
+    assert np.isnan(reliability_bins(np.array([1]), np.array([0.5]), "binary")["observed"][0])  # empty bin
+
+
+def test_brier_score_hand_worked() -> None:
+    assert brier_score(np.array([1, 0]), np.array([0.8, 0.4]), "binary") == pytest.approx((0.04 + 0.16) / 2)
+    probabilities = np.array([[0.5, 0.5, 0.0], [0.0, 0.0, 1.0]])
+    assert brier_score(np.array([0, 2]), probabilities, "multiclass") == pytest.approx((0.25 + 0.25) / 2)
+
+
+def test_summarise_has_calibration_with_std() -> None:
+    rng = np.random.default_rng(7)
+    y_true = rng.integers(0, 2, size=60)
+    per_seed = {str(s): binary_metrics(y_true, rng.random(60)) for s in range(3)}
+    summary = summarise(per_seed, test_size=60)
+    for key in ("ece", "brier"):
+        assert summary[key] == pytest.approx(np.mean([run[key] for run in per_seed.values()]))
+        assert summary[f"{key}_std"] == pytest.approx(np.std([run[key] for run in per_seed.values()], ddof=1))

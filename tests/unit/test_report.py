@@ -444,7 +444,18 @@ def test_figure_labels_its_x_axis_by_what_it_shows(tmp_path: Path, monkeypatch: 
 
 def detection_record(noise: float) -> dict:
     return {
-        "noisy": {"precision": 0.5 + noise / 2, "recall": 0.9, "f1": 0.6, "auc": 0.85, "realised_noise_rate": noise},
+        "noisy": {
+            "precision": 0.5 + noise / 2,
+            "recall": 0.9,
+            "f1": 0.6,
+            "false_flag_rate": 0.2,
+            "auc": 0.85,
+            "average_precision": 0.7,
+            "small_loss_precision": 0.55,
+            "small_loss_recall": 0.8,
+            "realised_noise_rate": noise,
+            "noise_rate_error": 0.05,
+        },
         "clean": {"false_flag_rate": 0.1},
     }
 
@@ -458,7 +469,8 @@ def test_detection_table_reads_metrics_detection_json_per_noise_level() -> None:
     assert all(run.detection is not None for run in runs)
     text = markdown_report(group_sweeps(runs))
     assert "### Finding the flipped labels" in text
-    assert "| 0.5 | 0.750 | 0.900 | 0.600 | 0.850 | 0.500 | – | 0.100 |" in text
+    assert "| 0.5 | 0.750 | 0.900 | 0.600 | 0.200 | 0.850 | 0.700 | 0.550 | 0.800 | 0.500 | – | 0.050 | 0.100 |" in text
+    assert "small-loss precision" in text and "false flags on correct labels" in text
 
 
 def test_no_detection_table_without_detection_metrics() -> None:

@@ -224,10 +224,27 @@ DETECTION_COLUMNS = (
     ("noisy", "precision", "precision"),
     ("noisy", "recall", "recall"),
     ("noisy", "f1", "F1"),
+    ("noisy", "false_flag_rate", "false flags on correct labels"),
     ("noisy", "auc", "AUC of the score"),
+    ("noisy", "average_precision", "AP of the score"),
+    ("noisy", "small_loss_precision", "small-loss precision"),
+    ("noisy", "small_loss_recall", "small-loss recall"),
     ("noisy", "realised_noise_rate", "realised noise"),
     ("noisy", "estimated_noise_rate", "estimated noise"),
-    ("clean", "false_flag_rate", "false flags on clean labels"),
+    ("noisy", "noise_rate_error", "estimated − realised"),
+    ("clean", "false_flag_rate", "false flags, clean-label run"),
+)
+
+DETECTION_TEXT = (
+    "Means over seeds of the detect stage's confident-learning flags against the truly flipped training labels. "
+    "False flags on correct labels: flags on unflipped labels ÷ unflipped labels, in this run; the last column is "
+    "the separate run on the clean labels, where every flag is false. AUC and average precision (AP) rank every "
+    "label by its score (1 − self-confidence) with the flipped ones as positives: ranking at random gives AUC 0.5 "
+    "and AP = the realised noise rate, as does flagging at random for precision. Small-loss, the obvious "
+    "baseline: flag the labels with the largest out-of-sample cross-entropy on the given label (the same "
+    "probabilities), as many as confident learning flags; its ranking orders the labels exactly as the score "
+    "does (−log p and 1 − p both fall with p), so its AUC and AP are the same (both are in detection.json): "
+    "what differs is which labels get flagged."
 )
 
 
@@ -319,15 +336,7 @@ def markdown_report(sweeps: list[Sweep], skipped: Iterable[Any] = (), figure: st
                     lines += [f"#### noise {run.noise:g} (`{run.name}`)", "", table, ""]
         detection = detection_table(sweep)
         if detection:
-            lines += [
-                "### Finding the flipped labels (confident learning)",
-                "",
-                "Means over seeds of the detect stage's flags against the truly flipped training labels "
-                "(flagging at random has precision = the realised noise rate).",
-                "",
-                detection,
-                "",
-            ]
+            lines += ["### Finding the flipped labels (confident learning)", "", DETECTION_TEXT, "", detection, ""]
         if sweep.superseded:
             older = ", ".join(f"`{run.name}` (noise {run.noise:g})" for run in sweep.superseded)
             lines += [f"Superseded by a newer run at the same noise level: {older}.", ""]
