@@ -102,9 +102,9 @@ def require_reachable(urls: Iterable[str]) -> None:
 
 def require_tfds_reachable(builder: Any) -> None:
     """Before a tensorflow-datasets builder's download_and_prepare: its hosts reachable, unless the dataset
-    is prepared already (then tfds reads it from disk). The URLs are those of the builder's checksums file,
-    the ones tfds downloads and checks."""
-    if not builder.is_prepared():
+    is prepared already (download_and_prepare's own test: its folder exists; then tfds reads it from disk).
+    The URLs are those of the builder's checksums file, the ones tfds downloads and checks."""
+    if not builder.data_path.exists():
         require_reachable(builder.url_infos or ())
 
 

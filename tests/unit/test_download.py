@@ -184,9 +184,7 @@ def test_export_tfds_download_failure_names_data_source(tmp_path: Path, monkeypa
 
     class OfflineBuilder:
         url_infos = ("http://example.org/flower_photos.tgz",)  # what the probe reads: the URLs
-
-        def is_prepared(self) -> bool:
-            return False
+        data_path = tmp_path / "not_prepared"
 
         def download_and_prepare(self) -> None:
             raise ConnectionError("Failed to establish a new connection")
