@@ -15,13 +15,15 @@ import threading
 import time
 import urllib.request
 from collections.abc import Iterable
+from itertools import zip_longest
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 # Per host: a few seconds is generous for a lookup or a handshake on a working network, and short offline.
 RESOLVE_TIMEOUT_S = 3.0
-CONNECT_TIMEOUT_S = 3.0
+CONNECT_TIMEOUT_S = 5.0  # shared by the host's addresses, at most MOST_ADDRESSES of them
+MOST_ADDRESSES = 4
 # Keras' keras.src.applications.resnet.BASE_WEIGHTS_PATH (tests/unit/tf/test_network_keras.py checks it):
 # written out here because importing Keras loads TensorFlow, seconds that the probe is there to save.
 KERAS_RESNET_WEIGHTS_URL = "https://storage.googleapis.com/tensorflow/keras-applications/resnet/"
@@ -77,20 +79,32 @@ def unreachable_reason(
         addresses = resolve(host, port, resolve_timeout)
     except OSError as error:
         return f"cannot reach {name}: the name {host!r} does not resolve ({type(error).__name__}: {error})"
+    candidates = interleaved(addresses)
     deadline = time.monotonic() + connect_timeout
     error: OSError = TimeoutError(f"no connection in {connect_timeout:g} s")
-    for family, kind, protocol, _, address in dict.fromkeys(addresses):  # IPv6 and IPv4, once each
+    for position, (family, kind, protocol, _, address) in enumerate(candidates):
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             break
         try:
             with socket.socket(family, kind, protocol) as connection:
-                connection.settimeout(remaining)
+                # An equal share of what is left: a dead route (say IPv6) must not use up the others' time.
+                connection.settimeout(remaining / (len(candidates) - position))
                 connection.connect(address)
             return None
         except OSError as failure:
             error = failure
     return f"cannot reach {name}: no connection ({type(error).__name__}: {error})"
+
+
+def interleaved(addresses: list[Any], most: int = MOST_ADDRESSES) -> list[Any]:
+    """getaddrinfo's answers once each, alternating address families (IPv6, IPv4, IPv6, ...) as happy
+    eyeballs does, at most `most` of them."""
+    by_family: dict[int, list[Any]] = {}
+    for address in dict.fromkeys(addresses):
+        by_family.setdefault(address[0], []).append(address)
+    rounds = zip_longest(*by_family.values())
+    return [address for round_ in rounds for address in round_ if address is not None][:most]
 
 
 def require_reachable(urls: Iterable[str]) -> None:

@@ -34,6 +34,24 @@ def listening_port() -> Iterator[int]:
         yield server.getsockname()[1]
 
 
+@pytest.fixture
+def dead_port() -> Iterator[int]:
+    """A loopback port that drops connection attempts, as a dead route does: a listening socket whose backlog
+    (0 on Linux: one pending connection) is full and never accepted, so the kernel ignores further SYNs."""
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(0)
+        port = server.getsockname()[1]
+        pending = [socket.socket() for _ in range(3)]
+        for client in pending:
+            client.setblocking(False)
+            client.connect_ex(("127.0.0.1", port))
+        time.sleep(0.1)
+        yield port
+        for client in pending:
+            client.close()
+
+
 def closed_port() -> int:
     """A loopback port just bound and released: nothing listens there, so a connection is refused."""
     with socket.socket() as probe:
@@ -82,6 +100,35 @@ def test_a_resolver_that_does_not_answer_is_given_up_on(monkeypatch: pytest.Monk
     reason = network.unreachable_reason("http://example.org/", resolve_timeout=0.5)
     assert time.monotonic() - started < 2
     assert reason is not None and "no answer from the name resolver in 0.5 s" in reason, reason
+
+
+def loopback_answers(*ports: int) -> list[tuple]:
+    return [(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", ("127.0.0.1", port)) for port in ports]
+
+
+def test_a_dead_address_leaves_time_for_the_next(
+    monkeypatch: pytest.MonkeyPatch, dead_port: int, listening_port: int
+) -> None:
+    """A host whose first address drops the handshake (a dead IPv6 route, say) is still found through the next."""
+    monkeypatch.setattr(socket, "getaddrinfo", lambda *args, **kwargs: loopback_answers(dead_port, listening_port))
+    started = time.monotonic()
+    assert unreachable_reason("http://two-addresses.example/", connect_timeout=2) is None
+    assert 0.9 < time.monotonic() - started < 2  # half the budget went to the dead one, then the live one
+    monkeypatch.setattr(socket, "getaddrinfo", lambda *args, **kwargs: loopback_answers(dead_port))
+    started = time.monotonic()
+    reason = unreachable_reason("http://one-dead-address.example/", connect_timeout=1)
+    assert time.monotonic() - started < 2
+    assert reason is not None and "no connection (TimeoutError: " in reason, reason
+
+
+def test_addresses_alternate_families_once_each() -> None:
+    def answer(family: socket.AddressFamily, host: str) -> tuple:
+        return (family, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (host, 443))
+
+    v6 = [answer(socket.AF_INET6, f"2001:db8::{i}") for i in range(3)]
+    v4 = [answer(socket.AF_INET, f"192.0.2.{i}") for i in range(2)]
+    assert network.interleaved([*v6, v6[0], *v4]) == [v6[0], v4[0], v6[1], v4[1]]  # at most 4, no repeats
+    assert network.interleaved(v4, most=4) == v4
 
 
 def test_the_probe_goes_to_the_proxy_the_download_would_use(
