@@ -105,10 +105,10 @@ class Page:
             self.log.record(message)
         return message
 
-    async def wait_for_event(self, method: str, timeout: float = 30) -> None:
-        seen = len(self.events)
+    async def wait_for_event(self, method: str, since: int = 0, timeout: float = 30) -> None:
+        """Until an event `method` has come, among those from the `since`-th on."""
         async with asyncio.timeout(timeout):
-            while not any(event["method"] == method for event in self.events[seen:]):
+            while not any(event["method"] == method for event in self.events[since:]):
                 await self._receive()
 
     async def evaluate(self, expression: str) -> Any:
@@ -122,8 +122,9 @@ class Page:
         self.log = PageLog()
         if before_scripts:
             await self.send("Page.addScriptToEvaluateOnNewDocument", source=before_scripts)
+        since = len(self.events)  # the load event may come in before navigate's own answer
         await self.send("Page.navigate", url=url)
-        await self.wait_for_event("Page.loadEventFired")
+        await self.wait_for_event("Page.loadEventFired", since)
 
     async def set_viewport(self, width: int, height: int) -> None:
         metrics = {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False}

@@ -76,7 +76,9 @@ def tfds_project(tmp_path: Path, flower_folder: Path) -> Path:
 def timed_run(repo: Path, *args: str, env: dict[str, str]) -> tuple[subprocess.CompletedProcess, float]:
     started = time.monotonic()
     result = run(repo, *args, check=False, env=env)
-    return result, time.monotonic() - started
+    elapsed = time.monotonic() - started
+    print(f"{' '.join(args[1:])}: {elapsed:.1f} s to the error offline")  # shown with pytest -s
+    return result, elapsed
 
 
 @pytest.mark.parametrize("proxy", [None, UNRESOLVABLE_PROXY], ids=["refused", "unresolvable"])
