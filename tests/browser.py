@@ -37,7 +37,6 @@ FLAGS = (
     "--disable-dev-shm-usage",
     "--host-resolver-rules=MAP * ~NOTFOUND",
     "--remote-debugging-port=0",  # the port it picks is written to DevToolsActivePort in the profile
-    "--remote-allow-origins=*",
 )
 
 

@@ -3,7 +3,8 @@
 Offline, tensorflow-datasets retries a failed name lookup ten times with back-off (3 min 24 s before the
 error). A name that does not resolve, or a refused connection, will not succeed on the ninth try, so a stage
 first resolves the download's host and opens a TCP connection to it (or to the proxy the download would go
-through: HTTP(S)_PROXY, ALL_PROXY, NO_PROXY, read as requests and urllib read them), with short timeouts.
+through: HTTP(S)_PROXY, ALL_PROXY and NO_PROXY, read as requests, which tfds uses, reads them), with short
+timeouts.
 Only that is checked: on a working network, a transient error still gets the library's own retries.
 """
 
