@@ -17,6 +17,7 @@ from stages.lib import params as P
 from stages.lib.errors import UserError, one_line, run_stage
 from stages.lib.images import scan_folder
 from stages.lib.io import RAW_DIR, atomic_dir
+from stages.lib.network import NetworkUnreachable, require_tfds_reachable
 from stages.lib.sources import TFDS_DATASET, resolve_source
 from stages.lib.tf_import import import_tensorflow
 
@@ -36,10 +37,14 @@ def export_tfds(target: Path, data_dir: Path = TFDS_DIR) -> int:
     The bytes are the archive's own (no re-encoding), named by the example's position in the
     unshuffled split so the export is identical run after run.
     """
-    import_tensorflow()
-    import tensorflow_datasets as tfds
+    import tensorflow_datasets as tfds  # TensorFlow itself loads later, in import_tensorflow()
 
     builder = tfds.builder(TFDS_DATASET, data_dir=str(data_dir))
+    try:
+        require_tfds_reachable(builder)  # offline: the error in seconds, before TensorFlow loads
+    except NetworkUnreachable as error:
+        raise _tfds_error(error) from None
+    import_tensorflow()
     # The first run fetches a 218 MiB archive: say so, or a silent minute looks like a hang.
     print(f"download: {TFDS_DATASET} with tensorflow-datasets (218 MiB, once) into {data_dir}/", file=sys.stderr)
     try:
@@ -47,11 +52,7 @@ def export_tfds(target: Path, data_dir: Path = TFDS_DIR) -> int:
     except ImportError:
         raise  # an incomplete installation, not something the offline advice below would fix
     except Exception as error:  # tfds wraps network failures in many types
-        raise UserError(
-            f"data.source = tfds: downloading {TFDS_DATASET} failed ({type(error).__name__}: {one_line(error, 300)}). "
-            "Offline, set data.source to a local flower_photos folder or .tgz "
-            "(e.g. `dvc exp run -S data.source=/path/flower_photos.tgz`)"
-        ) from None
+        raise _tfds_error(error) from None
     names = builder.info.features["label"].names
     dataset = builder.as_dataset(split="train", shuffle_files=False, decoders={"image": tfds.decode.SkipDecoding()})
     count = 0
@@ -61,6 +62,15 @@ def export_tfds(target: Path, data_dir: Path = TFDS_DIR) -> int:
         (class_dir / f"{index:05d}{image_suffix(example['image'])}").write_bytes(example["image"])
         count += 1
     return count
+
+
+def _tfds_error(error: Exception) -> UserError:
+    """The one-line error for a tf_flowers download that failed or cannot start, with the offline fix."""
+    return UserError(
+        f"data.source = tfds: downloading {TFDS_DATASET} failed ({type(error).__name__}: {one_line(error, 300)}). "
+        "Offline, set data.source to a local flower_photos folder or .tgz "
+        "(e.g. `dvc exp run -S data.source=/path/flower_photos.tgz`)"
+    )
 
 
 def copy_folder(source: Path, target: Path, name: str, move: bool = False) -> tuple[int, tuple[str, ...]]:

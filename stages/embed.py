@@ -16,7 +16,14 @@ import numpy as np
 from tqdm import tqdm
 
 from stages.lib import params as P
-from stages.lib.backbone import FEATURE_DIM, build_backbone, preprocess, resolve_weights, seed_everything
+from stages.lib.backbone import (
+    FEATURE_DIM,
+    build_backbone,
+    preprocess,
+    require_weights_reachable,
+    resolve_weights,
+    seed_everything,
+)
 from stages.lib.errors import run_stage
 from stages.lib.finetune.runtime import devices_seen
 from stages.lib.io import SPLITS, features_path, images_path, load_array, save_array
@@ -42,6 +49,7 @@ def main() -> None:
             save_array(features_path(split), np.empty((0, FEATURE_DIM), dtype=np.float32))
         print("embed: model.fine_tune is true: the train stage reads the images; no features computed", file=sys.stderr)
         return
+    require_weights_reachable(model_params.weights)  # offline: the error now, before TensorFlow loads
     seed_everything(P.seed(raw))  # fixes the random init of `model.weights: none`
     images = {split: load_array(images_path(split), mmap=True) for split in SPLITS}
     train_images = images["train"]

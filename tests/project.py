@@ -25,6 +25,7 @@ PROJECT_FILES = (
     ".dvc/.gitignore",
     ".dvcignore",
     ".gitignore",
+    "plots_html",  # the page template .dvc/config names for `dvc plots show`, with its Vega copies
 )
 
 # Small enough for a 2-core CPU: 32 px images, random-init backbone, few epochs and seeds. Of the 120

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from stages.lib.errors import UserError, one_line
+from stages.lib.network import NetworkUnreachable, require_keras_weights_reachable
 from stages.lib.tf_import import import_tensorflow
 
 NOTOP_WEIGHTS_FILE = "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
@@ -64,6 +65,7 @@ def build_backbone(weights: str, image_size: int):
     download fails (offline) or a weights file does not fit the architecture, wholly or in part.
     """
     resolved = resolve_weights(weights)
+    require_weights_reachable(weights)
     import_tensorflow()
     import keras
 
@@ -86,6 +88,17 @@ def build_backbone(weights: str, image_size: int):
         if other not in loading_warnings:
             warnings.showwarning(other.message, other.category, other.filename, other.lineno)
     return model
+
+
+def require_weights_reachable(weights: str) -> None:
+    """`model.weights: imagenet` with the file not in Keras' cache and no network: the one-line error in
+    seconds, checked before TensorFlow loads (itself seconds), not after Keras' download fails."""
+    if weights != "imagenet":
+        return
+    try:
+        require_keras_weights_reachable(NOTOP_WEIGHTS_FILE)
+    except NetworkUnreachable as error:
+        raise _weights_error(weights, error) from None
 
 
 def _weights_error(weights: str, cause: BaseException | Warning) -> UserError:

@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from stages.download import PNG_SIGNATURE, export_tfds, fetch, image_suffix
+from stages.lib import network
 from stages.lib.errors import UserError
 from stages.lib.images import scan_folder
 from tests.synthetic import make_flower_archive, make_flower_folder
@@ -134,6 +135,13 @@ def mock_examples(data_dir: Path) -> list[tuple[np.ndarray, int]]:
     return [(example["image"], int(example["label"])) for example in tfds.as_numpy(dataset)]
 
 
+@pytest.fixture
+def reachable(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The network probe (stages.lib.network) finds every host reachable: these tests never go online."""
+    monkeypatch.setattr(network, "unreachable_reason", lambda url: None)
+
+
+@pytest.mark.usefixtures("reachable")
 def test_export_tfds_writes_each_example_under_its_class(tmp_path: Path) -> None:
     tfds = pytest.importorskip("tensorflow_datasets")
     data_dir = tmp_path / "tfds"
@@ -161,6 +169,7 @@ def test_export_tfds_writes_each_example_under_its_class(tmp_path: Path) -> None
     assert sum(class_counts(tmp_path / "raw").values()) == MOCK_EXAMPLES
 
 
+@pytest.mark.usefixtures("reachable")
 def test_fetch_tfds_goes_through_export(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     tfds = pytest.importorskip("tensorflow_datasets")
     monkeypatch.chdir(tmp_path)  # the default data_dir is relative to the project root
@@ -168,10 +177,15 @@ def test_fetch_tfds_goes_through_export(tmp_path: Path, monkeypatch: pytest.Monk
         assert fetch("tfds", empty_folder(tmp_path / "raw")) == (3, ())
 
 
+@pytest.mark.usefixtures("reachable")
 def test_export_tfds_download_failure_names_data_source(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A download that fails after the probe found the host (tfds' retries spent): the same one-line error."""
     tfds = pytest.importorskip("tensorflow_datasets")
 
     class OfflineBuilder:
+        url_infos = ("http://example.org/flower_photos.tgz",)  # what the probe reads: the URLs
+        data_path = tmp_path / "not_prepared"
+
         def download_and_prepare(self) -> None:
             raise ConnectionError("Failed to establish a new connection")
 
