@@ -457,8 +457,11 @@ def check_all(raw: dict[str, Any]) -> None:
     kind = task(raw)
     data = data_params(raw)
     noise = noise_params(raw)
-    model_params(raw)
+    model = model_params(raw)
     settings = train_params(raw)
+    # Up front, not only in the train stage: it would fail after every stage before it had run.
+    if not model.fine_tune and (problem := fine_tune_settings_in_head_mode(settings)):
+        raise UserError(problem)
     if settings.select_epoch == "val" and data.val_size == 0:
         raise UserError(
             "train.select_epoch = val needs a validation set, but data.val_size = 0: "

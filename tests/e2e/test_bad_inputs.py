@@ -208,7 +208,7 @@ BAD_PARAMS = {
         {"detect": {"folds": 50}, "train": {"labels": ["clean", "noisy", "pruned"]}},
         ["detect.folds = 50", "a class has only"],
     ),
-    "augment without fine-tuning": (TRAIN, {"train": {"augment": True}}, ["train.augment = true", "fine_tune"]),
+    "augment without fine-tuning": (FIRST, {"train": {"augment": True}}, ["train.augment = true", "fine_tune"]),
     "another task than prepared": (
         TRAIN,
         {"task": "multiclass"},
@@ -491,7 +491,7 @@ def test_damaged_archive_through_dvc_repro(tmp_path: Path, flower_folder: Path) 
 
 def test_repository_without_a_commit_runs_to_the_end(tmp_path: Path, flower_folder: Path) -> None:
     """`git init`, the project copied in, `dvc init`, `dvc repro`: before the fix, train died in DVCLive
-    (`SCMError: Empty git repo`). The logs are the same files as in a repo with commits."""
+    (`SCMError: Empty git repo`)."""
     repo = tmp_path / "study"
     repo.mkdir()
     for name in PROJECT_FILES:
