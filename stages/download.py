@@ -7,10 +7,12 @@ layout, and later stages never care where it came from.
 
 from __future__ import annotations
 
+import lzma
 import os
 import shutil
 import sys
 import tarfile
+import zlib
 from pathlib import Path
 
 from stages.lib import params as P
@@ -24,6 +26,9 @@ from stages.lib.tf_import import import_tensorflow
 TFDS_DIR = Path("data/.tfds")  # tensorflow-datasets' own download cache; git-ignored, not a DVC output
 ARCHIVE_SUFFIXES = (".tgz", ".tar.gz", ".tar")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# What a damaged archive makes tarfile raise: ReadError (not a tar, a bad header), OSError (bad gzip or bzip2
+# data, a gzip CRC mismatch), EOFError (a compressed stream cut short), zlib and lzma errors (corrupt blocks).
+DAMAGED_ARCHIVE_ERRORS = (tarfile.TarError, OSError, EOFError, zlib.error, lzma.LZMAError)
 
 
 def image_suffix(data: bytes) -> str:
@@ -84,20 +89,54 @@ def copy_folder(source: Path, target: Path, name: str, move: bool = False) -> tu
     for class_dir in sorted({Path(rel).parts[0] for rel, _ in scan.images}):
         if move:
             os.replace(scan.root / class_dir, target / class_dir)
-        else:
+            continue
+        try:
             shutil.copytree(scan.root / class_dir, target / class_dir)
+        except shutil.Error as error:  # every file it could not copy: (source, destination, why)
+            path, _, why = error.args[0][0]
+            relative = one_line(Path(path).relative_to(scan.root), 120)
+            raise UserError(
+                f"{name}: cannot read {relative} ({one_line(why, 120)}); "
+                "remove it or make it readable (a link must point to a file)"
+            ) from None
     return len(scan.images), scan.outside_classes
+
+
+def damaged_archive(name: str, error: BaseException) -> UserError:
+    """One line for an archive tarfile cannot read to its end."""
+    if isinstance(error, OSError) and error.errno is not None:  # the file system's error, not the archive's
+        return UserError(f"{name}: cannot unpack the archive: {error.strerror}: {error.filename}")
+    if isinstance(error, EOFError):
+        what = "it is truncated (its compressed data end early: an interrupted download or copy?)"
+    else:
+        what = f"it is damaged ({type(error).__name__}: {one_line(error, 200)})"
+    return UserError(f"{name}: cannot unpack the archive: {what}; copy or download it again")
 
 
 def extract_archive(archive: Path, target: Path, name: str) -> tuple[int, tuple[str, ...]]:
     """Unpack a .tgz of a flower_photos-style tree and move its class folders into target."""
+    if archive.stat().st_size == 0:
+        raise UserError(f"{name}: cannot unpack the archive: it is an empty file (0 bytes); copy or download it again")
+    try:
+        tar = tarfile.open(archive)  # noqa: SIM115 (closed by `with tar` below, once open errors are told apart)
+    except tarfile.ReadError:
+        raise UserError(
+            f"{name}: cannot unpack the archive: it is not a tar archive (plain, or compressed with gzip, bzip2 "
+            "or xz); make one with `tar czf flower_photos.tgz flower_photos`, or give the folder"
+        ) from None
+    except DAMAGED_ARCHIVE_ERRORS as error:
+        raise damaged_archive(name, error) from None
     # Unpacked inside target, the staging folder: a killed run leaves nothing outside it.
     unpacked = target / ".unpacked"
     try:
-        with tarfile.open(archive) as tar:
+        with tar:
             tar.extractall(unpacked, filter="data")  # refuses absolute paths and links out
-    except (tarfile.TarError, OSError) as error:
-        raise UserError(f"{name}: cannot unpack the archive ({one_line(error)})") from None
+            # tarfile stops at the end-of-archive marker; gzip checks its CRC at the end of the stream.
+            if tar.fileobj is not None:
+                while tar.fileobj.read(1 << 20):
+                    pass
+    except DAMAGED_ARCHIVE_ERRORS as error:
+        raise damaged_archive(name, error) from None
     result = copy_folder(unpacked, target, f"{name} (unpacked)", move=True)
     shutil.rmtree(unpacked)
     return result

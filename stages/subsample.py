@@ -41,6 +41,15 @@ def check_positive_class(positive: str, class_names: tuple[str, ...]) -> None:
         )
 
 
+def check_classes(class_names: tuple[str, ...], source: str, after: str = "") -> None:
+    """Both tasks need two classes or more: with one, every label is the same and nothing can be learned."""
+    if len(class_names) < 2:
+        raise UserError(
+            f"data.source = {source!r}: {after}holds one class ({', '.join(class_names)}); "
+            "give a folder with a subfolder per class, two or more"
+        )
+
+
 def main() -> None:
     raw = P.load_checked_params()
     data = P.data_params(raw)
@@ -49,6 +58,7 @@ def main() -> None:
 
     scan = scan_folder(RAW_DIR)
     # What can be checked from the file names is checked before the minutes of decoding.
+    check_classes(scan.classes, data.source)
     if task == "binary":
         check_positive_class(data.positive_class, scan.classes)
     check_sizes(data.train_size, data.test_size, len(scan.images), f"image files in {RAW_DIR}", data.val_size)
@@ -63,6 +73,10 @@ def main() -> None:
             f"{RAW_DIR} (from data.source = {data.source!r}): none of the {len(paths)} image files could be read"
         )
     class_names = tuple(sorted(set(classes)))
+    # A class whose every file is unreadable is gone now: the same checks on what is left.
+    check_classes(class_names, data.source, after="after skipping the unreadable images, ")
+    if task == "binary" and data.positive_class not in class_names:
+        raise UserError(f"data.positive_class = {data.positive_class!r}: none of its image files could be read")
     labels = binary_or_class_labels(classes, class_names, task, data.positive_class)
     train, val, test = stratified_split(classes, data.train_size, data.test_size, seed, data.val_size)
 

@@ -48,6 +48,16 @@ def find_class_root(root: Path) -> Path:
         current = subdirs[0]
 
 
+def _check_utf8(relative: str, name: str) -> None:
+    # Python keeps undecodable bytes of a file name as surrogates, which no UTF-8 file (labels.csv) can hold.
+    try:
+        relative.encode("utf-8")
+    except UnicodeEncodeError:
+        raise UserError(
+            f"{name}: the file name {relative!a} is not valid UTF-8 (labels.csv stores file names as UTF-8); rename it"
+        ) from None
+
+
 def scan_folder(root: Path | str, name: str | None = None) -> FolderScan:
     """List a class-per-folder tree. Raises UserError if it is missing or holds no images.
 
@@ -64,11 +74,12 @@ def scan_folder(root: Path | str, name: str | None = None) -> FolderScan:
     for class_dir in sorted(d for d in class_root.iterdir() if d.is_dir() and _visible(d.name)):
         for dirpath, dirnames, filenames in os.walk(class_dir):
             dirnames[:] = sorted(d for d in dirnames if _visible(d))
-            for name in sorted(filenames):
-                relative = (Path(dirpath) / name).relative_to(class_root).as_posix()
-                if not _visible(name):
+            for file_name in sorted(filenames):
+                relative = (Path(dirpath) / file_name).relative_to(class_root).as_posix()
+                _check_utf8(relative, name)
+                if not _visible(file_name):
                     stray.append(relative)
-                elif Path(name).suffix.lower() in IMAGE_SUFFIXES:
+                elif Path(file_name).suffix.lower() in IMAGE_SUFFIXES:
                     images.append((relative, class_dir.name))
                     classes.add(class_dir.name)
                 else:

@@ -92,8 +92,10 @@ def load_params(path: Path = PARAMS_FILE) -> dict[str, Any]:
     if not path.exists():
         raise UserError(f"{path} not found: run the stages from the project's root")
     try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as error:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as error:
+        raise UserError(f"{path} is not UTF-8 text ({error}): save it as UTF-8") from None
+    except (yaml.YAMLError, ValueError) as error:  # ValueError: an integer of over 4,300 digits
         raise UserError(f"{path} is not valid YAML: {error}") from None
     if not isinstance(raw, dict):
         raise UserError(f"{path} must hold a mapping of params, found {type(raw).__name__}")
@@ -121,7 +123,12 @@ def _int(raw: dict[str, Any], dotted: str, low: int | None = None, high: int | N
 
 def _float(raw: dict[str, Any], dotted: str, low: float, high: float, low_open: bool = False) -> float:
     value = _get(raw, dotted)
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    # Only floats can be nan or inf; an int too large for a float is out of range below, not an OverflowError.
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or (isinstance(value, float) and not math.isfinite(value))
+    ):
         raise UserError(f"{dotted} = {value!r}: must be a number")
     if value > high or value < low or (low_open and value == low):
         opening = "(" if low_open else "["
@@ -318,11 +325,14 @@ def train_labels(raw: dict[str, Any]) -> tuple[str, ...]:
     """train.labels: which label sets the train matrix trains each loss on (default clean, noisy)."""
     labels = raw.get("train", {}).get("labels", list(DEFAULT_LABEL_SETS))
     allowed = ", ".join(LABEL_SET_NAMES)
-    if not isinstance(labels, list) or not labels or len(set(labels)) != len(labels):
-        raise UserError(f"train.labels = {labels!r}: must be a non-empty list of distinct label sets: {allowed}")
-    for name in labels:
+    message = f"train.labels = {labels!r}: must be a non-empty list of distinct label sets: {allowed}"
+    if not isinstance(labels, list) or not labels:
+        raise UserError(message)
+    for name in labels:  # before the set() below: a list or mapping in the list is unhashable
         if name not in LABEL_SET_NAMES:
             raise UserError(f"train.labels: unknown label set {name!r}; allowed: {allowed}")
+    if len(set(labels)) != len(labels):
+        raise UserError(message)
     return tuple(labels)
 
 
@@ -358,7 +368,11 @@ def evaluate_metric(raw: dict[str, Any]) -> str:
 
 def _loss_number(name: str, key: str, value: Any) -> float:
     # bool is an int subclass; `q: true` in YAML is a typo, not 1.0.
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+    try:
+        finite = not isinstance(value, bool) and isinstance(value, numbers.Real) and math.isfinite(value)
+    except OverflowError:  # an int too large for a float
+        finite = False
+    if not finite:
         raise UserError(f"train.loss_params.{name}.{key} = {value!r}: must be a finite number")
     return float(value)
 
@@ -384,7 +398,7 @@ def validate_loss_params(name: str, params: Mapping[str, Any] | None) -> dict:
     if not isinstance(params, Mapping):
         raise UserError(f"train.loss_params.{name} = {params!r}: must be a mapping of parameters")
     defaults = DEFAULT_LOSS_PARAMS[name]
-    unknown = sorted(set(params) - set(defaults))
+    unknown = sorted(set(params) - set(defaults), key=str)  # keys of any type: YAML allows `1: x`
     if unknown:
         allowed = ", ".join(defaults) or "none"
         raise UserError(f"train.loss_params.{name}.{unknown[0]}: unknown parameter; allowed: {allowed}")
@@ -443,8 +457,11 @@ def check_all(raw: dict[str, Any]) -> None:
     kind = task(raw)
     data = data_params(raw)
     noise = noise_params(raw)
-    model_params(raw)
+    model = model_params(raw)
     settings = train_params(raw)
+    # Up front, not only in the train stage: it would fail after every stage before it had run.
+    if not model.fine_tune and (problem := fine_tune_settings_in_head_mode(settings)):
+        raise UserError(problem)
     if settings.select_epoch == "val" and data.val_size == 0:
         raise UserError(
             "train.select_epoch = val needs a validation set, but data.val_size = 0: "

@@ -38,7 +38,8 @@ def folder_digest(root: Path) -> tuple[str, int]:
             if not path.is_file():  # a broken link: nothing to copy, nothing to hash
                 continue
             relative = path.relative_to(root).as_posix()
-            total.update(f"{relative}\0{path.stat().st_size}\0{file_digest(path)}\n".encode())
+            # surrogateescape: a name that is not UTF-8 is hashed as its bytes (the download stage refuses it)
+            total.update(f"{relative}\0{path.stat().st_size}\0{file_digest(path)}\n".encode(errors="surrogateescape"))
             count += 1
     return total.hexdigest(), count
 
@@ -61,10 +62,16 @@ def source_fingerprint(source: str) -> dict[str, Any]:
     path = resolve_source(source)
     if path is None:
         return {"kind": "tfds", "dataset": TFDS_DATASET}
-    if path.is_dir():
-        digest, count = folder_digest(path)
-        return {"kind": "folder", "files": count, "sha256": digest}
-    return {"kind": "archive", "bytes": path.stat().st_size, "sha256": file_digest(path)}
+    try:
+        if path.is_dir():
+            digest, count = folder_digest(path)
+            return {"kind": "folder", "files": count, "sha256": digest}
+        return {"kind": "archive", "bytes": path.stat().st_size, "sha256": file_digest(path)}
+    except OSError as error:  # a file without read permission, a special file
+        raise UserError(
+            f"data.source = {source!r}: cannot read {error.filename!a} ({error.strerror}); "
+            "make it readable or remove it"
+        ) from None
 
 
 def weights_fingerprint(weights: str) -> dict[str, Any]:

@@ -80,7 +80,14 @@ def live_log(log_dir: Path) -> Iterator[Any]:
     also when training raises."""
     from dvclive import Live
 
-    with Live(dir=str(log_dir), dvcyaml=False, save_dvc_exp=False, report=None) as live:
+    class FilesOnlyLive(Live):
+        # dvc.yaml declares the logs as stage outputs: DVCLive's DVC setup (experiment names, saving
+        # experiments) has nothing to do, and in dvclive 3.49.1 it asks git for HEAD before checking that
+        # there is a commit, which kills a first `dvc repro` before the first commit (dvclive#522).
+        def _init_dvc(self) -> None:
+            self._dvc_file = "dvc.yaml"  # what DVCLive's setup sets with dvcyaml=False; never written
+
+    with FilesOnlyLive(dir=str(log_dir), dvcyaml=False, save_dvc_exp=False, report=None) as live:
         yield live
 
 
