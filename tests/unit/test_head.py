@@ -83,13 +83,13 @@ def test_constant_feature_does_not_divide_by_zero() -> None:
 @pytest.mark.parametrize("loss", LOSS_NAMES)
 def test_every_loss_learns_a_separable_binary_task(loss: str) -> None:
     _, history = fit("binary", loss, epochs=10)
-    assert history["val_accuracy"][-1] >= 0.9
+    assert history["test_accuracy"][-1] >= 0.9
     assert history["loss"][-1] < history["loss"][0]
 
 
 def test_multiclass_head_learns_and_outputs_distributions() -> None:
     head, history = fit("multiclass", "gce", k=4, epochs=10)
-    assert history["val_accuracy"][-1] >= 0.9
+    assert history["test_accuracy"][-1] >= 0.9
     x, _ = data(10, 4, seed=5)
     proba = head.predict_proba(x)
     assert proba.shape == (10, 4) and proba.dtype == np.float64
@@ -118,10 +118,10 @@ def test_history_has_one_value_per_epoch_and_calls_back() -> None:
     assert {key: len(values) for key, values in history.items()} == {
         "loss": 3,
         "accuracy": 3,
-        "val_loss": 3,
-        "val_accuracy": 3,
+        "test_loss": 3,
+        "test_accuracy": 3,
     }
-    assert seen == [(e, ["accuracy", "loss", "val_accuracy", "val_loss"]) for e in range(3)]
+    assert seen == [(e, ["accuracy", "loss", "test_accuracy", "test_loss"]) for e in range(3)]
 
 
 def test_adam_first_step_moves_each_weight_by_the_learning_rate() -> None:
@@ -181,14 +181,14 @@ def test_training_and_evaluation_count_a_score_of_one_half_alike() -> None:
     )
     scores = head.predict_proba(x)
     np.testing.assert_array_equal(scores, 0.5)
-    assert history["accuracy"] == [0.75] and history["val_accuracy"] == [0.75]
+    assert history["accuracy"] == [0.75] and history["test_accuracy"] == [0.75]
     assert binary_metrics(y[:, 0], scores)["accuracy"] == 0.75
     np.testing.assert_array_equal(predict_labels(scores, "binary"), 1)
 
 
 def test_forward_loss_trains_a_head() -> None:
     _, history = fit("binary", "forward", epochs=10, flipped=20, loss_params={"T": "true"})
-    assert history["val_accuracy"][-1] >= 0.9
+    assert history["test_accuracy"][-1] >= 0.9
     assert history["loss"][-1] < history["loss"][0]
 
 
@@ -207,7 +207,7 @@ def test_select_epoch_val_keeps_the_epoch_with_the_best_validation_accuracy() ->
     last, last_history = fit("binary", **common)
     chosen, history = fit("binary", select_epoch="val", **common)
     assert history == last_history  # selecting changes what is kept, not how it trains
-    scores = history["validation_accuracy"]
+    scores = history["val_accuracy"]
     best = selected_epoch(history, "val")
     assert best == scores.index(max(scores)) and best < 24  # the first best, and not the last epoch here
     # The head kept is the one after epoch `best`: training for best + 1 epochs gives it exactly.
@@ -221,7 +221,7 @@ def test_select_epoch_val_keeps_the_epoch_with_the_best_validation_accuracy() ->
 
 
 def test_validation_ties_go_to_the_earliest_epoch() -> None:
-    history = {"loss": [1.0] * 4, "validation_accuracy": [0.5, 0.75, 0.75, 0.5]}
+    history = {"loss": [1.0] * 4, "val_accuracy": [0.5, 0.75, 0.75, 0.5]}
     assert selected_epoch(history, "val") == 1
     assert selected_epoch(history, "last") == 3
 
