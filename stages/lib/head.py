@@ -96,16 +96,30 @@ class Adam:
         self.variables = variables
         self.m = [np.zeros_like(v) for v in variables]
         self.v = [np.zeros_like(v) for v in variables]
+        # Scratch arrays: the update runs in place (a grid's kernels are thousands of columns wide).
+        self.scratch = [(np.empty_like(v), np.empty_like(v)) for v in variables]
         self.iterations = 0
 
     def apply(self, gradients: list[np.ndarray]) -> None:
         self.iterations += 1
         t = self.iterations
-        step = self.learning_rate * np.sqrt(1.0 - ADAM_BETA_2**t) / (1.0 - ADAM_BETA_1**t)
-        for variable, gradient, m, v in zip(self.variables, gradients, self.m, self.v, strict=True):
-            m += (1.0 - ADAM_BETA_1) * (gradient - m)
-            v += (1.0 - ADAM_BETA_2) * (gradient * gradient - v)
-            variable -= (step * m / (np.sqrt(v) + ADAM_EPSILON)).astype(np.float32)
+        step = np.float32(self.learning_rate * np.sqrt(1.0 - ADAM_BETA_2**t) / (1.0 - ADAM_BETA_1**t))
+        one_minus_beta_1, one_minus_beta_2 = np.float32(1.0 - ADAM_BETA_1), np.float32(1.0 - ADAM_BETA_2)
+        state = zip(self.variables, gradients, self.m, self.v, self.scratch, strict=True)
+        for variable, gradient, m, v, (a, b) in state:
+            # m += (1 - beta_1) (g - m); v += (1 - beta_2) (g² - v); variable -= step m / (sqrt(v) + eps)
+            np.subtract(gradient, m, out=a)
+            a *= one_minus_beta_1
+            m += a
+            np.multiply(gradient, gradient, out=a)
+            a -= v
+            a *= one_minus_beta_2
+            v += a
+            np.sqrt(v, out=b)
+            b += np.float32(ADAM_EPSILON)
+            np.multiply(m, step, out=a)
+            a /= b
+            variable -= a
 
 
 def _accuracy(y: np.ndarray, logits: np.ndarray, task: str) -> np.ndarray:

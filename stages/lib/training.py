@@ -143,6 +143,21 @@ def head_trainer(setup: Setup) -> Trainer:
         val_y: np.ndarray | None = None,
         val_transition: np.ndarray | None = None,
     ) -> Trained:
+        from threadpoolctl import threadpool_limits
+
+        # Matrices of a few thousand rows: BLAS threads gain little and, on a busy machine, cost several
+        # times the work (benchmarks/README.md, "Heads").
+        with threadpool_limits(limits=1):
+            return fit_and_select(y, seed, live, transition, val_y, val_transition)
+
+    def fit_and_select(
+        y: np.ndarray,
+        seed: int,
+        live: Any,
+        transition: np.ndarray | None,
+        val_y: np.ndarray | None,
+        val_transition: np.ndarray | None,
+    ) -> Trained:
         heads = fit_head_grid(
             setup.inputs,
             y,
