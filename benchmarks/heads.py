@@ -105,9 +105,8 @@ def main() -> None:
                 seconds.append(time.perf_counter() - start)
             times[name] = float(np.median(seconds))
             totals[name] += times[name]
-        print(
-            f"{loss:<10} {times['untuned']:>10.3f} {times['tuned']:>10.3f} {len(tuned.grid(loss)):>5} {times['tuned'] / times['untuned']:>6.2f}"
-        )
+        ratio = times["tuned"] / times["untuned"]
+        print(f"{loss:<10} {times['untuned']:>10.3f} {times['tuned']:>10.3f} {len(tuned.grid(loss)):>5} {ratio:>6.2f}")
     print(f"seconds per repeat, all losses: untuned {totals['untuned']:.3f}, tuned {totals['tuned']:.3f}")
     print(f"ratio: {totals['tuned'] / totals['untuned']:.2f}")
 

@@ -196,6 +196,54 @@ def _loss_groups(grid: Sequence[GridPoint]) -> list[tuple[dict, np.ndarray]]:
     return [(params, np.array(indices)) for params, indices in groups.values()]
 
 
+LossGroup = tuple[Callable, Callable, np.ndarray]  # (per-sample loss, its logit gradient, the heads using them)
+
+
+def penalised_gradients(
+    xb: np.ndarray,
+    yb: np.ndarray,
+    kernel: np.ndarray,
+    bias: np.ndarray,
+    groups: Sequence[LossGroup],
+    l2: np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+    """One batch for every head: the summed loss per head (G,), the logits (n, G, K), and the gradients of
+    each head's objective, the batch-mean loss + λ_g/2·|kernel_g|², with respect to the kernel (D, G·K) and
+    the bias (G·K,). `l2`: λ per column (G·K,), or None for no penalty."""
+    n, units = yb.shape
+    heads = kernel.shape[1] // units
+    logits = (xb @ kernel + bias).astype(np.float32).reshape(n, heads, units)
+    losses = np.zeros(heads)
+    dz = np.empty_like(logits)
+    for loss_fn, gradient_fn, idx in groups:
+        # The group's heads stacked as rows: (heads_in_group * n, K), one loss call for them all.
+        z = logits[:, idx].transpose(1, 0, 2).reshape(-1, units)
+        targets_ = np.tile(yb, (len(idx), 1))
+        losses[idx] = loss_fn(targets_, z).reshape(len(idx), n).sum(axis=1)
+        # The batch's mean loss: each sample's gradient counts 1/n.
+        dz[:, idx] = (gradient_fn(targets_, z) / n).reshape(len(idx), n, units).transpose(1, 0, 2)
+    dz = dz.reshape(n, heads * units)
+    kernel_gradient = xb.T @ dz
+    if l2 is not None:
+        kernel_gradient += l2 * kernel
+    return losses, logits, [kernel_gradient, dz.sum(axis=0)]
+
+
+def loss_groups(
+    loss: str, task: str, grid: Sequence[GridPoint], transition: np.ndarray | None = None
+) -> list[LossGroup]:
+    """The grid's heads grouped by loss params, each group with its NumPy loss and logit gradient (heads
+    that differ only in λ share one loss call per batch)."""
+    return [
+        (
+            make_loss(loss, task, params, backend="numpy", transition=transition),
+            logit_gradient(loss, task, params, transition=transition),
+            indices,
+        )
+        for params, indices in _loss_groups(grid)
+    ]
+
+
 def fit_head_grid(
     features: np.ndarray,
     y: np.ndarray,
@@ -221,14 +269,7 @@ def fit_head_grid(
     start = LinearHead.initial(features, task, units=units, seed=int(rng.integers(2**31)))
     x = start.standardise(features)
     dim = x.shape[1]
-    groups = [
-        (
-            make_loss(loss, task, params, backend="numpy", transition=transition),
-            logit_gradient(loss, task, params, transition=transition),
-            indices,
-        )
-        for params, indices in _loss_groups(grid)
-    ]
+    groups = loss_groups(loss, task, grid, transition)
     # The heads side by side: column g * K + k is head g's unit k.
     kernel = np.tile(start.kernel, (1, heads))
     bias = np.tile(start.bias, heads)
@@ -244,22 +285,11 @@ def fit_head_grid(
         loss_sum, hit_sum = np.zeros(heads), np.zeros(heads)
         for begin in range(0, len(order), batch_size):
             batch = order[begin : begin + batch_size]
-            xb, yb, n = x[batch], y[batch], len(batch)
-            logits = (xb @ kernel + bias).astype(np.float32).reshape(n, heads, units)
-            dz = np.empty_like(logits)
-            for loss_fn, gradient_fn, idx in groups:
-                # The group's heads stacked as rows: (heads_in_group * n, K), one loss call for them all.
-                z = logits[:, idx].transpose(1, 0, 2).reshape(-1, units)
-                targets_ = np.tile(yb, (len(idx), 1))
-                loss_sum[idx] += loss_fn(targets_, z).reshape(len(idx), n).sum(axis=1)
-                # The batch's mean loss: each sample's gradient counts 1/n.
-                dz[:, idx] = (gradient_fn(targets_, z) / n).reshape(len(idx), n, units).transpose(1, 0, 2)
+            xb, yb = x[batch], y[batch]
+            losses, logits, gradients = penalised_gradients(xb, yb, kernel, bias, groups, l2 if penalised else None)
+            loss_sum += losses
             hit_sum += _accuracy(yb, logits, task).sum(axis=0)
-            dz = dz.reshape(n, heads * units)
-            kernel_gradient = xb.T @ dz
-            if penalised:
-                kernel_gradient += l2 * kernel
-            optimiser.apply([kernel_gradient, dz.sum(axis=0)])
+            optimiser.apply(gradients)
         kernels[epoch] = kernel.reshape(dim, heads, units).transpose(1, 0, 2)
         biases[epoch] = bias.reshape(heads, units)
         mean_loss[epoch], mean_accuracy[epoch] = loss_sum / len(x), hit_sum / len(x)

@@ -4,20 +4,22 @@ own param) and, for binary decisions, the threshold — all by one score, the ve
 
 The score (train.select_score, docs/losses.md "Tuning"):
 
-- `noisy`: the metric on the validation labels as they are. Under symmetric (class-independent) binary noise
-  at rate η < 0.5, noisy accuracy is (1 − 2η)·accuracy + η (Chen et al., ICML 2019) and noisy balanced
-  accuracy is also increasing and affine in the clean one (slope π(1 − π)(1 − 2η) / (π̃(1 − π̃)), π and π̃
-  the clean and noisy positive rates; docs/losses.md derives it), so their argmax estimates the clean
-  argmax. Under class-conditional noise (flip rates differing by class) neither is.
+- `noisy`: the metric on the validation labels as they are. When is that right? Binary balanced accuracy
+  and AUC: under any class-conditional noise (flip rates ρ₊, ρ₋ with ρ₊ + ρ₋ < 1) the noisy value is an
+  increasing affine function of the clean one (Menon et al., ICML 2015, "Learning from corrupted binary
+  labels via class-probability estimation": balanced error and AUC; slope π(1 − π)(1 − ρ₊ − ρ₋) /
+  (π̃(1 − π̃)) for balanced accuracy, π and π̃ the clean and noisy positive rates), so its argmax is the
+  clean argmax and no correction is needed. Accuracy: only under symmetric noise ((1 − 2η)·accuracy + η;
+  Chen et al., ICML 2019); under class-conditional noise it weights the classes by their noisy shares and
+  the chosen threshold moves. Multiclass balanced accuracy and macro-F1: symmetric noise only.
 - `corrected_*`: the clean confusion matrix recovered from the noisy one through the transition matrix T
   (T[i, j] = P(given j | true i)): E[noisy confusion] = Tᵀ · clean confusion, so clean ≈ (Tᵀ)⁻¹ · noisy —
   the "backward" correction of Patrini et al. (CVPR 2017, Theorem 1) applied to counts, unbiased for a
   known T; the recovered counts are clipped at 0 (they can go negative on a finite sample). `true`: each
   seed's realised T of the validation labels (an oracle); `estimated`: the detect stage's estimate.
+  Right for every confusion-matrix metric under class-conditional noise, if T is right.
 
-AUC needs no correction: under class-conditional noise the noisy AUC is an increasing affine function of
-the clean one (Menon et al., ICML 2015, "Learning from corrupted binary labels via class-probability
-estimation", Corollary 3), so its argmax is the same; the threshold is then irrelevant and stays 0.5.
+AUC is never corrected (affine, above); its threshold is irrelevant and stays 0.5.
 """
 
 from __future__ import annotations
