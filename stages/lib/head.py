@@ -163,13 +163,15 @@ def selected_epoch(history: dict[str, list[float]], select_epoch: str) -> int:
 @dataclass
 class HeadGrid:
     """A grid of heads after every epoch: one standardisation, per epoch e and head g a kernel and a bias,
-    and the training loss and accuracy per epoch and head (batch means as trained on, as Keras logs them)."""
+    and the logits each head gave each training sample as it was trained on (for the training curves: a
+    loss per head and step would cost as much as the step's gradient)."""
 
     start: LinearHead  # the standardisation and the initial weights every head shares
     kernels: np.ndarray  # (E, G, D, K) float32
     biases: np.ndarray  # (E, G, K)
-    loss: np.ndarray  # (E, G)
-    accuracy: np.ndarray  # (E, G)
+    targets: np.ndarray  # (N, K) the training targets
+    orders: np.ndarray  # (E, N) each epoch's sample order
+    trained_logits: np.ndarray  # (E, N, G, K) the logits of orders[e][i] in its batch, before its step
 
     def head(self, epoch: int, point: int) -> LinearHead:
         """Head `point` after epoch `epoch` (0-based)."""
@@ -206,20 +208,22 @@ def penalised_gradients(
     bias: np.ndarray,
     groups: Sequence[LossGroup],
     l2: np.ndarray | None,
-) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
-    """One batch for every head: the summed loss per head (G,), the logits (n, G, K), and the gradients of
-    each head's objective, the batch-mean loss + λ_g/2·|kernel_g|², with respect to the kernel (D, G·K) and
-    the bias (G·K,). `l2`: λ per column (G·K,), or None for no penalty."""
+    with_loss: bool = True,
+) -> tuple[np.ndarray | None, np.ndarray, list[np.ndarray]]:
+    """One batch for every head: the summed loss per head (G,; None without `with_loss`), the logits
+    (n, G, K), and the gradients of each head's objective, the batch-mean loss + λ_g/2·|kernel_g|², with
+    respect to the kernel (D, G·K) and the bias (G·K,). `l2`: λ per column (G·K,), or None for no penalty."""
     n, units = yb.shape
     heads = kernel.shape[1] // units
     logits = (xb @ kernel + bias).astype(np.float32).reshape(n, heads, units)
-    losses = np.zeros(heads)
+    losses = np.zeros(heads) if with_loss else None
     dz = np.empty_like(logits)
     for loss_fn, gradient_fn, idx in groups:
         # The group's heads stacked as rows: (heads_in_group * n, K), one loss call for them all.
         z = logits[:, idx].transpose(1, 0, 2).reshape(-1, units)
         targets_ = np.tile(yb, (len(idx), 1))
-        losses[idx] = loss_fn(targets_, z).reshape(len(idx), n).sum(axis=1)
+        if losses is not None:
+            losses[idx] = loss_fn(targets_, z).reshape(len(idx), n).sum(axis=1)
         # The batch's mean loss: each sample's gradient counts 1/n.
         dz[:, idx] = (gradient_fn(targets_, z) / n).reshape(len(idx), n, units).transpose(1, 0, 2)
     dz = dz.reshape(n, heads * units)
@@ -278,22 +282,20 @@ def fit_head_grid(
     optimiser = Adam(learning_rate, [kernel, bias])
     kernels = np.empty((epochs, heads, dim, units), dtype=np.float32)
     biases = np.empty((epochs, heads, units), dtype=np.float32)
-    mean_loss = np.empty((epochs, heads))
-    mean_accuracy = np.empty((epochs, heads))
+    orders = np.empty((epochs, len(x)), dtype=np.int64)
+    trained_logits = np.empty((epochs, len(x), heads, units), dtype=np.float32)
     for epoch in range(epochs):
-        order = rng.permutation(len(x))
-        loss_sum, hit_sum = np.zeros(heads), np.zeros(heads)
+        order = orders[epoch] = rng.permutation(len(x))
         for begin in range(0, len(order), batch_size):
             batch = order[begin : begin + batch_size]
-            xb, yb = x[batch], y[batch]
-            losses, logits, gradients = penalised_gradients(xb, yb, kernel, bias, groups, l2 if penalised else None)
-            loss_sum += losses
-            hit_sum += _accuracy(yb, logits, task).sum(axis=0)
+            _, logits, gradients = penalised_gradients(
+                x[batch], y[batch], kernel, bias, groups, l2 if penalised else None, with_loss=False
+            )
+            trained_logits[epoch, begin : begin + len(batch)] = logits
             optimiser.apply(gradients)
         kernels[epoch] = kernel.reshape(dim, heads, units).transpose(1, 0, 2)
         biases[epoch] = bias.reshape(heads, units)
-        mean_loss[epoch], mean_accuracy[epoch] = loss_sum / len(x), hit_sum / len(x)
-    return HeadGrid(start, kernels, biases, mean_loss, mean_accuracy)
+    return HeadGrid(start, kernels, biases, y, orders, trained_logits)
 
 
 def grid_history(
@@ -307,7 +309,8 @@ def grid_history(
     loss_params: dict | None,
     transition: np.ndarray | None = None,
 ) -> dict[str, list[float]]:
-    """One head's per-epoch history: `loss`, `accuracy` (training labels, as trained on) and `test_loss`,
+    """One head's per-epoch history: `loss`, `accuracy` (training labels, as trained on: the epoch's mean
+    over its samples of the logits they had in their batch, as Keras logs it) and `test_loss`,
     `test_accuracy` (the test set, after each epoch; the head's own loss)."""
     test_y = np.asarray(test_y, dtype=np.float32)
     logits = grid.logits(test_features, point)  # (N, E, K)
@@ -315,9 +318,14 @@ def grid_history(
     loss_fn = make_loss(loss, task, loss_params, backend="numpy", transition=transition)
     test_loss = loss_fn(np.tile(test_y, (e, 1)), logits.transpose(1, 0, 2).reshape(-1, k)).reshape(e, n).mean(axis=1)
     test_accuracy = _accuracy(test_y, logits, task).mean(axis=0)
+    epochs, rows = grid.orders.shape
+    trained = grid.trained_logits[:, :, point].reshape(epochs * rows, k)
+    trained_y = grid.targets[grid.orders.reshape(-1)]
+    train_loss = loss_fn(trained_y, trained).reshape(epochs, rows).mean(axis=1)
+    train_accuracy = _accuracy(trained_y, trained[:, None], task).reshape(epochs, rows).mean(axis=1)
     return {
-        "loss": grid.loss[:, point].tolist(),
-        "accuracy": grid.accuracy[:, point].tolist(),
+        "loss": [float(v) for v in train_loss],
+        "accuracy": [float(v) for v in train_accuracy],
         TEST_LOSS: [float(v) for v in test_loss],
         TEST_ACCURACY: [float(v) for v in test_accuracy],
     }
