@@ -101,13 +101,17 @@ def binary_threshold_scores(
     valid = np.ones((n + 1, m), dtype=bool)
     valid[1:n] = ranked[:-1] > ranked[1:]
     values = np.where(valid, values, -np.inf)
-    best = values.argmax(axis=0)
-    columns = np.arange(m)
-    upper = np.vstack([np.nextafter(ranked[:1], np.inf), ranked])  # cut i: the lowest positive is ranked[i-1]
+    # Cut i's threshold: between the lowest score predicted positive (ranked[i-1]) and the next.
+    upper = np.vstack([np.nextafter(ranked[:1], np.inf), ranked])
     lower = np.vstack([ranked, ranked[-1:]])
-    thresholds = np.where(best == n, ranked[-1], (upper[best, columns] + lower[best, columns]) / 2)
-    thresholds = np.where(best == 0, upper[0], thresholds)
-    return values[best, columns], thresholds
+    thresholds = (upper + lower) / 2
+    thresholds[0], thresholds[n] = upper[0], ranked[-1]
+    # Of the cuts that tie for the best value (a step function on a few hundred labels has plateaus), the
+    # one whose threshold is nearest DECISION_THRESHOLD: moving off 0.5 needs a strictly better score.
+    tied = values >= values.max(axis=0, keepdims=True)
+    best = np.where(tied, -np.abs(thresholds - DECISION_THRESHOLD), -np.inf).argmax(axis=0)
+    columns = np.arange(m)
+    return values[best, columns], thresholds[best, columns]
 
 
 def auc_scores(scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -154,7 +158,7 @@ def select(
 ) -> Selection:
     """The (epoch, grid point, threshold) with the best score. `probabilities`: the validation predictions
     of every epoch and grid point, (N, E, G) for binary or (N, E, G, K); `select_epoch: last` considers the
-    last epoch only. Ties go to the earliest epoch, then the first grid point, then the highest threshold."""
+    last epoch only. Ties go to the earliest epoch, then the first grid point, then the threshold nearest 0.5."""
     n, epochs, points = probabilities.shape[:3]
     inverse = correction(transition)
     flat = probabilities.reshape(n, epochs * points, *probabilities.shape[3:])
