@@ -146,11 +146,12 @@ LOG_NAMES = {
     VAL_SCORE: "val/score",
 }
 VAL_ACCURACY_LOG = LOG_NAMES[VAL_ACCURACY]
-# The fine-tuning trainer's names (stages.lib.finetune): it stores its validation accuracy under
-# VALIDATION_ACCURACY beside Keras' own `val_*` keys, which are the test set's there; stages.lib.training
-# renames them all to the names above (keras_history).
+# The fine-tuning trainer's names (stages.lib.finetune, unchanged by the grid): it stores its validation
+# accuracy under VALIDATION_ACCURACY beside Keras' own `val_*` keys, which are the test set's there
+# (stages.lib.training.keras_history renames them all to the names above), and logs it to DVCLive as
+# VALIDATION_ACCURACY_LOG beside DVCLive's Keras callback's eval/* (the test set).
 VALIDATION_ACCURACY = "validation_accuracy"
-VALIDATION_ACCURACY_LOG = VAL_ACCURACY_LOG
+VALIDATION_ACCURACY_LOG = "validation/accuracy"
 
 
 def selected_epoch(history: dict[str, list[float]], select_epoch: str) -> int:
