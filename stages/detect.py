@@ -1,6 +1,7 @@
 """Stage: confident learning on the training pool — find the flipped labels, prune them, estimate the noise.
 
-Per train seed, K-fold cross-validation (`detect.folds`) of the head on that seed's noisy labels gives
+Per train seed, K-fold cross-validation (`detect.folds`) of an L2 logistic regression (its strength chosen
+from `detect.l2` by out-of-fold log-loss on the same labels) on that seed's noisy labels gives
 out-of-sample probabilities; cleanlab flags the label issues (prune by noise rate) and ranks every label
 (score = 1 - self-confidence: higher is more suspect). The same runs on the clean labels, where every flag
 is a false one. Writes:
@@ -8,7 +9,9 @@ is a false one. Writes:
 - data/labels/issues.csv: seed, id, label (noisy), predicted, score, rank, flagged, flipped;
 - data/labels/pruned.csv: noisy.csv without the flagged rows of each seed (the `pruned` label set);
 - data/detect/transitions/<variant>.json for every variant of the train matrix: the estimated transition
-  matrix per seed for forward variants with `T: estimated`, null for the others (train deps, see dvc.yaml);
+  matrix per seed for forward variants with `T: estimated` (`seeds`), and the noisy labels' for noisy and
+  pruned variants with `train.select_score: corrected_estimated` (`validation`); null when neither
+  (train deps, see dvc.yaml);
 - metrics/detection.json: per seed and the mean over seeds, precision / recall / f1 of the flags against
   the flipped labels and their false-flag rate, the score's AUC and average precision for "flipped", the
   small-loss baseline's (the same out-of-sample probabilities' cross-entropy on the given label, flagging
@@ -28,6 +31,7 @@ from stages.lib import params as P
 from stages.lib.backbone import derived_seed
 from stages.lib.detection import (
     Issues,
+    OutOfSample,
     detection_metrics,
     estimated_transition,
     find_issues,
@@ -88,6 +92,10 @@ def rounded(matrix: np.ndarray) -> list:
 def main() -> None:
     raw = P.load_checked_params()
     settings, task, seed, folds = P.train_params(raw), P.task(raw), P.seed(raw), P.detect_folds(raw)
+    strengths = P.detect_l2(raw)
+    # train.select_score: corrected_estimated corrects each noisy or pruned variant's selection score with
+    # the estimated T of the noisy labels (the validation labels are drawn like the training pool's).
+    validation_needed = P.SELECT_SCORE_TRANSITIONS[settings.select_score] == "estimated"
     table, report = read_prepared(task)
     num_classes = len(label_names(report))
     train_ids = table.loc[table["split"] == "train", "id"].to_numpy()
@@ -107,37 +115,44 @@ def main() -> None:
         problem = f"detect.folds = {folds} but a class has only {smallest_class(true_labels)} training labels"
     if problem is not None:
         # Nothing asks for detection: say why there is none instead of failing the whole pipeline.
-        if "pruned" in settings.labels or estimated_needed:
+        if "pruned" in settings.labels or estimated_needed or validation_needed:
             raise UserError(
-                f"train.labels has pruned or forward has T: estimated, but the detect stage cannot run: {problem}"
+                "train.labels has pruned, forward has T: estimated or train.select_score is corrected_estimated, "
+                f"but the detect stage cannot run: {problem}"
             )
         print(f"detect: {problem}: nothing detected", file=sys.stderr)
         nothing = {variant_name(loss, labels): None for loss in P.LOSS_NAMES for labels in P.LABEL_SET_NAMES}
         write_outputs(pd.DataFrame(columns=["seed", "id"]), noisy_table.iloc[:0], nothing, {"skipped": problem})
         return
 
-    def run(labels: np.ndarray, repeat: int, source: str) -> tuple[np.ndarray, Issues]:
+    def run(labels: np.ndarray, repeat: int, source: str) -> tuple[OutOfSample, Issues]:
         if smallest_class(labels) < folds:
             raise UserError(
                 f"detect.folds = {folds}: {source} has a class with only {smallest_class(labels)} training labels; "
                 "each class needs at least one per fold (lower detect.folds or raise data.train_size)"
             )
-        probs = out_of_sample_probabilities(
-            features,
-            labels,
-            task=task,
-            num_classes=num_classes,
-            folds=folds,
-            settings=settings,
-            seed=derived_seed(seed, repeat),
+        out_of_sample = out_of_sample_probabilities(
+            features, labels, num_classes=num_classes, folds=folds, l2=strengths, seed=derived_seed(seed, repeat)
         )
-        return probs, find_issues(labels, probs)
+        return out_of_sample, find_issues(labels, out_of_sample.probabilities)
 
     issue_frames, pruned_frames, noisy_seeds, clean_seeds, estimates = [], [], {}, {}, {}
+
+    def variant_transitions(loss: str, labels: str, forward: bool, validation: bool) -> dict | None:
+        """One variant's file: forward's T per seed (`seeds`), the validation labels' T (`validation`) for
+        noisy and pruned variants; null when the variant needs neither."""
+        content: dict = {}
+        if forward and loss == "forward":
+            content = {"T": "estimated", "seeds": {str(r): estimates[(labels, r)].tolist() for r in settings.seeds}}
+        if validation and labels != "clean":
+            content["validation"] = {str(r): estimates[("noisy", r)].tolist() for r in settings.seeds}
+        return content or None
+
     for repeat in settings.seeds:
         labels = labels_for_seed(noisy_table, repeat, train_ids, label_file("noisy"))
         flipped = labels != true_labels
-        probs, issues = run(labels, repeat, str(label_file("noisy")))
+        out_of_sample, issues = run(labels, repeat, str(label_file("noisy")))
+        probs = out_of_sample.probabilities
         issue_frames.append(issues_table(repeat, train_ids, labels, flipped, issues))
         pruned_frames.append(pruned_rows(noisy_table, repeat, train_ids[issues.flagged]))
         estimates[("noisy", repeat)] = issues.transition
@@ -152,6 +167,8 @@ def main() -> None:
             "estimated_transition_matrix": rounded(issues.transition),
             "realised_transition_matrix": rounded(transition_matrix(true_labels, labels, num_classes)),
         }
+        # The out-of-fold model: its L2 strength and the out-of-fold log-loss that chose it (noisy labels only).
+        noisy_seeds[str(repeat)]["model"] = {"l2": out_of_sample.l2, "log_loss": out_of_sample.log_loss}
         _, clean_issues = run(true_labels, repeat, str(label_file("clean")))
         estimates[("clean", repeat)] = clean_issues.transition
         clean_seeds[str(repeat)] = {
@@ -176,13 +193,9 @@ def main() -> None:
         "clean": {**mean_over_seeds(clean_seeds, ("false_flag_rate", "estimated_noise_rate")), "seeds": clean_seeds},
     }
     transitions = {
-        variant_name(loss, labels): (
-            {"T": "estimated", "seeds": {str(r): estimates[(labels, r)].tolist() for r in settings.seeds}}
-            if loss == "forward" and estimated_needed
-            else None
-        )
         # Every possible variant, not only train.losses x train.labels: adding a loss or a label set then
         # does not rerun this stage (its params do not name them).
+        variant_name(loss, labels): variant_transitions(loss, labels, estimated_needed, validation_needed)
         for loss in P.LOSS_NAMES
         for labels in P.LABEL_SET_NAMES
     }

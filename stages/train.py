@@ -2,17 +2,20 @@
 
 `python -m stages.train --loss bce --labels noisy` trains that variant for every seed in `train.seeds`
 and writes models/<loss>-<labels>/seed_<s>.npz (a head; seed_<s>.keras when fine-tuning) with its
-test-set predictions beside it (test_scores_seed_<s>.npy, what the evaluate stage scores) and the epoch
-kept with its validation accuracy (selection_seed_<s>.json), per-epoch
+test-set predictions beside it (test_scores_seed_<s>.npy, what the evaluate stage scores) and what was
+chosen on the validation labels (selection_seed_<s>.json: the epoch, its validation accuracy, the decision
+threshold, and for heads the tuned hyper-parameters and the selection score), per-epoch
 DVCLive logs in metrics/train/<loss>-<labels>/seed_<s>/ and the mean curves over seeds in
 metrics/curves/<loss>-<labels>/{loss,accuracy}.csv. Every variant shares the inputs, the model, the
 optimiser, the schedule and (per seed) the initial weights; only the labels and the loss differ.
 
-`model.fine_tune` picks the trainer: a NumPy head on the cached features (stages.lib.training) or
-ResNet50 itself on the images (stages.lib.finetune.trainer). `train.select_epoch: val` keeps, per seed,
-the epoch with the best accuracy on the validation set's labels, noisy ones for a noisy variant (the
-corrupt stage draws them like the training pool's): what a practitioner could choose with. The per-epoch
-test curves use the test set's true labels and are monitoring only: nothing is selected on them.
+`model.fine_tune` picks the trainer: a grid of NumPy heads on the cached features (stages.lib.training;
+`train.tune`: L2 strengths × the loss's own param, the same number of points for every loss) or ResNet50
+itself on the images (stages.lib.finetune.trainer). Per seed, the epoch (`train.select_epoch: val`), the grid
+point and the binary threshold are chosen by `evaluate.metric` on the validation set's labels, noisy ones for
+a noisy variant (the corrupt stage draws them like the training pool's), scored as `train.select_score`
+says: what a practitioner could choose with. The per-epoch test curves use the test set's true labels and
+are monitoring only: nothing is selected on them.
 """
 
 from __future__ import annotations
@@ -90,7 +93,8 @@ def main(argv: list[str] | None = None) -> None:
     check_rows(input_path("val"), len(val_inputs), len(val_ids))
     check_rows(input_path("test"), len(test_inputs), len(test_y))
     forward_source = settings.loss_params[args.loss].get("T") if args.loss == "forward" else None
-    per_seed = seed_labels(table, args.labels, variant, forward_source, settings.seeds, num_classes)
+    select_source = None if fine_tune else P.SELECT_SCORE_TRANSITIONS[settings.select_score]
+    per_seed = seed_labels(table, args.labels, variant, forward_source, settings.seeds, num_classes, select_source)
 
     setup = Setup(
         variant,
@@ -104,6 +108,7 @@ def main(argv: list[str] | None = None) -> None:
         settings,
         model_params,
         seed,
+        P.evaluate_metric(raw),
     )
     if fine_tune:
         from stages.lib.finetune.trainer import fine_tune_trainer as make_trainer
@@ -125,13 +130,17 @@ def main(argv: list[str] | None = None) -> None:
             with live_log(log_root / f"seed_{repeat}") as live:
                 labels = per_seed[repeat]
                 y, val_y = (targets(x, task, num_classes) for x in (labels.labels, labels.val_labels))
-                trained = trainers[repeat](y, derived_seed(seed, repeat), live, labels.transition, val_y)
+                # Fine-tuning selects its epoch only (uncorrected, threshold 0.5): no val_transition for it.
+                correcting = {} if fine_tune else {"val_transition": labels.val_transition}
+                trained = trainers[repeat](y, derived_seed(seed, repeat), live, labels.transition, val_y, **correcting)
             trained.save(staging / trained.file_name.format(seed=repeat))
             save_array(staging / SCORES_FILE.format(seed=repeat), trained.scores.astype(np.float32))
             selection = {
                 "select_epoch": settings.select_epoch,
                 "epoch": trained.epoch,
                 "val_accuracy": trained.val_accuracy,
+                "threshold": trained.threshold,
+                **trained.chosen,
             }
             write_json(staging / SELECTION_FILE.format(seed=repeat), selection)
             histories.append(trained.history)

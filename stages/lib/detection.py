@@ -1,11 +1,12 @@
 """Confident learning (Northcutt, Jiang & Chuang, JAIR 2021) on the training pool: which given labels look
 wrong, how wrong the labels are overall, and how well that matches the labels we know were flipped.
 
-Out-of-sample probabilities come from K-fold cross-validation of the same NumPy head the train stage fits
-(stages.lib.head), on the labels under test; cleanlab turns them into flags ("prune by noise rate"), a
-ranking score and the confident joint. Conventions: the ranking `score` is 1 - self-confidence (1 - the
-out-of-sample probability of the given label), so higher is more suspect; transition matrices are ours,
-row-stochastic, T[i, j] = P(given = j | true = i) — cleanlab's noise matrix is its transpose.
+Out-of-sample probabilities come from K-fold cross-validation of an L2-regularised logistic regression whose
+strength is chosen by out-of-fold log-loss on the labels under test; cleanlab turns them into flags
+("prune by noise rate"), a ranking score and the confident joint. Conventions: the ranking `score` is
+1 - self-confidence (1 - the out-of-sample probability of the given label), so higher is more suspect;
+transition matrices are ours, row-stochastic, T[i, j] = P(given = j | true = i) — cleanlab's noise matrix is
+its transpose.
 
 Beside it, the obvious baseline (stages.detect reports both): "small-loss", each sample's out-of-sample
 cross-entropy on its given label, flagging as many samples as confident learning does.
@@ -13,6 +14,7 @@ cross-entropy on its given label, flagging as many samples as confident learning
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,46 +22,83 @@ import pandas as pd
 from sklearn.metrics import average_precision_score, f1_score, precision_score, recall_score, roc_auc_score
 from sklearn.model_selection import StratifiedKFold
 
-from stages.lib.head import fit_linear_head
-from stages.lib.labels import targets
-from stages.lib.params import TrainParams
+from stages.lib.head import STD_FLOOR
 
-# The head of detect trains with plain cross-entropy: cleanlab wants calibrated-ish probabilities of the data.
-DETECT_LOSS = "bce"
+
+@dataclass(frozen=True)
+class OutOfSample:
+    """Out-of-fold class probabilities and the L2 strength they were made with (and its out-of-fold
+    log-loss on the labels under test, the score that chose it)."""
+
+    probabilities: np.ndarray  # (N, K)
+    l2: float
+    log_loss: float
 
 
 def out_of_sample_probabilities(
     features: np.ndarray,
     labels: np.ndarray,
     *,
-    task: str,
     num_classes: int,
     folds: int,
-    settings: TrainParams,
+    l2: Sequence[float],
     seed: int,
-) -> np.ndarray:
-    """(N, K) class probabilities, each row from the head trained on the other folds (StratifiedKFold,
-    shuffled with `seed`; every fold's head starts from `seed` too)."""
+) -> OutOfSample:
+    """(N, K) class probabilities, each row from an L2-regularised logistic regression (scikit-learn's, on
+    features standardised with the training folds' statistics) fitted on the other folds (StratifiedKFold,
+    shuffled with `seed`).
+
+    The L2 strength λ (objective: mean log-loss + λ/2·|w|², scikit-learn's C = 1 / (λ · rows)) is the one
+    of `l2` whose out-of-fold probabilities have the lowest log-loss on the labels under test — the rule of
+    scikit-learn's LogisticRegressionCV(scoring="neg_log_loss"), on the same folds that give the
+    probabilities, so no clean label chooses anything. Confident learning needs probabilities that estimate
+    p(given label | image) out of sample (Northcutt et al., JAIR 2021, Sec. 2); a head that fits every
+    training label gives over-confident ones.
+    """
+    from threadpoolctl import threadpool_limits
+
     labels = np.asarray(labels, dtype=np.int64)
-    probabilities = np.zeros((len(labels), num_classes), dtype=np.float64)
+    features = np.asarray(features, dtype=np.float64)
+    with threadpool_limits(limits=1):  # small matrices: BLAS threads only contend (5x slower on a busy 2-core machine)
+        return _out_of_sample(features, labels, num_classes, folds, l2, seed)
+
+
+def row_space_coordinates(x: np.ndarray, other: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of `x` (N, D), N < D, and of `other` in an orthonormal basis V of x's row space: x V = U S, other V.
+
+    An L2-penalised linear model's weights lie in that span (representer theorem), so fitting on these at
+    most N columns is the same problem as on the D features: the same λ, the same predictions. V comes from
+    the Gram matrix x xᵀ = U S² Uᵀ (V = xᵀ U S⁻¹), cheaper than an SVD of x."""
+    eigenvalues, u = np.linalg.eigh(x @ x.T)
+    keep = eigenvalues > eigenvalues.max() * 1e-10
+    root = np.sqrt(eigenvalues[keep])
+    u = u[:, keep]
+    return u * root, (other @ x.T @ u) / root
+
+
+def _out_of_sample(
+    features: np.ndarray, labels: np.ndarray, num_classes: int, folds: int, l2: Sequence[float], seed: int
+) -> OutOfSample:
+    from sklearn.linear_model import LogisticRegression
+
+    strengths = sorted(float(v) for v in l2)[::-1]  # strongest first: each warm start moves to a weaker penalty
+    probabilities = np.zeros((len(strengths), len(labels), num_classes))
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
     for train_rows, held_out in splitter.split(features, labels):
-        head, _ = fit_linear_head(
-            features[train_rows],
-            targets(labels[train_rows], task, num_classes),
-            features[held_out],
-            targets(labels[held_out], task, num_classes),
-            task=task,
-            loss=DETECT_LOSS,
-            loss_params={},
-            epochs=settings.epochs,
-            batch_size=settings.batch_size,
-            learning_rate=settings.learning_rate,
-            seed=seed,
-        )
-        scores = head.predict_proba(features[held_out])
-        probabilities[held_out] = np.column_stack([1.0 - scores, scores]) if task == "binary" else scores
-    return probabilities
+        train = features[train_rows]
+        mean, std = train.mean(axis=0), np.maximum(train.std(axis=0), STD_FLOOR)
+        x, held = (train - mean) / std, (features[held_out] - mean) / std
+        if x.shape[1] > x.shape[0]:
+            x, held = row_space_coordinates(x, held)
+        model = LogisticRegression(warm_start=True, max_iter=2000, tol=1e-4)
+        for index, strength in enumerate(strengths):
+            model.set_params(C=1.0 / (strength * len(train_rows)))
+            model.fit(x, labels[train_rows])
+            probabilities[index][np.ix_(held_out, model.classes_)] = model.predict_proba(held)
+    given = probabilities[:, np.arange(len(labels)), labels]
+    losses = -np.log(np.clip(given, 1e-15, 1.0)).mean(axis=1)
+    best = int(np.argmin(losses))
+    return OutOfSample(probabilities[best], strengths[best], float(losses[best]))
 
 
 @dataclass(frozen=True)

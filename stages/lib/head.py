@@ -7,18 +7,27 @@ Keras' Adam, shuffled mini-batches, the mean loss per batch), written out in Num
 2,048 cached features trains in well under a second while loading TensorFlow takes 3-4 s: in head
 mode, the train stage's processes (one per variant) never load it. The losses and their gradients (on
 the logits) come from stages.lib.losses.
+
+A *grid* of heads trains at once (`fit_head_grid`): one start, one batch order, one Adam per head, and
+per head its own L2 strength λ (the objective is the batch-mean loss + λ/2·|kernel|², the bias unpenalised,
+as scikit-learn's LogisticRegression) and its own loss params; the heads' kernels sit side by side in one
+matrix, so a step costs one matrix product for all of them. It returns every head after every epoch; what
+to keep is chosen elsewhere (stages.lib.selection).
+
+Names: `loss` and `accuracy` are on the training labels (as trained on), `test_*` on the test set's true
+labels, `val_*` on the validation labels the variant has (noisy for a noisy variant).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from stages.lib.losses import logit_gradient, make_loss, probabilities
-from stages.lib.metrics import predict_labels
+from stages.lib.params import GridPoint
 
 # Keras' defaults: Normalization's floor on the standard deviation, Adam's betas and epsilon.
 STD_FLOOR = 1e-7
@@ -87,37 +96,240 @@ class Adam:
         self.variables = variables
         self.m = [np.zeros_like(v) for v in variables]
         self.v = [np.zeros_like(v) for v in variables]
+        # Scratch arrays: the update runs in place (a grid's kernels are thousands of columns wide).
+        self.scratch = [(np.empty_like(v), np.empty_like(v)) for v in variables]
         self.iterations = 0
 
     def apply(self, gradients: list[np.ndarray]) -> None:
         self.iterations += 1
         t = self.iterations
-        step = self.learning_rate * np.sqrt(1.0 - ADAM_BETA_2**t) / (1.0 - ADAM_BETA_1**t)
-        for variable, gradient, m, v in zip(self.variables, gradients, self.m, self.v, strict=True):
-            m += (1.0 - ADAM_BETA_1) * (gradient - m)
-            v += (1.0 - ADAM_BETA_2) * (gradient * gradient - v)
-            variable -= (step * m / (np.sqrt(v) + ADAM_EPSILON)).astype(np.float32)
+        step = np.float32(self.learning_rate * np.sqrt(1.0 - ADAM_BETA_2**t) / (1.0 - ADAM_BETA_1**t))
+        one_minus_beta_1, one_minus_beta_2 = np.float32(1.0 - ADAM_BETA_1), np.float32(1.0 - ADAM_BETA_2)
+        state = zip(self.variables, gradients, self.m, self.v, self.scratch, strict=True)
+        for variable, gradient, m, v, (a, b) in state:
+            # m += (1 - beta_1) (g - m); v += (1 - beta_2) (g² - v); variable -= step m / (sqrt(v) + eps)
+            np.subtract(gradient, m, out=a)
+            a *= one_minus_beta_1
+            m += a
+            np.multiply(gradient, gradient, out=a)
+            a -= v
+            a *= one_minus_beta_2
+            v += a
+            np.sqrt(v, out=b)
+            b += np.float32(ADAM_EPSILON)
+            np.multiply(m, step, out=a)
+            a /= b
+            variable -= a
 
 
 def _accuracy(y: np.ndarray, logits: np.ndarray, task: str) -> np.ndarray:
-    """Per-sample 1/0: the evaluate stage's rule (stages.lib.metrics.predict_labels) on the probabilities
-    predict_proba gives, so training and test accuracy count a sample at exactly 0.5 the same way."""
+    """Per sample and head, 1/0: the evaluate stage's rule (stages.lib.metrics.predict_labels, threshold 0.5)
+    on the probabilities. `y` (N, K); `logits` (N, G, K) for G heads; returns (N, G)."""
     labels = (y[:, 0] > 0.5).astype(np.int64) if task == "binary" else y.argmax(axis=1)
-    return (predict_labels(probabilities(logits, task), task) == labels).astype(np.float64)
+    p = probabilities(logits, task)
+    predicted = (p[..., 0] >= 0.5).astype(np.int64) if task == "binary" else p.argmax(axis=-1)
+    return (predicted == labels[:, None]).astype(np.float64)
 
 
 EpochLog = Callable[[int, dict[str, float]], None]
-# History key of the per-epoch accuracy on the validation labels (noisy for a `-noisy` variant): what
-# `select_epoch="val"` maximises. Keras' `val_*` keys are the test set's here (monitoring only).
+# History keys (docs/losses.md): on the training labels `loss`, `accuracy`; on the test set `test_loss`,
+# `test_accuracy` (monitoring only); on the validation labels `val_accuracy` (at threshold 0.5) and
+# `val_score`, the selection score (stages.lib.selection).
+TEST_LOSS, TEST_ACCURACY, VAL_ACCURACY, VAL_SCORE = "test_loss", "test_accuracy", "val_accuracy", "val_score"
+# Their DVCLive metric names, the same for both trainers.
+LOG_NAMES = {
+    "loss": "train/loss",
+    "accuracy": "train/accuracy",
+    TEST_LOSS: "test/loss",
+    TEST_ACCURACY: "test/accuracy",
+    VAL_ACCURACY: "val/accuracy",
+    VAL_SCORE: "val/score",
+}
+VAL_ACCURACY_LOG = LOG_NAMES[VAL_ACCURACY]
+# The fine-tuning trainer's names (stages.lib.finetune, unchanged by the grid): it stores its validation
+# accuracy under VALIDATION_ACCURACY beside Keras' own `val_*` keys, which are the test set's there
+# (stages.lib.training.keras_history renames them all to the names above), and logs it to DVCLive as
+# VALIDATION_ACCURACY_LOG beside DVCLive's Keras callback's eval/* (the test set).
 VALIDATION_ACCURACY = "validation_accuracy"
-VALIDATION_ACCURACY_LOG = "validation/accuracy"  # its DVCLive metric name, the same for both trainers
+VALIDATION_ACCURACY_LOG = "validation/accuracy"
 
 
 def selected_epoch(history: dict[str, list[float]], select_epoch: str) -> int:
     """The 0-based epoch whose model is kept: the last, or (`val`) the first with the best validation accuracy."""
     if select_epoch == "val":
-        return int(np.argmax(history[VALIDATION_ACCURACY]))  # argmax: ties go to the earliest epoch
+        return int(np.argmax(history[VAL_ACCURACY]))  # argmax: ties go to the earliest epoch
     return len(history["loss"]) - 1
+
+
+@dataclass
+class HeadGrid:
+    """A grid of heads after every epoch: one standardisation, per epoch e and head g a kernel and a bias,
+    and the logits each head gave each training sample as it was trained on (for the training curves: a
+    loss per head and step would cost as much as the step's gradient)."""
+
+    start: LinearHead  # the standardisation and the initial weights every head shares
+    kernels: np.ndarray  # (E, G, D, K) float32
+    biases: np.ndarray  # (E, G, K)
+    targets: np.ndarray  # (N, K) the training targets
+    orders: np.ndarray  # (E, N) each epoch's sample order
+    trained_logits: np.ndarray  # (E, N, G, K) the logits of orders[e][i] in its batch, before its step
+
+    def head(self, epoch: int, point: int) -> LinearHead:
+        """Head `point` after epoch `epoch` (0-based)."""
+        s = self.start
+        return LinearHead(s.mean, s.std, self.kernels[epoch, point].copy(), self.biases[epoch, point].copy(), s.task)
+
+    def logits(self, features: np.ndarray, point: int | None = None) -> np.ndarray:
+        """Every epoch's (and head's) logits on `features`: (N, E, G, K), or (N, E, K) for one `point`; one
+        matrix product."""
+        x = self.start.standardise(features)
+        kernels = self.kernels if point is None else self.kernels[:, point : point + 1]
+        biases = self.biases if point is None else self.biases[:, point : point + 1]
+        e, g, d, k = kernels.shape
+        flat = np.moveaxis(kernels, 2, 0).reshape(d, e * g * k)
+        out = (x @ flat).reshape(len(x), e, g, k) + biases[None]
+        return out[:, :, 0] if point is not None else out
+
+
+def _loss_groups(grid: Sequence[GridPoint]) -> list[tuple[dict, np.ndarray]]:
+    """The grid's heads grouped by loss params (heads that differ only in λ share one loss call)."""
+    groups: dict[str, tuple[dict, list[int]]] = {}
+    for index, point in enumerate(grid):
+        groups.setdefault(repr(sorted(point.loss_params.items())), (point.loss_params, []))[1].append(index)
+    return [(params, np.array(indices)) for params, indices in groups.values()]
+
+
+LossGroup = tuple[Callable, Callable, np.ndarray]  # (per-sample loss, its logit gradient, the heads using them)
+
+
+def penalised_gradients(
+    xb: np.ndarray,
+    yb: np.ndarray,
+    kernel: np.ndarray,
+    bias: np.ndarray,
+    groups: Sequence[LossGroup],
+    l2: np.ndarray | None,
+    with_loss: bool = True,
+) -> tuple[np.ndarray | None, np.ndarray, list[np.ndarray]]:
+    """One batch for every head: the summed loss per head (G,; None without `with_loss`), the logits
+    (n, G, K), and the gradients of each head's objective, the batch-mean loss + λ_g/2·|kernel_g|², with
+    respect to the kernel (D, G·K) and the bias (G·K,). `l2`: λ per column (G·K,), or None for no penalty."""
+    n, units = yb.shape
+    heads = kernel.shape[1] // units
+    logits = (xb @ kernel + bias).astype(np.float32).reshape(n, heads, units)
+    losses = np.zeros(heads) if with_loss else None
+    dz = np.empty_like(logits)
+    for loss_fn, gradient_fn, idx in groups:
+        # The group's heads stacked as rows: (heads_in_group * n, K), one loss call for them all.
+        z = logits[:, idx].transpose(1, 0, 2).reshape(-1, units)
+        targets_ = np.tile(yb, (len(idx), 1))
+        if losses is not None:
+            losses[idx] = loss_fn(targets_, z).reshape(len(idx), n).sum(axis=1)
+        # The batch's mean loss: each sample's gradient counts 1/n.
+        dz[:, idx] = (gradient_fn(targets_, z) / n).reshape(len(idx), n, units).transpose(1, 0, 2)
+    dz = dz.reshape(n, heads * units)
+    kernel_gradient = xb.T @ dz
+    if l2 is not None:
+        kernel_gradient += l2 * kernel
+    return losses, logits, [kernel_gradient, dz.sum(axis=0)]
+
+
+def loss_groups(
+    loss: str, task: str, grid: Sequence[GridPoint], transition: np.ndarray | None = None
+) -> list[LossGroup]:
+    """The grid's heads grouped by loss params, each group with its NumPy loss and logit gradient (heads
+    that differ only in λ share one loss call per batch)."""
+    return [
+        (
+            make_loss(loss, task, params, backend="numpy", transition=transition),
+            logit_gradient(loss, task, params, transition=transition),
+            indices,
+        )
+        for params, indices in _loss_groups(grid)
+    ]
+
+
+def fit_head_grid(
+    features: np.ndarray,
+    y: np.ndarray,
+    *,
+    task: str,
+    loss: str,
+    grid: Sequence[GridPoint],
+    epochs: int,
+    batch_size: int,
+    learning_rate: float,
+    seed: int,
+    transition: np.ndarray | None = None,
+) -> HeadGrid:
+    """Train every head of `grid` from one seeded start on one batch order; keep each after every epoch.
+
+    `y`: what stages.lib.labels.targets gives ((N, 1) floats or one-hot (N, K)). The seed draws the kernel
+    and each epoch's shuffle, as for a single head: a one-point grid with λ = 0 is the unregularised head.
+    `transition`: the forward loss's noise transition matrix (stages.lib.losses.make_loss).
+    """
+    y = np.asarray(y, dtype=np.float32)
+    rng = np.random.default_rng(seed)
+    units, heads = y.shape[1], len(grid)
+    start = LinearHead.initial(features, task, units=units, seed=int(rng.integers(2**31)))
+    x = start.standardise(features)
+    dim = x.shape[1]
+    groups = loss_groups(loss, task, grid, transition)
+    # The heads side by side: column g * K + k is head g's unit k.
+    kernel = np.tile(start.kernel, (1, heads))
+    bias = np.tile(start.bias, heads)
+    l2 = np.repeat(np.array([p.l2 for p in grid], dtype=np.float32), units)
+    penalised = bool(np.any(l2 > 0))
+    optimiser = Adam(learning_rate, [kernel, bias])
+    kernels = np.empty((epochs, heads, dim, units), dtype=np.float32)
+    biases = np.empty((epochs, heads, units), dtype=np.float32)
+    orders = np.empty((epochs, len(x)), dtype=np.int64)
+    trained_logits = np.empty((epochs, len(x), heads, units), dtype=np.float32)
+    for epoch in range(epochs):
+        order = orders[epoch] = rng.permutation(len(x))
+        for begin in range(0, len(order), batch_size):
+            batch = order[begin : begin + batch_size]
+            _, logits, gradients = penalised_gradients(
+                x[batch], y[batch], kernel, bias, groups, l2 if penalised else None, with_loss=False
+            )
+            trained_logits[epoch, begin : begin + len(batch)] = logits
+            optimiser.apply(gradients)
+        kernels[epoch] = kernel.reshape(dim, heads, units).transpose(1, 0, 2)
+        biases[epoch] = bias.reshape(heads, units)
+    return HeadGrid(start, kernels, biases, y, orders, trained_logits)
+
+
+def grid_history(
+    grid: HeadGrid,
+    point: int,
+    test_features: np.ndarray,
+    test_y: np.ndarray,
+    *,
+    task: str,
+    loss: str,
+    loss_params: dict | None,
+    transition: np.ndarray | None = None,
+) -> dict[str, list[float]]:
+    """One head's per-epoch history: `loss`, `accuracy` (training labels, as trained on: the epoch's mean
+    over its samples of the logits they had in their batch, as Keras logs it) and `test_loss`,
+    `test_accuracy` (the test set, after each epoch; the head's own loss)."""
+    test_y = np.asarray(test_y, dtype=np.float32)
+    logits = grid.logits(test_features, point)  # (N, E, K)
+    n, e, k = logits.shape
+    loss_fn = make_loss(loss, task, loss_params, backend="numpy", transition=transition)
+    test_loss = loss_fn(np.tile(test_y, (e, 1)), logits.transpose(1, 0, 2).reshape(-1, k)).reshape(e, n).mean(axis=1)
+    test_accuracy = _accuracy(test_y, logits, task).mean(axis=0)
+    epochs, rows = grid.orders.shape
+    trained = grid.trained_logits[:, :, point].reshape(epochs * rows, k)
+    trained_y = grid.targets[grid.orders.reshape(-1)]
+    train_loss = loss_fn(trained_y, trained).reshape(epochs, rows).mean(axis=1)
+    train_accuracy = _accuracy(trained_y, trained[:, None], task).reshape(epochs, rows).mean(axis=1)
+    return {
+        "loss": [float(v) for v in train_loss],
+        "accuracy": [float(v) for v in train_accuracy],
+        TEST_LOSS: [float(v) for v in test_loss],
+        TEST_ACCURACY: [float(v) for v in test_accuracy],
+    }
 
 
 def fit_linear_head(
@@ -138,62 +350,42 @@ def fit_linear_head(
     val_features: np.ndarray | None = None,
     val_y: np.ndarray | None = None,
     select_epoch: str = "last",
+    l2: float = 0.0,
 ) -> tuple[LinearHead, dict[str, list[float]]]:
-    """Fit a head from a seeded start; returns the head of the selected epoch and the history.
+    """Fit one head (a one-point grid) from a seeded start; returns the head of the selected epoch and its history.
 
-    `y`, `test_y`: what stages.lib.labels.targets gives ((N, 1) floats or one-hot (N, K)). The seed draws
-    the kernel and each epoch's shuffle. History, as Keras' `History.history`: per epoch, `loss` and
-    `accuracy` averaged over the epoch's batches as they were trained on (the labels fitted), `val_loss`
-    and `val_accuracy` on the test set after the epoch. on_epoch(epoch, those four) is called after each.
-    `transition`: the forward loss's noise transition matrix (stages.lib.losses.make_loss).
-    `val_features`, `val_y`: the validation set and the labels the variant has for it (noisy for a noisy
-    variant); with at least one row, the history gains `validation_accuracy` per epoch, and with
-    `select_epoch="val"` the head returned is the one after the epoch that maximised it (`selected_epoch`);
-    else the last epoch's. Training itself is the same either way.
+    History: per epoch `loss`, `accuracy` (training labels), `test_loss`, `test_accuracy` (the test set), and
+    with a non-empty validation set `val_accuracy` (the validation labels, threshold 0.5); with
+    `select_epoch="val"` the head returned is the one after the epoch that maximised it (`selected_epoch`),
+    else the last epoch's. on_epoch(epoch, that epoch's values) is called for each epoch after training.
     """
-    loss_fn = make_loss(loss, task, loss_params, backend="numpy", transition=transition)
-    gradient_fn = logit_gradient(loss, task, loss_params, transition=transition)
-    y = np.asarray(y, dtype=np.float32)
-    test_y = np.asarray(test_y, dtype=np.float32)
-    rng = np.random.default_rng(seed)
-    head = LinearHead.initial(features, task, units=y.shape[1], seed=int(rng.integers(2**31)))
-    x, test_x = head.standardise(features), head.standardise(test_features)
-    optimiser = Adam(learning_rate, [head.kernel, head.bias])
-    history: dict[str, list[float]] = {"loss": [], "accuracy": [], "val_loss": [], "val_accuracy": []}
     validating = val_features is not None and val_y is not None and len(val_y) > 0
     if select_epoch == "val" and not validating:
         raise ValueError("select_epoch='val' needs a non-empty validation set (val_features, val_y)")
+    from stages.lib.params import validate_loss_params
+
+    point = GridPoint(float(l2), validate_loss_params(loss, loss_params), {"l2": float(l2)})
+    grid = fit_head_grid(
+        features,
+        y,
+        task=task,
+        loss=loss,
+        grid=[point],
+        epochs=epochs,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        seed=seed,
+        transition=transition,
+    )
+    history = grid_history(
+        grid, 0, test_features, test_y, task=task, loss=loss, loss_params=loss_params, transition=transition
+    )
     if validating:
-        val_x, val_y = head.standardise(val_features), np.asarray(val_y, dtype=np.float32)
-        history[VALIDATION_ACCURACY] = []
-    best: tuple[float, np.ndarray, np.ndarray] | None = None
-    for epoch in range(epochs):
-        order = rng.permutation(len(x))
-        losses, hits = [], []
-        for start in range(0, len(order), batch_size):
-            batch = order[start : start + batch_size]
-            logits = head.logits(x[batch])
-            losses.append(loss_fn(y[batch], logits))
-            hits.append(_accuracy(y[batch], logits, task))
-            # The batch's mean loss: each sample's gradient counts 1/len(batch).
-            dz = gradient_fn(y[batch], logits) / len(batch)
-            optimiser.apply([x[batch].T @ dz, dz.sum(axis=0)])
-        test_logits = head.logits(test_x)
-        values = {
-            "loss": float(np.mean(np.concatenate(losses))),
-            "accuracy": float(np.mean(np.concatenate(hits))),
-            "val_loss": float(np.mean(loss_fn(test_y, test_logits))),
-            "val_accuracy": float(np.mean(_accuracy(test_y, test_logits, task))),
-        }
-        if validating:
-            values[VALIDATION_ACCURACY] = float(np.mean(_accuracy(val_y, head.logits(val_x), task)))
-            if select_epoch == "val" and (best is None or values[VALIDATION_ACCURACY] > best[0]):
-                best = (values[VALIDATION_ACCURACY], head.kernel.copy(), head.bias.copy())
-        for key, value in values.items():
-            history[key].append(value)
-        if on_epoch is not None:
-            on_epoch(epoch, values)
-    if best is not None:
-        # The optimiser updated these arrays in place: the selected epoch's weights go back into them.
-        head.kernel[...], head.bias[...] = best[1], best[2]
-    return head, history
+        val_y = np.asarray(val_y, dtype=np.float32)
+        history[VAL_ACCURACY] = _accuracy(val_y, grid.logits(val_features, 0), task).mean(axis=0).tolist()
+    if on_epoch is not None:
+        for epoch in range(epochs):
+            on_epoch(epoch, {key: values[epoch] for key, values in history.items()})
+    if epochs == 0:
+        return grid.start, history
+    return grid.head(selected_epoch(history, select_epoch), 0), history

@@ -15,7 +15,7 @@ import difflib
 import math
 import numbers
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -69,12 +69,14 @@ KNOWN_KEYS: dict[str, tuple[str, ...]] = {
     ),
     "data": ("source", "positive_class", "image_size", "train_size", "val_size", "test_size"),
     "model": ("weights", "embed_batch_size", "fine_tune", "trainable_blocks"),
-    "detect": ("folds",),
+    "detect": ("folds", "l2"),
     "evaluate": ("metric",),
     "train": (
         "losses",
         "labels",
         "loss_params",
+        "tune",
+        "select_score",
         "epochs",
         "select_epoch",
         "batch_size",
@@ -271,6 +273,38 @@ MIXED_PRECISION = ("auto", "on", "off")
 SELECT_EPOCH = ("last", "val")
 
 
+# What picks each model's epoch, hyper-parameters and decision threshold on its validation labels
+# (docs/losses.md, "Tuning"): `noisy`, evaluate.metric on the validation labels as they are (right for
+# symmetric noise); `corrected_true` / `corrected_estimated`, on the clean confusion matrix recovered through
+# the inverse of the validation labels' transition matrix T, the realised one (an oracle) or detect's estimate.
+SELECT_SCORES = ("noisy", "corrected_true", "corrected_estimated")
+# Which transition matrix each score corrects with (stages.lib.seed_labels): none, the realised, detect's.
+SELECT_SCORE_TRANSITIONS: dict[str, str | None] = {
+    "noisy": None,
+    "corrected_true": "true",
+    "corrected_estimated": "estimated",
+}
+# The hyper-parameters a loss's grid may vary besides `l2` (train.tune.<loss>): one of its own params.
+TUNABLE_LOSS_PARAMS: dict[str, tuple[str, ...]] = {
+    "bce": (),
+    "l1": (),
+    "gce": ("q",),
+    "sce": ("alpha", "beta"),
+    "bootstrap": ("beta",),
+    "ls": ("smoothing",),
+    "forward": (),
+}
+
+
+@dataclass(frozen=True)
+class GridPoint:
+    """One head of a variant's grid: its L2 strength and its loss params (checked, defaults filled in)."""
+
+    l2: float
+    loss_params: dict[str, Any]
+    tuned: dict[str, float]  # the values this grid varies (l2 and the loss's own): what selection records
+
+
 @dataclass(frozen=True)
 class TrainParams:
     losses: tuple[str, ...]
@@ -286,6 +320,14 @@ class TrainParams:
     xla: bool = False
     # labels sits after the required fields: records built by hand (tests) keep working.
     labels: tuple[str, ...] = DEFAULT_LABEL_SETS
+    # Per loss, the grid its variants choose from (train.tune); a loss missing here: one point, l2 0.
+    grids: dict[str, tuple[GridPoint, ...]] = field(default_factory=dict)
+    select_score: str = "noisy"  # one of SELECT_SCORES
+
+    def grid(self, loss: str, validating: bool = True) -> tuple[GridPoint, ...]:
+        """The loss's grid; without a validation set (nothing to choose with), or without train.tune, one
+        untuned point: l2 0 and train.loss_params' values."""
+        return (validating and self.grids.get(loss)) or (GridPoint(0.0, self.loss_params[loss], {"l2": 0.0}),)
 
 
 def train_params(raw: dict[str, Any]) -> TrainParams:
@@ -318,7 +360,78 @@ def train_params(raw: dict[str, Any]) -> TrainParams:
         mixed_precision=_mixed_precision(raw),
         xla=_bool(raw, "train.xla"),
         labels=train_labels(raw),
+        grids=tune_grids(raw, tuple(losses), loss_params),
+        select_score=_choice(raw, "train.select_score", SELECT_SCORES) if "select_score" in raw["train"] else "noisy",
     )
+
+
+def _number_list(dotted: str, value: Any, low: float, high: float, low_open: bool = False) -> tuple[float, ...]:
+    """A non-empty list of distinct finite numbers in [low, high] ((low, high] with low_open)."""
+    ok = isinstance(value, list) and value and len(set(value)) == len(value)
+    ok = ok and all(not isinstance(v, bool) and isinstance(v, numbers.Real) and math.isfinite(v) for v in value)
+    ok = ok and all(low <= v <= high and not (low_open and v == low) for v in value)
+    if not ok:
+        opening = "(" if low_open else "["
+        raise UserError(
+            f"{dotted} = {value!r}: must be a non-empty list of distinct numbers in {opening}{low}, {high}]"
+        )
+    return tuple(float(v) for v in value)
+
+
+def tune_grids(raw: dict[str, Any], losses: tuple[str, ...], loss_params: dict) -> dict[str, tuple[GridPoint, ...]]:
+    """train.tune: per loss, the product of its `l2` list and its own param's list; every loss in
+    train.losses must have a grid of the same size (the same tuning budget for every method). Without a
+    train.tune section: no grids (one point per loss, l2 0, as before tuning existed)."""
+    tune = raw.get("train", {}).get("tune")
+    if tune is None:
+        return {}
+    if not isinstance(tune, dict):
+        raise UserError(f"train.tune = {tune!r}: must be a mapping of loss name to its grid")
+    grids = {}
+    for name, entry in tune.items():
+        if name not in LOSS_NAMES:
+            raise UserError(f"train.tune: unknown loss {name!r}; allowed: {', '.join(LOSS_NAMES)}")
+        entry = entry or {}
+        allowed = ("l2", *TUNABLE_LOSS_PARAMS[name])
+        unknown = sorted(set(entry) - set(allowed)) if isinstance(entry, dict) else None
+        if unknown is None or unknown or "l2" not in entry or len(entry) > 2:
+            raise UserError(
+                f"train.tune.{name} = {entry!r}: must set l2 (a list) and at most one of {name}'s own params "
+                f"({', '.join(TUNABLE_LOSS_PARAMS[name]) or 'none'}), e.g. {{l2: [0.001, 0.01]}}"
+            )
+        strengths = _number_list(f"train.tune.{name}.l2", entry["l2"], 0.0, 1e6)
+        own = [key for key in entry if key != "l2"]
+        written = (loss_params.get(name) or {}) if isinstance(loss_params, dict) else {}
+        points = []
+        values: tuple[float, ...] = (math.nan,)
+        if own:
+            key = own[0]
+            if key in written:
+                raise UserError(
+                    f"train.loss_params.{name}.{key} and train.tune.{name}.{key} are both set: the tune list is "
+                    f"what trains; remove train.loss_params.{name}.{key}"
+                )
+            values = _number_list(f"train.tune.{name}.{key}", entry[key], 0.0, 1.0)
+        for value in values:
+            params = dict(written) if not own else {**written, own[0]: value}
+            checked = validate_loss_params(name, params)
+            for strength in strengths:
+                tuned = {"l2": strength, **({own[0]: checked[own[0]]} if own else {})}
+                points.append(GridPoint(strength, checked, tuned))
+        grids[name] = tuple(points)
+    missing = [name for name in losses if name not in grids]
+    if missing:
+        raise UserError(
+            f"train.tune has no entry for {missing[0]}: every loss in train.losses needs one (e.g. {{l2: [0.01]}})"
+        )
+    sizes = {name: len(grids[name]) for name in losses}
+    if len(set(sizes.values())) > 1:
+        listed = ", ".join(f"{name} {size}" for name, size in sizes.items())
+        raise UserError(
+            f"train.tune: the grids differ in size ({listed}): every loss needs the same number of points, so that "
+            "each method gets the same tuning budget"
+        )
+    return grids
 
 
 def train_labels(raw: dict[str, Any]) -> tuple[str, ...]:
@@ -352,6 +465,19 @@ def detect_folds(raw: dict[str, Any]) -> int:
 # answering the majority class. macro_f1 only for the multiclass task.
 VERDICT_METRICS = ("balanced_accuracy", "accuracy", "auc", "macro_f1")
 DEFAULT_VERDICT_METRIC = "balanced_accuracy"
+
+
+# L2 strengths the detect stage's out-of-fold logistic regression chooses from (by out-of-fold log-loss on
+# the labels under test): half-decades from 0.01 to 1,000.
+DEFAULT_DETECT_L2 = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0)
+
+
+def detect_l2(raw: dict[str, Any]) -> tuple[float, ...]:
+    """detect.l2: the L2 strengths (the head's λ, mean loss + λ/2·|w|²) cross-validation chooses from."""
+    value = (raw.get("detect") or {}).get("l2")
+    if value is None:
+        return DEFAULT_DETECT_L2
+    return _number_list("detect.l2", value, 0.0, 1e6, low_open=True)
 
 
 def evaluate_metric(raw: dict[str, Any]) -> str:
@@ -468,6 +594,7 @@ def check_all(raw: dict[str, Any]) -> None:
             "set data.val_size > 0 or train.select_epoch: last"
         )
     detect_folds(raw)
+    detect_l2(raw)
     evaluate_metric(raw)
     if noise.class_rates is not None and kind == "binary":
         # Binary class names are known without the data; multiclass names are checked by the corrupt stage.

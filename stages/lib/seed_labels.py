@@ -27,13 +27,18 @@ class SeedLabels:
     labels: np.ndarray
     val_labels: np.ndarray
     transition: np.ndarray | None
+    val_transition: np.ndarray | None = None  # the validation labels' T that corrects selection (or None)
 
 
-def estimated_transitions(variant: str, repeats: tuple[int, ...], num_classes: int) -> dict[int, np.ndarray]:
-    """Forward with T: estimated: each seed's matrix the detect stage estimated for this variant's labels."""
+def estimated_transitions(
+    variant: str, repeats: tuple[int, ...], num_classes: int, key: str = "seeds"
+) -> dict[int, np.ndarray]:
+    """Each seed's matrix the detect stage estimated for this variant: under `seeds`, forward's T (with
+    T: estimated) of the training labels; under `validation`, the validation labels' T (train.select_score:
+    corrected_estimated)."""
     path = transition_file(variant)
     content = read_json(path)
-    matrices = {repeat: np.asarray((content or {}).get("seeds", {}).get(str(repeat), []), float) for repeat in repeats}
+    matrices = {repeat: np.asarray((content or {}).get(key, {}).get(str(repeat), []), float) for repeat in repeats}
     if any(matrix.shape != (num_classes, num_classes) for matrix in matrices.values()):
         raise UserError(
             f"{path} lacks an estimated {num_classes}x{num_classes} matrix for some seed: rerun `dvc repro`"
@@ -48,15 +53,23 @@ def seed_labels(
     forward_source: str | None,
     repeats: tuple[int, ...],
     num_classes: int,
+    select_source: str | None = None,
 ) -> dict[int, SeedLabels]:
     """Per repeat seed, what the variant trains and validates on. `table`: the prepared labels table (its true
-    labels and splits); `forward_source`: the forward loss's `T` param (None for other losses)."""
+    labels and splits); `forward_source`: the forward loss's `T` param (None for other losses);
+    `select_source`: which T corrects the selection score (stages.lib.params.SELECT_SCORE_TRANSITIONS:
+    None, `true` or `estimated`; clean labels are never corrected)."""
     source = label_file(label_set)
     label_table = read_csv(source)
     train = table[table["split"] == "train"]
     train_ids, true_labels = train["id"].to_numpy(), train["label"].to_numpy()
-    val_ids = table.loc[table["split"] == "val", "id"].to_numpy()
+    val = table[table["split"] == "val"]
+    val_ids, val_true = val["id"].to_numpy(), val["label"].to_numpy()
     estimated = estimated_transitions(variant, repeats, num_classes) if forward_source == "estimated" else {}
+    correcting = select_source if label_set != "clean" else None
+    val_estimated = (
+        estimated_transitions(variant, repeats, num_classes, "validation") if correcting == "estimated" else {}
+    )
     subset = label_set in SUBSET_LABEL_SETS
     result = {}
     for repeat in repeats:
@@ -67,5 +80,10 @@ def seed_labels(
             raise UserError(f"{source}: labels outside [0, {num_classes - 1}]: rerun `dvc repro`")
         # T: true is each seed's realised noise, true label -> given label (docs/losses.md); estimated, detect's.
         realised = transition_matrix(true_labels[rows], labels, num_classes) if forward_source == "true" else None
-        result[repeat] = SeedLabels(rows, labels, val_labels, estimated.get(repeat, realised))
+        val_realised = (
+            transition_matrix(val_true, val_labels, num_classes) if correcting == "true" and len(val_labels) else None
+        )
+        result[repeat] = SeedLabels(
+            rows, labels, val_labels, estimated.get(repeat, realised), val_estimated.get(repeat, val_realised)
+        )
     return result

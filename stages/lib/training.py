@@ -7,8 +7,9 @@ A *trainer* is built from a `Setup` (what every seed of one variant shares) and 
 scores each epoch on the validation set's labels `val_y` (the variant's own: noisy for a noisy variant),
 logs each epoch to the DVCLive logger `live`, and returns the model of the epoch `train.select_epoch`
 picks (the last, or the best on the validation labels), its test-set scores, its per-epoch history and
-how to save it. The head trainer is below; the fine-tuning
-one is stages.lib.finetune.trainer. docs/fine-tuning.md says when each runs.
+how to save it. The head trainer is below (it also takes `val_transition`, the T that corrects the
+selection score, and tunes a grid: docs/losses.md "Tuning"); the fine-tuning one is
+stages.lib.finetune.trainer (one model, threshold 0.5). docs/fine-tuning.md says when each runs.
 """
 
 from __future__ import annotations
@@ -16,19 +17,32 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from stages.lib.head import VALIDATION_ACCURACY, VALIDATION_ACCURACY_LOG, fit_linear_head, selected_epoch
+from stages.lib.head import (
+    LOG_NAMES,
+    TEST_ACCURACY,
+    TEST_LOSS,
+    VAL_ACCURACY,
+    VAL_SCORE,
+    VALIDATION_ACCURACY,
+    fit_head_grid,
+    grid_history,
+    selected_epoch,
+)
 from stages.lib.labels import HEAD_FILE
-from stages.lib.params import ModelParams, TrainParams
+from stages.lib.losses import probabilities
+from stages.lib.metrics import DECISION_THRESHOLD, predict_labels
+from stages.lib.params import DEFAULT_VERDICT_METRIC, ModelParams, TrainParams
+from stages.lib.selection import select
 
 CURVE_METRICS = ("loss", "accuracy")
-History = dict[str, list[float]]  # as Keras' History.history: loss, accuracy, val_loss, val_accuracy per epoch
+History = dict[str, list[float]]  # per epoch: loss, accuracy, test_loss, test_accuracy, val_accuracy (stages.lib.head)
 
 
 @dataclass(frozen=True)
@@ -47,6 +61,7 @@ class Setup:
     settings: TrainParams
     model: ModelParams
     seed: int
+    metric: str = DEFAULT_VERDICT_METRIC  # evaluate.metric: what selection aims at
 
 
 @dataclass(frozen=True)
@@ -60,15 +75,30 @@ class Trained:
     file_name: str
     epoch: int  # the epoch of the model kept, from 1
     val_accuracy: float | None  # its accuracy on the validation labels (None without a validation set)
+    threshold: float = DECISION_THRESHOLD  # binary: P(positive) from which it predicts positive
+    # What selection chose beyond the epoch (head mode): the tuned values, the score and how it was computed.
+    chosen: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def selected(
         cls, scores: np.ndarray, history: History, save: Callable[[Path], None], file_name: str, select_epoch: str
     ) -> Trained:
-        """A Trained whose epoch and validation accuracy are those of the epoch select_epoch picked."""
+        """A Trained whose epoch and validation accuracy are those of the epoch select_epoch picked; a Keras
+        history (fine-tuning) gets this project's names first (keras_history)."""
+        history = keras_history(history)
         epoch = selected_epoch(history, select_epoch)
-        val = history.get(VALIDATION_ACCURACY)
+        val = history.get(VAL_ACCURACY)
         return cls(scores, history, save, file_name, epoch + 1, float(val[epoch]) if val else None)
+
+
+def keras_history(history: History) -> History:
+    """Keras' History.history with this project's names: its `val_*` (the test set, given as Keras'
+    validation_data) become `test_*`, the validation labels' accuracy (VALIDATION_ACCURACY) `val_accuracy`.
+    A history already named so comes back unchanged."""
+    if TEST_LOSS in history or "val_loss" not in history:
+        return history
+    renamed = {"val_loss": TEST_LOSS, "val_accuracy": TEST_ACCURACY, VALIDATION_ACCURACY: VAL_ACCURACY}
+    return {renamed.get(key, key): values for key, values in history.items()}
 
 
 Trainer = Callable[..., Trained]  # (y, seed, live, transition=None, val_y=None) -> Trained
@@ -92,44 +122,110 @@ def live_log(log_dir: Path) -> Iterator[Any]:
 
 
 def log_epoch(live: Any, epoch: int, epochs: int, values: dict[str, float]) -> None:
-    """One epoch's values, under the names DVCLive's Keras callback uses in fine-tuning (train/loss, ...)."""
-    from dvclive.utils import standardize_metric_name
-
+    """One epoch's values under their DVCLive names (stages.lib.head.LOG_NAMES: train/loss, test/accuracy,
+    val/accuracy, ...)."""
     for name, value in values.items():
-        key = VALIDATION_ACCURACY_LOG if name == VALIDATION_ACCURACY else standardize_metric_name(name, "dvclive.keras")
-        live.log_metric(key, value)
+        live.log_metric(LOG_NAMES.get(name, name), value)
     live.next_step()
     print(f"epoch {epoch + 1}/{epochs}: " + " ".join(f"{k} {v:.4f}" for k, v in values.items()))
 
 
 def head_trainer(setup: Setup) -> Trainer:
-    """Heads on the cached features, trained in NumPy (stages.lib.head): TensorFlow is never loaded."""
-    print(f"train {setup.variant}: a head on the cached features; NumPy on the CPU; float32", file=sys.stderr)
+    """Heads on the cached features, trained in NumPy (stages.lib.head): TensorFlow is never loaded.
+
+    Per seed, the variant's whole grid (train.tune) trains at once; its epoch, grid point and threshold are
+    chosen on the validation labels (stages.lib.selection, train.select_score, evaluate.metric)."""
     settings = setup.settings
+    grid = settings.grid(setup.loss, validating=len(setup.val_inputs) > 0)
+    print(
+        f"train {setup.variant}: a grid of {len(grid)} heads on the cached features; NumPy on the CPU; float32",
+        file=sys.stderr,
+    )
 
     def train(
-        y: np.ndarray, seed: int, live: Any, transition: np.ndarray | None = None, val_y: np.ndarray | None = None
+        y: np.ndarray,
+        seed: int,
+        live: Any,
+        transition: np.ndarray | None = None,
+        val_y: np.ndarray | None = None,
+        val_transition: np.ndarray | None = None,
     ) -> Trained:
-        head, history = fit_linear_head(
+        from threadpoolctl import threadpool_limits
+
+        # Matrices of a few thousand rows: BLAS threads gain little and, on a busy machine, cost several
+        # times the work (benchmarks/README.md, "Heads").
+        with threadpool_limits(limits=1):
+            return fit_and_select(y, seed, live, transition, val_y, val_transition)
+
+    def fit_and_select(
+        y: np.ndarray,
+        seed: int,
+        live: Any,
+        transition: np.ndarray | None,
+        val_y: np.ndarray | None,
+        val_transition: np.ndarray | None,
+    ) -> Trained:
+        heads = fit_head_grid(
             setup.inputs,
             y,
-            setup.test_inputs,
-            setup.test_y,
             task=setup.task,
             loss=setup.loss,
-            loss_params=settings.loss_params[setup.loss],
+            grid=grid,
             epochs=settings.epochs,
             batch_size=settings.batch_size,
             learning_rate=settings.learning_rate,
             seed=seed,
-            on_epoch=lambda epoch, values: log_epoch(live, epoch, settings.epochs, values),
             transition=transition,
-            val_features=setup.val_inputs,
-            val_y=val_y,
-            select_epoch=settings.select_epoch,
         )
+        validating = val_y is not None and len(val_y) > 0
+        if validating:
+            val_labels = val_y[:, 0].astype(np.int64) if setup.task == "binary" else val_y.argmax(axis=1)
+            val_probabilities = probabilities(heads.logits(setup.val_inputs), setup.task).astype(np.float64)
+            if setup.task == "binary":
+                val_probabilities = val_probabilities[..., 0]
+            chosen = select(
+                val_probabilities,
+                val_labels,
+                task=setup.task,
+                metric=setup.metric,
+                transition=val_transition,
+                select_epoch=settings.select_epoch,
+            )
+            point, epoch, threshold = chosen.point, chosen.epoch, chosen.threshold
+        else:  # nothing to choose with (data.val_size 0: an untuned one-point grid): the last epoch
+            point, epoch, threshold = 0, settings.epochs - 1, DECISION_THRESHOLD
+        history = grid_history(
+            heads,
+            point,
+            setup.test_inputs,
+            setup.test_y,
+            task=setup.task,
+            loss=setup.loss,
+            loss_params=grid[point].loss_params,
+            transition=transition,
+        )
+        details: dict[str, Any] = {"hyper_parameters": dict(grid[point].tuned), "grid_size": len(grid)}
+        val_accuracy = None
+        if validating:
+            point_probabilities = val_probabilities[:, :, point]
+            history[VAL_ACCURACY] = [
+                float(np.mean(predict_labels(point_probabilities[:, e], setup.task) == val_labels))
+                for e in range(settings.epochs)
+            ]
+            history[VAL_SCORE] = [float(v) for v in chosen.scores_by_epoch]
+            kept = predict_labels(point_probabilities[:, epoch], setup.task, threshold)
+            val_accuracy = float(np.mean(kept == val_labels))
+            details.update(
+                select_score=settings.select_score,
+                metric=setup.metric,
+                val_score=chosen.score,
+                corrected=chosen.corrected,
+            )
+        for e in range(settings.epochs):
+            log_epoch(live, e, settings.epochs, {key: values[e] for key, values in history.items()})
+        head = heads.head(epoch, point)
         scores = head.predict_proba(setup.test_inputs)
-        return Trained.selected(scores, history, head.save, HEAD_FILE, settings.select_epoch)
+        return Trained(scores, history, head.save, HEAD_FILE, epoch + 1, val_accuracy, threshold, details)
 
     return train
 
@@ -137,13 +233,13 @@ def head_trainer(setup: Setup) -> Trainer:
 def mean_curves(histories: Sequence[History]) -> dict[str, pd.DataFrame]:
     """Per metric, the per-epoch mean over seeds of the training value and of the test value.
 
-    `histories` are Keras `History.history` dicts (`loss`, `val_loss`, ...), one per seed. Columns:
+    `histories` are per-epoch histories (`loss`, `test_loss`, ...), one per seed. Columns:
     epoch (from 1), train, test, and their sample standard deviations over seeds (0 for one seed).
     """
     curves = {}
     for metric in CURVE_METRICS:
         columns = {"epoch": np.arange(1, len(histories[0][metric]) + 1)}
-        for split, key in (("train", metric), ("test", f"val_{metric}")):
+        for split, key in (("train", metric), ("test", f"test_{metric}")):
             values = np.array([history[key] for history in histories], dtype=np.float64)
             columns[split] = values.mean(axis=0)
             columns[f"{split}_std"] = values.std(axis=0, ddof=1) if len(values) > 1 else np.zeros(values.shape[1])

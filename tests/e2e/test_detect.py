@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 from sklearn.datasets import load_digits
 
+from stages.lib import params as P
 from tests.project import dvc, make_project, ran_stages, write_params
 
 NOISE = 0.3
@@ -76,6 +77,7 @@ def test_detection_beats_random_flags(detected: tuple[Path, str]) -> None:
     assert noisy["auc"] > 0.7
     assert 0 <= detection["clean"]["false_flag_rate"] < 0.5
     for seed in ("0", "1"):
+        assert noisy["seeds"][seed]["model"]["l2"] in P.DEFAULT_DETECT_L2  # chosen by out-of-fold log-loss
         estimated = np.array(noisy["seeds"][seed]["estimated_transition_matrix"])
         assert estimated.shape == (10, 10)
         np.testing.assert_allclose(estimated.sum(axis=1), 1.0, atol=1e-5)

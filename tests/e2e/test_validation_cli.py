@@ -113,6 +113,8 @@ BAD_PARAMS = [
     (TRAIN, {"train": {"seeds": [0, 0]}}, ["train.seeds = [0, 0]", "distinct integers"]),
     (TRAIN, {"train": {"epochs": DELETE}}, ["train.epochs is missing from params.yaml"]),
     (TRAIN, {"train": {"select_epoch": "best"}}, ["train.select_epoch = 'best'", "must be one of last, val"]),
+    (TRAIN, {"train": {"tune": {"bce": {"l2": [0.1]}}}}, ["train.tune: the grids differ in size (bce 1, l1 8)"]),
+    ("detect", {"train": {"select_score": "oracle"}}, ["train.select_score = 'oracle'", "noisy, corrected_true"]),
     ("subsample", {"data": {"val_size": 0}}, ["train.select_epoch = val needs a validation set", "data.val_size = 0"]),
     ("subsample", {"data": {"val_size": -5}}, ["data.val_size = -5", ">= 0"]),
     ("subsample", {"seed": -1}, ["seed = -1", "[0, 2147483647]"]),

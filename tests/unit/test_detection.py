@@ -20,7 +20,6 @@ from stages.lib.detection import (
     top_flags,
 )
 from stages.lib.noise import transition_matrix
-from stages.lib.params import TrainParams
 
 
 def test_detection_metrics_on_a_hand_built_case() -> None:
@@ -80,10 +79,7 @@ def test_find_issues_flags_exactly_the_flips_when_the_probabilities_know_the_tru
     np.testing.assert_allclose(issues.score, np.where(given != true, 0.95, 0.1))
 
 
-def settings(epochs: int = 20) -> TrainParams:
-    return TrainParams(
-        losses=("bce",), epochs=epochs, batch_size=16, learning_rate=0.05, seeds=(0,), loss_params={"bce": {}}
-    )
+STRENGTHS = (0.01, 0.1, 1.0, 10.0)
 
 
 @pytest.mark.parametrize("task", ["binary", "multiclass"])
@@ -94,17 +90,56 @@ def test_out_of_sample_probabilities_are_distributions_that_find_a_planted_flip(
     features = rng.normal(size=(len(true), 5)) + 4.0 * np.eye(num_classes, 5)[true]
     given = true.copy()
     given[[0, 45]] = (true[[0, 45]] + 1) % num_classes
-    probs = out_of_sample_probabilities(
-        features, given, task=task, num_classes=num_classes, folds=4, settings=settings(), seed=1
-    )
+    found = out_of_sample_probabilities(features, given, num_classes=num_classes, folds=4, l2=STRENGTHS, seed=1)
+    probs = found.probabilities
     assert probs.shape == (len(true), num_classes)
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-6)
-    # Out of sample: the head that scores a flipped sample never saw its wrong label, so it disagrees.
+    # Out of sample: the model that scores a flipped sample never saw its wrong label, so it disagrees.
     assert (probs.argmax(axis=1)[[0, 45]] == true[[0, 45]]).all()
-    again = out_of_sample_probabilities(
-        features, given, task=task, num_classes=num_classes, folds=4, settings=settings(), seed=1
-    )
-    np.testing.assert_array_equal(probs, again)
+    again = out_of_sample_probabilities(features, given, num_classes=num_classes, folds=4, l2=STRENGTHS, seed=1)
+    np.testing.assert_array_equal(probs, again.probabilities)
+    assert found.l2 in STRENGTHS
+
+
+def oof_log_loss(probs: np.ndarray, labels: np.ndarray) -> float:
+    return float(-np.mean(np.log(probs[np.arange(len(labels)), labels])))
+
+
+def test_the_strength_kept_has_the_lowest_out_of_fold_log_loss_on_the_given_labels() -> None:
+    """The rule that chooses λ sees only the given (noisy) labels: each strength alone gives its own
+    out-of-fold probabilities; the grid keeps the one whose log-loss on the given labels is lowest."""
+    rng = np.random.default_rng(4)
+    true = np.repeat([0, 1], 60)
+    features = rng.normal(size=(120, 30)) + 1.5 * np.eye(2, 30)[true]
+    given = true.copy()
+    given[rng.choice(120, 30, replace=False)] ^= 1
+    alone = {
+        strength: out_of_sample_probabilities(features, given, num_classes=2, folds=5, l2=[strength], seed=0)
+        for strength in STRENGTHS
+    }
+    losses = {strength: oof_log_loss(found.probabilities, given) for strength, found in alone.items()}
+    chosen = out_of_sample_probabilities(features, given, num_classes=2, folds=5, l2=STRENGTHS, seed=0)
+    assert chosen.l2 == min(losses, key=losses.get)
+    assert chosen.log_loss == pytest.approx(losses[chosen.l2], rel=1e-9)
+    np.testing.assert_allclose(chosen.probabilities, alone[chosen.l2].probabilities, atol=1e-4)  # warm start vs cold
+    assert len(set(np.round(list(losses.values()), 4))) > 1  # the strengths do differ here
+
+
+def test_fitting_in_the_row_space_is_fitting_on_the_features() -> None:
+    """More features than rows: the L2 fit on the rows' coordinates in their span predicts as the fit on the
+    features themselves (representer theorem)."""
+    from sklearn.linear_model import LogisticRegression
+
+    from stages.lib.detection import row_space_coordinates
+
+    rng = np.random.default_rng(2)
+    x, other = rng.normal(size=(40, 120)), rng.normal(size=(15, 120))
+    y = (x[:, 0] + 0.5 * rng.normal(size=40) > 0).astype(int)
+    full = LogisticRegression(C=0.05, tol=1e-10, max_iter=5000).fit(x, y)
+    coordinates, other_coordinates = row_space_coordinates(x, other)
+    assert coordinates.shape == (40, 40)
+    small = LogisticRegression(C=0.05, tol=1e-10, max_iter=5000).fit(coordinates, y)
+    np.testing.assert_allclose(small.predict_proba(other_coordinates), full.predict_proba(other), atol=1e-5)
 
 
 def test_pruned_rows_drop_exactly_the_flagged_ids_of_their_seed() -> None:

@@ -59,6 +59,7 @@ def test_repository_params_load_through_every_section(repo_params: dict[str, Any
 def test_loss_params_written_are_used_and_defaults_fill_the_rest(repo_params: dict[str, Any]) -> None:
     raw = with_value(repo_params, "train.losses", ["gce", "sce", "bootstrap"])
     raw["train"]["loss_params"] = {"gce": {"q": 0.5}, "bootstrap": {"mode": "hard"}}
+    del raw["train"]["tune"]  # no grids: each loss trains with its loss_params, as before tuning
     resolved = P.train_params(raw).loss_params
     assert resolved["gce"] == {"q": 0.5}
     assert resolved["sce"] == {"alpha": 0.1, "beta": 1.0}
@@ -275,3 +276,67 @@ def test_noise_labels_only_with_given_and_absolute(repo_params: dict[str, Any]) 
         raw["noise_labels"] = bad
         with pytest.raises(UserError, match=r"^noise_labels = .*absolute path"):
             P.noise_params(raw)
+
+
+# Issue 23: every variant's grid (train.tune), the selection score, detect's L2 strengths.
+
+
+def test_every_loss_of_the_repository_gets_a_grid_of_the_same_size(repo_params: dict[str, Any]) -> None:
+    raw = with_value(repo_params, "train.losses", list(P.LOSS_NAMES))
+    settings = P.train_params(raw)
+    sizes = {loss: len(settings.grid(loss)) for loss in P.LOSS_NAMES}
+    assert set(sizes.values()) == {8}, sizes
+    gce = settings.grid("gce")
+    assert {(point.l2, point.loss_params["q"]) for point in gce} == {
+        (l2, q) for l2 in raw["train"]["tune"]["gce"]["l2"] for q in raw["train"]["tune"]["gce"]["q"]
+    }
+    assert gce[0].tuned == {"l2": gce[0].l2, "q": gce[0].loss_params["q"]}
+    # Values not tuned come from loss_params: sce's beta, bootstrap's mode.
+    assert {point.loss_params["beta"] for point in settings.grid("sce")} == {1.0}
+    assert {point.loss_params["mode"] for point in settings.grid("bootstrap")} == {"soft"}
+    assert settings.select_score == "noisy"
+
+
+@pytest.mark.parametrize(
+    ("tune", "match"),
+    [
+        ({"bce": {"l2": [0.1, 0.2]}, "l1": {"l2": [0.1]}}, r"^train\.tune: the grids differ in size \(bce 2, l1 1\)"),
+        ({"bce": {"l2": [0.1]}}, r"^train\.tune has no entry for l1"),
+        ({"bce": {"l2": [0.1]}, "l1": {"l2": [-1]}}, r"^train\.tune\.l1\.l2 = \[-1\]"),
+        ({"bce": {"l2": [0.1, 0.1]}, "l1": {"l2": [0.1]}}, r"^train\.tune\.bce\.l2 = \[0\.1, 0\.1\]: .*distinct"),
+        ({"bce": {"l2": [0.1], "q": [0.5]}, "l1": {"l2": [0.1]}}, r"^train\.tune\.bce = .*own params \(none\)"),
+        ({"bce": {"q": [0.5]}, "l1": {"l2": [0.1]}}, r"^train\.tune\.bce = .*must set l2"),
+        ({"focal": {"l2": [0.1]}}, r"^train\.tune: unknown loss 'focal'"),
+    ],
+)
+def test_bad_grids_are_user_errors(repo_params: dict[str, Any], tune: dict, match: str) -> None:
+    raw = with_value(repo_params, "train.tune", tune)
+    with pytest.raises(UserError, match=match):
+        P.train_params(raw)
+
+
+def test_a_param_tuned_and_fixed_at_once_is_refused(repo_params: dict[str, Any]) -> None:
+    raw = with_value(repo_params, "train.loss_params", {"gce": {"q": 0.5}})
+    with pytest.raises(UserError, match=r"^train\.loss_params\.gce\.q and train\.tune\.gce\.q are both set"):
+        P.train_params(raw)
+
+
+def test_select_score_choices_and_no_grid_without_a_validation_set(repo_params: dict[str, Any]) -> None:
+    for score in P.SELECT_SCORES:
+        assert P.train_params(with_value(repo_params, "train.select_score", score)).select_score == score
+    with pytest.raises(UserError, match=r"^train\.select_score = 'oracle': must be one of noisy"):
+        P.train_params(with_value(repo_params, "train.select_score", "oracle"))
+    # Without a validation set nothing can choose: one untuned point, l2 0 and loss_params' values.
+    (point,) = P.train_params(with_value(repo_params, "train.losses", ["gce"])).grid("gce", validating=False)
+    assert point.l2 == 0.0 and point.loss_params == {"q": 0.7} and point.tuned == {"l2": 0.0}
+
+
+def test_detect_l2(repo_params: dict[str, Any]) -> None:
+    assert P.detect_l2(repo_params) == tuple(repo_params["detect"]["l2"])
+    raw = copy.deepcopy(repo_params)
+    del raw["detect"]["l2"]
+    assert P.detect_l2(raw) == P.DEFAULT_DETECT_L2
+    for bad in ([0.0, 1.0], [], "1", [True]):
+        raw["detect"]["l2"] = bad
+        with pytest.raises(UserError, match=r"^detect\.l2 = "):
+            P.detect_l2(raw)
