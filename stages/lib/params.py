@@ -367,9 +367,13 @@ def train_params(raw: dict[str, Any]) -> TrainParams:
 
 def _number_list(dotted: str, value: Any, low: float, high: float, low_open: bool = False) -> tuple[float, ...]:
     """A non-empty list of distinct finite numbers in [low, high] ((low, high] with low_open)."""
-    ok = isinstance(value, list) and value and len(set(value)) == len(value)
-    ok = ok and all(not isinstance(v, bool) and isinstance(v, numbers.Real) and math.isfinite(v) for v in value)
+    # Types first: set() of a list holding a list raises, and an int too large for a float is out of range
+    # (compared as an int), not an OverflowError.
+    ok = isinstance(value, list) and bool(value)
+    ok = ok and all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
+    ok = ok and all(not isinstance(v, float) or math.isfinite(v) for v in value)
     ok = ok and all(low <= v <= high and not (low_open and v == low) for v in value)
+    ok = ok and len(set(value)) == len(value)
     if not ok:
         opening = "(" if low_open else "["
         raise UserError(
@@ -393,7 +397,7 @@ def tune_grids(raw: dict[str, Any], losses: tuple[str, ...], loss_params: dict) 
             raise UserError(f"train.tune: unknown loss {name!r}; allowed: {', '.join(LOSS_NAMES)}")
         entry = entry or {}
         allowed = ("l2", *TUNABLE_LOSS_PARAMS[name])
-        unknown = sorted(set(entry) - set(allowed)) if isinstance(entry, dict) else None
+        unknown = sorted(set(entry) - set(allowed), key=str) if isinstance(entry, dict) else None
         if unknown is None or unknown or "l2" not in entry or len(entry) > 2:
             raise UserError(
                 f"train.tune.{name} = {entry!r}: must set l2 (a list) and at most one of {name}'s own params "
