@@ -5,9 +5,11 @@ in tf_flowers), a training pool, a validation set and a test set of the default 
 training and validation labels at `--noise` per repeat with the project's own noise model
 (stages.lib.noise.corrupt_labels). Then:
 
-* null: procedure A and procedure B are the same — a BCE head (stages.lib.head, the params' defaults:
-  epochs, batch size, learning rate, epoch chosen on the noisy validation labels) — trained on the same
-  noisy labels of each repeat; only the head's initial weights and batch order are seeded differently.
+* null: procedure A and procedure B are the same — the train stage's BCE head trainer
+  (stages.lib.training.head_trainer with the params' defaults: its tuning grid, epochs, batch size,
+  learning rate, and the epoch, grid point and threshold chosen on the noisy validation labels) — trained
+  on the same noisy labels of each repeat; only the heads' initial weights and batch order are seeded
+  differently.
   stages.lib.comparisons.compare_variants compares them; a rejection at `--alpha` is a false positive.
 * alternative: B is trained on labels corrupted at `--effect-noise` instead (fewer flips: a real gain).
   The fraction of rejections is the power against that effect.
@@ -23,9 +25,11 @@ images only, the project's old verdict) rejects the same null data sets. The las
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import sys
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -35,20 +39,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from stages.lib import params as P
 from stages.lib.backbone import derived_seed
 from stages.lib.comparisons import compare_variants
-from stages.lib.head import fit_linear_head
 from stages.lib.labels import targets
 from stages.lib.noise import corrupt_labels
+from stages.lib.training import Setup, head_trainer
 
 POSITIVE_SHARE = 0.19
 
 
 @dataclass(frozen=True)
 class Design:
-    repeats: int
-    epochs: int
-    batch_size: int
-    learning_rate: float
-    select_epoch: str
+    settings: P.TrainParams
+    model: P.ModelParams
     verdict_metric: str
     train_size: int
     val_size: int
@@ -58,6 +59,20 @@ class Design:
     noise: float
     effect_noise: float
     alpha: float
+
+    @property
+    def repeats(self) -> int:
+        return len(self.settings.seeds)
+
+
+class NoLog:
+    """Where the trainer's per-epoch DVCLive calls go: nothing is logged in a simulation."""
+
+    def log_metric(self, name: str, value: float) -> None:
+        pass
+
+    def next_step(self) -> None:
+        pass
 
 
 def draw_data(design: Design, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -71,25 +86,27 @@ def draw_data(design: Design, rng: np.random.Generator) -> tuple[np.ndarray, np.
 
 
 def train_head(
-    design: Design, x: np.ndarray, y: np.ndarray, val_x: np.ndarray, val_y: np.ndarray, test_x: np.ndarray, seed: int
-) -> np.ndarray:
-    head, _ = fit_linear_head(
+    design: Design, x: np.ndarray, y: np.ndarray, val_x: np.ndarray, val_y: np.ndarray, test: tuple, seed: int
+) -> tuple[np.ndarray, float]:
+    """One repeat's BCE head, as the train stage trains and selects it: its test scores and threshold."""
+    test_x, test_y = test
+    setup = Setup(
+        "bce-noisy",
         x,
-        targets(y, "binary", 2),
+        val_x,
         test_x,
-        np.zeros((len(test_x), 1), np.float32),  # test curves are monitoring only: not read here
-        task="binary",
-        loss="bce",
-        loss_params={},
-        epochs=design.epochs,
-        batch_size=design.batch_size,
-        learning_rate=design.learning_rate,
-        seed=seed,
-        val_features=val_x,
-        val_y=targets(val_y, "binary", 2),
-        select_epoch=design.select_epoch,
+        targets(test_y, "binary", 2),
+        "binary",
+        2,
+        "bce",
+        design.settings,
+        design.model,
+        seed,
+        design.verdict_metric,
     )
-    return head.predict_proba(test_x)
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        trained = head_trainer(setup)(targets(y, "binary", 2), seed, NoLog(), None, targets(val_y, "binary", 2))
+    return trained.scores, trained.threshold
 
 
 def one_dataset(args: tuple[Design, int, bool]) -> dict[str, bool | float | None]:
@@ -99,24 +116,28 @@ def one_dataset(args: tuple[Design, int, bool]) -> dict[str, bool | float | None
     x, y = draw_data(design, rng)
     n_train, n_val = design.train_size, design.val_size
     train, val, test = slice(0, n_train), slice(n_train, n_train + n_val), slice(n_train + n_val, None)
-    scores: dict[str, list[np.ndarray]] = {"A": [], "B": [], "B_effect": []} if with_effect else {"A": [], "B": []}
+    names = ("A", "B", "B_effect") if with_effect else ("A", "B")
+    scores: dict[str, list[np.ndarray]] = {name: [] for name in names}
+    thresholds: dict[str, list[float]] = {name: [] for name in names}
+    test_set = (x[test], y[test])
+
+    def add(name: str, labels: np.ndarray, val_labels: np.ndarray, seed: int) -> None:
+        score, threshold = train_head(design, x[train], labels, x[val], val_labels, test_set, seed)
+        scores[name].append(score)
+        thresholds[name].append(threshold)
+
     for repeat in range(design.repeats):
         noise_rng = np.random.default_rng(derived_seed(index, repeat))
         noisy, noisy_val = (corrupt_labels(y[s], 2, design.noise, "symmetric", noise_rng) for s in (train, val))
-        scores["A"].append(
-            train_head(design, x[train], noisy, x[val], noisy_val, x[test], derived_seed(index, repeat, 0))
-        )
-        scores["B"].append(
-            train_head(design, x[train], noisy, x[val], noisy_val, x[test], derived_seed(index, repeat, 1))
-        )
+        add("A", noisy, noisy_val, derived_seed(index, repeat, 0))
+        add("B", noisy, noisy_val, derived_seed(index, repeat, 1))
         if with_effect:
-            less_noisy, less_noisy_val = (
-                corrupt_labels(y[s], 2, design.effect_noise, "symmetric", noise_rng) for s in (train, val)
-            )
-            seed = derived_seed(index, repeat, 1)
-            scores["B_effect"].append(train_head(design, x[train], less_noisy, x[val], less_noisy_val, x[test], seed))
+            rates = (corrupt_labels(y[s], 2, design.effect_noise, "symmetric", noise_rng) for s in (train, val))
+            add("B_effect", *rates, derived_seed(index, repeat, 1))
     pairs = [("A", name) for name in scores if name != "A"]
-    results = compare_variants(y[test], scores, pairs, "binary", verdict_metric=design.verdict_metric, seed=index)
+    results = compare_variants(
+        y[test], scores, pairs, "binary", verdict_metric=design.verdict_metric, thresholds=thresholds, seed=index
+    )
     null = results["B vs A"]
     verdict = null[design.verdict_metric]
     # The old verdict: only test-set sampling, the trained models held fixed (a normal interval on it).
@@ -148,12 +169,13 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     raw = P.load_checked_params(args.params)
     settings, data, noise = P.train_params(raw), P.data_params(raw), P.noise_params(raw)
+    if args.repeats:
+        settings = replace(settings, seeds=tuple(range(args.repeats)))
+    if args.epochs:
+        settings = replace(settings, epochs=args.epochs)
     design = Design(
-        repeats=args.repeats or len(settings.seeds),
-        epochs=args.epochs or settings.epochs,
-        batch_size=settings.batch_size,
-        learning_rate=settings.learning_rate,
-        select_epoch=settings.select_epoch,
+        settings=settings,
+        model=P.model_params(raw),
         verdict_metric=P.evaluate_metric(raw),
         train_size=args.train_size or data.train_size,
         val_size=args.val_size or data.val_size,
@@ -164,7 +186,14 @@ def main(argv: list[str] | None = None) -> None:
         effect_noise=args.effect_noise,
         alpha=args.alpha,
     )
-    print(f"design: {design}", flush=True)
+    grid = len(settings.grid("bce", validating=design.val_size > 0))
+    print(
+        f"design: {design.repeats} repeats, {settings.epochs} epochs, a grid of {grid} heads, select_epoch "
+        f"{settings.select_epoch}, verdict {design.verdict_metric}; {design.train_size} train, {design.val_size} "
+        f"validation, {design.test_size} test; {design.features} features {design.separation:g} apart; noise "
+        f"{design.noise:g}",
+        flush=True,
+    )
     jobs = [(design, index, index < args.effect_datasets) for index in range(args.datasets)]
     if args.workers > 1:
         with ProcessPoolExecutor(args.workers) as pool:
