@@ -145,6 +145,15 @@ def _choice(raw: dict[str, Any], dotted: str, allowed: tuple[str, ...]) -> str:
     return value
 
 
+def _class_name(raw: dict[str, Any], dotted: str) -> str:
+    """A class name, which is a folder's name: `-S data.positive_class=8` gives YAML's integer 8, and a
+    folder named `8` is meant (an integer is read as its decimal name; true/false/floats are not names)."""
+    value = _get(raw, dotted)
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) < 10**100:
+        return str(value)
+    return _str(raw, dotted)
+
+
 def _str(raw: dict[str, Any], dotted: str) -> str:
     value = _get(raw, dotted)
     if not isinstance(value, str) or not value.strip():
@@ -174,7 +183,7 @@ def data_params(raw: dict[str, Any]) -> DataParams:
     test_size = _get(raw, "data.test_size")
     return DataParams(
         source=_str(raw, "data.source"),
-        positive_class=_str(raw, "data.positive_class"),
+        positive_class=_class_name(raw, "data.positive_class"),
         image_size=_int(raw, "data.image_size", MIN_IMAGE_SIZE, MAX_IMAGE_SIZE),
         train_size=_int(raw, "data.train_size", 1),
         val_size=_int(raw, "data.val_size", 0),

@@ -340,3 +340,13 @@ def test_detect_l2(repo_params: dict[str, Any]) -> None:
         raw["detect"]["l2"] = bad
         with pytest.raises(UserError, match=r"^detect\.l2 = "):
             P.detect_l2(raw)
+
+
+def test_a_positive_class_written_as_a_number_is_the_folder_of_that_name() -> None:
+    # The README's `dvc exp run -S data.positive_class=8` writes the integer 8: the digits folder is named `8`.
+    raw = P.load_params()
+    raw["data"]["positive_class"] = 8
+    assert P.data_params(raw).positive_class == "8"
+    raw["data"]["positive_class"] = True
+    with pytest.raises(UserError, match=r"^data.positive_class = True: must be a non-empty string$"):
+        P.data_params(raw)
