@@ -22,8 +22,6 @@ import pandas as pd
 from sklearn.metrics import average_precision_score, f1_score, precision_score, recall_score, roc_auc_score
 from sklearn.model_selection import StratifiedKFold
 
-from stages.lib.head import STD_FLOOR
-
 
 @dataclass(frozen=True)
 class OutOfSample:
@@ -80,14 +78,14 @@ def _out_of_sample(
     features: np.ndarray, labels: np.ndarray, num_classes: int, folds: int, l2: Sequence[float], seed: int
 ) -> OutOfSample:
     from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
 
     strengths = sorted(float(v) for v in l2)[::-1]  # strongest first: each warm start moves to a weaker penalty
     probabilities = np.zeros((len(strengths), len(labels), num_classes))
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
     for train_rows, held_out in splitter.split(features, labels):
-        train = features[train_rows]
-        mean, std = train.mean(axis=0), np.maximum(train.std(axis=0), STD_FLOOR)
-        x, held = (train - mean) / std, (features[held_out] - mean) / std
+        scaler = StandardScaler().fit(features[train_rows])  # the training folds' statistics
+        x, held = scaler.transform(features[train_rows]), scaler.transform(features[held_out])
         if x.shape[1] > x.shape[0]:
             x, held = row_space_coordinates(x, held)
         model = LogisticRegression(warm_start=True, max_iter=2000, tol=1e-4)

@@ -101,3 +101,33 @@ def test_estimated_transitions_read_detects_file(tmp_path: Path, monkeypatch: py
     (folder / "forward-clean.json").write_text("null\n")
     with pytest.raises(UserError, match=r"forward-clean\.json lacks"):
         estimated_transitions("forward-clean", (0,), 2)
+
+
+def test_the_validation_transition_that_corrects_selection(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """train.select_score: corrected_estimated reads detect's `validation` matrix for a noisy variant;
+    corrected_true computes the realised one of the seed's validation labels; a clean variant gets none."""
+    import json
+
+    import pandas as pd
+
+    from stages.lib.seed_labels import seed_labels
+
+    monkeypatch.chdir(tmp_path)
+    table = pd.DataFrame({"id": [0, 1, 2, 3, 4, 5], "label": [0, 1, 0, 1, 0, 1], "split": ["train"] * 2 + ["val"] * 4})
+    (tmp_path / "data/labels").mkdir(parents=True)
+    noisy = pd.DataFrame({"seed": 0, "id": [0, 1, 2, 3, 4, 5], "label": [0, 1, 1, 1, 0, 0]})
+    noisy.to_csv(tmp_path / "data/labels/noisy.csv", index=False)
+    table[["id", "label"]].to_csv(tmp_path / "data/labels/clean.csv", index=False)
+    folder = tmp_path / "data/detect/transitions"
+    folder.mkdir(parents=True)
+    matrix = [[0.7, 0.3], [0.2, 0.8]]
+    (folder / "bce-noisy.json").write_text(json.dumps({"validation": {"0": matrix}}))
+    (folder / "bce-clean.json").write_text("null\n")
+    estimated = seed_labels(table, "noisy", "bce-noisy", None, (0,), 2, "estimated")[0]
+    np.testing.assert_array_equal(estimated.val_transition, matrix)
+    assert estimated.transition is None
+    realised = seed_labels(table, "noisy", "bce-noisy", None, (0,), 2, "true")[0]
+    # Validation ids 2-5: true 0, 1, 0, 1; given 1, 1, 0, 0: half of each class flipped.
+    np.testing.assert_array_equal(realised.val_transition, [[0.5, 0.5], [0.5, 0.5]])
+    assert seed_labels(table, "clean", "bce-clean", None, (0,), 2, "estimated")[0].val_transition is None
+    assert seed_labels(table, "noisy", "bce-noisy", None, (0,), 2, None)[0].val_transition is None
