@@ -32,7 +32,7 @@ LEVEL_SCRIPT, COLLECT_SCRIPT = HERE / "level.sh", HERE / "collect.sh"
 DEFAULT_TIME, DEFAULT_COLLECT_TIME = "02:00:00", "00:30:00"
 DEFAULT_CPUS = 2
 DEFAULT_JOB_NAME = "noise-sweep"
-# Characters a Git ref name (and so an experiment name) may not hold, and a name's allowed shape.
+# Characters kept out of experiment names (Git ref names forbid some, shells dislike others).
 UNSAFE_IN_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -83,8 +83,8 @@ def expand_grid(overrides: list[str], prefix: str = "") -> list[Task]:
     tasks = []
     for point in itertools.product(*axes):
         parts = [prefix] if prefix else []
-        parts += [f"{key}-{value}" for key, value in point]
-        name = UNSAFE_IN_NAME.sub("_", "-".join(parts)).strip("._-")
+        parts += [f"{key}-{UNSAFE_IN_NAME.sub('_', value).strip('._-')}" for key, value in point]
+        name = UNSAFE_IN_NAME.sub("_", "-".join(parts))
         tasks.append(Task(name, tuple(f"{key}={value}" for key, value in point)))
     names = [task.name for task in tasks]
     if len(set(names)) != len(names):

@@ -263,3 +263,37 @@ def test_the_collect_job_reports_both_levels_and_the_baseline(sweep: Sweep) -> N
     expected = [(0.0, "noise-0"), (float(BASELINE_NOISE), "main"), (0.5, "noise-0.5")]
     assert [(float(row[0].strip("| ")), row[-1].strip("| `")) for row in rows] == expected
     assert (sweep.reports / "noise_curve.png").stat().st_size > 0
+
+
+def test_submit_expands_the_grid_and_passes_the_resources_to_sbatch(tmp_path: Path) -> None:
+    """--dry-run: the sbatch commands for a 2 × 2 grid, without a cluster."""
+    printed = run(
+        PROJECT_ROOT,
+        sys.executable,
+        str(SUBMIT),
+        "-S",
+        "noise=0,0.5",
+        "-S",
+        "train.losses=[bce,l1],[gce]",
+        "--gres=gpu:1",
+        "--partition=gpu",
+        "--max-parallel=2",
+        "--origin=/srv/project.git",
+        "--rev=HEAD",
+        f"--out={tmp_path / 'out'}",
+        "--dry-run",
+    ).stdout
+    array, collect, summary = printed.splitlines()[:3]
+    names = ", ".join(f"noise-{noise}-train.losses-{losses}" for noise in ("0", "0.5") for losses in ("bce_l1", "gce"))
+    assert f"(4 tasks: {names})" in summary
+    assert "--array=0-3%2" in array and "--gres=gpu:1" in array and "--partition=gpu" in array
+    assert "--time=02:00:00" in array and "--cpus-per-task=2" in array
+    assert "'noise-0.5-train.losses-gce\tnoise=0.5\ttrain.losses=[gce]'" in array  # level.sh's task format
+    assert "--dependency=afterok:ARRAY_JOB_ID" in collect and "--gres" not in collect
+    assert not (tmp_path / "out").exists()
+
+
+def test_submit_refuses_an_override_without_values() -> None:
+    result = run(PROJECT_ROOT, sys.executable, str(SUBMIT), "-S", "noise", "--dry-run", check=False)
+    assert result.returncode != 0
+    assert "-S 'noise': give KEY=VALUE or KEY=V1,V2,..." in result.stderr
