@@ -45,10 +45,16 @@ def missing_tools() -> list[str]:
     return [tool for tool in (*DAEMONS, *CLIENTS) if shutil.which(tool) is None]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def free_ports(count: int) -> list[int]:
+    """Ports free now, distinct (all held open until each is known)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
 
 
 SLURM_CONF = """\
@@ -99,10 +105,11 @@ class SlurmCluster:
         key = root / "munge/munge.key"
         key.write_bytes(os.urandom(1024))
         key.chmod(0o600)
+        ctld_port, d_port = free_ports(2)
         conf = SLURM_CONF.format(
             root=root,
-            ctld_port=free_port(),
-            d_port=free_port(),
+            ctld_port=ctld_port,
+            d_port=d_port,
             node=NODE,
             hostname=socket.gethostname().split(".")[0],
             cpus=os.cpu_count() or 1,
