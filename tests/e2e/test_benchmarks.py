@@ -28,16 +28,16 @@ def run_speed(tmp_path, *options: str, check: bool = True, images: int = 20):
 
 
 def test_speed_benchmark_times_all_three_methods_and_ends_with_the_ratios(tmp_path) -> None:
-    # 40 images: the defaults protocol's smallest split (25 training, 10 validation) and a test image per class.
-    result = run_speed(tmp_path, "--noise-levels=0.5", "--positive-class=roses", "--seed-models=2", images=40)
+    # 70 images: the defaults protocol's smallest split (50 training, 10 validation) and test images.
+    result = run_speed(tmp_path, "--noise-levels=0.5", "--positive-class=roses", "--seed-models=2", images=70)
     lines = result.stdout.strip().splitlines()
-    assert lines[0].startswith("benchmark: 40 images (34 train, 6 test) at 32 px from synthetic 320 px JPEGs")
-    assert re.search(r"^floor: one forward pass over 40 images: \d+\.\d s$", result.stdout, re.M)
+    assert lines[0].startswith("benchmark: 70 images (60 train, 10 test) at 32 px from synthetic 320 px JPEGs")
+    assert re.search(r"^floor: one forward pass over 70 images: \d+\.\d s$", result.stdout, re.M)
     # Both protocols, each its own study: heads = losses × (1 + levels) × repeats.
     assert "ours, like-for-like (the notebook's protocol: 1 repeat, 5 epochs, no validation set):" in lines
     assert (
         "ours, defaults (the project's defaults: 5 repeats, 100 epochs, the epoch chosen on 10 validation images, "
-        "25 training images):" in lines
+        "50 training images):" in lines
     )
     assert re.search(r"^  the study through DVC \(4 heads\): \d+\.\d s$", result.stdout, re.M)
     assert re.search(r"^  the study through DVC \(20 heads\): \d+\.\d s$", result.stdout, re.M)
@@ -97,7 +97,7 @@ def test_speed_benchmark_times_only_ours_and_the_floor_and_how_the_cost_grows(tm
 
 
 def test_speed_benchmark_refuses_a_positive_class_the_images_lack(tmp_path) -> None:
-    result = run_speed(tmp_path, "--positive-class=orchids", check=False, images=40)
+    result = run_speed(tmp_path, "--positive-class=orchids", check=False, images=70)
     assert result.returncode != 0
     assert "--positive-class orchids: not a class of" in result.stderr
 
