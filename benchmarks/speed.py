@@ -1,25 +1,32 @@
 """How fast is the study? The seed's method, our pipeline and the floor, timed on the same images.
 
     python benchmarks/speed.py [--source FOLDER] [--positive-class C] [--images N] [--image-size S]
-                               [--train-size T] [--seed-models N]
+                               [--train-size T] [--seed-models N] [--skip-seed-method]
+                               [--protocols like-for-like defaults] [--scaling [--scaling-images M]]
 
 1. The seed's method: its 11 models (a clean control, then BCE and L1 at each noise level), each a
    Keras model = frozen ResNet50 + sigmoid head trained with model.fit for 5 epochs on a tf.data pipeline
    that reads, decodes and resizes the JPEGs every epoch (no caching), then evaluated on the test images.
    Every model costs the same (same images, epochs and network), so `--seed-models N` times N of them and
-   reports the 11-model figure as measured × 11 / N, which fits a run at the real size in about 20 minutes.
-2. Our pipeline, from an empty DVC cache in a fresh repo: `dvc repro` at the first noise level (subsample
-   and embed once, 4 heads), then `dvc exp run -S noise=…` for each other level (2 noisy heads each):
-   12 heads, the seed's 11 models and one more (an L1 control).
+   reports the 11-model figure as measured × 11 / N; `--skip-seed-method` times only ours and the floor.
+2. Our pipeline, from an empty DVC cache in a fresh repo per protocol: `dvc repro` at the first noise level
+   (subsample and embed once, every head), then `dvc exp run -S noise=…` for each other level (the noisy
+   heads). Two protocols (`--protocols`): `like-for-like`, the seed's (one repeat, its epochs, no
+   validation set, the last epoch's model: 12 heads, the seed's 11 and an L1 control), and `defaults`,
+   params.yaml's (5 repeats, 100 epochs, the epoch chosen on a noisy validation set; the split's sizes
+   scaled to --images as tf_flowers' 3,670 are split: 600 training, 300 validation). Both run every stage,
+   detection and the paired comparisons included. `--scaling` then times, per protocol, what one more noise
+   level, repeat, loss and 1,000 images add (see time_scaling).
 3. The floor: one bare forward pass of ResNet50 over every image used (already decoded and resized).
    Any method must compute at least this; no pipeline can do the study with less.
 
-All three use the same images and the same train/test split (the subsample stage's, with `--train-size`
-training images; by default 6 of 7, the seed's 600 training / 100 test proportion), the same ResNet50
-(`--weights`: none, a random init, computes exactly what ImageNet weights do) and the same batch size.
-Without `--source`, synthetic flower_photos-style JPEGs (tests/synthetic.py) of `--source-size` pixels
-are generated first. Only the three timed parts count; generating, copying and decoding the images for
-the floor do not. The last line printed is `ratios: seed/ours=X ours/floor=Y`.
+All three use the same images, the same ResNet50 (`--weights`: none, a random init, computes exactly what
+ImageNet weights do) and the same batch size; the seed's method and like-for-like the same train/test split
+(the subsample stage's, with `--train-size` training images; by default 6 of 7, the seed's 600 training /
+100 test proportion). Without `--source`, synthetic flower_photos-style JPEGs (tests/synthetic.py) of
+`--source-size` pixels are generated first. Only the timed parts count; generating, copying and decoding
+the images for the floor do not. The last line printed is
+`ratios: seed/like-for-like=X like-for-like/floor=Y defaults/floor=Z` (the parts that ran).
 """
 
 from __future__ import annotations
@@ -31,9 +38,11 @@ import shutil
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT_ROOT))
@@ -43,6 +52,10 @@ from stages.lib.images import decode_images, scan_folder  # noqa: E402
 from stages.lib.split import stratified_split  # noqa: E402
 
 DEFAULT_POSITIVE_CLASS = "sunflowers"
+LIKE_FOR_LIKE, DEFAULTS_PROTOCOL = "like-for-like", "defaults"
+# The defaults protocol's smallest training and validation sets at tiny sizes: detect's 5 folds need 5 noisy
+# labels of each class in the training pool (25 training images, 5 positives, failed at noise 0.1).
+MIN_SIZES = {"train_size": 50, "val_size": 10}
 LOSSES = ("bce", "l1")
 NOISE_LEVELS = (0.1, 0.3, 0.5, 0.7, 0.9)  # the seed's study
 SEED = 0
@@ -72,6 +85,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--source-size", type=int, default=320, help="side of the synthetic JPEGs (default: 320)")
     parser.add_argument("--workdir", type=Path, help="keep the images and the project here (default: a temp dir)")
+    parser.add_argument(
+        "--protocols",
+        nargs="+",
+        choices=(LIKE_FOR_LIKE, DEFAULTS_PROTOCOL),
+        default=[LIKE_FOR_LIKE, DEFAULTS_PROTOCOL],
+        help="how to run ours: the notebook's protocol, the project's defaults (default: both)",
+    )
+    parser.add_argument(
+        "--skip-seed-method", action="store_true", help="time only ours and the floor (the seed's method takes hours)"
+    )
+    parser.add_argument(
+        "--scaling",
+        action="store_true",
+        help="also time what one more noise level, repeat, loss and 1,000 images add (more runs of ours)",
+    )
+    parser.add_argument(
+        "--scaling-images", type=int, help="--scaling: the smaller study's images (default: half of --images)"
+    )
     args = parser.parse_args(argv)
     if args.images < 10:
         parser.error("--images: at least 10")
@@ -82,6 +113,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--train-size: at least 5 and fewer than --images")
     if not 32 <= args.image_size <= 1024:
         parser.error("--image-size: 32 to 1024")
+    if args.scaling and len(args.noise_levels) < 2:
+        parser.error("--scaling: give at least two --noise-levels (a level's cost is the mean of the later ones)")
+    if args.scaling_images is None:
+        args.scaling_images = max(args.images // 2, sum(MIN_SIZES.values()) + 5)
+    if args.scaling and not 10 <= args.scaling_images < args.images:
+        parser.error("--scaling-images: at least 10 and fewer than --images")
     total = len(seed_models(args.noise_levels))
     if args.seed_models is None:
         args.seed_models = total
@@ -209,42 +246,128 @@ def time_seed_method(
 
 # --- 2. our pipeline ----------------------------------------------------------------------------
 
+# The project's defaults for what the notebook's protocol changes (epochs, repeats, how the epoch is chosen,
+# a validation set), read from params.yaml. tf_flowers' 3,670 images give the default split's proportions.
+DEFAULTS = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())
+TF_FLOWERS_IMAGES = 3670
+EXTRA_LOSS = "gce"  # the loss the scaling runs add
 
-def time_our_pipeline(images: Path, project: Path, args: argparse.Namespace) -> list[tuple[str, float]]:
+
+@dataclass(frozen=True)
+class Protocol:
+    """How our pipeline is run: its name, what it means, and the params that set it."""
+
+    name: str
+    description: str
+    params: dict
+
+    def heads(self, levels: int) -> int:
+        """Heads trained in the study: each loss on clean labels once, on noisy labels once per level."""
+        train = self.params["train"]
+        return len(train["losses"]) * (1 + levels) * len(train["seeds"])
+
+
+def protocol(name: str, args: argparse.Namespace, images: int, train_size: int) -> Protocol:
+    data = {"image_size": args.image_size, "test_size": None, "positive_class": args.positive_class}
+    model = {"weights": args.weights, "embed_batch_size": args.batch_size, "fine_tune": False}
+    if name == LIKE_FOR_LIKE:
+        # The notebook's protocol: one repeat, its epochs, no validation set, the last epoch's model.
+        train = {"epochs": args.epochs, "select_epoch": "last", "batch_size": args.batch_size, "seeds": [SEED]}
+        data |= {"train_size": train_size, "val_size": 0}
+        description = f"the notebook's protocol: 1 repeat, {args.epochs} epochs, no validation set"
+    else:
+        # params.yaml's training and split; the split's sizes scaled to these images as tf_flowers' 3,670 are split.
+        defaults = DEFAULTS["train"]
+        train = {key: defaults[key] for key in ("epochs", "select_epoch", "batch_size", "seeds")}
+        scale = min(1.0, images / TF_FLOWERS_IMAGES)
+        sizes = {key: max(least, round(DEFAULTS["data"][key] * scale)) for key, least in MIN_SIZES.items()}
+        data |= sizes
+        description = (
+            f"the project's defaults: {len(train['seeds'])} repeats, {train['epochs']} epochs, the epoch chosen on "
+            f"{sizes['val_size']} validation images, {sizes['train_size']} training images"
+        )
+    train["losses"] = list(LOSSES)
+    return Protocol(name, description, {"noise": args.noise_levels[0], "data": data, "model": model, "train": train})
+
+
+def exp_run(project: Path, noise: float, train: dict) -> float:
+    """Seconds of one `dvc exp run` at this noise level with these repeats and losses (set every time: -S
+    changes persist in the workspace)."""
+    from tests.project import dvc
+
+    seeds, losses = ",".join(map(str, train["seeds"])), ",".join(train["losses"])
+    started = time.perf_counter()
+    dvc(project, "exp", "run", "-S", f"noise={noise}", "-S", f"train.seeds=[{seeds}]", "-S", f"train.losses=[{losses}]")
+    return time.perf_counter() - started
+
+
+def time_our_pipeline(images: Path, project: Path, study: Protocol, levels: list[float]) -> list[tuple[str, float]]:
     """(step, seconds) of the whole study through DVC, from a fresh repo with an empty cache."""
     from tests.project import dvc, make_project, run
 
-    params = {
-        "noise": args.noise_levels[0],
-        # Like for like with the seed's method: no validation set, the last epoch's model.
-        "data": {
-            "image_size": args.image_size,
-            "train_size": args.train_size,
-            "val_size": 0,
-            "test_size": None,
-            "positive_class": args.positive_class,
-        },
-        "model": {"weights": args.weights, "embed_batch_size": args.batch_size, "fine_tune": False},
-        "train": {
-            "losses": list(LOSSES),
-            "epochs": args.epochs,
-            "select_epoch": "last",
-            "batch_size": args.batch_size,
-            "seeds": [SEED],
-        },
-    }
-    make_project(project, images, params)
+    make_project(project, images, study.params | {"noise": levels[0]})
     steps = []
     started = time.perf_counter()
     dvc(project, "repro")
     run(project, "git", "add", "-A")
     run(project, "git", "commit", "-qm", "study at the first noise level")
-    steps.append((f"dvc repro (noise={args.noise_levels[0]})", time.perf_counter() - started))
-    for level in args.noise_levels[1:]:
-        started = time.perf_counter()
-        dvc(project, "exp", "run", "-S", f"noise={level}")
-        steps.append((f"dvc exp run -S noise={level}", time.perf_counter() - started))
+    steps.append((f"dvc repro (noise={levels[0]})", time.perf_counter() - started))
+    for level in levels[1:]:
+        steps.append((f"dvc exp run -S noise={level}", exp_run(project, level, study.params["train"])))
     return steps
+
+
+def unused_levels(levels: list[float], count: int) -> list[float]:
+    """Noise levels the sweep did not run, for steps that must rerun what a new level reruns."""
+    candidates = [round(0.05 + 0.1 * i, 2) for i in range(10)] + [round(0.01 * i, 2) for i in range(1, 100)]
+    return [level for level in dict.fromkeys(candidates) if level not in levels][:count]
+
+
+@dataclass(frozen=True)
+class Scaling:
+    per_level: float
+    per_repeat: float
+    per_loss: float
+    per_1000_images: float
+    smaller_images: int
+
+
+def time_scaling(
+    project: Path,
+    study: Protocol,
+    steps: list[tuple[str, float]],
+    levels: list[float],
+    smaller: tuple[Path, int, Protocol],
+    images: int,
+) -> Scaling:
+    """What one more noise level, repeat, loss or 1,000 images add to the study, each as a difference of two runs.
+
+    A level: the mean `dvc exp run -S noise=…` of the sweep. A repeat: a new level's `dvc exp run` with one
+    more seed, minus the mean level. A loss: a new level's run with that seed and EXTRA_LOSS too, minus the
+    repeat's run (so it is a loss at one repeat more than the protocol's). The clean-label heads these runs
+    need are computed first, untimed, so each timed run reruns what a new level reruns. Images: the study
+    again in a fresh repo on fewer images (`smaller`: the same protocol; its first `dvc repro` and one level
+    timed, the other levels taken as that one).
+    """
+    level_steps = [seconds for _, seconds in steps[1:]]
+    per_level = sum(level_steps) / len(level_steps)
+    train = study.params["train"]
+    more_seeds = train | {"seeds": [*train["seeds"], max(train["seeds"]) + 1]}
+    more_losses = more_seeds | {"losses": [*train["losses"], EXTRA_LOSS]}
+    repeat_level, loss_level = unused_levels(levels, 2)
+    exp_run(project, levels[0], more_losses)  # untimed: the clean heads of the extra seed and the extra loss
+    with_repeat = exp_run(project, repeat_level, more_seeds)
+    with_loss = exp_run(project, loss_level, more_losses)
+    per_repeat, per_loss = with_repeat - per_level, with_loss - with_repeat
+
+    small_images, small_count, small_protocol = smaller
+    small_steps = time_our_pipeline(
+        small_images, project.parent / f"{project.name}-smaller", small_protocol, levels[:2]
+    )
+    small_study = small_steps[0][1] + small_steps[1][1] * (len(levels) - 1)
+    ours = sum(seconds for _, seconds in steps)
+    per_1000 = (ours - small_study) / (images - small_count) * 1000
+    return Scaling(per_level, per_repeat, per_loss, per_1000, small_count)
 
 
 # --- report -------------------------------------------------------------------------------------
@@ -270,6 +393,29 @@ def machine() -> str:
     )
 
 
+def scaled_train_size(images: int, args: argparse.Namespace) -> int:
+    """The like-for-like training set for fewer images: --train-size's share of --images, a test image per class."""
+    return max(5, min(round(args.train_size * images / args.images), images - 5))
+
+
+def check_fits(study: Protocol, images: int, option: str) -> None:
+    data = study.params["data"]
+    if data["train_size"] + data["val_size"] + 5 > images:
+        raise SystemExit(
+            f"{option} {images}: too few for the {study.name} protocol's {data['train_size']} training and "
+            f"{data['val_size']} validation images and a test image per class"
+        )
+
+
+def print_study(study: Protocol, steps: list[tuple[str, float]], levels: int) -> float:
+    ours = sum(seconds for _, seconds in steps)
+    print(f"ours, {study.name} ({study.description}):", flush=True)
+    print(f"  the study through DVC ({study.heads(levels)} heads): {ours:.1f} s", flush=True)
+    for step, seconds in steps:
+        print(f"  {step}: {seconds:.1f} s", flush=True)
+    return ours
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="speed-") as scratch:
@@ -278,41 +424,67 @@ def main(argv: list[str] | None = None) -> None:
             raise SystemExit(f"--workdir {workdir}: already exists; give a new folder")
         source = args.source or synthetic_images(args.images, args.source_size, workdir / "source")
         images = pick_images(source, args.images, workdir / "images")
-        study = Study(images, args.image_size, args.train_size, args.positive_class)
+        studies = [protocol(name, args, args.images, args.train_size) for name in args.protocols]
+        for study in studies:
+            check_fits(study, args.images, "--images")
+        smaller = {}
+        if args.scaling:
+            small_images = pick_images(source, args.scaling_images, workdir / "images-smaller")
+            for study in studies:
+                # Like for like: the same share of the images trains. Defaults: the same split sizes, fewer tested.
+                count = args.scaling_images
+                small = protocol(study.name, args, args.images, scaled_train_size(count, args))
+                check_fits(small, count, "--scaling-images")
+                smaller[study.name] = (small_images, count, small)
+        study_images = Study(images, args.image_size, args.train_size, args.positive_class)
         print(
-            f"benchmark: {len(study.paths)} images ({len(study.train)} train, {len(study.test)} test) at "
-            f"{args.image_size} px from {args.source or f'synthetic {args.source_size} px JPEGs'}; "
-            f"ResNet50 weights {args.weights}; {args.epochs} epochs; batch {args.batch_size}",
+            f"benchmark: {len(study_images.paths)} images ({len(study_images.train)} train, "
+            f"{len(study_images.test)} test) at {args.image_size} px from "
+            f"{args.source or f'synthetic {args.source_size} px JPEGs'}; ResNet50 weights {args.weights}; "
+            f"{args.epochs} epochs; batch {args.batch_size}",
             flush=True,
         )
         print(f"machine: {machine()}", flush=True)
 
-        floor = time_floor(study, args.weights, args.batch_size)
-        print(f"floor: one forward pass over {len(study.paths)} images: {floor:.1f} s", flush=True)
+        floor = time_floor(study_images, args.weights, args.batch_size)
+        print(f"floor: one forward pass over {len(study_images.paths)} images: {floor:.1f} s", flush=True)
 
-        steps = time_our_pipeline(images, workdir / "project", args)
-        ours = sum(seconds for _, seconds in steps)
-        heads = len(LOSSES) * 2 + len(LOSSES) * (len(args.noise_levels) - 1)
-        print(f"ours: the study through DVC ({heads} heads): {ours:.1f} s", flush=True)
-        for step, seconds in steps:
-            print(f"  {step}: {seconds:.1f} s", flush=True)
+        levels = args.noise_levels
+        floor_per_1000 = floor / len(study_images.paths) * 1000
+        ours = {}
+        for study in studies:
+            project = workdir / f"project-{study.name}"
+            steps = time_our_pipeline(images, project, study, levels)
+            ours[study.name] = print_study(study, steps, len(levels))
+            if args.scaling:
+                grows = time_scaling(project, study, steps, levels, smaller[study.name], args.images)
+                print(
+                    f"scaling, {study.name}: {grows.per_level:+.1f} s per noise level, {grows.per_repeat:+.1f} s "
+                    f"per repeat, {grows.per_loss:+.1f} s per loss, {grows.per_1000_images:+.1f} s per 1,000 images "
+                    f"({args.images} vs {grows.smaller_images} images; the floor: {floor_per_1000:+.1f} s)",
+                    flush=True,
+                )
 
-        per_model = time_seed_method(
-            study, args.weights, args.epochs, args.batch_size, args.noise_levels, args.seed_models
-        )
-        models = len(seed_models(args.noise_levels))
-        seed = sum(per_model) * models / len(per_model)
-        scaled = (
-            ""
-            if len(per_model) == models
-            else f", scaled from {len(per_model)} timed: {sum(per_model):.1f} s × {models} / {len(per_model)}"
-        )
-        print(
-            f"seed's method: {models} models × {args.epochs} epochs, JPEGs decoded every epoch: "
-            f"{seed:.1f} s ({seed / models:.1f} s per model{scaled})",
-            flush=True,
-        )
-        print(f"ratios: seed/ours={seed / ours:.2f} ours/floor={ours / floor:.2f}")
+        ratios = {f"{name}/floor": seconds / floor for name, seconds in ours.items()}
+        if not args.skip_seed_method:
+            per_model = time_seed_method(
+                study_images, args.weights, args.epochs, args.batch_size, levels, args.seed_models
+            )
+            models = len(seed_models(levels))
+            seed = sum(per_model) * models / len(per_model)
+            scaled = (
+                ""
+                if len(per_model) == models
+                else f", scaled from {len(per_model)} timed: {sum(per_model):.1f} s × {models} / {len(per_model)}"
+            )
+            print(
+                f"seed's method: {models} models × {args.epochs} epochs, JPEGs decoded every epoch: "
+                f"{seed:.1f} s ({seed / models:.1f} s per model{scaled})",
+                flush=True,
+            )
+            if LIKE_FOR_LIKE in ours:
+                ratios = {f"seed/{LIKE_FOR_LIKE}": seed / ours[LIKE_FOR_LIKE], **ratios}
+        print("ratios: " + " ".join(f"{name}={ratio:.2f}" for name, ratio in ratios.items()))
 
 
 if __name__ == "__main__":

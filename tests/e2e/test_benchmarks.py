@@ -11,22 +11,37 @@ import sys
 
 from tests.project import PROJECT_ROOT, run
 
-RATIOS = re.compile(r"^ratios: seed/ours=(\d+\.\d\d) ours/floor=(\d+\.\d\d)$")
+RATIO = re.compile(r"([a-z/-]+)=(\d+\.\d\d)")
 
 
-def run_speed(tmp_path, *options: str, check: bool = True):
-    """benchmarks/speed.py at a tiny size (20 images at 32 px) with these options."""
-    tiny = ("--images=20", "--image-size=32", f"--workdir={tmp_path / 'work'}")
+def ratios(output: str) -> dict[str, float]:
+    """The last line's ratios, by name."""
+    last = output.strip().splitlines()[-1]
+    assert last.startswith("ratios: "), output
+    return {name: float(value) for name, value in RATIO.findall(last)}
+
+
+def run_speed(tmp_path, *options: str, check: bool = True, images: int = 20):
+    """benchmarks/speed.py at a tiny size (20 images at 32 px by default) with these options."""
+    tiny = (f"--images={images}", "--image-size=32", f"--workdir={tmp_path / 'work'}")
     return run(PROJECT_ROOT, sys.executable, "benchmarks/speed.py", *tiny, *options, check=check)
 
 
 def test_speed_benchmark_times_all_three_methods_and_ends_with_the_ratios(tmp_path) -> None:
-    result = run_speed(tmp_path, "--noise-levels=0.5", "--positive-class=roses", "--seed-models=2")
+    # 70 images: the defaults protocol's smallest split (50 training, 10 validation) and test images.
+    result = run_speed(tmp_path, "--noise-levels=0.5", "--positive-class=roses", "--seed-models=2", images=70)
     lines = result.stdout.strip().splitlines()
-    assert lines[0].startswith("benchmark: 20 images (15 train, 5 test) at 32 px from synthetic 320 px JPEGs")
-    assert re.search(r"^floor: one forward pass over 20 images: \d+\.\d s$", result.stdout, re.M)
-    assert re.search(r"^ours: the study through DVC \(4 heads\): \d+\.\d s$", result.stdout, re.M)
-    assert re.search(r"^  dvc repro \(noise=0\.5\): \d+\.\d s$", result.stdout, re.M)
+    assert lines[0].startswith("benchmark: 70 images (60 train, 10 test) at 32 px from synthetic 320 px JPEGs")
+    assert re.search(r"^floor: one forward pass over 70 images: \d+\.\d s$", result.stdout, re.M)
+    # Both protocols, each its own study: heads = losses × (1 + levels) × repeats.
+    assert "ours, like-for-like (the notebook's protocol: 1 repeat, 5 epochs, no validation set):" in lines
+    assert (
+        "ours, defaults (the project's defaults: 5 repeats, 100 epochs, the epoch chosen on 10 validation images, "
+        "50 training images):" in lines
+    )
+    assert re.search(r"^  the study through DVC \(4 heads\): \d+\.\d s$", result.stdout, re.M)
+    assert re.search(r"^  the study through DVC \(20 heads\): \d+\.\d s$", result.stdout, re.M)
+    assert len(re.findall(r"^  dvc repro \(noise=0\.5\): \d+\.\d s$", result.stdout, re.M)) == 2
     # Two of the three models timed, the figure scaled to three, and the output says so.
     seed = re.search(
         r"^seed's method: 3 models × 5 epochs, JPEGs decoded every epoch: (\d+\.\d) s \(\d+\.\d s per model, "
@@ -38,16 +53,51 @@ def test_speed_benchmark_times_all_three_methods_and_ends_with_the_ratios(tmp_pa
     # Both are printed to 0.1 s, each within 0.05 of its exact value: the printed total may differ from 3/2 of
     # the printed sum by up to 0.05 + 3/2 × 0.05 (a bound of 0.1 failed once at 0.1 + float error).
     assert abs(float(seed[1]) - float(seed[2]) * 3 / 2) <= 0.05 + 1.5 * 0.05 + 1e-9
-    seed_over_ours, ours_over_floor = map(float, RATIOS.match(lines[-1]).groups())
-    assert seed_over_ours > 0 and ours_over_floor > 0
-    # Our pipeline really ran: the study's metrics are in the project it built.
-    assert (tmp_path / "work/project/metrics/metrics.json").exists()
-    report = json.loads((tmp_path / "work/project/data/prepared/report.json").read_text())
-    assert report["positive_class"] == "roses"
+    found = ratios(result.stdout)
+    assert list(found) == ["seed/like-for-like", "like-for-like/floor", "defaults/floor"]
+    assert all(ratio > 0 for ratio in found.values())
+    # Our pipeline really ran, each protocol as it says: the studies' metrics are in the projects it built.
+    for protocol, seeds, val_size in (("like-for-like", 1, 0), ("defaults", 5, 10)):
+        project = tmp_path / f"work/project-{protocol}"
+        per_seed = json.loads((project / "metrics/per_seed.json").read_text())
+        assert len(per_seed["bce-noisy"]) == seeds, per_seed
+        report = json.loads((project / "data/prepared/report.json").read_text())
+        assert report["positive_class"] == "roses"
+        assert report["split"]["val"]["images"] == val_size, report["split"]
+
+
+def test_speed_benchmark_times_only_ours_and_the_floor_and_how_the_cost_grows(tmp_path) -> None:
+    """--skip-seed-method: only ours and the floor; --scaling: a level, a repeat, a loss and 1,000 images."""
+    result = run_speed(
+        tmp_path,
+        "--skip-seed-method",
+        "--protocols=like-for-like",
+        "--scaling",
+        "--scaling-images=35",
+        "--noise-levels",
+        "0.1",
+        "0.5",
+        images=40,
+    )
+    out = result.stdout
+    assert "seed's method" not in out
+    assert re.search(r"^  the study through DVC \(6 heads\): ", out, re.M)  # 2 losses × (1 + 2 levels)
+    number = r"[+-]\d+\.\d"  # a difference of two timings: at this size it can come out below 0
+    assert re.search(
+        rf"^scaling, like-for-like: {number} s per noise level, {number} s per repeat, {number} s per loss, "
+        rf"{number} s per 1,000 images \(40 vs 35 images; the floor: {number} s\)$",
+        out,
+        re.M,
+    ), out
+    assert list(ratios(out)) == ["like-for-like/floor"]
+    # The scaling runs ran: the last one trained the extra loss at one more repeat; the smaller study ran too.
+    per_seed = json.loads((tmp_path / "work/project-like-for-like/metrics/per_seed.json").read_text())
+    assert len(per_seed["gce-noisy"]) == 2, per_seed
+    assert (tmp_path / "work/project-like-for-like-smaller/metrics/metrics.json").exists()
 
 
 def test_speed_benchmark_refuses_a_positive_class_the_images_lack(tmp_path) -> None:
-    result = run_speed(tmp_path, "--positive-class=orchids", check=False)
+    result = run_speed(tmp_path, "--positive-class=orchids", check=False, images=70)
     assert result.returncode != 0
     assert "--positive-class orchids: not a class of" in result.stderr
 
