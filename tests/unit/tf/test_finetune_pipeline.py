@@ -1,4 +1,5 @@
-"""The fine-tuning input pipeline: order fixed by the seed, batch shapes, preprocessing, augmentation."""
+"""The fine-tuning input pipeline (a PyDataset, NumPy only): order fixed by the seed, batch shapes, preprocessing,
+augmentation, resuming at an epoch."""
 
 from __future__ import annotations
 
@@ -27,11 +28,14 @@ def random_images(count: int, size: int = 32, seed: int = 0) -> np.ndarray:
 
 
 def epoch(dataset) -> list[tuple[np.ndarray, np.ndarray]]:
-    return [(np.asarray(x), np.asarray(y)) for x, y in dataset]
+    """One epoch's batches, then the epoch's end (as Keras' fit signals it)."""
+    batches = [(np.asarray(x), np.asarray(y)) for x, y in dataset]
+    dataset.on_epoch_end()
+    return batches
 
 
 def order(dataset) -> list[int]:
-    return [int(i) for _, y in dataset for i in np.asarray(y).ravel()]
+    return [int(i) for _, y in epoch(dataset) for i in y.ravel()]
 
 
 def caffe(images: np.ndarray) -> np.ndarray:
@@ -107,6 +111,40 @@ def test_augmented_images_are_shifted_copies_not_new_pixels() -> None:
                 if np.allclose(inner, window, atol=1e-4):
                     return
     pytest.fail("the augmented image is not a flipped/shifted copy of the original")
+
+
+def test_a_pipeline_resumed_at_an_epoch_gives_that_epochs_batches() -> None:
+    images, targets = random_images(12), np.arange(12, dtype=np.float32).reshape(-1, 1)
+    uninterrupted = image_pipeline(images, targets, batch_size=5, shuffle_seed=4, augment=True)
+    epochs = [epoch(uninterrupted) for _ in range(3)]
+    resumed = epoch(image_pipeline(images, targets, batch_size=5, shuffle_seed=4, augment=True, first_epoch=2))
+    for (x, y), (x_resumed, y_resumed) in zip(epochs[2], resumed, strict=True):
+        np.testing.assert_array_equal(y, y_resumed)
+        np.testing.assert_array_equal(x, x_resumed)
+
+
+def test_fit_sees_the_seeded_order_through_its_worker_threads() -> None:
+    """Keras fetches batches in worker threads: the order still depends on (seed, epoch) only."""
+    images, targets = numbered_images(12), np.arange(12, dtype=np.float32).reshape(-1, 1)
+    seen: list[list[int]] = []
+
+    class Recorder(keras.layers.Layer):
+        def call(self, x):
+            return keras.ops.mean(x, axis=(1, 2, 3))[:, None]
+
+    inputs = keras.Input((32, 32, 3))
+    model = keras.Model(inputs, keras.layers.Dense(1)(Recorder()(inputs)))
+    model.compile(optimizer="sgd", loss="mse")
+    expected = image_pipeline(images, targets, batch_size=4, shuffle_seed=9)
+    orders = [order(expected) for _ in range(2)]
+    batches = image_pipeline(images, targets, batch_size=4, shuffle_seed=9)
+
+    class Orders(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            seen.append([int(i) for i in batches.order])
+
+    model.fit(batches, epochs=2, verbose=0, callbacks=[Orders()])
+    assert seen == orders
 
 
 def test_bad_arguments_are_refused() -> None:
