@@ -56,6 +56,7 @@ def versions() -> None:
     keras = import_keras()
     line("python", platform.python_version())
     line("keras", keras.__version__)
+    line("keras from", Path(keras.__file__).parent)
     line("backend", backend_name())
     for package in ("jax", "jaxlib", "jax-cuda12-plugin", "torch", "numpy"):
         with contextlib.suppress(metadata.PackageNotFoundError):

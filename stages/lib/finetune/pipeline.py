@@ -68,7 +68,9 @@ def image_pipeline(
             super().__init__(workers=WORKERS, use_multiprocessing=False)
             self.images = np.ascontiguousarray(images)  # reads a memory-mapped file once
             self.targets = None if targets is None else np.asarray(targets, dtype=np.float32)
-            self.epoch = first_epoch
+            # Keras calls on_epoch_begin once per epoch (its on_epoch_end also when it resets: not a count).
+            self.epoch = first_epoch  # the epoch being drawn; batches fetched before the first begin see it too
+            self._next_epoch = first_epoch
             self.order = self._order()
 
         def _order(self) -> np.ndarray:
@@ -87,8 +89,8 @@ def image_pipeline(
             x = preprocess(batch)
             return x if self.targets is None else (x, self.targets[rows])
 
-        def on_epoch_end(self) -> None:
-            self.epoch += 1
+        def on_epoch_begin(self) -> None:
+            self.epoch, self._next_epoch = self._next_epoch, self._next_epoch + 1
             self.order = self._order()
 
     return ImageBatches()

@@ -28,7 +28,8 @@ def random_images(count: int, size: int = 32, seed: int = 0) -> np.ndarray:
 
 
 def epoch(dataset) -> list[tuple[np.ndarray, np.ndarray]]:
-    """One epoch's batches, then the epoch's end (as Keras' fit signals it)."""
+    """One epoch's batches, the epoch's start signalled as Keras' fit does."""
+    dataset.on_epoch_begin()
     batches = [(np.asarray(x), np.asarray(y)) for x, y in dataset]
     dataset.on_epoch_end()
     return batches
@@ -140,7 +141,7 @@ def test_fit_sees_the_seeded_order_through_its_worker_threads() -> None:
     batches = image_pipeline(images, targets, batch_size=4, shuffle_seed=9)
 
     class Orders(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
+        def on_epoch_end(self, epoch, logs=None):  # the order the epoch's batches were drawn in
             seen.append([int(i) for i in batches.order])
 
     model.fit(batches, epochs=2, verbose=0, callbacks=[Orders()])
