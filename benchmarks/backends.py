@@ -83,7 +83,7 @@ def worker(args: argparse.Namespace) -> None:
     )
     clock = TrainingClock()
     batches = image_pipeline(images, targets, batch_size=args.batch_size, shuffle_seed=0)
-    model.fit(batches, epochs=args.epochs, callbacks=[clock], verbose=0)
+    model.fit(batches, epochs=args.epochs, callbacks=[clock], shuffle=False, verbose=0)
     after = model.predict(image_pipeline(images, batch_size=args.batch_size), verbose=0)
     name = f"{keras.backend.backend()}-{'xla' if args.xla else 'noxla'}"
     np.savez(args.worker / f"{name}.npz", before=before, after=after, seconds=np.array(clock.seconds))

@@ -17,7 +17,7 @@ from tests.project import dvc, make_project, tool_env
 
 PARAMS = {
     "model": {"fine_tune": True, "trainable_blocks": 1},
-    "train": {"losses": ["bce"], "epochs": 3, "seeds": [0], "augment": True},
+    "train": {"losses": ["bce"], "epochs": 3, "seeds": [0], "augment": True, "select_epoch": "last"},
 }
 STAGE = "train@bce-clean"
 STATE = Path("checkpoints/bce-clean/seed_0/state.json")

@@ -120,6 +120,7 @@ def fine_tune_trainer(setup: Setup) -> Trainer:
             epochs=settings.epochs,
             validation_data=image_pipeline(test_images, test_y, batch_size=settings.batch_size),
             callbacks=[*callbacks, epoch_log, checkpoint_callback(folder, key, epoch_log, selection)],
+            shuffle=False,  # the pipeline shuffles, by (seed, epoch); Keras' own would reorder its batches at random
             verbose=0,  # EpochLog prints each epoch under the project's names
         )
         if clock.seconds:

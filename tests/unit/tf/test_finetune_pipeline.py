@@ -124,28 +124,25 @@ def test_a_pipeline_resumed_at_an_epoch_gives_that_epochs_batches() -> None:
         np.testing.assert_array_equal(x, x_resumed)
 
 
-def test_fit_sees_the_seeded_order_through_its_worker_threads() -> None:
-    """Keras fetches batches in worker threads: the order still depends on (seed, epoch) only."""
+def test_fit_trains_on_the_seeded_order_through_its_worker_threads() -> None:
+    """Keras fetches batches in worker threads (and would reorder them unless fit's shuffle is False): the
+    images the model is fed, batch by batch, are those of the (seed, epoch) order."""
     images, targets = numbered_images(12), np.arange(12, dtype=np.float32).reshape(-1, 1)
-    seen: list[list[int]] = []
+    fed: list[int] = []
 
-    class Recorder(keras.layers.Layer):
-        def call(self, x):
+    class Recorder(keras.layers.Layer):  # eager: sees the actual training batches
+        def call(self, x, training=False):
+            if training:
+                fed.extend(image_number(np.asarray(x)).tolist())
             return keras.ops.mean(x, axis=(1, 2, 3))[:, None]
 
     inputs = keras.Input((32, 32, 3))
     model = keras.Model(inputs, keras.layers.Dense(1)(Recorder()(inputs)))
-    model.compile(optimizer="sgd", loss="mse")
+    model.compile(optimizer="sgd", loss="mse", run_eagerly=True)
     expected = image_pipeline(images, targets, batch_size=4, shuffle_seed=9)
     orders = [order(expected) for _ in range(2)]
-    batches = image_pipeline(images, targets, batch_size=4, shuffle_seed=9)
-
-    class Orders(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch, logs=None):  # the order the epoch's batches were drawn in
-            seen.append([int(i) for i in batches.order])
-
-    model.fit(batches, epochs=2, verbose=0, callbacks=[Orders()])
-    assert seen == orders
+    model.fit(image_pipeline(images, targets, batch_size=4, shuffle_seed=9), epochs=2, shuffle=False, verbose=0)
+    assert fed == orders[0] + orders[1]
 
 
 def test_bad_arguments_are_refused() -> None:
