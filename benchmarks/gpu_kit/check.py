@@ -115,7 +115,7 @@ def fine_tune_throughput(args: argparse.Namespace) -> None:
 
     from stages.lib.backbone import build_backbone
     from stages.lib.finetune.model import TrainingClock, build_fine_tune_model, build_head, set_trainable_blocks
-    from stages.lib.finetune.pipeline import image_pipeline
+    from stages.lib.finetune.pipeline import epoch_follower, image_pipeline
     from stages.lib.losses import make_loss
 
     images, labels = synthetic_images(args.images, args.image_size)
@@ -131,7 +131,7 @@ def fine_tune_throughput(args: argparse.Namespace) -> None:
         usable = len(images) // batch_size * batch_size  # whole batches only: one compiled step shape
         clock = TrainingClock()
         batches = image_pipeline(images[:usable], targets[:usable], batch_size=batch_size, shuffle_seed=0)
-        model.fit(batches, epochs=args.epochs, callbacks=[clock], shuffle=False, verbose=0)
+        model.fit(batches, epochs=args.epochs, callbacks=[epoch_follower(batches), clock], shuffle=False, verbose=0)
         rate = usable * (len(clock.seconds) - 1) / sum(clock.seconds[1:])
         name = f"fine-tune images/s mixed_bfloat16 xla {args.image_size}px batch {batch_size}"
         line(name, f"{rate:.1f} (first epoch, compiling, {clock.seconds[0]:.1f} s)")

@@ -56,7 +56,7 @@ def fine_tune_trainer(setup: Setup) -> Trainer:
         set_trainable_blocks,
         throughput,
     )
-    from stages.lib.finetune.pipeline import image_pipeline
+    from stages.lib.finetune.pipeline import epoch_follower, image_pipeline
     from stages.lib.finetune.runtime import apply_precision, distribution_scope, select_runtime, visible_gpus
     from stages.lib.losses import make_loss
 
@@ -119,7 +119,12 @@ def fine_tune_trainer(setup: Setup) -> Trainer:
             initial_epoch=resumed.epochs_done,
             epochs=settings.epochs,
             validation_data=image_pipeline(test_images, test_y, batch_size=settings.batch_size),
-            callbacks=[*callbacks, epoch_log, checkpoint_callback(folder, key, epoch_log, selection)],
+            callbacks=[
+                epoch_follower(batches),
+                *callbacks,
+                epoch_log,
+                checkpoint_callback(folder, key, epoch_log, selection),
+            ],
             shuffle=False,  # the pipeline shuffles, by (seed, epoch); Keras' own would reorder its batches at random
             verbose=0,  # EpochLog prints each epoch under the project's names
         )

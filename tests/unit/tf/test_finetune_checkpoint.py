@@ -10,7 +10,7 @@ import pytest
 from stages.lib.backbone import build_backbone, seed_everything
 from stages.lib.finetune.checkpoint import checkpoint_callback, load_checkpoint, run_key
 from stages.lib.finetune.model import EpochLog, build_fine_tune_model, build_head, set_trainable_blocks
-from stages.lib.finetune.pipeline import image_pipeline
+from stages.lib.finetune.pipeline import epoch_follower, image_pipeline
 from stages.lib.losses import make_loss
 
 keras = pytest.importorskip("keras")
@@ -41,7 +41,7 @@ def compiled_model():
 def fit(model, folder: Path, key: str, first: int, last: int, history=None) -> EpochLog:
     log = EpochLog(Live(), last, None, history)
     batches = image_pipeline(IMAGES, TARGETS, batch_size=8, shuffle_seed=3, augment=True, first_epoch=first)
-    callbacks = [log, checkpoint_callback(folder, key, log, None)]
+    callbacks = [epoch_follower(batches), log, checkpoint_callback(folder, key, log, None)]
     model.fit(batches, initial_epoch=first, epochs=last, callbacks=callbacks, shuffle=False, verbose=0)
     return log
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from stages.lib.finetune.pipeline import image_pipeline
+from stages.lib.finetune.pipeline import epoch_follower, image_pipeline
 
 keras = pytest.importorskip("keras")
 
@@ -28,11 +28,10 @@ def random_images(count: int, size: int = 32, seed: int = 0) -> np.ndarray:
 
 
 def epoch(dataset) -> list[tuple[np.ndarray, np.ndarray]]:
-    """One epoch's batches, the epoch's start signalled as Keras' fit does."""
-    dataset.on_epoch_begin()
-    batches = [(np.asarray(x), np.asarray(y)) for x, y in dataset]
-    dataset.on_epoch_end()
-    return batches
+    """The next epoch's batches (the pipeline told its epoch, as epoch_follower does in fit)."""
+    dataset.set_epoch(getattr(dataset, "_epochs_read", dataset.epoch - 1) + 1)
+    dataset._epochs_read = dataset.epoch
+    return [(np.asarray(x), np.asarray(y)) for x, y in dataset]
 
 
 def order(dataset) -> list[int]:
@@ -141,7 +140,8 @@ def test_fit_trains_on_the_seeded_order_through_its_worker_threads() -> None:
     model.compile(optimizer="sgd", loss="mse", run_eagerly=True)
     expected = image_pipeline(images, targets, batch_size=4, shuffle_seed=9)
     orders = [order(expected) for _ in range(2)]
-    model.fit(image_pipeline(images, targets, batch_size=4, shuffle_seed=9), epochs=2, shuffle=False, verbose=0)
+    batches = image_pipeline(images, targets, batch_size=4, shuffle_seed=9)
+    model.fit(batches, epochs=2, callbacks=[epoch_follower(batches)], shuffle=False, verbose=0)
     assert fed == orders[0] + orders[1]
 
 
