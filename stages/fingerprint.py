@@ -3,7 +3,8 @@
 `data.source` (a folder or an archive), `model.weights` and `noise_labels` (files) are named by path in
 params.yaml; DVC would notice a new path but not new files behind the same path. This stage runs on every
 `dvc repro` (`always_changed`), hashes the contents (about 0.3 s per 230 MB, the size of tf_flowers) and
-writes data/fingerprints/{source,weights,noise_labels}.json. Their bytes change only when the contents do,
+writes data/fingerprints/{source,weights,noise_labels}.json, and backend.json: the Keras backend in use
+(stages/lib/backend.py). Their bytes change only when the contents do,
 so the stages that depend on them (download; embed and fine-tuning; corrupt) rerun exactly then. What a
 fingerprint holds and why: stages/lib/sources.py.
 """
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from stages.lib import params as P
+from stages.lib.backend import backend_name
 from stages.lib.errors import run_stage
 from stages.lib.io import FINGERPRINTS_DIR, atomic_path
 from stages.lib.sources import noise_labels_fingerprint, source_fingerprint, weights_fingerprint
@@ -33,6 +35,8 @@ def main() -> None:
         "source": source_fingerprint(P.data_params(raw).source),
         "weights": weights_fingerprint(P.model_params(raw).weights),
         "noise_labels": noise_labels_fingerprint(P.noise_params(raw).labels_file),
+        # The Keras backend embed and fine-tuning run on ($KERAS_BACKEND): another one reruns them.
+        "backend": {"kind": backend_name()},
     }
     for name, fingerprint in fingerprints.items():
         write_fingerprint(FINGERPRINTS_DIR / f"{name}.json", fingerprint)

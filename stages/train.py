@@ -31,6 +31,7 @@ import numpy as np
 from stages.lib import params as P
 from stages.lib.backbone import derived_seed
 from stages.lib.errors import UserError, run_stage
+from stages.lib.finetune.checkpoint import CHECKPOINTS_DIR
 from stages.lib.io import (
     LABELS_TABLE,
     atomic_dir,
@@ -147,6 +148,8 @@ def main(argv: list[str] | None = None) -> None:
     with atomic_dir(curves_dir(variant)) as staging:
         for metric, frame in mean_curves(histories).items():
             frame.to_csv(staging / f"{metric}.csv", index=False, lineterminator="\n")
+    # Fine-tuning's per-epoch checkpoints (a killed run resumes from them) are spent once the outputs exist.
+    shutil.rmtree(CHECKPOINTS_DIR / variant, ignore_errors=True)
 
 
 if __name__ == "__main__":

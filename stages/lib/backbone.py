@@ -9,31 +9,42 @@ from pathlib import Path
 
 import numpy as np
 
+from stages.lib.backend import backend_name, import_keras
 from stages.lib.errors import UserError, one_line
 from stages.lib.network import NetworkUnreachable, require_keras_weights_reachable
-from stages.lib.tf_import import import_tensorflow
 
 NOTOP_WEIGHTS_FILE = "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
 FEATURE_DIM = 2048
+# keras.applications.imagenet_utils (caffe mode): the ImageNet means of the blue, green and red channels.
+IMAGENET_BGR_MEANS = np.array([103.939, 116.779, 123.68], dtype=np.float32)
 
 
 def seed_everything(seed: int, deterministic: bool = True) -> None:
-    """Seed Python, NumPy and TensorFlow and make TF ops deterministic (same numbers run after run).
+    """Seed Python, NumPy and the Keras backend, and make its ops deterministic (same numbers run after run).
 
-    `deterministic=False` only seeds: for XLA-compiled training, which Keras itself will not combine
-    with op determinism (not every op has a deterministic XLA kernel).
+    Per backend: TensorFlow's op determinism; on torch, deterministic algorithms; on JAX, XLA's
+    deterministic GPU ops (set before JAX starts, by stages.lib.backend; XLA on a CPU is deterministic).
+    `deterministic=False` only seeds: for XLA-compiled training on TensorFlow, which Keras itself will not
+    combine with op determinism (not every op has a deterministic XLA kernel).
     """
-    if deterministic:
+    name = backend_name()
+    if deterministic and name == "tensorflow":
         os.environ.setdefault("TF_DETERMINISTIC_OPS", "1")
-    tf = import_tensorflow()
-    import keras
-
+    keras = import_keras()
     keras.utils.set_random_seed(seed)
     if not deterministic:
         return
-    # Raises once TF has initialised in this process; determinism is then already set (or cannot be).
-    with contextlib.suppress(RuntimeError):
-        tf.config.experimental.enable_op_determinism()
+    if name == "tensorflow":
+        import tensorflow as tf
+
+        # Raises once TF has initialised in this process; determinism is then already set (or cannot be).
+        with contextlib.suppress(RuntimeError):
+            tf.config.experimental.enable_op_determinism()
+    elif name == "torch":
+        import torch
+
+        torch.use_deterministic_algorithms(True, warn_only=True)  # warn, not fail, on an op without one
+        torch.backends.cudnn.benchmark = False
 
 
 def derived_seed(*parts: int) -> int:
@@ -66,8 +77,7 @@ def build_backbone(weights: str, image_size: int):
     """
     resolved = resolve_weights(weights)
     require_weights_reachable(weights)
-    import_tensorflow()
-    import keras
+    keras = import_keras()
 
     # Keras warns once per layer when a file does not match (a screenful), and for some mismatches
     # only warns, leaving those layers randomly initialised: either way the file does not fit.
@@ -117,7 +127,6 @@ def _weights_error(weights: str, cause: BaseException | Warning) -> UserError:
 
 
 def preprocess(images: np.ndarray) -> np.ndarray:
-    """Keras' own ResNet50 preprocessing (caffe mode: RGB→BGR, ImageNet means subtracted), on a copy."""
-    import keras
-
-    return keras.applications.resnet50.preprocess_input(np.array(images, dtype=np.float32, copy=True))
+    """ResNet50's preprocessing, as Keras' caffe-mode preprocess_input (RGB→BGR, ImageNet means subtracted),
+    in NumPy on a copy: the same numbers on every backend (Keras' own returns a backend tensor on JAX/torch)."""
+    return np.array(images, dtype=np.float32, copy=True)[..., ::-1] - IMAGENET_BGR_MEANS

@@ -644,7 +644,7 @@ def _mixed_precision(raw: dict[str, Any]) -> str:
         return "on" if value else "off"
     if value != "auto":
         raise UserError(
-            f"train.mixed_precision = {value!r}: must be auto (mixed_float16 where every GPU supports it), "
+            f"train.mixed_precision = {value!r}: must be auto (mixed precision where every GPU supports it), "
             "true or false"
         )
     return value

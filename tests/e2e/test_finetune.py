@@ -26,7 +26,8 @@ def test_repro_fine_tunes_every_variant_and_evaluate_scores_its_predictions(fine
     repo, output = fine_tuned
     assert ran_stages(output) == ALL_STAGES
     assert "embed: model.fine_tune is true: the train stage reads the images; no features computed" in output
-    assert output.count("fine-tuning ResNet50 on the images; devices: CPU (no GPU visible); one device; ") == 4
+    line = "fine-tuning ResNet50 on the images; backend tensorflow; devices: CPU (no GPU visible); one device; "
+    assert output.count(line) == 4
     assert "precision float32; XLA off" in output
     assert output.count("fine-tuning on 60 images: epoch 1 (with tracing)") == 4
     for split in ("train", "val", "test"):
@@ -42,9 +43,11 @@ def test_repro_fine_tunes_every_variant_and_evaluate_scores_its_predictions(fine
         assert np.all((scores >= 0) & (scores <= 1))
         assert metrics[variant]["seeds"] == 1
         assert metrics[variant]["accuracy"] == pytest.approx(np.mean((scores >= 0.5) == y_test))
-        assert (repo / f"metrics/train/{variant}/seed_0/plots/metrics/eval/accuracy.tsv").exists()
+        log = repo / f"metrics/train/{variant}/seed_0"
+        assert (log / "plots/metrics/test/accuracy.tsv").exists() and (log / "plots/metrics/train/loss.tsv").exists()
+        assert (log / "params.yaml").read_text() == "keras_backend: tensorflow\n"
         # select_epoch: val (the default): the epoch with the first best accuracy on the 20 validation labels.
-        logged = (repo / f"metrics/train/{variant}/seed_0/plots/metrics/validation/accuracy.tsv").read_text()
+        logged = (log / "plots/metrics/val/accuracy.tsv").read_text()
         accuracies = [float(line.split("\t")[-1]) for line in logged.splitlines()[1:]]
         assert len(accuracies) == 2
         assert metrics[variant]["epoch"] == accuracies.index(max(accuracies)) + 1

@@ -18,13 +18,25 @@ import keras
 import numpy as np
 
 from stages.lib.finetune.pipeline import image_pipeline
-from stages.lib.head import VALIDATION_ACCURACY_LOG
 from stages.lib.labels import num_outputs
 from stages.lib.losses import probabilities
 from stages.lib.metrics import predict_labels
 from stages.lib.params import RESNET50_BLOCKS
 
 _BLOCK_NAME = re.compile(r"^(conv\d_block\d+)_")
+
+# The names a user reads. Keras calls the numbers of fit's `validation_data` val_*, but that is the test set
+# here: test_* in the history and test/* in DVCLive; val_* are the validation set's (EpochSelection).
+# (Local to fine-tuning until stages.lib.head/training define the same names for heads: issue 18.)
+KERAS_TO_HISTORY = {"loss": "loss", "accuracy": "accuracy", "val_loss": "test_loss", "val_accuracy": "test_accuracy"}
+VAL_ACCURACY = "val_accuracy"
+LIVE_NAMES = {
+    "loss": "train/loss",
+    "accuracy": "train/accuracy",
+    "test_loss": "test/loss",
+    "test_accuracy": "test/accuracy",
+    VAL_ACCURACY: "val/accuracy",
+}
 
 
 def block_of(layer_name: str) -> str | None:
@@ -139,26 +151,57 @@ class TrainingClock(keras.callbacks.Callback):
 
 class EpochSelection(keras.callbacks.Callback):
     """After each epoch, the accuracy on the validation images' labels (the variant's own, noisy for a noisy
-    variant), logged to DVCLive as validation/accuracy (before DVCLiveCallback steps: list this first); with
-    `keep_best`, the weights of the first epoch with the best one, restored when training ends."""
+    variant); with `keep_best`, the weights of the first epoch with the best one, restored when training
+    ends. List it before EpochLog, which logs the accuracy. `accuracy` and `best_weights` may be given from
+    a checkpoint (a resumed run)."""
 
-    def __init__(self, images: np.ndarray, labels: np.ndarray, task: str, batch_size: int, live, keep_best: bool):
+    def __init__(
+        self,
+        images: np.ndarray,
+        labels: np.ndarray,
+        task: str,
+        batch_size: int,
+        keep_best: bool,
+        accuracy: list[float] | None = None,
+        best_weights: list[np.ndarray] | None = None,
+    ):
         super().__init__()
         self.images, self.labels, self.task, self.batch_size = images, labels, task, batch_size
-        self.live, self.keep_best = live, keep_best
-        self.accuracy: list[float] = []
-        self._best_weights = None
+        self.keep_best = keep_best
+        self.accuracy: list[float] = list(accuracy or [])
+        self.best_weights = best_weights
 
     def on_epoch_end(self, epoch, logs=None):
         scores = predict_scores(self.model, self.images, self.task, self.batch_size)
         self.accuracy.append(float(np.mean(predict_labels(scores, self.task) == self.labels)))
-        self.live.log_metric(VALIDATION_ACCURACY_LOG, self.accuracy[-1])
         if self.keep_best and self.accuracy[-1] > max(self.accuracy[:-1], default=-1.0):  # ties: the earliest
-            self._best_weights = self.model.get_weights()
+            self.best_weights = self.model.get_weights()
 
     def on_train_end(self, logs=None):
-        if self.keep_best and self._best_weights is not None:
-            self.model.set_weights(self._best_weights)
+        if self.keep_best and self.best_weights is not None:
+            self.model.set_weights(self.best_weights)
+
+
+class EpochLog(keras.callbacks.Callback):
+    """Each epoch's numbers under the names a user reads (KERAS_TO_HISTORY, LIVE_NAMES): kept in `history`,
+    logged to DVCLive (one step per epoch) and printed. The project's own stand-in for dvclive.keras'
+    callback, which imports TensorFlow. `history` may start from a checkpoint (a resumed run)."""
+
+    def __init__(self, live, epochs: int, selection: EpochSelection | None, history: dict | None = None):
+        super().__init__()
+        self.live, self.epochs, self.selection = live, epochs, selection
+        self.history: dict[str, list[float]] = {k: list(v) for k, v in (history or {}).items()}
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        values = {name: float(logs[key]) for key, name in KERAS_TO_HISTORY.items() if key in logs}  # in that order
+        if self.selection is not None:
+            values[VAL_ACCURACY] = self.selection.accuracy[-1]
+        for name, value in values.items():
+            self.history.setdefault(name, []).append(value)
+            self.live.log_metric(LIVE_NAMES[name], value)
+        self.live.next_step()
+        print(f"epoch {epoch + 1}/{self.epochs}: " + " ".join(f"{k} {v:.4f}" for k, v in values.items()), flush=True)
 
 
 def throughput(images: int, seconds: list[float]) -> str:

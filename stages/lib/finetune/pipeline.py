@@ -1,47 +1,47 @@
-"""The tf.data input pipeline for fine-tuning: prepared uint8 images in, preprocessed batches out.
+"""The fine-tuning input pipeline, the same on every Keras backend: prepared uint8 images in, preprocessed
+batches out, as a `keras.utils.PyDataset` over the decoded arrays (no tf.data: JAX and torch machines
+often have no TensorFlow).
 
-The images are read once from the (memory-mapped) .npy in file order and cached in memory; each epoch
-then reshuffles them with a seeded shuffle, optionally augments each image, batches, applies ResNet50's
-preprocessing and prefetches, so the accelerator never waits for the host. Every random choice is
-seeded: the same seed gives the same batches, epoch after epoch, run after run.
+The images are read once from the (memory-mapped) .npy into memory. Each epoch reshuffles them in an
+order drawn from (seed, epoch), optionally augments each batch from a NumPy generator seeded by
+(seed, epoch, batch), and applies ResNet50's preprocessing (stages.lib.backbone.preprocess). Every draw
+depends only on those numbers, not on which worker thread makes the batch or in which order: the same
+seed gives the same batches, epoch after epoch, run after run, backend after backend; and a run resumed
+at epoch e sees exactly the batches an uninterrupted one would. fit tells the dataset its epoch through
+`epoch_follower` (list that callback in every fit on a shuffled pipeline).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from stages.lib.backbone import preprocess
+
 # Light augmentation: shift by up to this fraction of the side (reflect-padded), and mirror left-right.
 SHIFT_FRACTION = 0.125
+# Host threads preparing batches ahead of the accelerator (NumPy releases the GIL in its array operations),
+# on TensorFlow. On JAX, with 4 threads, training came out different from the same batches fetched in
+# order (a 6 % different weight update in a 2-epoch test, measured; TensorFlow's matched): one thread
+# there until that is understood.
+WORKERS = {"tensorflow": 4}
 
 
-def _rows(images: np.ndarray):
-    """The images one by one, in file order (reads a memory-mapped array lazily, row by row)."""
-    for index in range(len(images)):
-        yield np.asarray(images[index])
-
-
-def augment_image(image, seed):
-    """Mirror left-right with probability 1/2, then shift by up to SHIFT_FRACTION of the side.
-
-    `image` is one (S, S, 3) uint8 image; `seed` a (2,) integer tensor (stateless ops: the same seed,
-    the same result, and no hidden state to serialise under op determinism).
-    """
-    import tensorflow as tf
-
-    flip_seed, shift_seed = tf.unstack(tf.random.experimental.stateless_split(seed, num=2))
-    image = tf.image.stateless_random_flip_left_right(image, seed=flip_seed)
-    size = image.shape[0]
+def augment_batch(images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Each image mirrored left-right with probability 1/2, then shifted by up to SHIFT_FRACTION of the
+    side in each direction (the padding reflects the image). `images`: B×S×S×3; a new array."""
+    count, size = len(images), images.shape[1]
     pad = max(1, round(size * SHIFT_FRACTION))
-    padded = tf.pad(image, [[pad, pad], [pad, pad], [0, 0]], mode="REFLECT")
-    return tf.image.stateless_random_crop(padded, size=image.shape, seed=shift_seed)
+    flips = rng.random(count) < 0.5
+    offsets = rng.integers(0, 2 * pad + 1, size=(count, 2))  # top-left corner of the crop in the padded image
+    images = np.where(flips[:, None, None, None], images[:, :, ::-1], images)
+    padded = np.pad(images, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="reflect")
+    return np.stack([padded[i, y : y + size, x : x + size] for i, (y, x) in enumerate(offsets)])
 
 
-def preprocess_batch(images):
-    """uint8 images → float32 in ResNet50's input convention (Keras' caffe-mode preprocess_input)."""
+def _py_dataset_base():
     import keras
-    import tensorflow as tf
 
-    return keras.applications.resnet50.preprocess_input(tf.cast(images, tf.float32))
+    return keras.utils.PyDataset
 
 
 def image_pipeline(
@@ -51,50 +51,65 @@ def image_pipeline(
     batch_size: int,
     shuffle_seed: int | None = None,
     augment: bool = False,
+    first_epoch: int = 0,
 ):
-    """A tf.data.Dataset of preprocessed image batches (with their targets, when given).
+    """A keras.utils.PyDataset of preprocessed float32 image batches (with their targets, when given).
 
-    `images`: N×S×S×3 uint8 (a memory-mapped .npy is fine: it is read once, then cached in memory).
+    `images`: N×S×S×3 uint8 (a memory-mapped .npy is fine: it is read into memory once).
     `targets`: N rows (e.g. (N, 1) floats or one-hot (N, K)), or None for prediction.
     `shuffle_seed`: None keeps file order (evaluation, prediction); an integer reshuffles every epoch,
-    in an order fixed by the seed. `augment` (training only) mirrors and shifts each image, with its own
-    seeded randomness per image and epoch.
+    in an order fixed by (seed, epoch). `augment` (training only) mirrors and shifts each image, drawn
+    from (seed, epoch, batch). `first_epoch`: the epoch (from 0) the first pass is, for a resumed run.
     """
-    import tensorflow as tf
-
-    count, size = len(images), images.shape[1]
+    count = len(images)
     if targets is not None and len(targets) != count:
         raise ValueError(f"{count} images but {len(targets)} targets")
     if augment and shuffle_seed is None:
         raise ValueError("augment needs a seed: pass shuffle_seed")
-    dataset = tf.data.Dataset.from_generator(
-        lambda: _rows(images), output_signature=tf.TensorSpec((size, size, 3), tf.uint8)
-    )
-    dataset = dataset.apply(tf.data.experimental.assert_cardinality(count)).cache()
-    if targets is not None:
-        labels = tf.data.Dataset.from_tensor_slices(np.asarray(targets, dtype=np.float32))
-        dataset = tf.data.Dataset.zip(dataset, labels)
-    if shuffle_seed is not None:
-        # The whole set fits the buffer: a uniform shuffle, different each epoch, the same run after run.
-        dataset = dataset.shuffle(count, seed=shuffle_seed, reshuffle_each_iteration=True)
-    if augment:
-        # Two draws per image and epoch (a stateless seed is a pair), rerandomised every epoch.
-        seeds = tf.data.Dataset.random(seed=shuffle_seed, rerandomize_each_iteration=True).batch(2)
-        dataset = tf.data.Dataset.zip(dataset, seeds).map(
-            lambda example, seed: _augment_example(example, seed), num_parallel_calls=tf.data.AUTOTUNE
-        )
-    dataset = dataset.batch(batch_size).map(_preprocess_example, num_parallel_calls=tf.data.AUTOTUNE)
-    return dataset.prefetch(tf.data.AUTOTUNE)
+
+    class ImageBatches(_py_dataset_base()):
+        def __init__(self) -> None:
+            import keras
+
+            super().__init__(workers=WORKERS.get(keras.backend.backend(), 1), use_multiprocessing=False)
+            self.images = np.ascontiguousarray(images)  # reads a memory-mapped file once
+            self.targets = None if targets is None else np.asarray(targets, dtype=np.float32)
+            self.order = self._order_of(first_epoch)
+
+        def _order_of(self, epoch: int) -> np.ndarray:
+            self.epoch = epoch
+            if shuffle_seed is None:
+                return np.arange(count)
+            return np.random.default_rng([shuffle_seed, epoch]).permutation(count)
+
+        def set_epoch(self, epoch: int) -> None:
+            """Draw the batches of `epoch` (from 0) from now on."""
+            self.order = self._order_of(epoch)
+
+        def __len__(self) -> int:
+            return -(-count // batch_size)
+
+        def __getitem__(self, index: int):
+            rows = self.order[index * batch_size : (index + 1) * batch_size]
+            batch = self.images[rows]
+            if augment:
+                batch = augment_batch(batch, np.random.default_rng([shuffle_seed, self.epoch, index]))
+            x = preprocess(batch)
+            return x if self.targets is None else (x, self.targets[rows])
+
+    return ImageBatches()
 
 
-def _augment_example(example, seed):
-    if isinstance(example, tuple):
-        image, target = example
-        return augment_image(image, seed), target
-    return augment_image(example, seed)
+def epoch_follower(batches):
+    """A Keras callback telling `batches` (an image_pipeline) which epoch fit is at, before each epoch.
 
+    fit passes the true epoch index (initial_epoch included). The dataset's own on_epoch_begin/end hooks
+    are no count of epochs: Keras also calls them when it resets an iterator, differently per backend.
+    """
+    import keras
 
-def _preprocess_example(*example):
-    if len(example) == 2:
-        return preprocess_batch(example[0]), example[1]
-    return preprocess_batch(example[0])
+    class FollowEpochs(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            batches.set_epoch(epoch)
+
+    return FollowEpochs()

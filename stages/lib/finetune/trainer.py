@@ -1,35 +1,51 @@
 """The fine-tuning trainer: ResNet50 itself (`model.trainable_blocks` of it) with the head, on the images,
-behind the trainer interface of stages.lib.training. On every visible GPU, in mixed precision where they
-support it (stages.lib.finetune.runtime); docs/fine-tuning.md has the details.
+behind the trainer interface of stages.lib.training. On the Keras backend of `KERAS_BACKEND`, on every
+visible GPU, in mixed precision where they support it (stages.lib.finetune.runtime); docs/fine-tuning.md
+has the details.
 """
 
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from stages.lib.backbone import build_backbone, seed_everything
+from stages.lib.backend import backend_name, import_keras
 from stages.lib.head import VALIDATION_ACCURACY
 from stages.lib.labels import MODEL_FILE
-from stages.lib.tf_import import import_tensorflow
 from stages.lib.training import Setup, Trained, Trainer
+
+# Recorded with each seed's DVCLive metrics (its params.yaml): which backend computed them.
+BACKEND_PARAM = "keras_backend"
+
+
+def as_training_history(history: dict[str, list[float]]) -> dict[str, list[float]]:
+    """The history under the names stages.lib.training reads on this branch (Keras' val_* for the test set,
+    validation_accuracy for the validation set). The user-facing names (test_*, val_*) are EpochLog's; this
+    renaming goes once stages.lib.training reads them too (issue 18)."""
+    from stages.lib.finetune.model import VAL_ACCURACY
+
+    renamed = {"test_loss": "val_loss", "test_accuracy": "val_accuracy", VAL_ACCURACY: VALIDATION_ACCURACY}
+    return {renamed.get(name, name): values for name, values in history.items()}
 
 
 def fine_tune_trainer(setup: Setup) -> Trainer:
-    """Loads TensorFlow, picks the devices and precision, and returns the trainer.
+    """Loads Keras on its backend, picks the devices and precision, and returns the trainer.
 
     Each model's backbone starts as the embed stage's would (`model.weights`; a random init is drawn from
     the global seed), its head from the trainer's `seed`, as in head mode.
     """
     images, val_images, test_images, test_y = setup.inputs, setup.val_inputs, setup.test_inputs, setup.test_y
     task, num_classes, loss, settings = setup.task, setup.num_classes, setup.loss, setup.settings
-    import_tensorflow()  # quietly, before anything else loads it
-    import keras
-    from dvclive.keras import DVCLiveCallback
+    keras = import_keras()  # on its backend (TensorFlow quietly), before anything else loads it
 
+    from stages.lib.finetune.checkpoint import checkpoint_callback, checkpoint_dir, load_checkpoint, relog, run_key
     from stages.lib.finetune.model import (
+        LIVE_NAMES,
+        EpochLog,
         EpochSelection,
         TrainingClock,
         accuracy_metric,
@@ -40,14 +56,15 @@ def fine_tune_trainer(setup: Setup) -> Trainer:
         set_trainable_blocks,
         throughput,
     )
-    from stages.lib.finetune.pipeline import image_pipeline
-    from stages.lib.finetune.runtime import apply_precision, distribution_strategy, select_runtime, visible_gpus
+    from stages.lib.finetune.pipeline import epoch_follower, image_pipeline
+    from stages.lib.finetune.runtime import apply_precision, distribution_scope, select_runtime, visible_gpus
     from stages.lib.losses import make_loss
 
-    runtime = select_runtime(settings.mixed_precision, settings.xla, settings.batch_size, visible_gpus())
-    strategy = distribution_strategy(runtime)
+    backend = backend_name()
+    runtime = select_runtime(settings.mixed_precision, settings.xla, settings.batch_size, visible_gpus(), backend)
     print(f"train {setup.variant}: fine-tuning ResNet50 on the images; {runtime.describe()}", file=sys.stderr)
-    deterministic = not runtime.xla
+    # TensorFlow will not combine XLA with op determinism; on JAX, XLA is always on and deterministic.
+    deterministic = not (runtime.xla and backend == "tensorflow")
 
     def train(
         y: np.ndarray, seed: int, live: Any, transition: np.ndarray | None = None, val_y: np.ndarray | None = None
@@ -55,12 +72,12 @@ def fine_tune_trainer(setup: Setup) -> Trainer:
         keras.backend.clear_session()  # the previous seed's model and graphs
         apply_precision(runtime)
         seed_everything(setup.seed, deterministic)
-        with strategy.scope():
+        with distribution_scope(runtime):
             backbone = build_backbone(setup.model.weights, image_size=images.shape[1])
         # The head standardises the untrained backbone's features, as in head mode.
         start_features = backbone_features(backbone, images, settings.batch_size)
         seed_everything(seed, deterministic)
-        with strategy.scope():
+        with distribution_scope(runtime):
             set_trainable_blocks(backbone, setup.model.trainable_blocks)
             model = build_fine_tune_model(backbone, build_head(start_features, task, num_classes))
             model.compile(
@@ -69,27 +86,52 @@ def fine_tune_trainer(setup: Setup) -> Trainer:
                 metrics=[accuracy_metric(task)],
                 jit_compile=runtime.xla,
             )
+        live.log_param(BACKEND_PARAM, backend)
+        # A killed run's last finished epoch, if everything that decides the run is the same.
+        folder = checkpoint_dir(setup.variant, Path(live.dir).name)
+        key = run_key(backend, runtime, setup.model, settings, loss, seed, y, val_y, transition, images, test_images)
+        resumed = load_checkpoint(folder, key, model)
+        if resumed.epochs_done:
+            print(f"train {setup.variant}: resuming after epoch {resumed.epochs_done} ({folder})", file=sys.stderr)
+            relog(live, resumed.epochs_done, resumed.history, LIVE_NAMES)
         clock = TrainingClock()
-        callbacks = [clock]
+        callbacks: list[Any] = [clock]
         selection = None
         if val_y is not None and len(val_y):
             # Per epoch, accuracy on the validation labels; with select_epoch: val, the best epoch's weights kept.
             val_labels = val_y[:, 0].astype(np.int64) if task == "binary" else val_y.argmax(axis=1)
             keep_best = settings.select_epoch == "val"
-            selection = EpochSelection(val_images, val_labels, task, settings.batch_size, live, keep_best)
+            selection = EpochSelection(
+                val_images, val_labels, task, settings.batch_size, keep_best, resumed.val_accuracy, resumed.best_weights
+            )
             callbacks.append(selection)
-        history = model.fit(
-            image_pipeline(images, y, batch_size=settings.batch_size, shuffle_seed=seed, augment=settings.augment),
+        epoch_log = EpochLog(live, settings.epochs, selection, resumed.history)
+        batches = image_pipeline(
+            images,
+            y,
+            batch_size=settings.batch_size,
+            shuffle_seed=seed,
+            augment=settings.augment,
+            first_epoch=resumed.epochs_done,
+        )
+        model.fit(
+            batches,
+            initial_epoch=resumed.epochs_done,
             epochs=settings.epochs,
             validation_data=image_pipeline(test_images, test_y, batch_size=settings.batch_size),
-            callbacks=[*callbacks, DVCLiveCallback(live=live)],
-            shuffle=False,  # ignored for a tf.data input (the pipeline shuffles); False silences Keras' warning
-            verbose=2,
+            callbacks=[
+                epoch_follower(batches),
+                *callbacks,
+                epoch_log,
+                checkpoint_callback(folder, key, epoch_log, selection),
+            ],
+            shuffle=False,  # the pipeline shuffles, by (seed, epoch); Keras' own would reorder its batches at random
+            verbose=0,  # EpochLog prints each epoch under the project's names
         )
-        print(f"fine-tuning on {len(images)} images: {throughput(len(images), clock.seconds)}", file=sys.stderr)
+        if clock.seconds:
+            print(f"fine-tuning on {len(images)} images: {throughput(len(images), clock.seconds)}", file=sys.stderr)
         scores = predict_scores(model, test_images, task, settings.batch_size)
-        if selection is not None:
-            history.history[VALIDATION_ACCURACY] = selection.accuracy
-        return Trained.selected(scores, history.history, model.save, MODEL_FILE, settings.select_epoch)
+        history = as_training_history(epoch_log.history)
+        return Trained.selected(scores, history, model.save, MODEL_FILE, settings.select_epoch)
 
     return train

@@ -1,11 +1,12 @@
-"""The fine-tuning input pipeline: order fixed by the seed, batch shapes, preprocessing, augmentation."""
+"""The fine-tuning input pipeline (a PyDataset, NumPy only): order fixed by the seed, batch shapes, preprocessing,
+augmentation, resuming at an epoch."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from stages.lib.finetune.pipeline import image_pipeline
+from stages.lib.finetune.pipeline import epoch_follower, image_pipeline
 
 keras = pytest.importorskip("keras")
 
@@ -27,11 +28,14 @@ def random_images(count: int, size: int = 32, seed: int = 0) -> np.ndarray:
 
 
 def epoch(dataset) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The next epoch's batches (the pipeline told its epoch, as epoch_follower does in fit)."""
+    dataset.set_epoch(getattr(dataset, "_epochs_read", dataset.epoch - 1) + 1)
+    dataset._epochs_read = dataset.epoch
     return [(np.asarray(x), np.asarray(y)) for x, y in dataset]
 
 
 def order(dataset) -> list[int]:
-    return [int(i) for _, y in dataset for i in np.asarray(y).ravel()]
+    return [int(i) for _, y in epoch(dataset) for i in y.ravel()]
 
 
 def caffe(images: np.ndarray) -> np.ndarray:
@@ -107,6 +111,38 @@ def test_augmented_images_are_shifted_copies_not_new_pixels() -> None:
                 if np.allclose(inner, window, atol=1e-4):
                     return
     pytest.fail("the augmented image is not a flipped/shifted copy of the original")
+
+
+def test_a_pipeline_resumed_at_an_epoch_gives_that_epochs_batches() -> None:
+    images, targets = random_images(12), np.arange(12, dtype=np.float32).reshape(-1, 1)
+    uninterrupted = image_pipeline(images, targets, batch_size=5, shuffle_seed=4, augment=True)
+    epochs = [epoch(uninterrupted) for _ in range(3)]
+    resumed = epoch(image_pipeline(images, targets, batch_size=5, shuffle_seed=4, augment=True, first_epoch=2))
+    for (x, y), (x_resumed, y_resumed) in zip(epochs[2], resumed, strict=True):
+        np.testing.assert_array_equal(y, y_resumed)
+        np.testing.assert_array_equal(x, x_resumed)
+
+
+def test_fit_trains_on_the_seeded_order_through_its_worker_threads() -> None:
+    """Keras fetches batches in worker threads (and would reorder them unless fit's shuffle is False): the
+    images the model is fed, batch by batch, are those of the (seed, epoch) order."""
+    images, targets = numbered_images(12), np.arange(12, dtype=np.float32).reshape(-1, 1)
+    fed: list[int] = []
+
+    class Recorder(keras.layers.Layer):  # eager: sees the actual training batches
+        def call(self, x, training=False):
+            if training:
+                fed.extend(image_number(np.asarray(x)).tolist())
+            return keras.ops.mean(x, axis=(1, 2, 3))[:, None]
+
+    inputs = keras.Input((32, 32, 3))
+    model = keras.Model(inputs, keras.layers.Dense(1)(Recorder()(inputs)))
+    model.compile(optimizer="sgd", loss="mse", run_eagerly=True)
+    expected = image_pipeline(images, targets, batch_size=4, shuffle_seed=9)
+    orders = [order(expected) for _ in range(2)]
+    batches = image_pipeline(images, targets, batch_size=4, shuffle_seed=9)
+    model.fit(batches, epochs=2, callbacks=[epoch_follower(batches)], shuffle=False, verbose=0)
+    assert fed == orders[0] + orders[1]
 
 
 def test_bad_arguments_are_refused() -> None:

@@ -1,0 +1,66 @@
+"""A fine-tuning run killed mid-way resumes from its last finished epoch on the next `dvc repro`, and ends
+with the same model as an uninterrupted run (stages/lib/finetune/checkpoint.py)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from tests.project import dvc, make_project, tool_env
+
+PARAMS = {
+    "model": {"fine_tune": True, "trainable_blocks": 1},
+    "train": {"losses": ["bce"], "epochs": 3, "seeds": [0], "augment": True, "select_epoch": "last"},
+}
+STAGE = "train@bce-clean"
+STATE = Path("checkpoints/bce-clean/seed_0/state.json")
+
+
+def kill_after_first_epoch(repo: Path) -> None:
+    """Run the stage and kill it (its whole process group, as a lost node would) once epoch 1 is saved."""
+    command = [sys.executable, "-m", "dvc", "repro", STAGE]
+    process = subprocess.Popen(command, cwd=repo, env=tool_env(), start_new_session=True, stdout=subprocess.DEVNULL)
+    deadline = time.monotonic() + 600
+    try:
+        while time.monotonic() < deadline and process.poll() is None:
+            try:
+                if json.loads((repo / STATE).read_text())["epochs_done"] >= 1:
+                    break
+            except (OSError, ValueError, KeyError):
+                pass
+            time.sleep(0.2)
+        assert process.poll() is None, "the stage ended before it could be killed"
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+def test_a_killed_fine_tuning_run_resumes_and_ends_as_an_uninterrupted_one(tmp_path: Path, flower_folder: Path) -> None:
+    repo = make_project(tmp_path / "project", flower_folder, PARAMS)
+    kill_after_first_epoch(repo)
+    assert json.loads((repo / STATE).read_text())["epochs_done"] in (1, 2)
+    assert not (repo / "models/bce-clean").exists()  # nothing half-written
+
+    resumed = dvc(repo, "repro", STAGE)
+    output = resumed.stdout + resumed.stderr
+    assert "train bce-clean: resuming after epoch " in output
+    assert not (repo / "checkpoints/bce-clean").exists()  # spent once the outputs are written
+    log = repo / "metrics/train/bce-clean/seed_0/plots/metrics"
+    for name in ("train/loss", "test/accuracy", "val/accuracy"):
+        steps = [line.split("\t")[0] for line in (log / f"{name}.tsv").read_text().splitlines()[1:]]
+        assert steps == ["0", "1", "2"], name  # every epoch logged once, the resumed ones included
+    resumed_scores = np.load(repo / "models/bce-clean/test_scores_seed_0.npy")
+    resumed_loss = (log / "train/loss.tsv").read_text().splitlines()[1:]
+
+    dvc(repo, "repro", "--force", "--single-item", STAGE)  # uninterrupted, from scratch
+    np.testing.assert_allclose(np.load(repo / "models/bce-clean/test_scores_seed_0.npy"), resumed_scores, atol=1e-6)
+    uninterrupted_loss = (log / "train/loss.tsv").read_text().splitlines()[1:]
+    values = [[float(line.split("\t")[-1]) for line in lines] for lines in (resumed_loss, uninterrupted_loss)]
+    np.testing.assert_allclose(values[0], values[1], rtol=1e-6)
