@@ -37,10 +37,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from stages.lib import params as P
-from stages.lib.backbone import derived_seed
 from stages.lib.comparisons import compare_variants
 from stages.lib.labels import targets
 from stages.lib.noise import corrupt_labels
+from stages.lib.seeds import derived_seed
 from stages.lib.training import Setup, head_trainer
 
 POSITIVE_SHARE = 0.19

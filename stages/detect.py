@@ -28,7 +28,6 @@ import numpy as np
 import pandas as pd
 
 from stages.lib import params as P
-from stages.lib.backbone import derived_seed
 from stages.lib.detection import (
     Issues,
     OutOfSample,
@@ -64,6 +63,7 @@ from stages.lib.labels import (
     variant_name,
 )
 from stages.lib.noise import transition_matrix
+from stages.lib.seeds import derived_seed
 
 DETECTION_METRICS = METRICS_DIR / "detection.json"
 MEAN_KEYS = (

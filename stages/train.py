@@ -29,7 +29,6 @@ from pathlib import Path
 import numpy as np
 
 from stages.lib import params as P
-from stages.lib.backbone import derived_seed
 from stages.lib.errors import UserError, run_stage
 from stages.lib.finetune.checkpoint import CHECKPOINTS_DIR
 from stages.lib.io import (
@@ -55,6 +54,7 @@ from stages.lib.labels import (
     variant_name,
 )
 from stages.lib.seed_labels import seed_labels
+from stages.lib.seeds import derived_seed
 from stages.lib.training import Setup, head_trainer, live_log, mean_curves
 
 

@@ -1,4 +1,5 @@
-"""The ResNet50 backbone, its weights and its input preprocessing; plus seeding for reproducible runs."""
+"""The ResNet50 backbone, its weights and its input preprocessing; plus seeding the Keras backend for
+reproducible runs (the seeds themselves: stages.lib.seeds)."""
 
 from __future__ import annotations
 
@@ -45,11 +46,6 @@ def seed_everything(seed: int, deterministic: bool = True) -> None:
 
         torch.use_deterministic_algorithms(True, warn_only=True)  # warn, not fail, on an op without one
         torch.backends.cudnn.benchmark = False
-
-
-def derived_seed(*parts: int) -> int:
-    """A 31-bit seed that depends on every part (e.g. the global seed and a repeat seed)."""
-    return int(np.random.SeedSequence(list(parts)).generate_state(1)[0] & 0x7FFFFFFF)
 
 
 def resolve_weights(weights: str) -> str | None:

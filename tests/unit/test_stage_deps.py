@@ -99,3 +99,13 @@ def test_embed_does_not_run_the_heads_losses_or_the_report() -> None:
     files = {str(path.relative_to(ROOT)) for path in closure("stages.embed")}
     assert not files & {"stages/lib/losses.py", "stages/lib/head.py", "stages/lib/comparisons.py"}
     assert not any(f.startswith("stages/lib/report/") or f == "report.py" for f in files)
+
+
+@pytest.mark.parametrize("name", list(DVC_YAML["stages"]))
+def test_no_stage_depends_on_project_code_it_does_not_run(name: str) -> None:
+    """The other half of "only what changed reruns": an edit to code a stage never runs reruns nothing."""
+    stage = DVC_YAML["stages"][name]
+    files = {str(path.relative_to(ROOT)) for module in command_modules(stage) for path in closure(module)}
+    code = [str(dep).rstrip("/") for dep in stage["deps"] if str(dep).startswith(("stages", "report"))]
+    extra = [dep for dep in code if not any(f == dep or f.startswith(dep + "/") for f in files)]
+    assert extra == [], f"{name} depends on code it does not run"
