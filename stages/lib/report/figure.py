@@ -49,10 +49,18 @@ def draw_noise_curves(sweeps: list[Sweep], path: Path | str) -> None:
     # One colour per loss across every sweep, so a loss looks the same in every panel.
     losses = list(dict.fromkeys(_loss_of(name) for sweep in sweeps for name in variants(sweep)))
     colours = {loss: plt.get_cmap("tab10")(i % 10) for i, loss in enumerate(losses)}
+    # `noise` is not the fraction flipped under every noise model: x is what was realised where it differs.
+    flip_rates = [realised_flip_rates(sweep) for sweep in sweeps]
+    # The x-axis covers the swept range (of what is drawn on it), not all of [0, 1].
+    drawn = [
+        x
+        for sweep, flips in zip(sweeps, flip_rates, strict=True)
+        for x in (sweep.noise_levels if flips is None else flips)
+    ]
+    drawn = [float(x) for x in drawn if np.isfinite(x)]
+    low, high = (min(drawn), max(drawn)) if drawn else (0.0, 1.0)
     for row, sweep in enumerate(sweeps):
-        names = variants(sweep)
-        # `noise` is not the fraction flipped under every noise model: x is what was realised where it differs.
-        flips = realised_flip_rates(sweep)
+        names, flips = variants(sweep), flip_rates[row]
         for column, metric in enumerate(FIGURE_METRICS):
             axis = axes[row][column]
             for name in names:
@@ -73,7 +81,7 @@ def draw_noise_curves(sweeps: list[Sweep], path: Path | str) -> None:
                 )
             axis.set_xlabel(NOISE_LABEL if flips is None else FLIP_LABEL)
             axis.set_ylabel(METRIC_TITLES[metric] + " (test set, true labels)")
-            axis.set_xlim(-0.02, 1.02)
+            axis.set_xlim(low - 0.02, high + 0.02)
             axis.grid(alpha=0.3)
             title = METRIC_TITLES[metric]
             if len(sweeps) > 1:
@@ -87,8 +95,10 @@ def draw_noise_curves(sweeps: list[Sweep], path: Path | str) -> None:
     figure.legend(legend.values(), legend.keys(), loc="lower center", ncol=min(len(legend), 6), fontsize=9)
     seeds = max(sweep.seeds for sweep in sweeps)
     band = f"bands: ± 1 standard deviation over {seeds} seeds" if seeds > 1 else "one seed: no bands"
+    pruned = ", dash-dot: pruned" if any(name.endswith("-pruned") for name in legend) else ""
     figure.suptitle(
-        f"Label noise vs. loss — solid: noisy labels, dash-dot: pruned, dashed: clean-label controls; {band}",
+        f"Label noise vs. loss on {_data_and_backbone(sweeps)} — solid: noisy labels{pruned}, dashed: "
+        f"clean-label controls; {band}",
         fontsize=11,
     )
     legend_rows = -(-len(legend) // 6)
@@ -96,6 +106,23 @@ def draw_noise_curves(sweeps: list[Sweep], path: Path | str) -> None:
     with atomic_path(path) as tmp:
         figure.savefig(tmp, format="png", dpi=130)
     plt.close(figure)
+
+
+def _data_and_backbone(sweeps: list[Sweep]) -> str:
+    """What the figure measured: the data (tf_flowers or the source folder's name) and ResNet50's weights."""
+
+    def names(param: str) -> list[str]:
+        found = []
+        for sweep in sweeps:
+            value = sweep.config.get(param)
+            for item in value if isinstance(value, list) else [value]:
+                found.append(str(item))
+        return list(dict.fromkeys(found))
+
+    data = [("tf_flowers" if s == "tfds" else Path(s).name or s) for s in names("data.source")]
+    weights = {"imagenet": "ImageNet weights", "none": "random init"}
+    backbone = [weights.get(w.lower(), Path(w).name) for w in names("model.weights")]
+    return f"{', '.join(data) or '?'}, ResNet50 ({', '.join(backbone) or '?'})"
 
 
 def _on_x(values: Curve, flips: np.ndarray | None) -> Curve:
