@@ -9,9 +9,13 @@ import json
 import re
 import sys
 
+import yaml
+
 from tests.project import PROJECT_ROOT, run
 
 RATIO = re.compile(r"([a-z/-]+)=(\d+\.\d\d)")
+# The defaults protocol repeats what params.yaml repeats.
+REPEATS = len(yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())["train"]["seeds"])
 
 
 def ratios(output: str) -> dict[str, float]:
@@ -36,11 +40,11 @@ def test_speed_benchmark_times_all_three_methods_and_ends_with_the_ratios(tmp_pa
     # Both protocols, each its own study: heads = losses × (1 + levels) × repeats.
     assert "ours, like-for-like (the notebook's protocol: 1 repeat, 5 epochs, no validation set):" in lines
     assert (
-        "ours, defaults (the project's defaults: 5 repeats, 100 epochs, the epoch chosen on 10 validation images, "
-        "50 training images):" in lines
+        f"ours, defaults (the project's defaults: {REPEATS} repeats, 100 epochs, the epoch chosen on 10 validation "
+        "images, 50 training images):" in lines
     )
     assert re.search(r"^  the study through DVC \(4 heads\): \d+\.\d s$", result.stdout, re.M)
-    assert re.search(r"^  the study through DVC \(20 heads\): \d+\.\d s$", result.stdout, re.M)
+    assert re.search(rf"^  the study through DVC \({4 * REPEATS} heads\): \d+\.\d s$", result.stdout, re.M)
     assert len(re.findall(r"^  dvc repro \(noise=0\.5\): \d+\.\d s$", result.stdout, re.M)) == 2
     # Two of the three models timed, the figure scaled to three, and the output says so.
     seed = re.search(
@@ -57,7 +61,7 @@ def test_speed_benchmark_times_all_three_methods_and_ends_with_the_ratios(tmp_pa
     assert list(found) == ["seed/like-for-like", "like-for-like/floor", "defaults/floor"]
     assert all(ratio > 0 for ratio in found.values())
     # Our pipeline really ran, each protocol as it says: the studies' metrics are in the projects it built.
-    for protocol, seeds, val_size in (("like-for-like", 1, 0), ("defaults", 5, 10)):
+    for protocol, seeds, val_size in (("like-for-like", 1, 0), ("defaults", REPEATS, 10)):
         project = tmp_path / f"work/project-{protocol}"
         per_seed = json.loads((project / "metrics/per_seed.json").read_text())
         assert len(per_seed["bce-noisy"]) == seeds, per_seed
