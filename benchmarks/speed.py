@@ -23,7 +23,7 @@
 All three use the same images, the same ResNet50 (`--weights`: none, a random init, computes exactly what
 ImageNet weights do) and the same batch size; the seed's method and like-for-like the same train/test split
 (the subsample stage's, with `--train-size` training images; by default 6 of 7, the seed's 600 training /
-100 test proportion). Without `--source`, synthetic flower_photos-style JPEGs (tests/synthetic.py) of
+100 test proportion). Without `--source`, synthetic flower_photos-style JPEGs (toolkit/synthetic.py) of
 `--source-size` pixels are generated first. Only the timed parts count; generating, copying and decoding
 the images for the floor do not. The last line printed is
 `ratios: seed/like-for-like=X like-for-like/floor=Y defaults/floor=Z` (the parts that ran).
@@ -145,7 +145,7 @@ def pick_images(source: Path, count: int, target: Path) -> Path:
 
 
 def synthetic_images(count: int, size: int, target: Path) -> Path:
-    from tests.synthetic import CLASS_COLOURS, make_flower_folder
+    from toolkit.synthetic import CLASS_COLOURS, make_flower_folder
 
     per_class = -(-count // len(CLASS_COLOURS))  # enough for a stratified sample of `count`
     return make_flower_folder(target, per_class=per_class, size=size, seed=SEED)
@@ -293,7 +293,7 @@ def protocol(name: str, args: argparse.Namespace, images: int, train_size: int) 
 def exp_run(project: Path, noise: float, train: dict) -> float:
     """Seconds of one `dvc exp run` at this noise level with these repeats and losses (set every time: -S
     changes persist in the workspace)."""
-    from tests.project import dvc
+    from toolkit.project import dvc
 
     seeds, losses = ",".join(map(str, train["seeds"])), ",".join(train["losses"])
     started = time.perf_counter()
@@ -303,7 +303,7 @@ def exp_run(project: Path, noise: float, train: dict) -> float:
 
 def time_our_pipeline(images: Path, project: Path, study: Protocol, levels: list[float]) -> list[tuple[str, float]]:
     """(step, seconds) of the whole study through DVC, from a fresh repo with an empty cache."""
-    from tests.project import dvc, make_project, run
+    from toolkit.project import dvc, make_project, run
 
     make_project(project, images, study.params | {"noise": levels[0]})
     steps = []

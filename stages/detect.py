@@ -96,8 +96,8 @@ def main() -> None:
     # train.select_score: corrected_estimated corrects each noisy or pruned variant's selection score with
     # the estimated T of the noisy labels (the validation labels are drawn like the training pool's).
     validation_needed = P.SELECT_SCORE_TRANSITIONS[settings.select_score] == "estimated"
-    table, report = read_prepared(task)
-    num_classes = len(label_names(report))
+    table, summary = read_prepared(task)
+    num_classes = len(label_names(summary))
     train_ids = table.loc[table["split"] == "train", "id"].to_numpy()
     true_labels = table.loc[table["split"] == "train", "label"].to_numpy(dtype=np.int64)
     noisy_table = read_csv(label_file("noisy"))
@@ -188,7 +188,7 @@ def main() -> None:
         "method": "cleanlab find_label_issues, prune_by_noise_rate; score = 1 - self-confidence",
         "baseline": "small-loss: -log p(given label), the same out-of-sample probabilities; flags the top as many",
         "folds": folds,
-        "label_names": label_names(report),
+        "label_names": label_names(summary),
         "noisy": {**mean_over_seeds(noisy_seeds, MEAN_KEYS), "seeds": noisy_seeds},
         "clean": {**mean_over_seeds(clean_seeds, ("false_flag_rate", "estimated_noise_rate")), "seeds": clean_seeds},
     }

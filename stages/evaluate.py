@@ -131,8 +131,8 @@ def plot_tables(
 def main() -> None:
     raw = P.load_checked_params()
     settings, task = P.train_params(raw), P.task(raw)
-    table, report = read_prepared(task)
-    names = label_names(report)
+    table, summary = read_prepared(task)
+    names = label_names(summary)
     y_true = table.loc[table["split"] == "test", "label"].to_numpy(dtype=np.int64)
     train_labels = table.loc[table["split"] == "train", "label"].to_numpy(dtype=np.int64)
 

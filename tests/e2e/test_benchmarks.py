@@ -11,7 +11,7 @@ import sys
 
 import yaml
 
-from tests.project import PROJECT_ROOT, run
+from toolkit.project import PROJECT_ROOT, run
 
 RATIO = re.compile(r"([a-z/-]+)=(\d+\.\d\d)")
 # The defaults protocol repeats what params.yaml repeats.
@@ -65,7 +65,7 @@ def test_speed_benchmark_times_all_three_methods_and_ends_with_the_ratios(tmp_pa
         project = tmp_path / f"work/project-{protocol}"
         per_seed = json.loads((project / "metrics/per_seed.json").read_text())
         assert len(per_seed["bce-noisy"]) == seeds, per_seed
-        report = json.loads((project / "data/prepared/report.json").read_text())
+        report = json.loads((project / "data/prepared/summary.json").read_text())
         assert report["positive_class"] == "roses"
         assert report["split"]["val"]["images"] == val_size, report["split"]
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import yaml
 
-from tests.project import PROJECT_ROOT, make_project, ran_stages, run, tool_env, write_params
+from toolkit.project import PROJECT_ROOT, make_project, ran_stages, run, tool_env, write_params
 
 pytest.importorskip("jax", reason="the JAX backend is not installed (requirements-dev.txt pins it)")
 

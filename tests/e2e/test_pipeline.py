@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from tests.project import ALL_STAGES, PROJECT_ROOT, VARIANTS, dvc, make_project, ran_stages, run, status_is_clean
+from toolkit.project import ALL_STAGES, PROJECT_ROOT, VARIANTS, dvc, make_project, ran_stages, run, status_is_clean
 
 PARAMS = PROJECT_ROOT / "params.yaml"
 TUNED_L2 = {loss: entry["l2"] for loss, entry in yaml.safe_load(PARAMS.read_text())["train"]["tune"].items()}
@@ -120,7 +120,7 @@ def test_repro_runs_every_stage_and_writes_metrics(reproduced: tuple[Path, str])
         assert (repo / f"models/{variant}/seed_0.npz").exists()
         assert (repo / f"metrics/train/{variant}/seed_1/plots/metrics/test/accuracy.tsv").exists()
         assert (repo / f"metrics/plots/confusion/{variant}.csv").exists()
-    assert (repo / "data/prepared/report.json").exists()
+    assert (repo / "data/prepared/summary.json").exists()
 
 
 def test_second_repro_runs_nothing(reproduced: tuple[Path, str]) -> None:
