@@ -68,8 +68,8 @@ def devices() -> list[str]:
 
 
 def make_study(workdir: Path, args: argparse.Namespace) -> Path:
-    from tests.project import make_project
-    from tests.synthetic import CLASS_COLOURS, make_flower_folder
+    from toolkit.project import make_project
+    from toolkit.synthetic import CLASS_COLOURS, make_flower_folder
 
     per_class = -(-args.images // len(CLASS_COLOURS))
     images = make_flower_folder(workdir / "flower_photos", per_class=per_class, size=max(args.image_size, 256))
@@ -95,7 +95,7 @@ def make_study(workdir: Path, args: argparse.Namespace) -> Path:
 
 
 def dvc_logged(repo: Path, *args: str) -> tuple[str, float]:
-    from tests.project import dvc
+    from toolkit.project import dvc
 
     started = time.perf_counter()
     result = dvc(repo, *args)
@@ -104,7 +104,7 @@ def dvc_logged(repo: Path, *args: str) -> tuple[str, float]:
 
 def commit(repo: Path) -> None:
     """`dvc exp run` starts from the last commit: commit the head-mode run as the baseline."""
-    from tests.project import run
+    from toolkit.project import run
 
     run(repo, "git", "add", "-A")
     run(repo, "git", "commit", "-qm", "baseline: heads on cached features")

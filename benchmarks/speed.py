@@ -1,18 +1,18 @@
-"""How fast is the study? The seed's method, our pipeline and the floor, timed on the same images.
+"""How fast is the study? The notebook's method, our pipeline and the floor, timed on the same images.
 
     python benchmarks/speed.py [--source FOLDER] [--positive-class C] [--images N] [--image-size S]
-                               [--train-size T] [--seed-models N] [--skip-seed-method]
+                               [--train-size T] [--notebook-models N] [--skip-notebook-method]
                                [--protocols like-for-like defaults] [--scaling [--scaling-images M]]
 
-1. The seed's method: its 11 models (a clean control, then BCE and L1 at each noise level), each a
+1. The notebook's method: its 11 models (a clean control, then BCE and L1 at each noise level), each a
    Keras model = frozen ResNet50 + sigmoid head trained with model.fit for 5 epochs on a tf.data pipeline
    that reads, decodes and resizes the JPEGs every epoch (no caching), then evaluated on the test images.
-   Every model costs the same (same images, epochs and network), so `--seed-models N` times N of them and
-   reports the 11-model figure as measured × 11 / N; `--skip-seed-method` times only ours and the floor.
+   Every model costs the same (same images, epochs and network), so `--notebook-models N` times N of them and
+   reports the 11-model figure as measured × 11 / N; `--skip-notebook-method` times only ours and the floor.
 2. Our pipeline, from an empty DVC cache in a fresh repo per protocol: `dvc repro` at the first noise level
    (subsample and embed once, every head), then `dvc exp run -S noise=…` for each other level (the noisy
-   heads). Two protocols (`--protocols`): `like-for-like`, the seed's (one repeat, its epochs, no
-   validation set, the last epoch's model: 12 heads, the seed's 11 and an L1 control), and `defaults`,
+   heads). Two protocols (`--protocols`): `like-for-like`, the notebook's (one repeat, its epochs, no
+   validation set, the last epoch's model: 12 heads, the notebook's 11 and an L1 control), and `defaults`,
    params.yaml's (5 repeats, 100 epochs, the epoch chosen on a noisy validation set; the split's sizes
    scaled to --images as tf_flowers' 3,670 are split: 600 training, 300 validation). Both run every stage,
    detection and the paired comparisons included. `--scaling` then times, per protocol, what one more noise
@@ -21,12 +21,12 @@
    Any method must compute at least this; no pipeline can do the study with less.
 
 All three use the same images, the same ResNet50 (`--weights`: none, a random init, computes exactly what
-ImageNet weights do) and the same batch size; the seed's method and like-for-like the same train/test split
-(the subsample stage's, with `--train-size` training images; by default 6 of 7, the seed's 600 training /
-100 test proportion). Without `--source`, synthetic flower_photos-style JPEGs (tests/synthetic.py) of
+ImageNet weights do) and the same batch size; the notebook's method and like-for-like the same train/test split
+(the subsample stage's, with `--train-size` training images; by default 6 of 7, the notebook's 600 training /
+100 test proportion). Without `--source`, synthetic flower_photos-style JPEGs (toolkit/synthetic.py) of
 `--source-size` pixels are generated first. Only the timed parts count; generating, copying and decoding
 the images for the floor do not. The last line printed is
-`ratios: seed/like-for-like=X like-for-like/floor=Y defaults/floor=Z` (the parts that ran).
+`ratios: notebook/like-for-like=X like-for-like/floor=Y defaults/floor=Z` (the parts that ran).
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ LIKE_FOR_LIKE, DEFAULTS_PROTOCOL = "like-for-like", "defaults"
 # labels of each class in the training pool (25 training images, 5 positives, failed at noise 0.1).
 MIN_SIZES = {"train_size": 50, "val_size": 10}
 LOSSES = ("bce", "l1")
-NOISE_LEVELS = (0.1, 0.3, 0.5, 0.7, 0.9)  # the seed's study
+NOISE_LEVELS = (0.1, 0.3, 0.5, 0.7, 0.9)  # the notebook's study
 SEED = 0
 
 
@@ -70,18 +70,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help=f"the class folder that is the positive label (default: {DEFAULT_POSITIVE_CLASS})",
     )
     parser.add_argument(
-        "--seed-models",
+        "--notebook-models",
         type=int,
-        help="time only this many of the seed's models and scale to all of them (default: all)",
+        help="time only this many of the notebook's models and scale to all of them (default: all)",
     )
     parser.add_argument("--images", type=int, default=350, help="images used in all (default: 350)")
     parser.add_argument("--image-size", type=int, default=96, help="pixels per side fed to ResNet50 (default: 96)")
     parser.add_argument("--train-size", type=int, help="training images (default: 6/7 of --images)")
-    parser.add_argument("--epochs", type=int, default=5, help="epochs per model (default: 5, the seed's)")
+    parser.add_argument("--epochs", type=int, default=5, help="epochs per model (default: 5, the notebook's)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--weights", default="none", help="ResNet50 weights: none, imagenet or a file (default: none)")
     parser.add_argument(
-        "--noise-levels", type=float, nargs="+", default=list(NOISE_LEVELS), help="default: the seed's five"
+        "--noise-levels", type=float, nargs="+", default=list(NOISE_LEVELS), help="default: the notebook's five"
     )
     parser.add_argument("--source-size", type=int, default=320, help="side of the synthetic JPEGs (default: 320)")
     parser.add_argument("--workdir", type=Path, help="keep the images and the project here (default: a temp dir)")
@@ -93,7 +93,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="how to run ours: the notebook's protocol, the project's defaults (default: both)",
     )
     parser.add_argument(
-        "--skip-seed-method", action="store_true", help="time only ours and the floor (the seed's method takes hours)"
+        "--skip-notebook-method",
+        action="store_true",
+        help="time only ours and the floor (the notebook's method takes hours)",
     )
     parser.add_argument(
         "--scaling",
@@ -119,11 +121,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.scaling_images = max(args.images // 2, sum(MIN_SIZES.values()) + 5)
     if args.scaling and not 10 <= args.scaling_images < args.images:
         parser.error("--scaling-images: at least 10 and fewer than --images")
-    total = len(seed_models(args.noise_levels))
-    if args.seed_models is None:
-        args.seed_models = total
-    if not 1 <= args.seed_models <= total:
-        parser.error(f"--seed-models: 1 to {total} (the seed's study has {total} models at these noise levels)")
+    total = len(notebook_models(args.noise_levels))
+    if args.notebook_models is None:
+        args.notebook_models = total
+    if not 1 <= args.notebook_models <= total:
+        parser.error(f"--notebook-models: 1 to {total} (the notebook's study has {total} models at these noise levels)")
     return args
 
 
@@ -145,7 +147,7 @@ def pick_images(source: Path, count: int, target: Path) -> Path:
 
 
 def synthetic_images(count: int, size: int, target: Path) -> Path:
-    from tests.synthetic import CLASS_COLOURS, make_flower_folder
+    from toolkit.synthetic import CLASS_COLOURS, make_flower_folder
 
     per_class = -(-count // len(CLASS_COLOURS))  # enough for a stratified sample of `count`
     return make_flower_folder(target, per_class=per_class, size=size, seed=SEED)
@@ -187,18 +189,18 @@ def time_floor(study: Study, weights: str, batch_size: int) -> float:
     return time.perf_counter() - started
 
 
-# --- 1. the seed's method -----------------------------------------------------------------------
+# --- 1. the notebook's method -----------------------------------------------------------------------
 
 
-def seed_models(levels: list[float]) -> list[tuple[str, float]]:
-    """(loss, noise) of the seed's models: a clean BCE control, then each loss at each level."""
+def notebook_models(levels: list[float]) -> list[tuple[str, float]]:
+    """(loss, noise) of the notebook's models: a clean BCE control, then each loss at each level."""
     return [("bce", 0.0)] + [(loss, level) for loss in LOSSES for level in levels]
 
 
-def time_seed_method(
+def time_notebook_method(
     study: Study, weights: str, epochs: int, batch_size: int, levels: list[float], count: int
 ) -> list[float]:
-    """Seconds per model of the seed's method for the first `count` models of seed_models(levels)."""
+    """Seconds per model of the notebook's method for the first `count` models of notebook_models(levels)."""
     import keras
     import tensorflow as tf
 
@@ -217,13 +219,13 @@ def time_seed_method(
         dataset = tf.data.Dataset.from_tensor_slices((paths, labels.astype(np.float32)))
         if shuffle:
             dataset = dataset.shuffle(len(paths), seed=SEED, reshuffle_each_iteration=True)
-        # Parallel decoding and prefetching: more than the seed did, to time its method at its best.
+        # Parallel decoding and prefetching: more than the notebook did, to time its method at its best.
         return dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
     clean = study.labels[study.train].astype(np.int64)
     rng = np.random.default_rng(SEED)
     seconds = []
-    for loss, level in seed_models(levels)[:count]:
+    for loss, level in notebook_models(levels)[:count]:
         labels = clean if level == 0 else corrupt_labels(clean, 2, level, "seed", rng)
         started = time.perf_counter()
         backbone = keras.applications.ResNet50(
@@ -293,7 +295,7 @@ def protocol(name: str, args: argparse.Namespace, images: int, train_size: int) 
 def exp_run(project: Path, noise: float, train: dict) -> float:
     """Seconds of one `dvc exp run` at this noise level with these repeats and losses (set every time: -S
     changes persist in the workspace)."""
-    from tests.project import dvc
+    from toolkit.project import dvc
 
     seeds, losses = ",".join(map(str, train["seeds"])), ",".join(train["losses"])
     started = time.perf_counter()
@@ -303,7 +305,7 @@ def exp_run(project: Path, noise: float, train: dict) -> float:
 
 def time_our_pipeline(images: Path, project: Path, study: Protocol, levels: list[float]) -> list[tuple[str, float]]:
     """(step, seconds) of the whole study through DVC, from a fresh repo with an empty cache."""
-    from tests.project import dvc, make_project, run
+    from toolkit.project import dvc, make_project, run
 
     make_project(project, images, study.params | {"noise": levels[0]})
     steps = []
@@ -466,24 +468,24 @@ def main(argv: list[str] | None = None) -> None:
                 )
 
         ratios = {f"{name}/floor": seconds / floor for name, seconds in ours.items()}
-        if not args.skip_seed_method:
-            per_model = time_seed_method(
-                study_images, args.weights, args.epochs, args.batch_size, levels, args.seed_models
+        if not args.skip_notebook_method:
+            per_model = time_notebook_method(
+                study_images, args.weights, args.epochs, args.batch_size, levels, args.notebook_models
             )
-            models = len(seed_models(levels))
-            seed = sum(per_model) * models / len(per_model)
+            models = len(notebook_models(levels))
+            notebook = sum(per_model) * models / len(per_model)
             scaled = (
                 ""
                 if len(per_model) == models
                 else f", scaled from {len(per_model)} timed: {sum(per_model):.1f} s × {models} / {len(per_model)}"
             )
             print(
-                f"seed's method: {models} models × {args.epochs} epochs, JPEGs decoded every epoch: "
-                f"{seed:.1f} s ({seed / models:.1f} s per model{scaled})",
+                f"notebook's method: {models} models × {args.epochs} epochs, JPEGs decoded every epoch: "
+                f"{notebook:.1f} s ({notebook / models:.1f} s per model{scaled})",
                 flush=True,
             )
             if LIKE_FOR_LIKE in ours:
-                ratios = {f"seed/{LIKE_FOR_LIKE}": seed / ours[LIKE_FOR_LIKE], **ratios}
+                ratios = {f"notebook/{LIKE_FOR_LIKE}": notebook / ours[LIKE_FOR_LIKE], **ratios}
         print("ratios: " + " ".join(f"{name}={ratio:.2f}" for name, ratio in ratios.items()))
 
 

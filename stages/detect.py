@@ -1,22 +1,16 @@
-"""Stage: confident learning on the training pool — find the flipped labels, prune them, estimate the noise.
+"""Confident learning on the training pool (stages.lib.detection): find the flipped labels, prune them,
+estimate the noise.
 
 Per train seed, K-fold cross-validation (`detect.folds`) of an L2 logistic regression (its strength chosen
 from `detect.l2` by out-of-fold log-loss on the same labels) on that seed's noisy labels gives
 out-of-sample probabilities; cleanlab flags the label issues (prune by noise rate) and ranks every label
 (score = 1 - self-confidence: higher is more suspect). The same runs on the clean labels, where every flag
-is a false one. Writes:
-
-- data/labels/issues.csv: seed, id, label (noisy), predicted, score, rank, flagged, flipped;
-- data/labels/pruned.csv: noisy.csv without the flagged rows of each seed (the `pruned` label set);
-- data/detect/transitions/<variant>.json for every variant of the train matrix: the estimated transition
-  matrix per seed for forward variants with `T: estimated` (`seeds`), and the noisy labels' for noisy and
-  pruned variants with `train.select_score: corrected_estimated` (`validation`); null when neither
-  (train deps, see dvc.yaml);
-- metrics/detection.json: per seed and the mean over seeds, precision / recall / f1 of the flags against
-  the flipped labels and their false-flag rate, the score's AUC and average precision for "flipped", the
-  small-loss baseline's (the same out-of-sample probabilities' cross-entropy on the given label, flagging
-  as many), estimated and realised noise rates and the estimate's error, the estimated and realised
-  transition matrices; for the clean labels, the false-flag rate.
+is a false one. Beside the flags and the pruned label set, each variant of the train matrix gets its own
+transitions file (dvc.yaml says why): the estimated matrix per seed for forward variants with
+`T: estimated`, the noisy labels' for noisy and pruned variants with `train.select_score:
+corrected_estimated`, null otherwise. The metrics compare the flags with the flipped labels, against the
+small-loss baseline (the same out-of-sample probabilities' cross-entropy on the given label, flagging as
+many), and the estimated noise with the realised one.
 """
 
 from __future__ import annotations
@@ -96,8 +90,8 @@ def main() -> None:
     # train.select_score: corrected_estimated corrects each noisy or pruned variant's selection score with
     # the estimated T of the noisy labels (the validation labels are drawn like the training pool's).
     validation_needed = P.SELECT_SCORE_TRANSITIONS[settings.select_score] == "estimated"
-    table, report = read_prepared(task)
-    num_classes = len(label_names(report))
+    table, summary = read_prepared(task)
+    num_classes = len(label_names(summary))
     train_ids = table.loc[table["split"] == "train", "id"].to_numpy()
     true_labels = table.loc[table["split"] == "train", "label"].to_numpy(dtype=np.int64)
     noisy_table = read_csv(label_file("noisy"))
@@ -188,7 +182,7 @@ def main() -> None:
         "method": "cleanlab find_label_issues, prune_by_noise_rate; score = 1 - self-confidence",
         "baseline": "small-loss: -log p(given label), the same out-of-sample probabilities; flags the top as many",
         "folds": folds,
-        "label_names": label_names(report),
+        "label_names": label_names(summary),
         "noisy": {**mean_over_seeds(noisy_seeds, MEAN_KEYS), "seeds": noisy_seeds},
         "clean": {**mean_over_seeds(clean_seeds, ("false_flag_rate", "estimated_noise_rate")), "seeds": clean_seeds},
     }

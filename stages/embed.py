@@ -1,10 +1,6 @@
-"""Stage 4: the frozen backbone's features, computed once for every train and test image.
-
-Every head of every variant trains on these features, so ResNet50 runs once per image for the whole
-study, not once per epoch per model. Writes data/features/{train,val,test}.npy (float32, N×2048), rows
-in the same order as data/prepared/{train,val,test}_images.npy (val may have 0 rows). With
-`model.fine_tune: true` the train stage reads the images instead, and this stage writes empty (0×2048)
-files without running ResNet50.
+"""The frozen backbone's features of every image (stages.lib.embedding), computed once for the whole study:
+every head of every variant trains on them. With `model.fine_tune: true` the train stage reads the images
+instead, and this stage writes empty (0×2048) files without running ResNet50.
 """
 
 from __future__ import annotations
@@ -13,29 +9,19 @@ import sys
 import time
 
 import numpy as np
-from tqdm import tqdm
 
 from stages.lib import params as P
 from stages.lib.backbone import (
     FEATURE_DIM,
     build_backbone,
-    preprocess,
     require_weights_reachable,
     resolve_weights,
     seed_everything,
 )
+from stages.lib.embedding import embed_images
 from stages.lib.errors import run_stage
 from stages.lib.finetune.runtime import devices_seen
 from stages.lib.io import SPLITS, features_path, images_path, load_array, save_array
-
-
-def embed_images(model, images: np.ndarray, batch_size: int, desc: str = "embed") -> np.ndarray:
-    """Run the backbone over images (N×S×S×3 uint8, may be memory-mapped) in batches."""
-    features = np.empty((len(images), FEATURE_DIM), dtype=np.float32)
-    for start in tqdm(range(0, len(images), batch_size), desc=desc, unit="batch", file=sys.stderr):
-        batch = preprocess(images[start : start + batch_size])
-        features[start : start + batch_size] = np.asarray(model.predict_on_batch(batch), dtype=np.float32)
-    return features
 
 
 def main() -> None:

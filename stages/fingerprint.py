@@ -1,12 +1,11 @@
-"""Stage 0: fingerprints of the inputs that live outside the repo, so that changing them reruns what reads them.
+"""Fingerprints of the inputs that live outside the repo, so that changing them reruns what reads them.
 
 `data.source` (a folder or an archive), `model.weights` and `noise_labels` (files) are named by path in
 params.yaml; DVC would notice a new path but not new files behind the same path. This stage runs on every
-`dvc repro` (`always_changed`), hashes the contents (about 0.3 s per 230 MB, the size of tf_flowers) and
-writes data/fingerprints/{source,weights,noise_labels}.json, and backend.json: the Keras backend in use
-(stages/lib/backend.py). Their bytes change only when the contents do,
-so the stages that depend on them (download; embed and fine-tuning; corrupt) rerun exactly then. What a
-fingerprint holds and why: stages/lib/sources.py.
+`dvc repro` (`always_changed`) and hashes the contents (about 0.3 s per 230 MB, the size of tf_flowers); it
+also records the Keras backend in use (stages/lib/backend.py). A fingerprint's bytes change only when the
+contents do, so the stages that depend on it (download; embed and fine-tuning; corrupt) rerun exactly then.
+What a fingerprint holds and why: stages/lib/sources.py.
 """
 
 from __future__ import annotations

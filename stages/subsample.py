@@ -1,53 +1,23 @@
-"""Stage 2: a fixed, seeded, stratified train/val/test split, decoded and resized once.
-
-Writes data/prepared/{train,val,test}_images.npy (uint8, N×S×S×3; val has 0 rows when data.val_size is
-0), data/prepared/labels.csv (one row per image used: id, file, class, label, split = train, val or test),
-data/prepared/report.json (what was found, used and skipped) and data/labels/clean.csv (the true labels
-of the training pool and the validation set, in the same format as the noisy label file the corrupt
-stage writes). The validation set is drawn from the images outside the training pool, never from the
-test set: it is what chooses the epoch (train.select_epoch), with labels as noisy as the training pool's.
+"""A fixed, seeded, stratified train/val/test split of data/raw, decoded and resized once, with its labels
+table, the data summary (stages.lib.prepare) and the training pool's and the validation set's true labels
+in the label files' format. The validation set comes from outside the training pool, never from the test
+set: it is what chooses the epoch (train.select_epoch), with labels as noisy as the training pool's.
 """
 
 from __future__ import annotations
 
 import sys
-from collections import Counter
 
-import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
 from stages.lib import params as P
 from stages.lib.errors import UserError, run_stage
 from stages.lib.images import decode_images, scan_folder
-from stages.lib.io import (
-    DATA_REPORT,
-    LABELS_TABLE,
-    RAW_DIR,
-    SPLITS,
-    images_path,
-    save_array,
-    write_csv,
-    write_json,
-)
+from stages.lib.io import DATA_SUMMARY, LABELS_TABLE, RAW_DIR, SPLITS, images_path, save_array, write_csv, write_json
 from stages.lib.labels import label_file
+from stages.lib.prepare import check_classes, check_positive_class, data_summary, labels_table
 from stages.lib.split import binary_or_class_labels, check_sizes, stratified_split
-
-
-def check_positive_class(positive: str, class_names: tuple[str, ...]) -> None:
-    if positive not in class_names:
-        raise UserError(
-            f"data.positive_class = {positive!r}: not a class of the data; classes: {', '.join(class_names)}"
-        )
-
-
-def check_classes(class_names: tuple[str, ...], source: str, after: str = "") -> None:
-    """Both tasks need two classes or more: with one, every label is the same and nothing can be learned."""
-    if len(class_names) < 2:
-        raise UserError(
-            f"data.source = {source!r}: {after}holds one class ({', '.join(class_names)}); "
-            "give a folder with a subfolder per class, two or more"
-        )
 
 
 def main() -> None:
@@ -79,36 +49,7 @@ def main() -> None:
         raise UserError(f"data.positive_class = {data.positive_class!r}: none of its image files could be read")
     labels = binary_or_class_labels(classes, class_names, task, data.positive_class)
     train, val, test = stratified_split(classes, data.train_size, data.test_size, seed, data.val_size)
-
-    split = np.full(len(files), "", dtype=object)
-    split[train], split[val], split[test] = "train", "val", "test"
-    table = pd.DataFrame(
-        {"id": np.arange(len(files)), "file": files, "class": classes, "label": labels, "split": split}
-    )
-    table = table[table["split"] != ""].reset_index(drop=True)
-
-    report = {
-        "source": data.source,
-        "task": task,
-        "classes": list(class_names),
-        "positive_class": data.positive_class if task == "binary" else None,
-        "image_size": data.image_size,
-        "files_found": len(paths) + len(scan.stray_files),
-        "images_decoded": len(files),
-        "skipped_unreadable": len(failed),
-        "skipped_not_images": len(scan.stray_files),
-        "unreadable": {scan.images[i][0]: message for i, message in failed.items()},
-        "not_images": list(scan.stray_files),
-        "usable_per_class": dict(sorted(Counter(classes).items())),
-        "split": {
-            name: {
-                "images": int((table["split"] == name).sum()),
-                "per_class": dict(sorted(Counter(table.loc[table["split"] == name, "class"]).items())),
-                "positives": int(table.loc[table["split"] == name, "label"].sum()) if task == "binary" else None,
-            }
-            for name in SPLITS
-        },
-    }
+    table = labels_table(files, classes, labels, (train, val, test))
 
     # The .npy rows follow the table's row order within each split (sorted by id).
     # Always all three files (val with 0 rows when data.val_size is 0): DVC's outputs are static.
@@ -118,7 +59,7 @@ def main() -> None:
     clean = pd.concat([table[table["split"] == name] for name in ("train", "val")])[["id", "label", "split"]]
     clean = clean.assign(clean_label=clean["label"], flipped=False)
     write_csv(label_file("clean"), clean[["id", "clean_label", "label", "flipped", "split"]])
-    write_json(DATA_REPORT, report)
+    write_json(DATA_SUMMARY, data_summary(data, task, scan, classes, failed, table))
     write_csv(LABELS_TABLE, table)  # written last: its presence marks a complete stage
     print(
         f"subsample: {len(files)} images decoded, {len(failed)} unreadable and {len(scan.stray_files)} "

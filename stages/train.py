@@ -1,13 +1,6 @@
-"""Stage 5: train one variant (a loss on clean or noisy labels), once per repeat seed.
-
-`python -m stages.train --loss bce --labels noisy` trains that variant for every seed in `train.seeds`
-and writes models/<loss>-<labels>/seed_<s>.npz (a head; seed_<s>.keras when fine-tuning) with its
-test-set predictions beside it (test_scores_seed_<s>.npy, what the evaluate stage scores) and what was
-chosen on the validation labels (selection_seed_<s>.json: the epoch, its validation accuracy, the decision
-threshold, and for heads the tuned hyper-parameters and the selection score), per-epoch
-DVCLive logs in metrics/train/<loss>-<labels>/seed_<s>/ and the mean curves over seeds in
-metrics/curves/<loss>-<labels>/{loss,accuracy}.csv. Every variant shares the inputs, the model, the
-optimiser, the schedule and (per seed) the initial weights; only the labels and the loss differ.
+"""Train one variant (a loss on clean or noisy labels), once per repeat seed: `python -m stages.train --loss bce
+--labels noisy` trains that variant for every seed in `train.seeds`. Every variant shares the inputs, the model,
+the optimiser, the schedule and (per seed) the initial weights; only the labels and the loss differ.
 
 `model.fine_tune` picks the trainer: a grid of NumPy heads on the cached features (stages.lib.training;
 `train.tune`: L2 strengths × the loss's own param, the same number of points for every loss) or ResNet50
@@ -22,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -53,9 +45,10 @@ from stages.lib.labels import (
     training_log_dir,
     variant_name,
 )
+from stages.lib.progress import epoch_bar, say
 from stages.lib.seed_labels import seed_labels
 from stages.lib.seeds import derived_seed
-from stages.lib.training import Setup, head_trainer, live_log, mean_curves
+from stages.lib.training import Setup, head_trainer, live_log, mean_curves, summary_line
 
 
 def check_rows(path: Path, rows: int, expected: int) -> None:
@@ -80,8 +73,8 @@ def main(argv: list[str] | None = None) -> None:
         raise UserError(problem)
     variant = variant_name(args.loss, args.labels)
 
-    table, report = read_prepared(task)
-    num_classes = len(label_names(report))
+    table, summary = read_prepared(task)
+    num_classes = len(label_names(summary))
     train_ids = table.loc[table["split"] == "train", "id"].to_numpy()
     val_ids = table.loc[table["split"] == "val", "id"].to_numpy()
     test_y = targets(table.loc[table["split"] == "test", "label"].to_numpy(), task, num_classes)
@@ -125,15 +118,17 @@ def main(argv: list[str] | None = None) -> None:
     # DVCLive writes in place, inside the declared output (docs/reliability.md).
     shutil.rmtree(log_root, ignore_errors=True)  # logs of an earlier, interrupted run
     histories = []
-    with atomic_dir(model_dir(variant)) as staging:
+    with atomic_dir(model_dir(variant)) as staging, epoch_bar(variant, len(settings.seeds) * settings.epochs) as bar:
         for repeat in settings.seeds:
-            print(f"train {variant}: seed {repeat}", file=sys.stderr)
             with live_log(log_root / f"seed_{repeat}") as live:
                 labels = per_seed[repeat]
                 y, val_y = (targets(x, task, num_classes) for x in (labels.labels, labels.val_labels))
                 # Fine-tuning selects its epoch only (uncorrected, threshold 0.5): no val_transition for it.
                 correcting = {} if fine_tune else {"val_transition": labels.val_transition}
-                trained = trainers[repeat](y, derived_seed(seed, repeat), live, labels.transition, val_y, **correcting)
+                trained = trainers[repeat](
+                    y, derived_seed(seed, repeat), live, labels.transition, val_y, progress=bar.update, **correcting
+                )
+            say(summary_line(variant, repeat, trained, settings.epochs))
             trained.save(staging / trained.file_name.format(seed=repeat))
             save_array(staging / SCORES_FILE.format(seed=repeat), trained.scores.astype(np.float32))
             selection = {

@@ -91,8 +91,8 @@ def synthetic_images(count: int, size: int, seed: int = 0) -> tuple[np.ndarray, 
 def embed_throughput(args: argparse.Namespace) -> None:
     import keras
 
-    from stages.embed import embed_images
     from stages.lib.backbone import build_backbone
+    from stages.lib.embedding import embed_images
 
     images, _ = synthetic_images(args.images, args.image_size)
     for policy in ("float32", "mixed_bfloat16"):

@@ -24,7 +24,7 @@ def _normal(file: str) -> str:
     return PurePosixPath(str(file).replace("\\", "/")).as_posix().lstrip("./") if file else ""
 
 
-def read_given_labels(path: str | Path, train: pd.DataFrame, report: dict) -> np.ndarray:
+def read_given_labels(path: str | Path, train: pd.DataFrame, summary: dict) -> np.ndarray:
     """The given labels of the training images `train` (columns id, file), in its row order, as the task's
     integer labels (binary: 1 for data.positive_class)."""
     path = Path(path)
@@ -38,7 +38,7 @@ def read_given_labels(path: str | Path, train: pd.DataFrame, report: dict) -> np
     missing = [column for column in COLUMNS if column not in table.columns]
     if missing:
         raise UserError(f"{where}: lacks the column(s) {', '.join(missing)} (needs file, label)")
-    classes = tuple(report["classes"])
+    classes = tuple(summary["classes"])
     by_file: dict[str, tuple[int, str]] = {}
     for row, (file, name) in enumerate(zip(table["file"], table["label"], strict=True)):
         line = row + 2
@@ -56,4 +56,4 @@ def read_given_labels(path: str | Path, train: pd.DataFrame, report: dict) -> np
         if found is None:
             raise UserError(f"{where}: no line for the training image {file} (every training image needs a label)")
         names.append(found[1])
-    return binary_or_class_labels(names, classes, report["task"], report.get("positive_class"))
+    return binary_or_class_labels(names, classes, summary["task"], summary.get("positive_class"))

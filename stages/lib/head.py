@@ -136,7 +136,7 @@ EpochLog = Callable[[int, dict[str, float]], None]
 # `test_accuracy` (monitoring only); on the validation labels `val_accuracy` (at threshold 0.5) and
 # `val_score`, the selection score (stages.lib.selection).
 TEST_LOSS, TEST_ACCURACY, VAL_ACCURACY, VAL_SCORE = "test_loss", "test_accuracy", "val_accuracy", "val_score"
-# Their DVCLive metric names, the same for both trainers.
+# Their DVCLive metric names, the same for both trainers (fine-tuning logs no val_score).
 LOG_NAMES = {
     "loss": "train/loss",
     "accuracy": "train/accuracy",
@@ -145,13 +145,6 @@ LOG_NAMES = {
     VAL_ACCURACY: "val/accuracy",
     VAL_SCORE: "val/score",
 }
-VAL_ACCURACY_LOG = LOG_NAMES[VAL_ACCURACY]
-# The fine-tuning trainer's names (stages.lib.finetune, unchanged by the grid): it stores its validation
-# accuracy under VALIDATION_ACCURACY beside Keras' own `val_*` keys, which are the test set's there
-# (stages.lib.training.keras_history renames them all to the names above), and logs it to DVCLive as
-# VALIDATION_ACCURACY_LOG beside DVCLive's Keras callback's eval/* (the test set).
-VALIDATION_ACCURACY = "validation_accuracy"
-VALIDATION_ACCURACY_LOG = "validation/accuracy"
 
 
 def selected_epoch(history: dict[str, list[float]], select_epoch: str) -> int:

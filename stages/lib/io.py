@@ -28,7 +28,7 @@ if TYPE_CHECKING:  # pandas loads in 0.5 s: the fingerprint stage, which runs on
 RAW_DIR = Path("data/raw")
 PREPARED_DIR = Path("data/prepared")
 LABELS_TABLE = PREPARED_DIR / "labels.csv"
-DATA_REPORT = PREPARED_DIR / "report.json"
+DATA_SUMMARY = PREPARED_DIR / "summary.json"  # what the subsample stage found, used and skipped
 LABELS_DIR = Path("data/labels")
 FEATURES_DIR = Path("data/features")
 FINGERPRINTS_DIR = Path("data/fingerprints")  # what data.source and model.weights hold (stages/fingerprint.py)
@@ -148,35 +148,35 @@ def read_csv(path: Path | str) -> pd.DataFrame:
     return pd.read_csv(path)
 
 
-def label_names(report: dict[str, Any]) -> list[str]:
-    """Names of the label values 0..K-1 (from the data report): binary is [not_<positive>, <positive>]."""
-    if report["task"] == "binary":
-        positive = report["positive_class"]
+def label_names(summary: dict[str, Any]) -> list[str]:
+    """Names of the label values 0..K-1 (from the data summary): binary is [not_<positive>, <positive>]."""
+    if summary["task"] == "binary":
+        positive = summary["positive_class"]
         return [f"not_{positive}", positive]
-    return list(report["classes"])
+    return list(summary["classes"])
 
 
 LABELS_COLUMNS = ("id", "file", "class", "label", "split")
 
 
 def read_prepared(task: str | None = None) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """The labels table and the data report, checked against each other and, if given, the `task` param.
+    """The labels table and the data summary, checked against each other and, if given, the `task` param.
 
     They come from one run of the subsample stage; a mismatch means files from different runs or a
     hand edit, which would otherwise surface as an index error deep inside NumPy.
     """
-    report = read_json(DATA_REPORT)
+    summary = read_json(DATA_SUMMARY)
     table = read_csv(LABELS_TABLE)
     rerun = "rerun `dvc repro` (or `dvc repro -f subsample`)"
-    if task is not None and report.get("task") != task:
-        raise UserError(f"task = {task!r}, but {PREPARED_DIR} was prepared for task {report.get('task')!r}: {rerun}")
+    if task is not None and summary.get("task") != task:
+        raise UserError(f"task = {task!r}, but {PREPARED_DIR} was prepared for task {summary.get('task')!r}: {rerun}")
     missing = [column for column in LABELS_COLUMNS if column not in table.columns]
     if missing:
         raise UserError(f"{LABELS_TABLE} lacks the columns {', '.join(missing)}: {rerun}")
-    num_classes = len(label_names(report))
+    num_classes = len(label_names(summary))
     labels = table["label"]
     if labels.dtype.kind not in "iu" or labels.min() < 0 or labels.max() >= num_classes:
-        raise UserError(f"{LABELS_TABLE}: labels must be integers in [0, {num_classes - 1}] ({DATA_REPORT}): {rerun}")
+        raise UserError(f"{LABELS_TABLE}: labels must be integers in [0, {num_classes - 1}] ({DATA_SUMMARY}): {rerun}")
     if set(table["split"]) - set(SPLITS):
         raise UserError(f"{LABELS_TABLE}: split must be one of {', '.join(SPLITS)}: {rerun}")
-    return table, report
+    return table, summary

@@ -2,10 +2,11 @@
 the head trainer, and the per-epoch means over seeds that `dvc plots` draws.
 
 A *trainer* is built from a `Setup` (what every seed of one variant shares) and is a function
-`(y, seed, live, transition, val_y) -> Trained`: it trains one model from a seeded start on the targets `y`
-(stages.lib.labels.targets), with the forward loss's noise transition matrix (None for other losses),
-scores each epoch on the validation set's labels `val_y` (the variant's own: noisy for a noisy variant),
-logs each epoch to the DVCLive logger `live`, and returns the model of the epoch `train.select_epoch`
+`(y, seed, live, transition, val_y, progress=None) -> Trained`: it trains one model from a seeded start on the
+targets `y` (stages.lib.labels.targets), with the forward loss's noise transition matrix (None for other
+losses), scores each epoch on the validation set's labels `val_y` (the variant's own: noisy for a noisy
+variant), logs each epoch to the DVCLive logger `live` (and nowhere else: the terminal shows a progress bar,
+`progress(epochs done)`, and one `summary_line` per seed), and returns the model of the epoch `train.select_epoch`
 picks (the last, or the best on the validation labels), its test-set scores, its per-epoch history and
 how to save it. The head trainer is below (it also takes `val_transition`, the T that corrects the
 selection score, and tunes a grid: docs/losses.md "Tuning"); the fine-tuning one is
@@ -26,11 +27,8 @@ import pandas as pd
 
 from stages.lib.head import (
     LOG_NAMES,
-    TEST_ACCURACY,
-    TEST_LOSS,
     VAL_ACCURACY,
     VAL_SCORE,
-    VALIDATION_ACCURACY,
     fit_head_grid,
     grid_history,
     selected_epoch,
@@ -83,25 +81,33 @@ class Trained:
     def selected(
         cls, scores: np.ndarray, history: History, save: Callable[[Path], None], file_name: str, select_epoch: str
     ) -> Trained:
-        """A Trained whose epoch and validation accuracy are those of the epoch select_epoch picked; a Keras
-        history (fine-tuning) gets this project's names first (keras_history)."""
-        history = keras_history(history)
+        """A Trained whose epoch and validation accuracy are those of the epoch select_epoch picked."""
         epoch = selected_epoch(history, select_epoch)
         val = history.get(VAL_ACCURACY)
         return cls(scores, history, save, file_name, epoch + 1, float(val[epoch]) if val else None)
 
 
-def keras_history(history: History) -> History:
-    """Keras' History.history with this project's names: its `val_*` (the test set, given as Keras'
-    validation_data) become `test_*`, the validation labels' accuracy (VALIDATION_ACCURACY) `val_accuracy`.
-    A history already named so comes back unchanged."""
-    if TEST_LOSS in history or "val_loss" not in history:
-        return history
-    renamed = {"val_loss": TEST_LOSS, "val_accuracy": TEST_ACCURACY, VALIDATION_ACCURACY: VAL_ACCURACY}
-    return {renamed.get(key, key): values for key, values in history.items()}
+Trainer = Callable[..., Trained]  # (y, seed, live, transition=None, val_y=None, progress=None) -> Trained
+Progress = Callable[[int], object]  # called with the number of epochs just finished (a tqdm bar's update)
 
 
-Trainer = Callable[..., Trained]  # (y, seed, live, transition=None, val_y=None) -> Trained
+def summary_line(variant: str, repeat: int, trained: Trained, epochs: int) -> str:
+    """One seed's outcome in one line: the epoch kept, its validation score, and what else was chosen on the
+    validation labels (the grid point, the threshold); the per-epoch numbers are in DVCLive's files."""
+    chosen = trained.chosen
+    parts = [f"epoch {trained.epoch}/{epochs}"]
+    if "val_score" in chosen:
+        parts.append(f"val {chosen['metric']} {chosen['val_score']:.4f} ({chosen['select_score']})")
+    if trained.val_accuracy is not None:
+        parts.append(f"val accuracy {trained.val_accuracy:.4f}")
+    else:
+        parts.append("no validation set: the last epoch")
+    tuned = chosen.get("hyper_parameters") or {}
+    if tuned:
+        point = ", ".join(f"{name} {value:g}" for name, value in tuned.items())
+        parts.append(f"grid point {point} (of {chosen['grid_size']})")
+    parts.append(f"threshold {trained.threshold:.3f}")
+    return f"train {variant}: seed {repeat}: " + "; ".join(parts)
 
 
 @contextmanager
@@ -121,13 +127,12 @@ def live_log(log_dir: Path) -> Iterator[Any]:
         yield live
 
 
-def log_epoch(live: Any, epoch: int, epochs: int, values: dict[str, float]) -> None:
+def log_epoch(live: Any, values: dict[str, float]) -> None:
     """One epoch's values under their DVCLive names (stages.lib.head.LOG_NAMES: train/loss, test/accuracy,
     val/accuracy, ...)."""
     for name, value in values.items():
         live.log_metric(LOG_NAMES.get(name, name), value)
     live.next_step()
-    print(f"epoch {epoch + 1}/{epochs}: " + " ".join(f"{k} {v:.4f}" for k, v in values.items()))
 
 
 def head_trainer(setup: Setup) -> Trainer:
@@ -149,13 +154,17 @@ def head_trainer(setup: Setup) -> Trainer:
         transition: np.ndarray | None = None,
         val_y: np.ndarray | None = None,
         val_transition: np.ndarray | None = None,
+        progress: Progress | None = None,
     ) -> Trained:
         from threadpoolctl import threadpool_limits
 
         # Matrices of a few thousand rows: BLAS threads gain little and, on a busy machine, cost several
         # times the work (benchmarks/README.md, "Heads").
         with threadpool_limits(limits=1):
-            return fit_and_select(y, seed, live, transition, val_y, val_transition)
+            trained = fit_and_select(y, seed, live, transition, val_y, val_transition)
+        if progress is not None:
+            progress(settings.epochs)  # a grid trains in a second or two: the bar moves a seed at a time
+        return trained
 
     def fit_and_select(
         y: np.ndarray,
@@ -222,7 +231,7 @@ def head_trainer(setup: Setup) -> Trainer:
                 corrected=chosen.corrected,
             )
         for e in range(settings.epochs):
-            log_epoch(live, e, settings.epochs, {key: values[e] for key, values in history.items()})
+            log_epoch(live, {key: values[e] for key, values in history.items()})
         head = heads.head(epoch, point)
         scores = head.predict_proba(setup.test_inputs)
         return Trained(scores, history, head.save, HEAD_FILE, epoch + 1, val_accuracy, threshold, details)

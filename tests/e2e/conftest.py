@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.project import make_project
-from tests.synthetic import make_flower_folder
+from toolkit.project import make_project
+from toolkit.synthetic import make_flower_folder
 
 E2E_DIR = Path(__file__).resolve().parent
 

@@ -1,6 +1,6 @@
 """A folder source with the files real photo folders hold: readable images of every kind are used,
 unreadable ones are skipped and counted, and the counts appear in the stages' output and in
-data/prepared/report.json beside the labels table.
+data/prepared/summary.json beside the labels table.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ import pytest
 import yaml
 from PIL import Image
 
-from tests.project import make_project, run, write_params
-from tests.synthetic import flower_image, make_flower_folder
+from toolkit.project import make_project, run, write_params
+from toolkit.synthetic import flower_image, make_flower_folder
 
 READABLE = {
     "roses/alpha.png": "RGBA",
@@ -69,7 +69,7 @@ def prepared(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, str]:
 
 def test_report_counts_what_was_used_and_skipped(prepared: tuple[Path, str, str]) -> None:
     repo, _, _ = prepared
-    report = json.loads((repo / "data/prepared/report.json").read_text())
+    report = json.loads((repo / "data/prepared/summary.json").read_text())
     usable = 5 * GOOD_PER_CLASS + len(READABLE)
     assert report["images_decoded"] == usable
     assert report["skipped_unreadable"] == len(UNREADABLE)

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.project import (
+from toolkit.project import (
     PROJECT_FILES,
     PROJECT_ROOT,
     SMALL_PARAMS,
@@ -31,7 +31,7 @@ from tests.project import (
     run,
     write_params,
 )
-from tests.synthetic import make_flower_folder
+from toolkit.synthetic import make_flower_folder
 
 # The stages a bad input can reach, in pipeline order: a case runs them from the first up to the one that
 # must refuse it, and each stage before that one must succeed.

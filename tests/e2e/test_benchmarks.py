@@ -11,7 +11,7 @@ import sys
 
 import yaml
 
-from tests.project import PROJECT_ROOT, run
+from toolkit.project import PROJECT_ROOT, run
 
 RATIO = re.compile(r"([a-z/-]+)=(\d+\.\d\d)")
 # The defaults protocol repeats what params.yaml repeats.
@@ -33,7 +33,7 @@ def run_speed(tmp_path, *options: str, check: bool = True, images: int = 20):
 
 def test_speed_benchmark_times_all_three_methods_and_ends_with_the_ratios(tmp_path) -> None:
     # 70 images: the defaults protocol's smallest split (50 training, 10 validation) and test images.
-    result = run_speed(tmp_path, "--noise-levels=0.5", "--positive-class=roses", "--seed-models=2", images=70)
+    result = run_speed(tmp_path, "--noise-levels=0.5", "--positive-class=roses", "--notebook-models=2", images=70)
     lines = result.stdout.strip().splitlines()
     assert lines[0].startswith("benchmark: 70 images (60 train, 10 test) at 32 px from synthetic 320 px JPEGs")
     assert re.search(r"^floor: one forward pass over 70 images: \d+\.\d s$", result.stdout, re.M)
@@ -47,34 +47,34 @@ def test_speed_benchmark_times_all_three_methods_and_ends_with_the_ratios(tmp_pa
     assert re.search(rf"^  the study through DVC \({4 * REPEATS} heads\): \d+\.\d s$", result.stdout, re.M)
     assert len(re.findall(r"^  dvc repro \(noise=0\.5\): \d+\.\d s$", result.stdout, re.M)) == 2
     # Two of the three models timed, the figure scaled to three, and the output says so.
-    seed = re.search(
-        r"^seed's method: 3 models × 5 epochs, JPEGs decoded every epoch: (\d+\.\d) s \(\d+\.\d s per model, "
+    notebook = re.search(
+        r"^notebook's method: 3 models × 5 epochs, JPEGs decoded every epoch: (\d+\.\d) s \(\d+\.\d s per model, "
         r"scaled from 2 timed: (\d+\.\d) s × 3 / 2\)$",
         result.stdout,
         re.M,
     )
-    assert seed, result.stdout
+    assert notebook, result.stdout
     # Both are printed to 0.1 s, each within 0.05 of its exact value: the printed total may differ from 3/2 of
     # the printed sum by up to 0.05 + 3/2 × 0.05 (a bound of 0.1 failed once at 0.1 + float error).
-    assert abs(float(seed[1]) - float(seed[2]) * 3 / 2) <= 0.05 + 1.5 * 0.05 + 1e-9
+    assert abs(float(notebook[1]) - float(notebook[2]) * 3 / 2) <= 0.05 + 1.5 * 0.05 + 1e-9
     found = ratios(result.stdout)
-    assert list(found) == ["seed/like-for-like", "like-for-like/floor", "defaults/floor"]
+    assert list(found) == ["notebook/like-for-like", "like-for-like/floor", "defaults/floor"]
     assert all(ratio > 0 for ratio in found.values())
     # Our pipeline really ran, each protocol as it says: the studies' metrics are in the projects it built.
     for protocol, seeds, val_size in (("like-for-like", 1, 0), ("defaults", REPEATS, 10)):
         project = tmp_path / f"work/project-{protocol}"
         per_seed = json.loads((project / "metrics/per_seed.json").read_text())
         assert len(per_seed["bce-noisy"]) == seeds, per_seed
-        report = json.loads((project / "data/prepared/report.json").read_text())
+        report = json.loads((project / "data/prepared/summary.json").read_text())
         assert report["positive_class"] == "roses"
         assert report["split"]["val"]["images"] == val_size, report["split"]
 
 
 def test_speed_benchmark_times_only_ours_and_the_floor_and_how_the_cost_grows(tmp_path) -> None:
-    """--skip-seed-method: only ours and the floor; --scaling: a level, a repeat, a loss and 1,000 images."""
+    """--skip-notebook-method: only ours and the floor; --scaling: a level, a repeat, a loss and 1,000 images."""
     result = run_speed(
         tmp_path,
-        "--skip-seed-method",
+        "--skip-notebook-method",
         "--protocols=like-for-like",
         "--scaling",
         "--scaling-images=35",
@@ -84,7 +84,7 @@ def test_speed_benchmark_times_only_ours_and_the_floor_and_how_the_cost_grows(tm
         images=40,
     )
     out = result.stdout
-    assert "seed's method" not in out
+    assert "notebook's method" not in out
     assert re.search(r"^  the study through DVC \(6 heads\): ", out, re.M)  # 2 losses × (1 + 2 levels)
     number = r"[+-]\d+\.\d"  # a difference of two timings: at this size it can come out below 0
     assert re.search(

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.project import dvc, make_project, ran_stages, write_params
-from tests.synthetic import make_flower_archive, make_flower_folder
+from toolkit.project import dvc, make_project, ran_stages, write_params
+from toolkit.synthetic import make_flower_archive, make_flower_folder
 
 AFTER_DOWNLOAD = frozenset(
     {"download", "subsample", "corrupt", "embed", "detect", "evaluate"}
@@ -25,7 +25,7 @@ def repro(repo: Path) -> set[str]:
 
 
 def decoded_images(repo: Path) -> int:
-    return json.loads((repo / "data/prepared/report.json").read_text())["images_decoded"]
+    return json.loads((repo / "data/prepared/summary.json").read_text())["images_decoded"]
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from PIL import Image
 from sklearn.datasets import load_digits
 
 from stages.lib import params as P
-from tests.project import dvc, make_project, ran_stages, write_params
+from toolkit.project import dvc, make_project, ran_stages, write_params
 
 NOISE = 0.3
 # Measured with these settings (seeds 0 and 1): precision 0.60, recall 0.88 (docs/detection.md).

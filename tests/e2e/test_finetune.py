@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.project import ALL_STAGES, FINGERPRINT, VARIANTS, dvc, make_project, ran_stages, run, write_params
+from toolkit.project import ALL_STAGES, FINGERPRINT, VARIANTS, dvc, make_project, ran_stages, run, write_params
 
 FINE_TUNE = {"model": {"fine_tune": True, "trainable_blocks": 1}, "train": {"epochs": 2, "seeds": [0]}}
 

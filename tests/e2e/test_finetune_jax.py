@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import numpy as np
 import pytest
 import yaml
 
-from tests.project import PROJECT_ROOT, make_project, ran_stages, run, tool_env, write_params
+from toolkit.project import PROJECT_ROOT, make_project, ran_stages, run, tool_env, write_params
 
 pytest.importorskip("jax", reason="the JAX backend is not installed (requirements-dev.txt pins it)")
 
@@ -76,8 +77,11 @@ def test_fine_tuning_runs_on_jax_with_xla_and_logs_under_test_and_val_names(on_j
     # train.xla is false, yet JAX compiles every step: its eager mode is ~15x slower.
     line = "fine-tuning ResNet50 on the images; backend jax; devices: CPU (no GPU visible); one device; "
     assert fine_tuned.count(line + "precision float32; XLA on") == len(VARIANTS)
-    assert fine_tuned.count("epoch 2/2: loss ") == len(VARIANTS)
-    assert " test_accuracy " in fine_tuned and " val_accuracy " in fine_tuned
+    # One line per seed (the epoch kept and its validation accuracy); the per-epoch numbers are in DVCLive's files.
+    for variant in VARIANTS:
+        summary = rf"^train {variant}: seed 0: epoch [12]/2; val accuracy \d\.\d{{4}}; threshold 0\.500$"
+        assert re.search(summary, fine_tuned, re.M)
+    assert not re.search(r"^epoch \d+/\d+", fine_tuned, re.M)
     metrics = json.loads((repo / "metrics/metrics.json").read_text())
     for variant in VARIANTS:
         assert 0 <= metrics[variant]["accuracy"] <= 1

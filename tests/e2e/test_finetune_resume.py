@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tests.project import dvc, make_project, tool_env
+from toolkit.project import dvc, make_project, tool_env
 
 PARAMS = {
     "model": {"fine_tune": True, "trainable_blocks": 1},

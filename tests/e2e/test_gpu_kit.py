@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.project import PROJECT_ROOT, tool_env
+from toolkit.project import PROJECT_ROOT, tool_env
 
 pytest.importorskip("jax", reason="the JAX backend is not installed (requirements-dev.txt pins it)")
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.project import dvc, make_project, ran_stages, run, status_is_clean, tool_env
+from toolkit.project import dvc, make_project, ran_stages, run, status_is_clean, tool_env
 
 # One loss (two train stages) and three seeds: a train stage has two seeds left to train when caught.
 PARAMS = {"train": {"losses": ["bce"], "seeds": [0, 1, 2]}}

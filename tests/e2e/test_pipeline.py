@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
 
-from tests.project import ALL_STAGES, PROJECT_ROOT, VARIANTS, dvc, make_project, ran_stages, run, status_is_clean
+from toolkit.project import ALL_STAGES, PROJECT_ROOT, VARIANTS, dvc, make_project, ran_stages, run, status_is_clean
 
 PARAMS = PROJECT_ROOT / "params.yaml"
 TUNED_L2 = {loss: entry["l2"] for loss, entry in yaml.safe_load(PARAMS.read_text())["train"]["tune"].items()}
@@ -28,14 +29,15 @@ METRIC_KEYS = (
 
 
 @pytest.fixture(scope="module")
-def reproduced(tmp_path_factory: pytest.TempPathFactory, flower_folder: Path) -> tuple[Path, str]:
+def reproduced(tmp_path_factory: pytest.TempPathFactory, flower_folder: Path) -> tuple[Path, str, str]:
+    """The repo after a first `dvc repro`, that run's output (stdout and stderr) and its stderr alone."""
     repo = make_project(tmp_path_factory.mktemp("e2e") / "project", flower_folder)
     result = dvc(repo, "repro")
-    return repo, result.stdout + result.stderr
+    return repo, result.stdout + result.stderr, result.stderr
 
 
-def test_repro_runs_every_stage_and_writes_metrics(reproduced: tuple[Path, str]) -> None:
-    repo, output = reproduced
+def test_repro_runs_every_stage_and_writes_metrics(reproduced: tuple[Path, str, str]) -> None:
+    repo, output, _ = reproduced
     assert ran_stages(output) == ALL_STAGES
     metrics = json.loads((repo / "metrics/metrics.json").read_text())
     assert set(metrics) == {*VARIANTS, "baseline"}
@@ -120,26 +122,46 @@ def test_repro_runs_every_stage_and_writes_metrics(reproduced: tuple[Path, str])
         assert (repo / f"models/{variant}/seed_0.npz").exists()
         assert (repo / f"metrics/train/{variant}/seed_1/plots/metrics/test/accuracy.tsv").exists()
         assert (repo / f"metrics/plots/confusion/{variant}.csv").exists()
-    assert (repo / "data/prepared/report.json").exists()
+    assert (repo / "data/prepared/summary.json").exists()
 
 
-def test_second_repro_runs_nothing(reproduced: tuple[Path, str]) -> None:
-    repo, _ = reproduced
+def test_training_prints_a_line_per_seed_not_per_epoch(reproduced: tuple[Path, str, str]) -> None:
+    """Each train stage's stderr has one summary line per seed (the epoch kept, its validation score, the grid
+    point), no line per epoch (those numbers are in DVCLive's files), and no progress bar: stderr is not a
+    terminal here, and tqdm would write every redraw into a log."""
+    repo, output, stderr = reproduced
+    assert not re.search(r"^epoch \d+/\d+", output, re.M)
+    assert not re.search(r"train \S+: +\d+%\|", output)
+    for variant in VARIANTS:
+        summaries = re.findall(rf"^train {variant}: seed (\d+): (.*)$", stderr, re.M)
+        assert [repeat for repeat, _ in summaries] == ["0", "1"], summaries
+        for repeat, line in summaries:
+            selected = json.loads((repo / f"models/{variant}/selection_seed_{repeat}.json").read_text())
+            assert line.startswith(
+                f"epoch {selected['epoch']}/3; val balanced_accuracy {selected['val_score']:.4f} (noisy); "
+                f"val accuracy {selected['val_accuracy']:.4f}; grid point l2 {selected['hyper_parameters']['l2']:g} "
+                f"(of 8); threshold {selected['threshold']:.3f}"
+            ), line
+        assert (repo / f"metrics/train/{variant}/seed_1/plots/metrics/val/score.tsv").read_text().count("\n") == 4
+
+
+def test_second_repro_runs_nothing(reproduced: tuple[Path, str, str]) -> None:
+    repo, _, _ = reproduced
     result = dvc(repo, "repro")
     assert ran_stages(result.stdout + result.stderr) == set()
     assert status_is_clean(repo)
 
 
-def test_data_and_models_stay_out_of_git(reproduced: tuple[Path, str]) -> None:
-    repo, _ = reproduced
+def test_data_and_models_stay_out_of_git(reproduced: tuple[Path, str, str]) -> None:
+    repo, _, _ = reproduced
     run(repo, "git", "add", "-A")
     tracked = run(repo, "git", "ls-files").stdout.split()
     assert not [path for path in tracked if path.startswith(("data/", "models/")) and not path.endswith(".gitignore")]
     assert "metrics/metrics.json" in tracked and "dvc.lock" in tracked
 
 
-def test_exp_run_noise_reruns_only_the_noisy_side(reproduced: tuple[Path, str]) -> None:
-    repo, _ = reproduced
+def test_exp_run_noise_reruns_only_the_noisy_side(reproduced: tuple[Path, str, str]) -> None:
+    repo, _, _ = reproduced
     run(repo, "git", "add", "-A")
     run(repo, "git", "commit", "-qm", "baseline run")
     result = dvc(repo, "exp", "run", "-S", "noise=0.5")
@@ -158,8 +180,8 @@ def test_exp_run_noise_reruns_only_the_noisy_side(reproduced: tuple[Path, str]) 
     assert all(s["flipped"] == 30 for s in noise["seeds"].values())
 
 
-def test_adding_a_loss_trains_only_its_variants(reproduced: tuple[Path, str]) -> None:
-    repo, _ = reproduced
+def test_adding_a_loss_trains_only_its_variants(reproduced: tuple[Path, str, str]) -> None:
+    repo, _, _ = reproduced
     result = dvc(repo, "exp", "run", "-S", "train.losses=[bce,l1,gce]")
     assert ran_stages(result.stdout + result.stderr) == {"train@gce-clean", "train@gce-noisy", "evaluate"}
     metrics = json.loads((repo / "metrics/metrics.json").read_text())

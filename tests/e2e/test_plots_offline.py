@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from tests import browser
-from tests.project import dvc, make_project, run
+from toolkit.project import dvc, make_project, run
 
 pytestmark = pytest.mark.skipif(
     shutil.which(browser.CHROMIUM) is None,

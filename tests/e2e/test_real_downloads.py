@@ -27,8 +27,8 @@ from pathlib import Path
 import pytest
 
 from stages.lib import network
-from tests.project import PROJECT_ROOT, make_project, run, tool_env, write_params
-from tests.synthetic import make_flower_archive
+from toolkit.project import PROJECT_ROOT, make_project, run, tool_env, write_params
+from toolkit.synthetic import make_flower_archive
 
 PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
 # Import failures that would mean a requirement is missing or our code is broken before the network.
@@ -132,7 +132,7 @@ def test_the_imagenet_weights_download_stops_at_the_network(project: Path, tmp_p
 def test_the_real_tf_flowers_builder_exports_a_local_archive(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Past the network: the real builder prepares a small archive as it would tf_flowers' own."""
     tfds = pytest.importorskip("tensorflow_datasets")
-    from stages.download import fetch
+    from stages.lib.fetch import fetch
 
     archive = make_flower_archive(tmp_path / "served" / "flower_photos.tgz", per_class=3, size=24)
     fetched = []

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.project import make_project, status_is_clean, tool_env
+from toolkit.project import make_project, status_is_clean, tool_env
 
 IDENTICAL_FILES = (
     "data/prepared/labels.csv",

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.project import (
+from toolkit.project import (
     ALL_STAGES,
     PROJECT_ROOT,
     VARIANTS,

@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.test_several_machines import PER_LEVEL_STAGES, SHARED_STAGES, restored_stages
-from tests.project import ALL_STAGES, PROJECT_ROOT, dvc, make_project, ran_stages, run, tool_env
+from toolkit.project import ALL_STAGES, PROJECT_ROOT, dvc, make_project, ran_stages, run, tool_env
 
 pytestmark = pytest.mark.e2e
 

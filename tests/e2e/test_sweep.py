@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from tests.project import dvc, make_project, run
+from toolkit.project import dvc, make_project, run
 
 NOISE_LEVELS = (0.0, 0.5)
 VARIANTS = ("bce-clean", "bce-noisy", "l1-clean", "l1-noisy")

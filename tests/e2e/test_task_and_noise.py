@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.project import dvc, make_project
+from toolkit.project import dvc, make_project
 
 
 def test_multiclass_pipeline_with_robust_losses(tmp_path: Path, flower_folder: Path) -> None:

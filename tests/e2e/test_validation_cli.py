@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import yaml
 
-from tests.project import deep_update, make_project, run
+from toolkit.project import deep_update, make_project, run
 
 DELETE = object()  # in an update: remove that key from params.yaml
 TRAIN = ("train", "--loss", "bce", "--labels", "clean")

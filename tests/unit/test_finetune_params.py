@@ -9,7 +9,7 @@ import yaml
 
 from stages.lib import params as P
 from stages.lib.errors import UserError
-from tests.project import PROJECT_ROOT
+from toolkit.project import PROJECT_ROOT
 
 REPOSITORY_PARAMS = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())
 

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stages.corrupt import corrupt_pool
+from stages.lib.corruption import corrupt_pool
 from stages.lib.errors import UserError
 from stages.lib.given_labels import read_given_labels
 from stages.lib.params import NoiseParams

@@ -57,7 +57,7 @@ def test_scan_never_takes_hidden_files_or_folders_for_images(tmp_path: Path) -> 
     scan = scan_folder(tmp_path)
     assert scan.classes == ("roses",)
     assert scan.images == (("roses/a.jpg", "roses"),)
-    # Hidden files are accounted for as non-images (the data report counts every file found).
+    # Hidden files are accounted for as non-images (the data summary counts every file found).
     assert sorted(scan.stray_files) == ["roses/.DS_Store", "roses/._a.jpg"]
 
 

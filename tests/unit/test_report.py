@@ -25,7 +25,7 @@ from stages.lib.report.sweep import (
     realised_flip_rates,
     variants,
 )
-from stages.lib.training import keras_history, mean_curves
+from stages.lib.training import mean_curves
 
 PARAMS = {
     "seed": 0,
@@ -334,21 +334,6 @@ def test_mean_curves_average_histories_over_seeds() -> None:
     np.testing.assert_allclose(accuracy["test"], [0.5, 0.7])
     np.testing.assert_allclose(accuracy["test_std"], [np.std([0.4, 0.6], ddof=1)] * 2)
     np.testing.assert_allclose(mean_curves(histories[:1])["loss"]["train_std"], [0.0, 0.0])
-
-
-def test_keras_histories_get_the_projects_names() -> None:
-    """Fine-tuning's Keras history calls the test set's numbers val_*: renamed test_*, and its validation
-    accuracy (VALIDATION_ACCURACY) val_accuracy, before anything reads them."""
-    keras = {"loss": [1.0], "accuracy": [0.5], "val_loss": [1.2], "val_accuracy": [0.4], "validation_accuracy": [0.6]}
-    assert keras_history(keras) == {
-        "loss": [1.0],
-        "accuracy": [0.5],
-        "test_loss": [1.2],
-        "test_accuracy": [0.4],
-        "val_accuracy": [0.6],
-    }
-    ours = {"loss": [1.0], "test_loss": [1.2], "val_accuracy": [0.6]}
-    assert keras_history(ours) is ours
 
 
 # --- the command ------------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ import pytest
 
 from stages.lib.errors import UserError
 from stages.lib.split import binary_or_class_labels, stratified_split
-from tests.synthetic import TF_FLOWERS_COUNTS
+from toolkit.synthetic import TF_FLOWERS_COUNTS
 
 # tf_flowers' class sizes scaled down tenfold: uneven, as in the real data (sunflowers 19 %).
 SMALL_COUNTS = {name: count // 10 for name, count in TF_FLOWERS_COUNTS.items()}

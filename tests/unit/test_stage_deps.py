@@ -90,7 +90,7 @@ def test_removing_a_dep_is_caught() -> None:
 
 
 def test_the_closure_follows_function_level_imports() -> None:
-    # evaluate imports stages.lib.losses inside a function only.
+    # evaluate's stages.lib.evaluation imports stages.lib.losses inside a function only.
     assert ROOT / "stages/lib/losses.py" in closure("stages.evaluate")
 
 

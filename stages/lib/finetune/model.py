@@ -18,6 +18,7 @@ import keras
 import numpy as np
 
 from stages.lib.finetune.pipeline import image_pipeline
+from stages.lib.head import LOG_NAMES, TEST_ACCURACY, TEST_LOSS, VAL_ACCURACY
 from stages.lib.labels import num_outputs
 from stages.lib.losses import probabilities
 from stages.lib.metrics import predict_labels
@@ -25,18 +26,10 @@ from stages.lib.params import RESNET50_BLOCKS
 
 _BLOCK_NAME = re.compile(r"^(conv\d_block\d+)_")
 
-# The names a user reads. Keras calls the numbers of fit's `validation_data` val_*, but that is the test set
-# here: test_* in the history and test/* in DVCLive; val_* are the validation set's (EpochSelection).
-# (Local to fine-tuning until stages.lib.head/training define the same names for heads: issue 18.)
-KERAS_TO_HISTORY = {"loss": "loss", "accuracy": "accuracy", "val_loss": "test_loss", "val_accuracy": "test_accuracy"}
-VAL_ACCURACY = "val_accuracy"
-LIVE_NAMES = {
-    "loss": "train/loss",
-    "accuracy": "train/accuracy",
-    "test_loss": "test/loss",
-    "test_accuracy": "test/accuracy",
-    VAL_ACCURACY: "val/accuracy",
-}
+# Keras calls the numbers of fit's `validation_data` val_*, but that is the test set here: the history and
+# DVCLive get the heads' names (stages.lib.head), test_* for them; val_* are the validation set's
+# (EpochSelection).
+KERAS_TO_HISTORY = {"loss": "loss", "accuracy": "accuracy", "val_loss": TEST_LOSS, "val_accuracy": TEST_ACCURACY}
 
 
 def block_of(layer_name: str) -> str | None:
@@ -183,13 +176,20 @@ class EpochSelection(keras.callbacks.Callback):
 
 
 class EpochLog(keras.callbacks.Callback):
-    """Each epoch's numbers under the names a user reads (KERAS_TO_HISTORY, LIVE_NAMES): kept in `history`,
-    logged to DVCLive (one step per epoch) and printed. The project's own stand-in for dvclive.keras'
-    callback, which imports TensorFlow. `history` may start from a checkpoint (a resumed run)."""
+    """Each epoch's numbers under the names a user reads (KERAS_TO_HISTORY, stages.lib.head.LOG_NAMES): kept
+    in `history` and logged to DVCLive (one step per epoch); `progress(1)` then moves the variant's bar. The
+    project's own stand-in for dvclive.keras' callback, which imports TensorFlow. `history` may start from a
+    checkpoint (a resumed run)."""
 
-    def __init__(self, live, epochs: int, selection: EpochSelection | None, history: dict | None = None):
+    def __init__(
+        self,
+        live,
+        selection: EpochSelection | None,
+        history: dict | None = None,
+        progress: Callable[[int], object] | None = None,
+    ):
         super().__init__()
-        self.live, self.epochs, self.selection = live, epochs, selection
+        self.live, self.selection, self.progress = live, selection, progress
         self.history: dict[str, list[float]] = {k: list(v) for k, v in (history or {}).items()}
 
     def on_epoch_end(self, epoch, logs=None):
@@ -199,9 +199,10 @@ class EpochLog(keras.callbacks.Callback):
             values[VAL_ACCURACY] = self.selection.accuracy[-1]
         for name, value in values.items():
             self.history.setdefault(name, []).append(value)
-            self.live.log_metric(LIVE_NAMES[name], value)
+            self.live.log_metric(LOG_NAMES[name], value)
         self.live.next_step()
-        print(f"epoch {epoch + 1}/{self.epochs}: " + " ".join(f"{k} {v:.4f}" for k, v in values.items()), flush=True)
+        if self.progress is not None:
+            self.progress(1)
 
 
 def throughput(images: int, seconds: list[float]) -> str:

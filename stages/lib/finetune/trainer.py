@@ -14,22 +14,12 @@ import numpy as np
 
 from stages.lib.backbone import build_backbone, seed_everything
 from stages.lib.backend import backend_name, import_keras
-from stages.lib.head import VALIDATION_ACCURACY
+from stages.lib.head import LOG_NAMES
 from stages.lib.labels import MODEL_FILE
-from stages.lib.training import Setup, Trained, Trainer
+from stages.lib.training import Progress, Setup, Trained, Trainer
 
 # Recorded with each seed's DVCLive metrics (its params.yaml): which backend computed them.
 BACKEND_PARAM = "keras_backend"
-
-
-def as_training_history(history: dict[str, list[float]]) -> dict[str, list[float]]:
-    """The history under the names stages.lib.training reads on this branch (Keras' val_* for the test set,
-    validation_accuracy for the validation set). The user-facing names (test_*, val_*) are EpochLog's; this
-    renaming goes once stages.lib.training reads them too (issue 18)."""
-    from stages.lib.finetune.model import VAL_ACCURACY
-
-    renamed = {"test_loss": "val_loss", "test_accuracy": "val_accuracy", VAL_ACCURACY: VALIDATION_ACCURACY}
-    return {renamed.get(name, name): values for name, values in history.items()}
 
 
 def fine_tune_trainer(setup: Setup) -> Trainer:
@@ -44,7 +34,6 @@ def fine_tune_trainer(setup: Setup) -> Trainer:
 
     from stages.lib.finetune.checkpoint import checkpoint_callback, checkpoint_dir, load_checkpoint, relog, run_key
     from stages.lib.finetune.model import (
-        LIVE_NAMES,
         EpochLog,
         EpochSelection,
         TrainingClock,
@@ -67,7 +56,12 @@ def fine_tune_trainer(setup: Setup) -> Trainer:
     deterministic = not (runtime.xla and backend == "tensorflow")
 
     def train(
-        y: np.ndarray, seed: int, live: Any, transition: np.ndarray | None = None, val_y: np.ndarray | None = None
+        y: np.ndarray,
+        seed: int,
+        live: Any,
+        transition: np.ndarray | None = None,
+        val_y: np.ndarray | None = None,
+        progress: Progress | None = None,
     ) -> Trained:
         keras.backend.clear_session()  # the previous seed's model and graphs
         apply_precision(runtime)
@@ -93,7 +87,9 @@ def fine_tune_trainer(setup: Setup) -> Trainer:
         resumed = load_checkpoint(folder, key, model)
         if resumed.epochs_done:
             print(f"train {setup.variant}: resuming after epoch {resumed.epochs_done} ({folder})", file=sys.stderr)
-            relog(live, resumed.epochs_done, resumed.history, LIVE_NAMES)
+            relog(live, resumed.epochs_done, resumed.history, LOG_NAMES)
+            if progress is not None:
+                progress(resumed.epochs_done)
         clock = TrainingClock()
         callbacks: list[Any] = [clock]
         selection = None
@@ -105,7 +101,7 @@ def fine_tune_trainer(setup: Setup) -> Trainer:
                 val_images, val_labels, task, settings.batch_size, keep_best, resumed.val_accuracy, resumed.best_weights
             )
             callbacks.append(selection)
-        epoch_log = EpochLog(live, settings.epochs, selection, resumed.history)
+        epoch_log = EpochLog(live, selection, resumed.history, progress)
         batches = image_pipeline(
             images,
             y,
@@ -126,12 +122,11 @@ def fine_tune_trainer(setup: Setup) -> Trainer:
                 checkpoint_callback(folder, key, epoch_log, selection),
             ],
             shuffle=False,  # the pipeline shuffles, by (seed, epoch); Keras' own would reorder its batches at random
-            verbose=0,  # EpochLog prints each epoch under the project's names
+            verbose=0,  # EpochLog logs each epoch to DVCLive; the terminal shows the variant's bar
         )
         if clock.seconds:
             print(f"fine-tuning on {len(images)} images: {throughput(len(images), clock.seconds)}", file=sys.stderr)
         scores = predict_scores(model, test_images, task, settings.batch_size)
-        history = as_training_history(epoch_log.history)
-        return Trained.selected(scores, history, model.save, MODEL_FILE, settings.select_epoch)
+        return Trained.selected(scores, epoch_log.history, model.save, MODEL_FILE, settings.select_epoch)
 
     return train

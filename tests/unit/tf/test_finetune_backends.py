@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from tests.project import PROJECT_ROOT, tool_env
+from toolkit.project import PROJECT_ROOT, tool_env
 
 pytest.importorskip("jax", reason="the JAX backend is not installed (requirements-dev.txt pins it)")
 TOLERANCE = 1e-4

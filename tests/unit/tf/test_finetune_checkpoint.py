@@ -39,7 +39,7 @@ def compiled_model():
 
 
 def fit(model, folder: Path, key: str, first: int, last: int, history=None) -> EpochLog:
-    log = EpochLog(Live(), last, None, history)
+    log = EpochLog(Live(), None, history)
     batches = image_pipeline(IMAGES, TARGETS, batch_size=8, shuffle_seed=3, augment=True, first_epoch=first)
     callbacks = [epoch_follower(batches), log, checkpoint_callback(folder, key, log, None)]
     model.fit(batches, initial_epoch=first, epochs=last, callbacks=callbacks, shuffle=False, verbose=0)

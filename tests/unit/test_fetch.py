@@ -1,4 +1,4 @@
-"""Unit tests for stages.download: filling data/raw from a folder, a .tgz, or tensorflow-datasets."""
+"""Unit tests for stages.lib.fetch: filling data/raw from a folder, a .tgz, or tensorflow-datasets."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from stages.download import PNG_SIGNATURE, export_tfds, fetch, image_suffix
 from stages.lib import network
 from stages.lib.errors import UserError
+from stages.lib.fetch import PNG_SIGNATURE, export_tfds, fetch, image_suffix
 from stages.lib.images import scan_folder
-from tests.synthetic import make_flower_archive, make_flower_folder
+from toolkit.synthetic import make_flower_archive, make_flower_folder
 
 PER_CLASS = 3
 

@@ -1,4 +1,4 @@
-"""Unit tests for stages.corrupt: one seeded noisy draw per repeat seed, and the realised-noise summary."""
+"""Unit tests for stages.lib.corruption: one seeded noisy draw per repeat seed, and the realised-noise summary."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stages.corrupt import class_rates_by_index, corrupt_pool, repeat_rng
+from stages.lib.corruption import class_rates_by_index, corrupt_pool, repeat_rng
 from stages.lib.errors import UserError
 from stages.lib.params import NoiseParams
 
