@@ -5,6 +5,7 @@ Used by the e2e tests (tests/e2e/conftest.py wraps them in fixtures) and by the 
 
 from __future__ import annotations
 
+import copy
 import os
 import re
 import shutil
@@ -88,11 +89,13 @@ def dvc(repo: Path, *args: str, check: bool = True) -> subprocess.CompletedProce
 
 
 def deep_update(target: dict, updates: dict) -> dict:
+    """Merge updates into target, nested dicts key by key; target holds copies, never updates' own objects
+    (an alias of SMALL_PARAMS' sections let one test's update reach every later test's project)."""
     for key, value in updates.items():
         if isinstance(value, dict) and isinstance(target.get(key), dict):
             deep_update(target[key], value)
         else:
-            target[key] = value
+            target[key] = copy.deepcopy(value)
     return target
 
 
