@@ -27,7 +27,8 @@ from stages.lib.labels import ISSUES_FILE
 from stages.lib.report.experiments import exp_show_json, parse_runs
 from stages.lib.report.figure import draw_noise_curves
 from stages.lib.report.label_issues import draw_label_issues, top_suspects
-from stages.lib.report.sweep import group_sweeps, markdown_report
+from stages.lib.report.sweep import group_sweeps
+from stages.lib.report.tables import markdown_report
 
 REPORTS_DIR = Path("reports")
 FIGURE_NAME = "noise_curve.png"

@@ -14,17 +14,8 @@ from PIL import Image
 import report
 from stages.lib.errors import UserError
 from stages.lib.report.experiments import Run, exp_show_json, flatten, parse_runs
-from stages.lib.report.sweep import (
-    comparison_table,
-    curve,
-    distinguishing_params,
-    format_cell,
-    group_sweeps,
-    markdown_report,
-    markdown_table,
-    realised_flip_rates,
-    variants,
-)
+from stages.lib.report.sweep import curve, distinguishing_params, group_sweeps, realised_flip_rates, variants
+from stages.lib.report.tables import comparison_table, format_cell, markdown_report, markdown_table
 from stages.lib.training import mean_curves
 
 PARAMS = {

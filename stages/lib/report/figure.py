@@ -15,9 +15,9 @@ from stages.lib.report.sweep import (
     curve,
     distinguishing_params,
     realised_flip_rates,
-    sweep_title,
     variants,
 )
+from stages.lib.report.tables import sweep_title
 
 NOISE_LABEL = "noise rate (fraction of training labels flipped)"
 FLIP_LABEL = "realised flip rate (fraction of training labels changed, mean over seeds)"

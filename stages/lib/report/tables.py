@@ -1,0 +1,210 @@
+"""A sweep report's Markdown: the per-metric tables over noise levels, each run's paired comparisons and
+detection table, and the report that strings them together (`python -m report`)."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable
+from typing import Any
+
+from stages.lib.labels import BASELINE
+from stages.lib.report.experiments import Run
+from stages.lib.report.sweep import (
+    METRIC_TITLES,
+    TABLE_METRICS,
+    Sweep,
+    as_float,
+    curve,
+    distinguishing_params,
+    repeat_count,
+    variants,
+)
+
+
+def format_cell(mean: float, std: float, seeds: int) -> str:
+    """`0.812 ± 0.021` over several seeds, `0.812` for one; `–` where nothing was measured."""
+    if math.isnan(mean):
+        return "–"
+    if seeds > 1 and not math.isnan(std):
+        return f"{mean:.3f} ± {std:.3f}"
+    return f"{mean:.3f}"
+
+
+def markdown_table(sweep: Sweep, metric: str) -> str:
+    """One row per noise level, one column per variant and the majority baseline, plus the run's name."""
+    names = variants(sweep)
+    curves = {name: curve(sweep, name, metric) for name in [*names, BASELINE]}
+    header = ["noise", *names, BASELINE, "experiment"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---:"] * (len(header) - 1) + [":---"]) + "|"]
+    for i, run in enumerate(sweep.runs):
+        cells = [f"{run.noise:g}"]
+        for name in [*names, BASELINE]:
+            cells.append(format_cell(curves[name].mean[i], curves[name].std[i], repeat_count(run, name)))
+        cells.append(f"`{run.name}`")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _interval_cell(entry: dict[str, Any], metric: str) -> str:
+    values = entry.get(metric) or {}
+    difference, low, high = (as_float(values.get(key)) for key in ("difference", "ci95_low", "ci95_high"))
+    if math.isnan(difference):
+        return "–"
+    return f"{difference:+.3f} [{low:+.3f}, {high:+.3f}]"
+
+
+def _p_text(value: Any) -> str:
+    p = as_float(value)
+    return "–" if math.isnan(p) else (f"{p:.2g}" if p < 0.001 else f"{p:.3f}")
+
+
+def comparison_table(run: Run) -> str | None:
+    """One run's paired comparisons (metrics/comparisons.json): a row per comparison, B - A per metric with its
+    95 % interval over repeats and test images, the probability of improvement and the p-value on the verdict
+    metric, and its Holm-adjusted p. Rows significant after Holm (at 0.05) are marked with `*` and their Holm
+    p in bold. None without any."""
+    if not run.comparisons:
+        return None
+    verdicts = {entry.get("metric") for entry in run.comparisons.values()}
+    verdict = METRIC_TITLES.get(next(iter(verdicts)), "?").lower() if len(verdicts) == 1 else "verdict metric"
+    header = ["comparison (B vs A)", *(f"Δ {METRIC_TITLES[m].lower()} [95 % CI]" for m in TABLE_METRICS)]
+    header += [f"P(B > A), {verdict}", f"p, {verdict}", "Holm p"]
+    lines = ["| " + " | ".join(header) + " |", "|:---|" + "|".join(["---:"] * (len(header) - 1)) + "|"]
+    for name, entry in run.comparisons.items():
+        significant = entry.get("significant") is True
+        cells = [f"{name} *" if significant else name]
+        cells += [_interval_cell(entry, metric) for metric in TABLE_METRICS]
+        improvement = as_float(entry.get("probability_of_improvement"))
+        cells += ["–" if math.isnan(improvement) else f"{improvement:.2f}", _p_text(entry.get("p_value"))]
+        holm_p = _p_text(entry.get("p_holm"))
+        cells.append(f"**{holm_p}**" if significant else holm_p)
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+# metrics/detection.json's means over seeds: (key in its `noisy` / `clean` section, column title).
+DETECTION_COLUMNS = (
+    ("noisy", "precision", "precision"),
+    ("noisy", "recall", "recall"),
+    ("noisy", "f1", "F1"),
+    ("noisy", "false_flag_rate", "false flags on correct labels"),
+    ("noisy", "auc", "AUC of the score"),
+    ("noisy", "average_precision", "AP of the score"),
+    ("noisy", "small_loss_precision", "small-loss precision"),
+    ("noisy", "small_loss_recall", "small-loss recall"),
+    ("noisy", "realised_noise_rate", "realised noise"),
+    ("noisy", "estimated_noise_rate", "estimated noise"),
+    ("noisy", "noise_rate_error", "estimated − realised"),
+    ("clean", "false_flag_rate", "false flags, clean-label run"),
+)
+
+DETECTION_TEXT = (
+    "Means over seeds of the detect stage's confident-learning flags against the truly flipped training labels. "
+    "False flags on correct labels: flags on unflipped labels ÷ unflipped labels, in this run; the last column is "
+    "the separate run on the clean labels, where every flag is false. AUC and average precision (AP) rank every "
+    "label by its score (1 − self-confidence) with the flipped ones as positives: ranking at random gives AUC 0.5 "
+    "and AP = the realised noise rate, as does flagging at random for precision. Small-loss, the obvious "
+    "baseline: flag the labels with the largest out-of-sample cross-entropy on the given label (the same "
+    "probabilities), as many as confident learning flags; its ranking orders the labels exactly as the score "
+    "does (−log p and 1 − p both fall with p), so its AUC and AP are the same (both are in detection.json): "
+    "what differs is which labels get flagged."
+)
+
+
+def detection_table(sweep: Sweep) -> str | None:
+    """Confident learning per noise level: how its flags find the flipped labels (None if no run has it).
+    Flagging at random would have precision equal to the realised noise rate."""
+    if not any(run.detection and "noisy" in run.detection for run in sweep.runs):
+        return None
+    header = ["noise", *(title for _, _, title in DETECTION_COLUMNS), "experiment"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---:"] * (len(header) - 1) + [":---"]) + "|"]
+    for run in sweep.runs:
+        detection = run.detection or {}
+        cells = [f"{run.noise:g}"]
+        for section, key, _ in DETECTION_COLUMNS:
+            cells.append(format_cell(as_float((detection.get(section) or {}).get(key)), math.nan, 1))
+        cells.append(f"`{run.name}`")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+COMPARISONS_TEXT = (
+    "Per noise level, each noisy variant against every other and against its own clean control, trained on "
+    "the same noise draws, initial weights and batch orders repeat by repeat and scored on the same test images. "
+    "Δ is B − A, the mean over repeats of the test-set difference, with a 95 % t-interval whose variance adds "
+    "the spread of the differences over repeats (training randomness) and test-set sampling (a paired bootstrap "
+    "over test images, corrected for the part the spread over repeats already holds); P(B > A) is the "
+    "probability of improvement over repeats (Agarwal et al. 2021). The p-value tests the verdict metric "
+    "(`evaluate.metric`); Holm's correction runs over the comparisons of one experiment. `*` and bold: "
+    "significant after Holm at 0.05."
+)
+
+
+# Params worth repeating above each sweep's tables (the rest is in `dvc exp show`).
+SUMMARY_PARAMS = (
+    "task",
+    "noise_type",
+    "train.losses",
+    "train.labels",
+    "train.seeds",
+    "train.epochs",
+    "train.select_epoch",
+    "data.val_size",
+    "model.weights",
+    "data.image_size",
+)
+
+
+def _param_text(params: dict[str, Any], markdown: bool = True) -> str:
+    quote = "`" if markdown else ""
+    return ", ".join(f"{quote}{key}={json.dumps(value, default=str)}{quote}" for key, value in params.items())
+
+
+def sweep_title(index: int, distinct: dict[str, Any], count: int, markdown: bool = True) -> str:
+    """ "Noise sweep" when there is one; else its number and the params that set it apart."""
+    if count == 1:
+        return "Noise sweep"
+    return f"Sweep {index + 1}: {_param_text(distinct, markdown)}"
+
+
+def markdown_report(sweeps: list[Sweep], skipped: Iterable[Any] = (), figure: str | None = None) -> str:
+    """results.md: per sweep, what it ran and one table per metric; then what was left out and why."""
+    lines = ["# Label noise: results by noise rate", ""]
+    if figure:
+        lines += [f"![accuracy against noise rate]({figure})", ""]
+    lines += [
+        "Each cell is the mean over the `train.seeds` repeats on the test set's true labels, ± the sample "
+        "standard deviation over seeds where there are several. `<loss>-noisy` heads learn from labels "
+        "corrupted at the row's noise rate, `<loss>-pruned` heads from those without the labels confident "
+        "learning flags; `<loss>-clean` heads (controls) from the true labels, so they do "
+        "not depend on it; `baseline` always answers the training pool's majority class. Rows come from the "
+        "experiment named in the last column (`dvc exp show` has all of its params and metrics). A variant's "
+        "`accuracy_ci95` in metrics.json is one model's test-sampling interval (Wilson), not the spread over "
+        "seeds.",
+        "",
+    ]
+    distinct = distinguishing_params(sweeps)
+    for index, sweep in enumerate(sweeps):
+        lines += [f"## {sweep_title(index, distinct[index], len(sweeps))}", ""]
+        summary = {key: sweep.config[key] for key in SUMMARY_PARAMS if key in sweep.config}
+        levels = ", ".join(f"{noise:g}" for noise in sweep.noise_levels)
+        lines += [f"Noise levels: {levels}. Params: {_param_text(summary)}.", ""]
+        for metric in TABLE_METRICS:
+            lines += [f"### {METRIC_TITLES[metric]}", "", markdown_table(sweep, metric), ""]
+        tables = [(run, comparison_table(run)) for run in sweep.runs]
+        if any(table for _, table in tables):
+            lines += ["### Paired comparisons", "", COMPARISONS_TEXT, ""]
+            for run, table in tables:
+                if table:
+                    lines += [f"#### noise {run.noise:g} (`{run.name}`)", "", table, ""]
+        detection = detection_table(sweep)
+        if detection:
+            lines += ["### Finding the flipped labels (confident learning)", "", DETECTION_TEXT, "", detection, ""]
+        if sweep.superseded:
+            older = ", ".join(f"`{run.name}` (noise {run.noise:g})" for run in sweep.superseded)
+            lines += [f"Superseded by a newer run at the same noise level: {older}.", ""]
+    left_out = [f"`{row.name}` ({row.reason})" for row in skipped]
+    if left_out:
+        lines += ["## Not included", "", "Rows of `dvc exp show` without results: " + ", ".join(left_out) + ".", ""]
+    return "\n".join(lines)
