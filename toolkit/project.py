@@ -11,6 +11,8 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import yaml
@@ -95,7 +97,7 @@ def deep_update(target: dict, updates: dict) -> dict:
         if isinstance(value, dict) and isinstance(target.get(key), dict):
             deep_update(target[key], value)
         else:
-            target[key] = copy.deepcopy(value)
+            target[key] = copy.deepcopy(value) if isinstance(value, (dict, list)) else value  # sentinels stay
     return target
 
 
@@ -103,6 +105,17 @@ def write_params(repo: Path, updates: dict) -> None:
     path = repo / "params.yaml"
     params = yaml.safe_load(path.read_text())
     path.write_text(yaml.safe_dump(deep_update(params, updates), sort_keys=False))
+
+
+@contextmanager
+def params_kept(repo: Path) -> Iterator[dict]:
+    """repo's params.yaml as a dict; the file is put back byte for byte afterwards, whatever was written."""
+    path = repo / "params.yaml"
+    text = path.read_bytes()
+    try:
+        yield yaml.safe_load(text)
+    finally:
+        path.write_bytes(text)
 
 
 def make_project(destination: Path, source: Path, params: dict | None = None) -> Path:

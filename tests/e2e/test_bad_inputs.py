@@ -31,6 +31,9 @@ from toolkit.project import (
     run,
     write_params,
 )
+from toolkit.project import (
+    params_kept as project_params_kept,
+)
 from toolkit.synthetic import make_flower_folder
 
 # The stages a bad input can reach, in pipeline order: a case runs them from the first up to the one that
@@ -238,10 +241,8 @@ def workspace(tmp_path_factory: pytest.TempPathFactory, flower_folder: Path) -> 
 @pytest.fixture
 def params_kept(workspace: Path) -> Any:
     """The good params.yaml; put back after each case, whatever the case wrote."""
-    path = workspace / "params.yaml"
-    text = path.read_bytes()
-    yield yaml.safe_load(text)
-    path.write_bytes(text)
+    with project_params_kept(workspace) as params:
+        yield params
 
 
 def substitute(node: Any, values: dict[str, str]) -> Any:

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import yaml
 
-from toolkit.project import deep_update, make_project, run
+from toolkit.project import deep_update, make_project, params_kept, run
 
 DELETE = object()  # in an update: remove that key from params.yaml
 TRAIN = ("train", "--loss", "bce", "--labels", "clean")
@@ -34,10 +34,8 @@ def workspace(tmp_path_factory: pytest.TempPathFactory, flower_folder: Path) -> 
 @pytest.fixture
 def base_params(workspace: Path) -> Any:
     """The workspace's good params; restored after each test, whatever the test wrote."""
-    path = workspace / "params.yaml"
-    text = path.read_text()
-    yield yaml.safe_load(text)
-    path.write_text(text)
+    with params_kept(workspace) as params:
+        yield params
 
 
 def apply(params: dict, updates: dict) -> dict:
