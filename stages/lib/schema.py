@@ -70,9 +70,7 @@ def read_value(node: Any, section: str, key: str, spec: Spec) -> Any:
 
 def read(cls: type, node: Any, section: str, skip: Iterable[str] = ()) -> dict[str, Any]:
     """Every param of ``cls`` (but the fields in ``skip``), checked in field order: field name -> value."""
-    return {
-        name: read_value(node, section, key, spec) for name, (key, spec) in specs(cls).items() if name not in skip
-    }
+    return {name: read_value(node, section, key, spec) for name, (key, spec) in specs(cls).items() if name not in skip}
 
 
 def refuse_unknown(node: dict, section: str, known: tuple[str, ...]) -> None:
@@ -135,9 +133,10 @@ def real(ok: Callable[[float], bool], allowed: str) -> Check:
             finite = False
         if not finite:
             raise UserError(f"{name} = {value!r}: must be a finite number")
-        if not ok(float(value)):
+        value = float(value)
+        if not ok(value):
             raise UserError(f"{name} = {value!r}: must be {allowed}")
-        return float(value)
+        return value
 
     return check
 

@@ -60,7 +60,7 @@ from stages.lib.params.train import (
     tune_grids,
     validate_loss_params,
 )
-from stages.lib.schema import PARAMS_FILE_NAME, refuse_unknown, specs
+from stages.lib.schema import PARAMS_FILE_NAME, read, refuse_unknown, specs
 
 __all__ = [
     "DEFAULT_DETECT_FOLDS",
@@ -160,6 +160,8 @@ def check_known_keys(raw: dict[str, Any]) -> None:
 def check_all(raw: dict[str, Any]) -> None:
     """Every check that needs neither data nor files, over every param of the pipeline."""
     check_known_keys(raw)
+    for section, cls in SECTIONS:  # every declared param on its own; the readers below check them together
+        read(cls, raw.get(section) if section else raw, section)
     seed(raw)
     kind = task(raw)
     data = data_params(raw)
