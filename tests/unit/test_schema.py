@@ -95,7 +95,7 @@ def test_a_registered_loss_is_checked_and_trains_a_head(scaled_ce, raw) -> None:
     rng = np.random.default_rng(0)
     features = rng.normal(size=(64, 5)).astype(np.float32)
     y = (features[:, :1] > 0).astype(np.float32)
-    head, history = fit_linear_head(
+    _, history = fit_linear_head(
         features, y, features, y, task="binary", loss="scaled_ce", loss_params={}, epochs=20,
         batch_size=16, learning_rate=0.05, seed=0,
     )  # fmt: skip
