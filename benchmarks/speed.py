@@ -226,7 +226,7 @@ def time_notebook_method(
     rng = np.random.default_rng(SEED)
     seconds = []
     for loss, level in notebook_models(levels)[:count]:
-        labels = clean if level == 0 else corrupt_labels(clean, 2, level, "seed", rng)
+        labels = clean if level == 0 else corrupt_labels(clean, 2, level, "notebook", rng)
         started = time.perf_counter()
         backbone = keras.applications.ResNet50(
             include_top=False, weights=resolve_weights(weights), input_shape=(size, size, 3), pooling="avg"

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from stages.lib.losses import logit_gradient, make_loss, probabilities
+from stages.lib.losses import registry as loss_registry
 from stages.lib.params import GridPoint
 
 # Keras' defaults: Normalization's floor on the standard deviation, Adam's betas and epsilon.
@@ -355,9 +356,8 @@ def fit_linear_head(
     validating = val_features is not None and val_y is not None and len(val_y) > 0
     if select_epoch == "val" and not validating:
         raise ValueError("select_epoch='val' needs a non-empty validation set (val_features, val_y)")
-    from stages.lib.params import validate_loss_params
-
-    point = GridPoint(float(l2), validate_loss_params(loss, loss_params), {"l2": float(l2)})
+    # Params come checked; those left out get the loss's defaults.
+    point = GridPoint(float(l2), loss_registry.get(loss).complete(loss_params), {"l2": float(l2)})
     grid = fit_head_grid(
         features,
         y,

@@ -5,8 +5,9 @@ positive class. Every random draw comes from the ``numpy.random.Generator``
 passed in, so the same generator seed gives byte-identical output, and the
 input array is never modified.
 
-The three noise models (``NOISE_TYPES``: symmetric, asymmetric, seed) and their sources are described
-in docs/noise.md and in :func:`corrupt_labels`.
+The three noise models drawn here (``SIMULATED_NOISE_TYPES``: symmetric, asymmetric, notebook) and their
+sources are described in docs/noise.md and in :func:`corrupt_labels`; the fourth, ``given``, is read from a
+file (stages.lib.given_labels).
 
 Rounding: counts are ``rate * n`` rounded half up (not Python's banker's
 ``round``, where ``round(2.5) == 2``), computed exactly on the rate's decimal
@@ -15,15 +16,15 @@ value (its shortest repr, what params.yaml says): in floating point
 instead of 32. See :func:`exact_count`.
 
 Errors: the settings come checked (stages.lib.params checks what the user
-wrote); a setting or label array out of range here is a programming error and
-raises a plain ``ValueError`` naming the argument.
+wrote) and are not checked again; an unknown noise type or a label array out of
+range here is a programming error and raises a plain ``ValueError``.
 """
 
 from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from fractions import Fraction
 from typing import Any
 
@@ -44,74 +45,10 @@ __all__ = [
 ]
 
 
-# --------------------------------------------------------------------------
-# Argument checks (programming errors: users' values are checked in stages.lib.params)
-# --------------------------------------------------------------------------
-
-
-def _is_real(value: Any) -> bool:
-    """True for real numbers (int, float, NumPy numbers); False for bools, strings."""
-    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
-
-
-def _is_integer(value: Any) -> bool:
-    """True for integers (int, NumPy integers); False for bools."""
-    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
-
-
-def _is_rate(value: Any) -> bool:
-    """True for a finite real number in [0, 1]."""
-    return _is_real(value) and math.isfinite(float(value)) and 0.0 <= float(value) <= 1.0
-
-
 def _validate_num_classes(num_classes: Any) -> int:
-    if not _is_integer(num_classes) or int(num_classes) < 2:
+    if isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral) or int(num_classes) < 2:
         raise ValueError(f"num_classes = {num_classes!r}: must be an integer >= 2")
     return int(num_classes)
-
-
-def _check_setting(
-    noise: Any,
-    noise_type: Any,
-    class_rates: Any = None,
-    num_classes: Any = 2,
-) -> None:
-    """Check a noise setting's arguments; raise ``ValueError`` if one is invalid.
-
-    Rules:
-
-    * ``num_classes``: an integer >= 2.
-    * ``noise_type``: one of ``NOISE_TYPES``.
-    * ``noise``: a real number (not a bool or string), finite, in [0, 1].
-    * ``class_rates`` (config name ``noise_class_rates``): ``None`` or a
-      mapping ``{class_index: rate}`` with integer keys in ``[0, K-1]`` and
-      rates in [0, 1]. It only applies to ``asymmetric`` noise; a non-empty
-      mapping with another noise type is rejected rather than silently
-      ignored (``None`` or ``{}`` are accepted with any type).
-    """
-    k = _validate_num_classes(num_classes)
-
-    if not isinstance(noise_type, str) or noise_type not in NOISE_TYPES:
-        allowed = ", ".join(repr(t) for t in NOISE_TYPES)
-        raise ValueError(f"noise_type = {noise_type!r}: must be one of {allowed}")
-
-    if not _is_rate(noise):
-        raise ValueError(f"noise = {noise!r}: must be a number in [0, 1]")
-
-    if class_rates is None:
-        return
-    if not isinstance(class_rates, Mapping):
-        raise ValueError(f"noise_class_rates = {class_rates!r}: must be a mapping {{class_index: rate}} or null")
-    if class_rates and noise_type != "asymmetric":
-        raise ValueError(
-            f"noise_class_rates = {dict(class_rates)!r}: only allowed with "
-            f"noise_type = 'asymmetric' (got {noise_type!r})"
-        )
-    for key, rate in class_rates.items():
-        if not _is_integer(key) or not 0 <= int(key) < k:
-            raise ValueError(f"noise_class_rates key {key!r}: must be an integer class index in [0, {k - 1}]")
-        if not _is_rate(rate):
-            raise ValueError(f"noise_class_rates[{key!r}] = {rate!r}: must be a number in [0, 1]")
 
 
 def _as_labels(labels: Any, num_classes: int, name: str) -> np.ndarray:
@@ -140,7 +77,7 @@ def exact_count(rate: float, n: int) -> int:
 def class_flip_rates(
     num_classes: int, noise: float, noise_type: str, class_rates: Mapping[int, float] | None = None
 ) -> dict[int, float] | None:
-    """The flip rate of each class ``c`` for the two exact models (``None`` for ``seed`` and ``given``, which
+    """The flip rate of each class ``c`` for the two exact models (``None`` for ``notebook`` and ``given``, which
     fix no count): ``symmetric``, ``noise`` for every class; ``asymmetric``, ``class_rates`` (missing classes
     0) or without them the binary default (positives only) or ``noise`` for every class."""
     k = int(num_classes)
@@ -162,7 +99,7 @@ def expected_flips(
     class_rates: Mapping[int, float] | None = None,
 ) -> dict[int, int] | None:
     """How many labels of each class the draw flips, exactly: ``exact_count(rate_c, n_c)`` for class ``c``
-    with ``n_c`` samples in ``labels`` (``None`` for ``seed`` and ``given``: their counts are not fixed)."""
+    with ``n_c`` samples in ``labels`` (``None`` for ``notebook`` and ``given``: their counts are not fixed)."""
     rates = class_flip_rates(num_classes, noise, noise_type, class_rates)
     if rates is None:
         return None
@@ -204,7 +141,7 @@ def _asymmetric(flat: np.ndarray, k: int, counts: dict[int, int], rng: np.random
     return out
 
 
-def _seed(flat: np.ndarray, k: int, noise: float, rng: np.random.Generator) -> np.ndarray:
+def _notebook(flat: np.ndarray, k: int, noise: float, rng: np.random.Generator) -> np.ndarray:
     n = flat.size
     out = flat.copy()
     if n == 0:
@@ -213,6 +150,14 @@ def _seed(flat: np.ndarray, k: int, noise: float, rng: np.random.Generator) -> n
     replace = rng.random(n) < noise
     out[replace] = rng.integers(0, k, size=int(replace.sum())).astype(flat.dtype)
     return out
+
+
+# Each drawn model: (flat labels, K, rate, exact per-class counts or None, rng) -> noisy flat labels.
+_DRAWS: dict[str, Callable[..., np.ndarray]] = {
+    "symmetric": lambda flat, k, noise, counts, rng: _symmetric(flat, k, counts, rng),
+    "asymmetric": lambda flat, k, noise, counts, rng: _asymmetric(flat, k, counts, rng),
+    "notebook": lambda flat, k, noise, counts, rng: _notebook(flat, k, noise, rng),
+}
 
 
 def corrupt_labels(
@@ -230,7 +175,7 @@ def corrupt_labels(
             (treated as a flat list of samples).
         num_classes: ``K >= 2``. Binary tasks use ``K = 2`` with 1 = positive.
         noise: a rate in [0, 1]; its meaning depends on ``noise_type``.
-        noise_type: one of ``NOISE_TYPES``:
+        noise_type: one of ``SIMULATED_NOISE_TYPES``:
 
             * ``"symmetric"`` (Ghosh et al. 2017; Han et al. 2018): exactly
               ``exact_count(noise, n_c)`` of the ``n_c`` samples of *each*
@@ -255,7 +200,7 @@ def corrupt_labels(
               (1 -> 0) at rate ``noise`` and multiclass flips every class at
               rate ``noise``. With ``class_rates`` the rates come from that
               mapping alone (missing classes get 0; ``noise`` is ignored).
-            * ``"seed"`` (the original public notebook's rule): each label is
+            * ``"notebook"`` (the original public notebook's rule): each label is
               independently, with probability ``noise``, replaced by a label
               drawn uniformly from all ``K`` classes (possibly the same one),
               so the realised flip rate is only about ``noise * (K - 1) / K``
@@ -264,24 +209,20 @@ def corrupt_labels(
             output.
         class_rates: ``{class_index: rate}``, only for ``"asymmetric"``.
 
+    The setting comes checked (stages.lib.params) and is not checked again.
+
     Raises:
-        ValueError: invalid ``noise``, ``noise_type``, ``class_rates``
-            (named ``noise_class_rates``) or ``num_classes``; ``labels`` is not
-            an integer array or has values outside ``[0, num_classes - 1]``.
+        ValueError: a ``noise_type`` not drawn here or ``num_classes`` below 2;
+            ``labels`` is not an integer array or has values outside
+            ``[0, num_classes - 1]``.
     """
-    _check_setting(noise, noise_type, class_rates, num_classes)
-    if noise_type == "given":
-        raise ValueError("noise_type = 'given': the labels come from a file (stages.lib.given_labels), not a draw")
-    k = int(num_classes)
+    if noise_type not in _DRAWS:
+        raise ValueError(f"noise_type = {noise_type!r}: corrupt_labels draws {', '.join(_DRAWS)} only")
+    k = _validate_num_classes(num_classes)
     arr = _as_labels(labels, k, "labels")
     flat = arr.reshape(-1)
     counts = expected_flips(flat, k, float(noise), noise_type, class_rates)
-    if noise_type == "symmetric":
-        out = _symmetric(flat, k, counts, rng)
-    elif noise_type == "asymmetric":
-        out = _asymmetric(flat, k, counts, rng)
-    else:  # "seed"
-        out = _seed(flat, k, float(noise), rng)
+    out = _DRAWS[noise_type](flat, k, float(noise), counts, rng)
     return out.reshape(arr.shape)
 
 

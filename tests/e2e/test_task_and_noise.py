@@ -51,14 +51,14 @@ def test_multiclass_pipeline_with_robust_losses(tmp_path: Path, flower_folder: P
     ("noise_params", "check"),
     [
         # The original notebook's rule: each label replaced by a random one with probability noise.
-        ({"noise": 0.6, "noise_type": "seed"}, lambda t: 0 < t.flipped.sum() < 36),
+        ({"noise": 0.6, "noise_type": "notebook"}, lambda t: 0 < t.flipped.sum() < 36),
         # Class-conditional: only sunflowers flip, exactly round(0.5 * 12) of the 12 in the pool.
         (
             {"noise": 0.0, "noise_type": "asymmetric", "noise_class_rates": {"sunflowers": 0.5}},
             lambda t: t.flipped.sum() == 6 and (t.loc[t.flipped, "clean_label"] == 1).all(),
         ),
     ],
-    ids=["seed-rule", "asymmetric"],
+    ids=["notebook-rule", "asymmetric"],
 )
 def test_noise_models_through_the_corrupt_stage(tmp_path: Path, flower_folder: Path, noise_params, check) -> None:
     repo = make_project(tmp_path / "project", flower_folder, {**noise_params, "train": {"seeds": [3]}})

@@ -79,7 +79,7 @@ BAD_PARAMS = [
     ("corrupt", {"noise": "lots"}, ["noise = 'lots'", "must be a number"]),
     ("corrupt", {"noise": True}, ["noise = True", "must be a number"]),
     ("corrupt", {"noise": float("nan")}, ["noise = nan", "must be a number"]),
-    ("corrupt", {"noise_type": "uniform"}, ["noise_type = 'uniform'", "symmetric, asymmetric, seed"]),
+    ("corrupt", {"noise_type": "uniform"}, ["noise_type = 'uniform'", "symmetric, asymmetric, notebook, given"]),
     (
         "corrupt",
         {"noise_class_rates": {"sunflowers": 0.4}},

@@ -228,7 +228,7 @@ def test_per_class_flips_of_every_class_for_multiclass_and_asymmetric_noise() ->
 
 
 def test_the_seed_rule_fixes_no_count() -> None:
-    noise = NoiseParams(rate=0.4, kind="seed", class_rates=None)
+    noise = NoiseParams(rate=0.4, kind="notebook", class_rates=None)
     _, summary = corrupt_pool(BINARY_POOL, noise, BINARY_NAMES, seed=0, repeats=REPEATS, val=BINARY_VAL)
     for seed in REPEATS:
         for cells in summary["seeds"][str(seed)]["per_class_flips"].values():

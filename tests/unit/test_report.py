@@ -419,9 +419,11 @@ def test_figure_labels_its_x_axis_by_what_it_shows(tmp_path: Path, monkeypatch: 
         matplotlib.axes.Axes, "set_xlabel", lambda self, text, *a, **k: labels.append(text) or original(self, text)
     )
     records = exp_show(
-        experiment(with_flip_rate(rev_record("b" * 40, "exp-5", "2026-01-01T11:05:00", 0.5, noise_type="seed"), 0.25)),
+        experiment(
+            with_flip_rate(rev_record("b" * 40, "exp-5", "2026-01-01T11:05:00", 0.5, noise_type="notebook"), 0.25)
+        ),
         baseline_noise=0.3,
-        workspace=with_flip_rate(rev_record("workspace", None, None, 0.3, noise_type="seed"), 0.15),
+        workspace=with_flip_rate(rev_record("workspace", None, None, 0.3, noise_type="notebook"), 0.15),
     )
     records[1] = with_flip_rate(records[1], 0.3)  # HEAD's run is of another sweep (symmetric)
     from stages.lib.report.figure import FLIP_LABEL, NOISE_LABEL, draw_noise_curves
