@@ -40,6 +40,7 @@ from stages.lib import params as P
 from stages.lib.comparisons import compare_variants
 from stages.lib.labels import targets
 from stages.lib.noise import corrupt_labels
+from stages.lib.params import loss_settings as L
 from stages.lib.seeds import derived_seed
 from stages.lib.training import Setup, head_trainer
 
@@ -167,8 +168,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--train-size", type=int, default=None, help="default: data.train_size")
     parser.add_argument("--val-size", type=int, default=None, help="default: data.val_size")
     args = parser.parse_args(argv)
-    raw = P.load_checked_params(args.params)
-    settings, data, noise = P.train_params(raw), P.data_params(raw), P.noise_params(raw)
+    raw = L.load_checked_params(args.params)
+    settings, data, noise = L.train_params(raw), P.data_params(raw), P.noise_params(raw)
     if args.repeats:
         settings = replace(settings, seeds=tuple(range(args.repeats)))
     if args.epochs:

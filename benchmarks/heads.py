@@ -35,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from stages.lib import params as P
 from stages.lib.labels import targets
+from stages.lib.params import loss_settings as L
 from stages.lib.training import Setup, head_trainer, log_epoch
 
 
@@ -69,7 +70,7 @@ def main() -> None:
 
     raw["train"]["losses"] = args.losses
     raw["train"]["epochs"] = args.epochs
-    tuned = P.train_params(raw)
+    tuned = L.train_params(raw)
     untuned = replace(tuned, grids={})
     rng = np.random.default_rng(0)
     labels = {

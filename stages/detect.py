@@ -57,6 +57,7 @@ from stages.lib.labels import (
     variant_name,
 )
 from stages.lib.noise import transition_matrix
+from stages.lib.params import loss_settings as L
 from stages.lib.seeds import derived_seed
 
 DETECTION_METRICS = METRICS_DIR / "detection.json"
@@ -84,8 +85,8 @@ def rounded(matrix: np.ndarray) -> list:
 
 
 def main() -> None:
-    raw = P.load_checked_params()
-    settings, task, seed, folds = P.train_params(raw), P.task(raw), P.seed(raw), P.detect_folds(raw)
+    raw = L.load_checked_params()
+    settings, task, seed, folds = L.train_params(raw), P.task(raw), P.seed(raw), P.detect_folds(raw)
     strengths = P.detect_l2(raw)
     # train.select_score: corrected_estimated corrects each noisy or pruned variant's selection score with
     # the estimated T of the noisy labels (the validation labels are drawn like the training pool's).
@@ -95,7 +96,7 @@ def main() -> None:
     train_ids = table.loc[table["split"] == "train", "id"].to_numpy()
     true_labels = table.loc[table["split"] == "train", "label"].to_numpy(dtype=np.int64)
     noisy_table = read_csv(label_file("noisy"))
-    forward_params = P.validate_loss_params("forward", (raw["train"].get("loss_params") or {}).get("forward"))
+    forward_params = L.validate_loss_params("forward", (raw["train"].get("loss_params") or {}).get("forward"))
     estimated_needed = forward_params["T"] == "estimated"
     features = load_array(features_path("train"))
     if len(features) and len(features) != len(train_ids):
@@ -115,7 +116,7 @@ def main() -> None:
                 f"but the detect stage cannot run: {problem}"
             )
         print(f"detect: {problem}: nothing detected", file=sys.stderr)
-        nothing = {variant_name(loss, labels): None for loss in P.LOSS_NAMES for labels in P.LABEL_SET_NAMES}
+        nothing = {variant_name(loss, labels): None for loss in L.LOSS_NAMES for labels in P.LABEL_SET_NAMES}
         write_outputs(pd.DataFrame(columns=["seed", "id"]), noisy_table.iloc[:0], nothing, {"skipped": problem})
         return
 
@@ -190,7 +191,7 @@ def main() -> None:
         # Every possible variant, not only train.losses x train.labels: adding a loss or a label set then
         # does not rerun this stage (its params do not name them).
         variant_name(loss, labels): variant_transitions(loss, labels, estimated_needed, validation_needed)
-        for loss in P.LOSS_NAMES
+        for loss in L.LOSS_NAMES
         for labels in P.LABEL_SET_NAMES
     }
     write_outputs(

@@ -19,6 +19,7 @@ from stages.lib.evaluation import evaluate_variant, plot_tables
 from stages.lib.io import METRICS_DIR, atomic_dir, label_names, read_prepared, write_json
 from stages.lib.labels import BASELINE, variant_name
 from stages.lib.metrics import majority_baseline, summarise
+from stages.lib.params import loss_settings as L
 
 METRICS_FILE = METRICS_DIR / "metrics.json"
 PER_SEED_FILE = METRICS_DIR / "per_seed.json"
@@ -27,8 +28,8 @@ PLOTS_DIR = METRICS_DIR / "plots"
 
 
 def main() -> None:
-    raw = P.load_checked_params()
-    settings, task = P.train_params(raw), P.task(raw)
+    raw = L.load_checked_params()
+    settings, task = L.train_params(raw), P.task(raw)
     table, summary = read_prepared(task)
     names = label_names(summary)
     y_true = table.loc[table["split"] == "test", "label"].to_numpy(dtype=np.int64)

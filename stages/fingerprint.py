@@ -19,6 +19,7 @@ from stages.lib import params as P
 from stages.lib.backend import backend_name
 from stages.lib.errors import run_stage
 from stages.lib.io import FINGERPRINTS_DIR, atomic_path
+from stages.lib.params import loss_settings as L
 from stages.lib.sources import noise_labels_fingerprint, source_fingerprint, weights_fingerprint
 
 
@@ -29,7 +30,7 @@ def write_fingerprint(path: Path, fingerprint: dict[str, Any]) -> None:
 
 
 def main() -> None:
-    raw = P.load_checked_params()
+    raw = L.load_checked_params()
     fingerprints = {
         "source": source_fingerprint(P.data_params(raw).source),
         "weights": weights_fingerprint(P.model_params(raw).weights),

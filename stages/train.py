@@ -45,6 +45,7 @@ from stages.lib.labels import (
     training_log_dir,
     variant_name,
 )
+from stages.lib.params import loss_settings as L
 from stages.lib.progress import epoch_bar, say
 from stages.lib.seed_labels import seed_labels
 from stages.lib.seeds import derived_seed
@@ -62,8 +63,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--labels", required=True, choices=LABEL_SETS)
     args = parser.parse_args(argv)
 
-    raw = P.load_checked_params()
-    settings, model_params = P.train_params(raw), P.model_params(raw)
+    raw = L.load_checked_params()
+    settings, model_params = L.train_params(raw), P.model_params(raw)
     task, seed, fine_tune = P.task(raw), P.seed(raw), model_params.fine_tune
     if args.loss not in settings.losses:
         raise UserError(f"--loss {args.loss!r} is not in train.losses ({', '.join(settings.losses)})")

@@ -163,12 +163,13 @@ def trainer_run(args: argparse.Namespace) -> None:
     from stages.lib.finetune.trainer import fine_tune_trainer
     from stages.lib.labels import targets
     from stages.lib.metrics import predict_labels
+    from stages.lib.params import loss_settings as L
     from stages.lib.training import Setup
 
     raw = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())
     raw["model"].update({"weights": "none", "fine_tune": True, "trainable_blocks": 3})
     raw["train"].update({"epochs": args.run_epochs, "batch_size": 32, "learning_rate": 1e-4, "augment": True})
-    settings, model_params = P.train_params(raw), P.model_params(raw)
+    settings, model_params = L.train_params(raw), P.model_params(raw)
     images, labels = synthetic_images(args.run_images, args.run_size, seed=1)
     train, val, test = np.split(np.arange(args.run_images), [args.run_images // 2, args.run_images * 3 // 4])
     y = targets(labels[train], "binary", 2)

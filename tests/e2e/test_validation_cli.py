@@ -98,14 +98,16 @@ BAD_PARAMS = [
     # Every stage checks every param: a bad noise fails the very first stage, not the third.
     ("download", {"noise": 2}, ["noise = 2", "in [0.0, 1.0]"]),
     (TRAIN, {"train": {"losses": ["bce", "focal"]}}, ["train.losses: unknown loss 'focal'", "allowed: bce, l1, gce"]),
-    ("download", {"train": {"losses": ["bce", "focal"]}}, ["unknown loss 'focal'"]),
+    # The losses' own params: the stages that use a loss check them, the fingerprint stage (first on every
+    # `dvc repro`) before all; download, subsample, corrupt and embed do not import the losses.
+    ("fingerprint", {"train": {"losses": ["bce", "focal"]}}, ["unknown loss 'focal'"]),
     ("evaluate", {"train": {"losses": ["bce", "bce"]}}, ["train.losses = ['bce', 'bce']", "once"]),
     (
         TRAIN,
         {"train": {"losses": ["bce", "gce"], "loss_params": {"gce": {"q": 2}}}},
         ["train.loss_params.gce.q = 2.0", "in (0, 1]"],
     ),
-    ("subsample", {"train": {"loss_params": {"gce": {"qq": 1}}}}, ["train.loss_params.gce.qq: unknown parameter"]),
+    ("fingerprint", {"train": {"loss_params": {"gce": {"qq": 1}}}}, ["train.loss_params.gce.qq: unknown parameter"]),
     (TRAIN, {"train": {"epochs": 0}}, ["train.epochs = 0", ">= 1"]),
     (TRAIN, {"train": {"learning_rate": 0}}, ["train.learning_rate = 0", "(0.0, 10.0]"]),
     (TRAIN, {"train": {"seeds": [0, 0]}}, ["train.seeds = [0, 0]", "distinct integers"]),

@@ -9,6 +9,7 @@ import yaml
 
 from stages.lib import params as P
 from stages.lib.errors import UserError
+from stages.lib.params import loss_settings as L
 from toolkit.project import PROJECT_ROOT
 
 REPOSITORY_PARAMS = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())
@@ -23,7 +24,7 @@ def with_values(**dotted) -> dict:
 
 
 def test_the_repository_defaults_train_a_head_without_fine_tuning_settings() -> None:
-    model, train = P.model_params(REPOSITORY_PARAMS), P.train_params(REPOSITORY_PARAMS)
+    model, train = P.model_params(REPOSITORY_PARAMS), L.train_params(REPOSITORY_PARAMS)
     assert (model.fine_tune, model.trainable_blocks) == (False, None)
     assert (train.augment, train.mixed_precision, train.xla) == (False, "auto", False)
     assert P.fine_tune_settings_in_head_mode(train) is None
@@ -43,25 +44,25 @@ def test_trainable_blocks_refuses_anything_else(value) -> None:
 @pytest.mark.parametrize(("key", "value"), [("model__fine_tune", "yes"), ("train__augment", 1), ("train__xla", None)])
 def test_switches_must_be_booleans(key, value) -> None:
     name = key.replace("__", ".")
-    reader = P.model_params if key.startswith("model") else P.train_params
+    reader = P.model_params if key.startswith("model") else L.train_params
     with pytest.raises(UserError, match=rf"^{name} = .*: must be true or false$"):
         reader(with_values(**{key: value}))
 
 
 @pytest.mark.parametrize(("value", "word"), [("auto", "auto"), (True, "on"), (False, "off")])
 def test_mixed_precision_reads_yaml_booleans_as_on_and_off(value, word) -> None:
-    assert P.train_params(with_values(train__mixed_precision=value)).mixed_precision == word
+    assert L.train_params(with_values(train__mixed_precision=value)).mixed_precision == word
 
 
 @pytest.mark.parametrize("value", ["fp16", "on", 1, None])
 def test_mixed_precision_refuses_other_values(value) -> None:
     with pytest.raises(UserError, match=r"^train.mixed_precision = .*: must be auto"):
-        P.train_params(with_values(train__mixed_precision=value))
+        L.train_params(with_values(train__mixed_precision=value))
 
 
 @pytest.mark.parametrize("key", ["train__augment", "train__mixed_precision", "train__xla"])
 def test_fine_tuning_settings_are_refused_for_a_head(key) -> None:
-    message = P.fine_tune_settings_in_head_mode(P.train_params(with_values(**{key: True})))
+    message = P.fine_tune_settings_in_head_mode(L.train_params(with_values(**{key: True})))
     param = key.replace("__", ".")
     assert message is not None and message.startswith(f"{param} = true:") and "model.fine_tune" in message
 

@@ -21,7 +21,8 @@ from stages.lib.head import (
 from stages.lib.labels import targets
 from stages.lib.losses import LOSS_NAMES, probabilities
 from stages.lib.metrics import binary_metrics, predict_labels
-from stages.lib.params import GridPoint, validate_loss_params
+from stages.lib.params import GridPoint
+from stages.lib.params.loss_settings import validate_loss_params
 from stages.lib.selection import select
 
 DIM = 12

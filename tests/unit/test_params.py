@@ -17,6 +17,7 @@ import yaml
 from stages.lib import params as P
 from stages.lib.errors import UserError
 from stages.lib.losses import make_loss
+from stages.lib.params import loss_settings as L
 
 REPO_PARAMS = Path(__file__).resolve().parents[2] / "params.yaml"
 
@@ -43,7 +44,7 @@ def test_repository_params_load_through_every_section(repo_params: dict[str, Any
     written_model = {**as_written["model"], "trainable_blocks": None}
     assert as_written["model"]["trainable_blocks"] == "all"
     assert model == P.ModelParams(**written_model)
-    train = P.train_params(repo_params)
+    train = L.train_params(repo_params)
     assert train.losses == tuple(as_written["train"]["losses"])
     assert train.seeds == tuple(as_written["train"]["seeds"])
     assert (train.epochs, train.batch_size, train.learning_rate) == (
@@ -60,7 +61,7 @@ def test_loss_params_written_are_used_and_defaults_fill_the_rest(repo_params: di
     raw = with_value(repo_params, "train.losses", ["gce", "sce", "bootstrap"])
     raw["train"]["loss_params"] = {"gce": {"q": 0.5}, "bootstrap": {"mode": "hard"}}
     del raw["train"]["tune"]  # no grids: each loss trains with its loss_params, as before tuning
-    resolved = P.train_params(raw).loss_params
+    resolved = L.train_params(raw).loss_params
     assert resolved["gce"] == {"q": 0.5}
     assert resolved["sce"] == {"alpha": 0.1, "beta": 1.0}
     assert resolved["bootstrap"]["mode"] == "hard"
@@ -81,8 +82,8 @@ def test_test_size_null_or_number(repo_params: dict[str, Any]) -> None:
 def test_select_epoch_val_needs_a_validation_set(repo_params: dict[str, Any]) -> None:
     raw = with_value(with_value(repo_params, "train.select_epoch", "val"), "data.val_size", 0)
     with pytest.raises(UserError, match=r"^train\.select_epoch = val needs a validation set, but data\.val_size = 0: "):
-        P.check_all(raw)
-    P.check_all(with_value(raw, "train.select_epoch", "last"))  # no validation set: the last epoch is kept
+        L.check_all(raw)
+    L.check_all(with_value(raw, "train.select_epoch", "last"))  # no validation set: the last epoch is kept
     assert P.data_params(raw).val_size == 0
 
 
@@ -129,18 +130,18 @@ INVALID = [
     (P.noise_params, "noise_class_rates", [0.4], r"noise_class_rates = \[0\.4\]: must be null or a mapping"),
     (P.model_params, "model.weights", "", r"model\.weights = '': must be a non-empty string"),
     (P.model_params, "model.embed_batch_size", 0, r"model\.embed_batch_size = 0: must be an integer in \[1, 4096\]"),
-    (P.train_params, "train.losses", [], r"train\.losses = \[\]: must be a non-empty list of bce, l1"),
-    (P.train_params, "train.losses", ["bce", "mse"], r"train\.losses: unknown loss 'mse'; allowed: bce, l1"),
-    (P.train_params, "train.losses", ["l1", "l1"], r"train\.losses = \['l1', 'l1'\]: each loss may appear once"),
-    (P.train_params, "train.seeds", [0, 0], r"train\.seeds = \[0, 0\]: must be a non-empty list of distinct"),
-    (P.train_params, "train.seeds", [True], r"train\.seeds = \[True\]: must be"),
-    (P.train_params, "train.epochs", 0, r"train\.epochs = 0: must be an integer >= 1"),
-    (P.train_params, "train.select_epoch", "best", r"train\.select_epoch = 'best': must be one of last, val"),
-    (P.train_params, "train.batch_size", "32", r"train\.batch_size = '32': must be an integer"),
-    (P.train_params, "train.learning_rate", 0, r"train\.learning_rate = 0: must be a number in \(0\.0, 10\.0\]"),
-    (P.train_params, "train.loss_params", {"gce": {"q": 2}}, r"train\.loss_params\.gce\.q"),
-    (P.train_params, "train.loss_params", {"gce": {"k": 1}}, r"train\.loss_params\.gce\.k: unknown parameter"),
-    (P.train_params, "train.loss_params", {"focal": {}}, r"train\.loss_params: unknown loss 'focal'"),
+    (L.train_params, "train.losses", [], r"train\.losses = \[\]: must be a non-empty list of loss names"),
+    (L.train_params, "train.losses", ["bce", "mse"], r"train\.losses: unknown loss 'mse'; allowed: bce, l1"),
+    (L.train_params, "train.losses", ["l1", "l1"], r"train\.losses = \['l1', 'l1'\]: each loss may appear once"),
+    (L.train_params, "train.seeds", [0, 0], r"train\.seeds = \[0, 0\]: must be a non-empty list of distinct"),
+    (L.train_params, "train.seeds", [True], r"train\.seeds = \[True\]: must be"),
+    (L.train_params, "train.epochs", 0, r"train\.epochs = 0: must be an integer >= 1"),
+    (L.train_params, "train.select_epoch", "best", r"train\.select_epoch = 'best': must be one of last, val"),
+    (L.train_params, "train.batch_size", "32", r"train\.batch_size = '32': must be an integer"),
+    (L.train_params, "train.learning_rate", 0, r"train\.learning_rate = 0: must be a number in \(0\.0, 10\.0\]"),
+    (L.train_params, "train.loss_params", {"gce": {"q": 2}}, r"train\.loss_params\.gce\.q"),
+    (L.train_params, "train.loss_params", {"gce": {"k": 1}}, r"train\.loss_params\.gce\.k: unknown parameter"),
+    (L.train_params, "train.loss_params", {"focal": {}}, r"train\.loss_params: unknown loss 'focal'"),
 ]
 
 
@@ -159,7 +160,7 @@ def test_invalid_value_names_the_param(
 
 @pytest.mark.parametrize(
     ("section", "param"),
-    [(P.seed, "seed"), (P.task, "task"), (P.data_params, "data.image_size"), (P.train_params, "train.epochs")],
+    [(P.seed, "seed"), (P.task, "task"), (P.data_params, "data.image_size"), (L.train_params, "train.epochs")],
 )
 def test_missing_param_is_named(repo_params: dict[str, Any], section: Any, param: str) -> None:
     raw, node, key = copy_and_locate(repo_params, param)
@@ -185,18 +186,18 @@ def test_load_params_problems_are_user_errors(tmp_path: Path) -> None:
 
 
 def test_loss_params_get_defaults():
-    assert P.validate_loss_params("gce", None) == {"q": 0.7}
-    assert P.validate_loss_params("gce", {"q": 1}) == {"q": 1.0}
-    assert P.validate_loss_params("sce", {"beta": 0.5}) == {"alpha": 0.1, "beta": 0.5}
-    assert P.validate_loss_params("bootstrap", {}) == {"mode": "soft", "beta": 0.95}
-    assert P.validate_loss_params("bootstrap", {"mode": "hard"}) == {
+    assert L.validate_loss_params("gce", None) == {"q": 0.7}
+    assert L.validate_loss_params("gce", {"q": 1}) == {"q": 1.0}
+    assert L.validate_loss_params("sce", {"beta": 0.5}) == {"alpha": 0.1, "beta": 0.5}
+    assert L.validate_loss_params("bootstrap", {}) == {"mode": "soft", "beta": 0.95}
+    assert L.validate_loss_params("bootstrap", {"mode": "hard"}) == {
         "mode": "hard",
         "beta": 0.8,
     }
-    assert P.validate_loss_params("bce", {}) == {}
-    assert set(P.DEFAULT_LOSS_PARAMS) == set(P.LOSS_NAMES)
+    assert L.validate_loss_params("bce", {}) == {}
+    assert set(L.DEFAULT_LOSS_PARAMS) == set(L.LOSS_NAMES)
     # The defaults table itself must not be mutated.
-    assert P.DEFAULT_LOSS_PARAMS["bootstrap"]["beta"] is None
+    assert L.DEFAULT_LOSS_PARAMS["bootstrap"]["beta"] is None
 
 
 @pytest.mark.parametrize(
@@ -228,7 +229,7 @@ def test_loss_params_get_defaults():
 )
 def test_bad_loss_params_are_user_errors(name, params, match):
     with pytest.raises(UserError, match=match):
-        P.validate_loss_params(name, params)
+        L.validate_loss_params(name, params)
     # stages.lib.losses takes checked params and does not check them again; an unknown loss is a programming
     # error there.
     if name == "focal":
@@ -240,10 +241,10 @@ def test_bad_loss_params_are_user_errors(name, params, match):
 
 
 def test_train_labels_default_and_pruned(repo_params: dict[str, Any]) -> None:
-    assert P.train_params(repo_params).labels == ("clean", "noisy")
+    assert L.train_params(repo_params).labels == ("clean", "noisy")
     raw = copy.deepcopy(repo_params)
     raw["train"]["labels"] = ["noisy", "pruned"]
-    assert P.train_params(raw).labels == ("noisy", "pruned")
+    assert L.train_params(raw).labels == ("noisy", "pruned")
 
 
 @pytest.mark.parametrize("labels", [["clean", "cleaned"], [], ["noisy", "noisy"], "noisy"])
@@ -251,7 +252,7 @@ def test_train_labels_refuses_unknown_empty_repeated(repo_params: dict[str, Any]
     raw = copy.deepcopy(repo_params)
     raw["train"]["labels"] = labels
     with pytest.raises(UserError, match=r"^train\.labels"):
-        P.train_params(raw)
+        L.train_params(raw)
 
 
 @pytest.mark.parametrize(("folds", "ok"), [(2, True), (5, True), (1, False), (2.5, False), (True, False)])
@@ -266,10 +267,10 @@ def test_detect_folds(repo_params: dict[str, Any], folds: Any, ok: bool) -> None
 
 
 def test_forward_transition_sources() -> None:
-    assert P.validate_loss_params("forward", {"T": "estimated"})["T"] == "estimated"
-    assert P.validate_loss_params("forward", {"T": True})["T"] == "true"
+    assert L.validate_loss_params("forward", {"T": "estimated"})["T"] == "estimated"
+    assert L.validate_loss_params("forward", {"T": True})["T"] == "true"
     with pytest.raises(UserError, match=r"^train\.loss_params\.forward\.T = 'anchor'"):
-        P.validate_loss_params("forward", {"T": "anchor"})
+        L.validate_loss_params("forward", {"T": "anchor"})
 
 
 def test_noise_labels_only_with_given_and_absolute(repo_params: dict[str, Any]) -> None:
@@ -289,9 +290,9 @@ def test_noise_labels_only_with_given_and_absolute(repo_params: dict[str, Any]) 
 
 
 def test_every_loss_of_the_repository_gets_a_grid_of_the_same_size(repo_params: dict[str, Any]) -> None:
-    raw = with_value(repo_params, "train.losses", list(P.LOSS_NAMES))
-    settings = P.train_params(raw)
-    sizes = {loss: len(settings.grid(loss)) for loss in P.LOSS_NAMES}
+    raw = with_value(repo_params, "train.losses", list(L.LOSS_NAMES))
+    settings = L.train_params(raw)
+    sizes = {loss: len(settings.grid(loss)) for loss in L.LOSS_NAMES}
     assert set(sizes.values()) == {8}, sizes
     gce = settings.grid("gce")
     assert {(point.l2, point.loss_params["q"]) for point in gce} == {
@@ -319,22 +320,22 @@ def test_every_loss_of_the_repository_gets_a_grid_of_the_same_size(repo_params: 
 def test_bad_grids_are_user_errors(repo_params: dict[str, Any], tune: dict, match: str) -> None:
     raw = with_value(repo_params, "train.tune", tune)
     with pytest.raises(UserError, match=match):
-        P.train_params(raw)
+        L.train_params(raw)
 
 
 def test_a_param_tuned_and_fixed_at_once_is_refused(repo_params: dict[str, Any]) -> None:
     raw = with_value(repo_params, "train.loss_params", {"gce": {"q": 0.5}})
     with pytest.raises(UserError, match=r"^train\.loss_params\.gce\.q and train\.tune\.gce\.q are both set"):
-        P.train_params(raw)
+        L.train_params(raw)
 
 
 def test_select_score_choices_and_no_grid_without_a_validation_set(repo_params: dict[str, Any]) -> None:
     for score in P.SELECT_SCORES:
-        assert P.train_params(with_value(repo_params, "train.select_score", score)).select_score == score
+        assert L.train_params(with_value(repo_params, "train.select_score", score)).select_score == score
     with pytest.raises(UserError, match=r"^train\.select_score = 'oracle': must be one of noisy"):
-        P.train_params(with_value(repo_params, "train.select_score", "oracle"))
+        L.train_params(with_value(repo_params, "train.select_score", "oracle"))
     # Without a validation set nothing can choose: one untuned point, l2 0 and loss_params' values.
-    (point,) = P.train_params(with_value(repo_params, "train.losses", ["gce"])).grid("gce", validating=False)
+    (point,) = L.train_params(with_value(repo_params, "train.losses", ["gce"])).grid("gce", validating=False)
     assert point.l2 == 0.0 and point.loss_params == {"q": 0.7} and point.tuned == {"l2": 0.0}
 
 

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from stages.lib import params as P
 from stages.lib.errors import UserError
+from stages.lib.params import loss_settings as L
 
 PARAMS = yaml.safe_load((Path(__file__).resolve().parents[2] / "params.yaml").read_text())
 # Few enough examples for every CI run (a second or two each here); database=None: no .hypothesis/ folder.
@@ -80,7 +81,7 @@ def params_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_the_shipped_params_pass() -> None:
-    P.check_all(copy.deepcopy(PARAMS))
+    L.check_all(copy.deepcopy(PARAMS))
 
 
 @PROPERTY_SETTINGS
@@ -89,7 +90,7 @@ def test_any_value_anywhere_is_accepted_or_refused_in_one_line(path: tuple[str, 
     raw = copy.deepcopy(PARAMS)
     set_path(raw, path, value)
     try:
-        P.check_all(raw)
+        L.check_all(raw)
     except UserError as error:
         assert_names_the_param(error, path)
 
@@ -105,7 +106,7 @@ def test_several_values_at_once(changes: list[tuple[tuple[str, ...], Any]]) -> N
         except (KeyError, TypeError):  # an earlier change replaced a section this path goes through
             continue
     try:
-        P.check_all(raw)
+        L.check_all(raw)
     except UserError as error:
         assert "\n" not in str(error)
 
@@ -116,7 +117,7 @@ def test_any_params_file_is_loaded_or_refused(params_file: Path, document: Any) 
     """A whole params.yaml of anything, through the YAML parser: the stages' entry point raises UserError only."""
     params_file.write_text(yaml.safe_dump(document))
     with pytest.raises(UserError):
-        P.load_checked_params(params_file)
+        L.load_checked_params(params_file)
 
 
 @FILE_SETTINGS
@@ -125,7 +126,7 @@ def test_any_bytes_as_params_file(params_file: Path, content: bytes) -> None:
     """Not YAML, not UTF-8, truncated: a UserError (200 random bytes are never a whole valid params file)."""
     params_file.write_bytes(content)
     with pytest.raises(UserError):
-        P.load_checked_params(params_file)
+        L.load_checked_params(params_file)
 
 
 def test_examples_the_properties_found() -> None:
@@ -143,7 +144,7 @@ def test_examples_the_properties_found() -> None:
         raw = copy.deepcopy(PARAMS)
         set_path(raw, path, value)
         with pytest.raises(UserError) as error:
-            P.check_all(raw)
+            L.check_all(raw)
         assert_names_the_param(error.value, path)
 
 

@@ -18,6 +18,7 @@ from stages.lib.errors import UserError
 from stages.lib.head import fit_linear_head
 from stages.lib.losses import make_loss, registry
 from stages.lib.losses.ops import ce, ce_grad
+from stages.lib.params import loss_settings as L
 from stages.lib.schema import Spec, integer, param, read, real
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,15 +39,15 @@ def test_a_new_param_is_one_field_and_is_then_known_and_checked(monkeypatch, raw
     monkeypatch.setattr(P, "SECTIONS", sections)
     raw = copy.deepcopy(raw)
     raw["evaluate"]["bins"] = 20
-    P.check_all(raw)  # known now, and valid
-    assert "bins" in P.known_keys()["evaluate"] and "evaluate.bins" in P.every_param()
+    L.check_all(raw)  # known now, and valid
+    assert "bins" in P.known_keys()["evaluate"] and "evaluate.bins" in L.every_param()
     assert read(Evaluate, raw["evaluate"], "evaluate")["bins"] == 20
     raw["evaluate"]["bins"] = 0
     with pytest.raises(UserError, match=r"^evaluate\.bins = 0: must be an integer in \[1, 100\]$"):
-        P.check_all(raw)
+        L.check_all(raw)
     del raw["evaluate"]["bins"]
     with pytest.raises(UserError, match=r"^evaluate\.bins is missing from params\.yaml$"):
-        P.check_all(raw)
+        L.check_all(raw)
 
 
 def test_without_the_field_the_key_is_a_typo_with_a_hint(raw) -> None:
@@ -55,7 +56,7 @@ def test_without_the_field_the_key_is_a_typo_with_a_hint(raw) -> None:
     with pytest.raises(
         UserError, match=r"^evaluate\.metrik: unknown param in params\.yaml; did you mean evaluate\.metric\?$"
     ):
-        P.check_all(raw)
+        L.check_all(raw)
 
 
 def _squared_value(ops, y, log_p, context, weight: float):
@@ -88,10 +89,10 @@ def test_a_registered_loss_is_checked_and_trains_a_head(scaled_ce, raw) -> None:
     raw["train"]["losses"] = ["bce", "scaled_ce"]
     raw["train"]["tune"]["scaled_ce"] = raw["train"]["tune"]["bce"]
     raw["train"]["loss_params"]["scaled_ce"] = {"weight": 3}
-    assert P.train_params(raw).loss_params["scaled_ce"] == {"weight": 3.0}
+    assert L.train_params(raw).loss_params["scaled_ce"] == {"weight": 3.0}
     raw["train"]["loss_params"]["scaled_ce"] = {"weight": -1}
     with pytest.raises(UserError, match=r"^train\.loss_params\.scaled_ce\.weight = -1\.0: must be > 0$"):
-        P.train_params(raw)
+        L.train_params(raw)
     rng = np.random.default_rng(0)
     features = rng.normal(size=(64, 5)).astype(np.float32)
     y = (features[:, :1] > 0).astype(np.float32)
@@ -113,7 +114,7 @@ def test_params_md_documents_exactly_the_schema() -> None:
     """docs/params.md's table: one row per param of the schema, no row for a param that does not exist."""
     text = (ROOT / "docs" / "params.md").read_text()
     documented = set(re.findall(r"^\| `([a-z0-9_.]+)` \|", text, flags=re.MULTILINE))
-    in_schema = {name for name in P.every_param() if not name.startswith("train.loss_params.")}
+    in_schema = {name for name in L.every_param() if not name.startswith("train.loss_params.")}
     assert documented == in_schema, (sorted(in_schema - documented), sorted(documented - in_schema))
 
 

@@ -6,9 +6,11 @@ keys, the choices and the "did you mean" hints come from those fields; adding a 
 one field (and its use). Library modules take values checked here. Every stage starts with
 `load_checked_params()`, which checks every param the pipeline reads (types, ranges, names, unknown keys),
 not only the stage's own: a typo anywhere fails the first stage that runs, in a second, with one line
-naming the param, not an hour later in a later stage. Checks that need the data or a file (is
-`data.positive_class` a class of the data, does `model.weights` exist) are made by the stage that reads
-them, before its heavy work. docs/params.md lists the params (tests/unit/test_params_docs.py keeps it so).
+naming the param, not an hour later in a later stage. The losses' own params are checked by the stages
+that import the losses (stages.lib.params.loss_settings), the fingerprint stage first of all. Checks that
+need the data or a file (is `data.positive_class` a class of the data, does `model.weights` exist) are
+made by the stage that reads them, before its heavy work. docs/params.md lists the params
+(tests/unit/test_schema.py keeps it so).
 """
 
 from __future__ import annotations
@@ -19,7 +21,6 @@ from typing import Any
 import yaml
 
 from stages.lib.errors import UserError
-from stages.lib.losses import registry
 from stages.lib.params.sections import (
     DEFAULT_DETECT_FOLDS,
     DEFAULT_DETECT_L2,
@@ -55,10 +56,8 @@ from stages.lib.params.train import (
     GridPoint,
     TrainParams,
     fine_tune_settings_in_head_mode,
-    train_params,
+    read_train,
     train_seeds,
-    tune_grids,
-    validate_loss_params,
 )
 from stages.lib.schema import PARAMS_FILE_NAME, read, refuse_unknown, specs
 
@@ -90,12 +89,10 @@ __all__ = [
     "fine_tune_settings_in_head_mode",
     "model_params",
     "noise_params",
+    "read_train",
     "seed",
     "task",
-    "train_params",
     "train_seeds",
-    "tune_grids",
-    "validate_loss_params",
 ]
 
 PARAMS_FILE = Path(PARAMS_FILE_NAME)
@@ -109,9 +106,6 @@ SECTIONS: tuple[tuple[str, type], ...] = (
     ("detect", DetectParams),
     ("evaluate", EvaluateParams),
 )
-LOSS_NAMES = registry.names()  # docs/losses.md describes each
-DEFAULT_LOSS_PARAMS = {loss.name: {k: s.default for k, s in loss.params.items()} for loss in registry.losses()}
-TUNABLE_LOSS_PARAMS = {loss.name: loss.tunable for loss in registry.losses()}
 
 
 def known_keys() -> dict[str, tuple[str, ...]]:
@@ -124,11 +118,9 @@ def known_keys() -> dict[str, tuple[str, ...]]:
 
 
 def every_param() -> tuple[str, ...]:
-    """The dotted name of every param (a loss's own: train.loss_params.<loss>.<key>)."""
+    """The dotted name of every param but the losses' own (those: stages.lib.params.loss_settings.every_param)."""
     names = [f"{section}.{key}" if section else key for section, keys in known_keys().items() for key in keys]
-    names = [name for name in names if name not in dict(SECTIONS)]
-    own = [f"train.loss_params.{loss.name}.{key}" for loss in registry.losses() for key in loss.params]
-    return tuple(names + own)
+    return tuple(name for name in names if name not in dict(SECTIONS))
 
 
 def load_params(path: Path = PARAMS_FILE) -> dict[str, Any]:
@@ -158,7 +150,8 @@ def check_known_keys(raw: dict[str, Any]) -> None:
 
 
 def check_all(raw: dict[str, Any]) -> None:
-    """Every check that needs neither data nor files, over every param of the pipeline."""
+    """Every check that needs neither data nor files, over every param of the pipeline but the losses' own
+    (train.losses' names, train.loss_params, train.tune: stages.lib.params.loss_settings.check_all)."""
     check_known_keys(raw)
     for section, cls in SECTIONS:  # every declared param on its own; the readers below check them together
         read(cls, raw.get(section) if section else raw, section)
@@ -167,7 +160,7 @@ def check_all(raw: dict[str, Any]) -> None:
     data = data_params(raw)
     noise = noise_params(raw)
     model = model_params(raw)
-    settings = train_params(raw)
+    settings = read_train(raw)
     # Up front, not only in the train stage: it would fail after every stage before it had run.
     if not model.fine_tune and (problem := fine_tune_settings_in_head_mode(settings)):
         raise UserError(problem)
@@ -188,7 +181,8 @@ def check_all(raw: dict[str, Any]) -> None:
 
 
 def load_checked_params(path: Path = PARAMS_FILE) -> dict[str, Any]:
-    """params.yaml after `check_all`: what every stage starts with."""
+    """params.yaml after `check_all`: what a stage that trains, tunes and scores no loss starts with (the
+    others: stages.lib.params.loss_settings.load_checked_params, which adds the losses' own params)."""
     raw = load_params(path)
     check_all(raw)
     return raw

@@ -1,16 +1,14 @@
-"""The train section's params (stages.lib.schema fields) and each loss's own, which the loss declares
-(stages.lib.losses.registry): train.losses, train.loss_params.<loss>, and the grids of train.tune."""
+"""The train section's params (stages.lib.schema fields). Each loss's own params, which the loss declares in
+its module, and the grids of train.tune are checked by stages.lib.params.loss_settings: only the stages that
+train, tune or score a loss import the losses' modules (editing a loss must not rerun embed)."""
 
 from __future__ import annotations
 
-import math
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from stages.lib.errors import UserError
-from stages.lib.losses import registry
-from stages.lib.schema import anything, boolean, choice, integer, number, number_list, param, read, read_value
+from stages.lib.schema import anything, boolean, choice, integer, number, param, read
 
 # The label sets a variant can train on (stages.lib.labels.LABEL_SETS): `pruned` is `noisy` without the
 # labels the detect stage flags.
@@ -32,20 +30,10 @@ SELECT_SCORE_TRANSITIONS: dict[str, str | None] = {
 }
 
 
-def _allowed_losses() -> str:
-    return ", ".join(registry.names())
-
-
-def _unknown_loss(where: str, name: Any) -> UserError:
-    return UserError(f"{where}: unknown loss {name!r}; allowed: {_allowed_losses()}")
-
-
 def _losses(name: str, value: Any) -> tuple[str, ...]:
-    if not isinstance(value, list) or not value:
-        raise UserError(f"{name} = {value!r}: must be a non-empty list of {_allowed_losses()}")
-    for loss in value:
-        if loss not in registry.names():
-            raise _unknown_loss(name, loss)
+    """The list's shape; which names are losses: stages.lib.params.loss_settings (it needs the losses' modules)."""
+    if not isinstance(value, list) or not value or not all(isinstance(loss, str) for loss in value):
+        raise UserError(f"{name} = {value!r}: must be a non-empty list of loss names (docs/losses.md)")
     if len(set(value)) != len(value):
         raise UserError(f"{name} = {value!r}: each loss may appear once")
     return tuple(value)
@@ -63,14 +51,10 @@ def _seeds(name: str, value: Any) -> tuple[int, ...]:
 
 
 def _loss_params(name: str, value: Any) -> dict:
-    """train.loss_params as written, each entry checked (entries of unused losses too: typos surface now)."""
+    """train.loss_params as written, a mapping (each entry is checked by stages.lib.params.loss_settings)."""
     value = value or {}
     if not isinstance(value, dict):
         raise UserError(f"{name} = {value!r}: must be a mapping of loss name to params")
-    for loss in value:
-        if loss not in registry.names():
-            raise _unknown_loss(name, loss)
-        validate_loss_params(loss, value[loss] or {})
     return value
 
 
@@ -132,11 +116,12 @@ class TrainParams:
         return (validating and self.grids.get(loss)) or (GridPoint(0.0, self.loss_params[loss], {"l2": 0.0}),)
 
 
-def train_params(raw: dict[str, Any]) -> TrainParams:
+def read_train(raw: dict[str, Any]) -> TrainParams:
+    """The train section with every param checked but the losses' own: `loss_params` as written and no grids.
+    What stages that train nothing need (their checks and train.seeds); a stage that trains, tunes or scores
+    a loss reads stages.lib.params.loss_settings.train_params instead."""
     values = read(TrainParams, raw.get("train"), "train")
-    losses, written = values["losses"], values["loss_params"]
-    values["loss_params"] = {name: validate_loss_params(name, written.get(name) or {}) for name in losses}
-    values["grids"] = tune_grids(values["grids"], losses, written)
+    values["grids"] = {}
     return TrainParams(**values)
 
 
@@ -147,84 +132,6 @@ def train_seeds(raw: dict[str, Any]) -> tuple[int, ...]:
 
 def _fields() -> tuple[str, ...]:
     return tuple(TrainParams.__dataclass_fields__)
-
-
-def validate_loss_params(name: str, params: Mapping[str, Any] | None) -> dict:
-    """The loss's params (train.loss_params.<name>) checked against what the loss declares, its defaults
-    filled in: what stages.lib.losses takes. Checked params come back unchanged.
-
-    Raises:
-        UserError: unknown loss name, unknown parameter key, or a value out of range; the message names
-            ``train.losses`` or ``train.loss_params.<loss>.<key>`` and the allowed values.
-    """
-    if name not in registry.names():
-        raise _unknown_loss("train.losses", name)
-    loss = registry.get(name)
-    params = {} if params is None else params
-    section = f"train.loss_params.{name}"
-    if not isinstance(params, Mapping):
-        raise UserError(f"{section} = {params!r}: must be a mapping of parameters")
-    unknown = sorted(set(params) - set(loss.params), key=str)  # keys of any type: YAML allows `1: x`
-    if unknown:
-        raise UserError(f"{section}.{unknown[0]}: unknown parameter; allowed: {', '.join(loss.params) or 'none'}")
-    checked = loss.complete({key: read_value(params, section, key, spec) for key, spec in loss.params.items()})
-    if loss.check_together is not None:
-        loss.check_together(checked)
-    return checked
-
-
-def tune_grids(tune: Any, losses: tuple[str, ...], loss_params: dict) -> dict[str, tuple[GridPoint, ...]]:
-    """train.tune: per loss, the product of its `l2` list and its own param's list; every loss in
-    train.losses must have a grid of the same size (the same tuning budget for every method). Without a
-    train.tune section: no grids (one point per loss, l2 0, as before tuning existed)."""
-    if tune is None:
-        return {}
-    if not isinstance(tune, dict):
-        raise UserError(f"train.tune = {tune!r}: must be a mapping of loss name to its grid")
-    grids = {}
-    for name, entry in tune.items():
-        if name not in registry.names():
-            raise _unknown_loss("train.tune", name)
-        entry = entry or {}
-        tunable = registry.get(name).tunable
-        unknown = sorted(set(entry) - {"l2", *tunable}, key=str) if isinstance(entry, dict) else None
-        if unknown is None or unknown or "l2" not in entry or len(entry) > 2:
-            raise UserError(
-                f"train.tune.{name} = {entry!r}: must set l2 (a list) and at most one of {name}'s own params "
-                f"({', '.join(tunable) or 'none'}), e.g. {{l2: [0.001, 0.01]}}"
-            )
-        strengths = number_list(0.0, 1e6)(f"train.tune.{name}.l2", entry["l2"])
-        own = [key for key in entry if key != "l2"]
-        written = loss_params.get(name) or {}
-        points = []
-        values: tuple[float, ...] = (math.nan,)
-        if own:
-            key = own[0]
-            if key in written:
-                raise UserError(
-                    f"train.loss_params.{name}.{key} and train.tune.{name}.{key} are both set: the tune list is "
-                    f"what trains; remove train.loss_params.{name}.{key}"
-                )
-            values = number_list(0.0, 1.0)(f"train.tune.{name}.{key}", entry[key])
-        for value in values:
-            checked = validate_loss_params(name, dict(written) if not own else {**written, own[0]: value})
-            for strength in strengths:
-                tuned = {"l2": strength, **({own[0]: checked[own[0]]} if own else {})}
-                points.append(GridPoint(strength, checked, tuned))
-        grids[name] = tuple(points)
-    missing = [name for name in losses if name not in grids]
-    if missing:
-        raise UserError(
-            f"train.tune has no entry for {missing[0]}: every loss in train.losses needs one (e.g. {{l2: [0.01]}})"
-        )
-    sizes = {name: len(grids[name]) for name in losses}
-    if len(set(sizes.values())) > 1:
-        listed = ", ".join(f"{name} {size}" for name, size in sizes.items())
-        raise UserError(
-            f"train.tune: the grids differ in size ({listed}): every loss needs the same number of points, so that "
-            "each method gets the same tuning budget"
-        )
-    return grids
 
 
 def fine_tune_settings_in_head_mode(settings: TrainParams) -> str | None:

@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 from stages.lib.losses import logit_gradient, make_loss
-from stages.lib.params import LOSS_NAMES
+from stages.lib.params.loss_settings import LOSS_NAMES
 from tests.unit.test_losses import (
     CE_FAMILY,
     GRADIENT_CASES,
