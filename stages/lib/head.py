@@ -22,105 +22,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
+from stages.lib.adam import Adam
+from stages.lib.linear_head import LinearHead
 from stages.lib.losses import logit_gradient, make_loss, probabilities
 from stages.lib.losses import registry as loss_registry
 from stages.lib.params import GridPoint
-
-# Keras' defaults: Normalization's floor on the standard deviation, Adam's betas and epsilon.
-STD_FLOOR = 1e-7
-ADAM_BETA_1, ADAM_BETA_2, ADAM_EPSILON = 0.9, 0.999, 1e-7
-
-
-@dataclass
-class LinearHead:
-    """Standardisation (fitted on the training features) + Dense; float32 throughout."""
-
-    mean: np.ndarray  # (D,)
-    std: np.ndarray  # (D,)
-    kernel: np.ndarray  # (D, units)
-    bias: np.ndarray  # (units,)
-    task: str
-
-    @classmethod
-    def initial(cls, train_features: np.ndarray, task: str, units: int, seed: int) -> LinearHead:
-        """Standardisation fitted on train_features; Glorot-uniform kernel drawn from seed, zero bias."""
-        features = np.asarray(train_features, dtype=np.float32)
-        dim = features.shape[1]
-        limit = np.sqrt(6.0 / (dim + units))
-        kernel = np.random.default_rng(seed).uniform(-limit, limit, size=(dim, units)).astype(np.float32)
-        return cls(
-            mean=features.mean(axis=0),
-            std=np.maximum(features.std(axis=0), STD_FLOOR).astype(np.float32),
-            kernel=kernel,
-            bias=np.zeros(units, dtype=np.float32),
-            task=task,
-        )
-
-    def standardise(self, features: np.ndarray) -> np.ndarray:
-        return (np.asarray(features, dtype=np.float32) - self.mean) / self.std
-
-    def logits(self, standardised: np.ndarray) -> np.ndarray:
-        """The output unit(s) the loss sees, before the sigmoid / softmax: (N, 1) or (N, K), float32."""
-        return (standardised @ self.kernel + self.bias).astype(np.float32)
-
-    def predict_proba(self, features: np.ndarray) -> np.ndarray:
-        """P(positive) as (N,) for binary, class probabilities (N, K) for multiclass; float64 (of float32)."""
-        out = probabilities(self.logits(self.standardise(features)), self.task).astype(np.float64)
-        return out[:, 0] if self.task == "binary" else out
-
-    def save(self, path: Path) -> None:
-        """One .npz file; `path` is written as given (no suffix appended)."""
-        with open(path, "wb") as handle:
-            np.savez(handle, mean=self.mean, std=self.std, kernel=self.kernel, bias=self.bias, task=self.task)
-
-    @classmethod
-    def load(cls, path: Path) -> LinearHead:
-        with np.load(path) as saved:
-            return cls(
-                mean=saved["mean"],
-                std=saved["std"],
-                kernel=saved["kernel"],
-                bias=saved["bias"],
-                task=str(saved["task"]),
-            )
-
-
-class Adam:
-    """Keras 3's Adam update, for a list of float32 arrays updated in place."""
-
-    def __init__(self, learning_rate: float, variables: list[np.ndarray]) -> None:
-        self.learning_rate = learning_rate
-        self.variables = variables
-        self.m = [np.zeros_like(v) for v in variables]
-        self.v = [np.zeros_like(v) for v in variables]
-        # Scratch arrays: the update runs in place (a grid's kernels are thousands of columns wide).
-        self.scratch = [(np.empty_like(v), np.empty_like(v)) for v in variables]
-        self.iterations = 0
-
-    def apply(self, gradients: list[np.ndarray]) -> None:
-        self.iterations += 1
-        t = self.iterations
-        step = np.float32(self.learning_rate * np.sqrt(1.0 - ADAM_BETA_2**t) / (1.0 - ADAM_BETA_1**t))
-        one_minus_beta_1, one_minus_beta_2 = np.float32(1.0 - ADAM_BETA_1), np.float32(1.0 - ADAM_BETA_2)
-        state = zip(self.variables, gradients, self.m, self.v, self.scratch, strict=True)
-        for variable, gradient, m, v, (a, b) in state:
-            # m += (1 - beta_1) (g - m); v += (1 - beta_2) (g² - v); variable -= step m / (sqrt(v) + eps)
-            np.subtract(gradient, m, out=a)
-            a *= one_minus_beta_1
-            m += a
-            np.multiply(gradient, gradient, out=a)
-            a -= v
-            a *= one_minus_beta_2
-            v += a
-            np.sqrt(v, out=b)
-            b += np.float32(ADAM_EPSILON)
-            np.multiply(m, step, out=a)
-            a /= b
-            variable -= a
 
 
 def _accuracy(y: np.ndarray, logits: np.ndarray, task: str) -> np.ndarray:

@@ -23,7 +23,7 @@ SUBSET_LABEL_SETS = ("pruned",)
 BASELINE = "baseline"  # metrics.json's entry for always answering the training pool's majority class
 
 MODEL_FILE = "seed_{seed}.keras"  # fine-tuning: the whole Keras model
-HEAD_FILE = "seed_{seed}.npz"  # head mode: a stages.lib.head.LinearHead
+HEAD_FILE = "seed_{seed}.npz"  # head mode: a stages.lib.linear_head.LinearHead
 # Each model's predictions on the test set, written beside it by the train stage for the evaluate stage.
 SCORES_FILE = "test_scores_seed_{seed}.npy"
 # The epoch kept (train.select_epoch) and its accuracy on the validation labels, beside each model.

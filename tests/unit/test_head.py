@@ -9,9 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from stages.lib.adam import Adam
 from stages.lib.head import (
-    Adam,
-    LinearHead,
     fit_head_grid,
     fit_linear_head,
     loss_groups,
@@ -19,6 +18,7 @@ from stages.lib.head import (
     selected_epoch,
 )
 from stages.lib.labels import targets
+from stages.lib.linear_head import LinearHead
 from stages.lib.losses import LOSS_NAMES, probabilities
 from stages.lib.metrics import binary_metrics, predict_labels
 from stages.lib.params import GridPoint
