@@ -9,7 +9,7 @@ set -euo pipefail
 origin=$1 rev=$2 workdir=${3:-${SLURM_TMPDIR:-${TMPDIR:-/tmp}}} setup=$4 reports=$5
 eval "$setup"
 
-clone="$workdir/$SLURM_JOB_NAME-$SLURM_JOB_ID"
+clone="$workdir/$SLURM_JOB_NAME-$SLURM_JOB_ID-try${SLURM_RESTART_COUNT:-0}"  # requeued: a new folder
 echo "collect: experiments of $rev from $origin, in $clone on $(hostname); report to $reports"
 git clone -q "$origin" "$clone"
 cd "$clone"

@@ -16,7 +16,8 @@ overrides=()
 for override in "${task[@]:1}"; do overrides+=(-S "$override"); done
 eval "$setup"
 
-clone="$workdir/$SLURM_JOB_NAME-$SLURM_ARRAY_JOB_ID-$SLURM_ARRAY_TASK_ID"
+# A requeued task (node failure, preemption) gets a new folder: the failed attempt's is kept to look into.
+clone="$workdir/$SLURM_JOB_NAME-$SLURM_ARRAY_JOB_ID-$SLURM_ARRAY_TASK_ID-try${SLURM_RESTART_COUNT:-0}"
 echo "task $SLURM_ARRAY_TASK_ID: experiment $name (${task[*]:1}) of $rev, in $clone on $(hostname)"
 git clone -q "$origin" "$clone"
 cd "$clone"
