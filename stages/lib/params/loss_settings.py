@@ -36,11 +36,13 @@ def train_params(raw: dict[str, Any]) -> TrainParams:
         if name not in registry.names():
             raise _unknown_loss("train.losses", name)
     written = settings.loss_params
+    checked = {}
     for name in written:  # entries of unused losses too: their typos surface now
         if name not in registry.names():
             raise _unknown_loss("train.loss_params", name)
-        validate_loss_params(name, written[name] or {})
-    loss_params = {name: validate_loss_params(name, written.get(name) or {}) for name in settings.losses}
+        checked[name] = validate_loss_params(name, written[name] or {})
+    # Each loss in use: its checked entry, or its defaults where params.yaml lists none.
+    loss_params = {name: checked.get(name) or validate_loss_params(name, {}) for name in settings.losses}
     grids = tune_grids((raw.get("train") or {}).get("tune"), settings.losses, written)
     return replace(settings, loss_params=loss_params, grids=grids)
 
