@@ -4,13 +4,14 @@ estimate the noise.
 Per train seed, K-fold cross-validation (`detect.folds`) of an L2 logistic regression (its strength chosen
 from `detect.l2` by out-of-fold log-loss on the same labels) on that seed's noisy labels gives
 out-of-sample probabilities; cleanlab flags the label issues (prune by noise rate) and ranks every label
-(score = 1 - self-confidence: higher is more suspect). The same runs on the clean labels, where every flag
-is a false one. Beside the flags and the pruned label set, each variant of the train matrix gets its own
-transitions file (dvc.yaml says why): the estimated matrix per seed for forward variants with
-`T: estimated`, the noisy labels' for noisy and pruned variants with `train.select_score:
-corrected_estimated`, null otherwise. The metrics compare the flags with the flipped labels, against the
-small-loss baseline (the same out-of-sample probabilities' cross-entropy on the given label, flagging as
-many), and the estimated noise with the realised one.
+(score = 1 - self-confidence: higher is more suspect). The same run on the clean labels, where every flag
+is a false one, is the detect_clean stage's (it does not depend on the noise); its file is read here.
+Beside the flags and the pruned label set, each variant of the train matrix gets its own transitions file
+(dvc.yaml says why): the estimated matrix per seed for forward variants with `T: estimated`, the noisy
+labels' for noisy and pruned variants with `train.select_score: corrected_estimated`, null otherwise. The
+metrics compare the flags with the flipped labels, against the small-loss baseline (the same
+out-of-sample probabilities' cross-entropy on the given label, flagging as many), and the estimated noise
+with the realised one.
 """
 
 from __future__ import annotations
@@ -23,31 +24,22 @@ import pandas as pd
 
 from stages.lib import params as P
 from stages.lib.detection import (
+    CLEAN_DETECTION_FILE,
     Issues,
     OutOfSample,
+    detect_issues,
     detection_metrics,
+    detection_problem,
     estimated_transition,
-    find_issues,
     issues_table,
     mean_over_seeds,
     noise_rate_metrics,
-    out_of_sample_probabilities,
     pruned_rows,
     small_loss_metrics,
-    smallest_class,
+    training_pool,
 )
 from stages.lib.errors import UserError, run_stage
-from stages.lib.io import (
-    METRICS_DIR,
-    atomic_dir,
-    features_path,
-    label_names,
-    load_array,
-    read_csv,
-    read_prepared,
-    write_csv,
-    write_json,
-)
+from stages.lib.io import METRICS_DIR, atomic_dir, read_csv, read_json, write_csv, write_json
 from stages.lib.labels import (
     ISSUES_FILE,
     TRANSITIONS_DIR,
@@ -80,8 +72,21 @@ MEAN_KEYS = (
 )
 
 
+CLEAN_KEYS = ("false_flag_rate", "flagged", "estimated_noise_rate")  # detect_clean's, in detection.json
+
+
 def rounded(matrix: np.ndarray) -> list:
     return np.round(matrix, 6).tolist()
+
+
+def clean_run(seeds: tuple[int, ...]) -> dict[int, dict]:
+    """The detect_clean stage's run on the clean labels, per seed (its file says why it is a stage)."""
+    found = read_json(CLEAN_DETECTION_FILE)
+    runs = found.get("seeds") or {}
+    missing = [repeat for repeat in seeds if str(repeat) not in runs]
+    if missing:
+        raise UserError(f"{CLEAN_DETECTION_FILE} has no run for seeds {missing}: rerun `dvc repro`")
+    return {repeat: runs[str(repeat)] for repeat in seeds}
 
 
 def main() -> None:
@@ -91,23 +96,12 @@ def main() -> None:
     # train.select_score: corrected_estimated corrects each noisy or pruned variant's selection score with
     # the estimated T of the noisy labels (the validation labels are drawn like the training pool's).
     validation_needed = P.SELECT_SCORE_TRANSITIONS[settings.select_score] == "estimated"
-    table, summary = read_prepared(task)
-    num_classes = len(label_names(summary))
-    train_ids = table.loc[table["split"] == "train", "id"].to_numpy()
-    true_labels = table.loc[table["split"] == "train", "label"].to_numpy(dtype=np.int64)
+    pool = training_pool(task)
+    train_ids, true_labels, features, num_classes = pool.ids, pool.true_labels, pool.features, len(pool.names)
     noisy_table = read_csv(label_file("noisy"))
     forward_params = L.validate_loss_params("forward", (raw["train"].get("loss_params") or {}).get("forward"))
     estimated_needed = forward_params["T"] == "estimated"
-    features = load_array(features_path("train"))
-    if len(features) and len(features) != len(train_ids):
-        raise UserError(
-            f"{features_path('train')} has {len(features)} rows, the training pool {len(train_ids)}: rerun `dvc repro`"
-        )
-    problem = None
-    if P.model_params(raw).fine_tune or features.ndim != 2 or features.shape[1] == 0:
-        problem = "model.fine_tune: true leaves no cached features for the head"
-    elif smallest_class(true_labels) < folds:
-        problem = f"detect.folds = {folds} but a class has only {smallest_class(true_labels)} training labels"
+    problem = detection_problem(pool, fine_tune=P.model_params(raw).fine_tune, folds=folds)
     if problem is not None:
         # Nothing asks for detection: say why there is none instead of failing the whole pipeline.
         if "pruned" in settings.labels or estimated_needed or validation_needed:
@@ -119,17 +113,18 @@ def main() -> None:
         nothing = {variant_name(loss, labels): None for loss in L.LOSS_NAMES for labels in P.LABEL_SET_NAMES}
         write_outputs(pd.DataFrame(columns=["seed", "id"]), noisy_table.iloc[:0], nothing, {"skipped": problem})
         return
+    clean = clean_run(settings.seeds)
 
     def run(labels: np.ndarray, repeat: int, source: str) -> tuple[OutOfSample, Issues]:
-        if smallest_class(labels) < folds:
-            raise UserError(
-                f"detect.folds = {folds}: {source} has a class with only {smallest_class(labels)} training labels; "
-                "each class needs at least one per fold (lower detect.folds or raise data.train_size)"
-            )
-        out_of_sample = out_of_sample_probabilities(
-            features, labels, num_classes=num_classes, folds=folds, l2=strengths, seed=derived_seed(seed, repeat)
+        return detect_issues(
+            features,
+            labels,
+            num_classes=num_classes,
+            folds=folds,
+            l2=strengths,
+            seed=derived_seed(seed, repeat),
+            source=source,
         )
-        return out_of_sample, find_issues(labels, out_of_sample.probabilities)
 
     issue_frames, pruned_frames, noisy_seeds, clean_seeds, estimates = [], [], {}, {}, {}
 
@@ -164,13 +159,8 @@ def main() -> None:
         }
         # The out-of-fold model: its L2 strength and the out-of-fold log-loss that chose it (noisy labels only).
         noisy_seeds[str(repeat)]["model"] = {"l2": out_of_sample.l2, "log_loss": out_of_sample.log_loss}
-        _, clean_issues = run(true_labels, repeat, str(label_file("clean")))
-        estimates[("clean", repeat)] = clean_issues.transition
-        clean_seeds[str(repeat)] = {
-            "false_flag_rate": float(clean_issues.flagged.mean()),
-            "flagged": int(clean_issues.flagged.sum()),
-            "estimated_noise_rate": clean_issues.estimated_noise_rate,
-        }
+        estimates[("clean", repeat)] = np.asarray(clean[repeat]["transition"], dtype=np.float64)
+        clean_seeds[str(repeat)] = {key: clean[repeat][key] for key in CLEAN_KEYS}
         found = noisy_seeds[str(repeat)]
         print(
             f"detect: seed {repeat}: {found['flagged']} flagged, precision {found['precision']:.3f} "
@@ -183,7 +173,7 @@ def main() -> None:
         "method": "cleanlab find_label_issues, prune_by_noise_rate; score = 1 - self-confidence",
         "baseline": "small-loss: -log p(given label), the same out-of-sample probabilities; flags the top as many",
         "folds": folds,
-        "label_names": label_names(summary),
+        "label_names": pool.names,
         "noisy": {**mean_over_seeds(noisy_seeds, MEAN_KEYS), "seeds": noisy_seeds},
         "clean": {**mean_over_seeds(clean_seeds, ("false_flag_rate", "estimated_noise_rate")), "seeds": clean_seeds},
     }

@@ -43,7 +43,16 @@ SMALL_PARAMS = {
 VARIANTS = ("bce-clean", "bce-noisy", "l1-clean", "l1-noisy")
 # Every stage a first `dvc repro` of the default two losses runs, besides the fingerprint stage.
 ALL_STAGES = frozenset(
-    {"download", "subsample", "corrupt", "embed", "detect", *(f"train@{v}" for v in VARIANTS), "evaluate"}
+    {
+        "download",
+        "subsample",
+        "corrupt",
+        "embed",
+        "detect_clean",
+        "detect",
+        *(f"train@{v}" for v in VARIANTS),
+        "evaluate",
+    }
 )
 # Runs on every `dvc repro` by design (always_changed): it hashes data.source and model.weights in well under a
 # second and changes nothing downstream unless they changed.

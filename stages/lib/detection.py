@@ -15,12 +15,21 @@ cross-entropy on its given label, flagging as many samples as confident learning
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from sklearn.metrics import average_precision_score, f1_score, precision_score, recall_score, roc_auc_score
 from sklearn.model_selection import StratifiedKFold
+
+from stages.lib.cpus import usable_cpus
+from stages.lib.errors import UserError
+from stages.lib.io import features_path, label_names, load_array, read_prepared
+
+# The detect_clean stage's run on the clean labels, per seed: false flags and the estimated T (read by detect).
+CLEAN_DETECTION_FILE = Path("data/detect/clean.json")
 
 
 @dataclass(frozen=True)
@@ -74,29 +83,83 @@ def row_space_coordinates(x: np.ndarray, other: np.ndarray) -> tuple[np.ndarray,
     return u * root, (other @ x.T @ u) / root
 
 
-def _out_of_sample(
-    features: np.ndarray, labels: np.ndarray, num_classes: int, folds: int, l2: Sequence[float], seed: int
-) -> OutOfSample:
+def _fold_probabilities(
+    features: np.ndarray,
+    labels: np.ndarray,
+    train_rows: np.ndarray,
+    held_out: np.ndarray,
+    strengths: Sequence[float],
+    num_classes: int,
+) -> np.ndarray:
+    """(len(strengths), len(held_out), K): one fold's held-out probabilities at each L2 strength."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
+    scaler = StandardScaler().fit(features[train_rows])  # the training folds' statistics
+    x, held = scaler.transform(features[train_rows]), scaler.transform(features[held_out])
+    if x.shape[1] > x.shape[0]:
+        x, held = row_space_coordinates(x, held)
+    model = LogisticRegression(warm_start=True, max_iter=2000, tol=1e-4)
+    probabilities = np.zeros((len(strengths), len(held_out), num_classes))
+    for index, strength in enumerate(strengths):
+        model.set_params(C=1.0 / (strength * len(train_rows)))
+        model.fit(x, labels[train_rows])
+        probabilities[index][:, model.classes_] = model.predict_proba(held)
+    return probabilities
+
+
+def _out_of_sample(
+    features: np.ndarray, labels: np.ndarray, num_classes: int, folds: int, l2: Sequence[float], seed: int
+) -> OutOfSample:
     strengths = sorted(float(v) for v in l2)[::-1]  # strongest first: each warm start moves to a weaker penalty
     probabilities = np.zeros((len(strengths), len(labels), num_classes))
-    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-    for train_rows, held_out in splitter.split(features, labels):
-        scaler = StandardScaler().fit(features[train_rows])  # the training folds' statistics
-        x, held = scaler.transform(features[train_rows]), scaler.transform(features[held_out])
-        if x.shape[1] > x.shape[0]:
-            x, held = row_space_coordinates(x, held)
-        model = LogisticRegression(warm_start=True, max_iter=2000, tol=1e-4)
-        for index, strength in enumerate(strengths):
-            model.set_params(C=1.0 / (strength * len(train_rows)))
-            model.fit(x, labels[train_rows])
-            probabilities[index][np.ix_(held_out, model.classes_)] = model.predict_proba(held)
+    splits = list(StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed).split(features, labels))
+    # The folds are independent fits: one thread per core (NumPy's BLAS and scikit-learn's solver release
+    # the GIL; each fit keeps one BLAS thread), the same numbers as one after the other.
+    with ThreadPoolExecutor(max_workers=min(folds, usable_cpus())) as pool:
+        fold_probabilities = pool.map(
+            lambda split: _fold_probabilities(features, labels, split[0], split[1], strengths, num_classes), splits
+        )
+        for (_, held_out), found in zip(splits, fold_probabilities, strict=True):
+            probabilities[:, held_out] = found
     given = probabilities[:, np.arange(len(labels)), labels]
     losses = -np.log(np.clip(given, 1e-15, 1.0)).mean(axis=1)
     best = int(np.argmin(losses))
     return OutOfSample(probabilities[best], strengths[best], float(losses[best]))
+
+
+@dataclass(frozen=True)
+class TrainingPool:
+    """The training pool both detection stages read: ids and true labels (the task's, in feature-row order),
+    the cached features, the label names."""
+
+    ids: np.ndarray
+    true_labels: np.ndarray
+    features: np.ndarray
+    names: list[str]
+
+
+def training_pool(task: str) -> TrainingPool:
+    """The training pool from the subsample and embed stages' files, checked against each other."""
+    table, summary = read_prepared(task)
+    rows = table["split"] == "train"
+    ids = table.loc[rows, "id"].to_numpy()
+    features = load_array(features_path("train"))
+    if len(features) and len(features) != len(ids):
+        raise UserError(
+            f"{features_path('train')} has {len(features)} rows, the training pool {len(ids)}: rerun `dvc repro`"
+        )
+    true_labels = table.loc[rows, "label"].to_numpy(dtype=np.int64)
+    return TrainingPool(ids, true_labels, features, label_names(summary))
+
+
+def detection_problem(pool: TrainingPool, *, fine_tune: bool, folds: int) -> str | None:
+    """Why no detection can run on this pool (None: it can)."""
+    if fine_tune or pool.features.ndim != 2 or pool.features.shape[1] == 0:
+        return "model.fine_tune: true leaves no cached features for the head"
+    if smallest_class(pool.true_labels) < folds:
+        return f"detect.folds = {folds} but a class has only {smallest_class(pool.true_labels)} training labels"
+    return None
 
 
 @dataclass(frozen=True)
@@ -140,6 +203,28 @@ def find_issues(labels: np.ndarray, pred_probs: np.ndarray) -> Issues:
         estimated_noise_rate=rate,
         transition=transition,
     )
+
+
+def detect_issues(
+    features: np.ndarray,
+    labels: np.ndarray,
+    *,
+    num_classes: int,
+    folds: int,
+    l2: Sequence[float],
+    seed: int,
+    source: str,
+) -> tuple[OutOfSample, Issues]:
+    """Out-of-sample probabilities of `labels` (from `source`, named in errors) and cleanlab's verdict."""
+    if smallest_class(labels) < folds:
+        raise UserError(
+            f"detect.folds = {folds}: {source} has a class with only {smallest_class(labels)} training labels; "
+            "each class needs at least one per fold (lower detect.folds or raise data.train_size)"
+        )
+    out_of_sample = out_of_sample_probabilities(
+        features, labels, num_classes=num_classes, folds=folds, l2=l2, seed=seed
+    )
+    return out_of_sample, find_issues(labels, out_of_sample.probabilities)
 
 
 def detection_metrics(flipped: np.ndarray, flagged: np.ndarray, score: np.ndarray) -> dict[str, float | int | None]:

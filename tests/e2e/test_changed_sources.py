@@ -13,7 +13,7 @@ from toolkit.project import dvc, make_project, ran_stages, write_params
 from toolkit.synthetic import make_flower_archive, make_flower_folder
 
 AFTER_DOWNLOAD = frozenset(
-    {"download", "subsample", "corrupt", "embed", "detect", "evaluate"}
+    {"download", "subsample", "corrupt", "embed", "detect_clean", "detect", "evaluate"}
     | {f"train@{loss}-{labels}" for loss in ("bce", "l1") for labels in ("clean", "noisy")}
 )
 AFTER_EMBED = AFTER_DOWNLOAD - {"download", "subsample", "corrupt"}

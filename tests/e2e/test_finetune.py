@@ -86,7 +86,7 @@ def test_switching_to_a_head_reruns_embed_and_every_train_but_not_the_data(fine_
     finally:
         write_params(repo, {"model": {"fine_tune": True}})
     # The fingerprint stage is always changed, by design.
-    assert changed - {FINGERPRINT} == {"embed", "detect", *(f"train@{v}" for v in VARIANTS)}
+    assert changed - {FINGERPRINT} == {"embed", "detect_clean", "detect", *(f"train@{v}" for v in VARIANTS)}
 
 
 def test_fine_tuning_settings_with_a_head_fail_in_one_line(fine_tuned: tuple[Path, str]) -> None:

@@ -63,7 +63,7 @@ def test_tensorflow_cannot_load_under_the_blocker(tmp_path: Path) -> None:
 
 def test_embed_runs_resnet50_on_jax_without_tensorflow(on_jax: tuple[Path, str, str, Path]) -> None:
     repo, heads, _, _, features = on_jax
-    assert ran_stages(heads) == {"download", "subsample", "corrupt", "embed", "detect", "evaluate"} | {
+    assert ran_stages(heads) == {"download", "subsample", "corrupt", "embed", "detect_clean", "detect", "evaluate"} | {
         f"train@{v}" for v in VARIANTS
     }
     assert "embed: backend jax; device: CPU (no GPU visible); float32" in heads
@@ -73,7 +73,7 @@ def test_embed_runs_resnet50_on_jax_without_tensorflow(on_jax: tuple[Path, str, 
 
 def test_fine_tuning_runs_on_jax_with_xla_and_logs_under_test_and_val_names(on_jax) -> None:
     repo, _, fine_tuned, attempts, _ = on_jax
-    assert ran_stages(fine_tuned) == {"embed", "detect", "evaluate", *(f"train@{v}" for v in VARIANTS)}
+    assert ran_stages(fine_tuned) == {"embed", "detect_clean", "detect", "evaluate", *(f"train@{v}" for v in VARIANTS)}
     # train.xla is false, yet JAX compiles every step: its eager mode is ~15x slower.
     line = "fine-tuning ResNet50 on the images; backend jax; devices: CPU (no GPU visible); one device; "
     assert fine_tuned.count(line + "precision float32; XLA on") == len(VARIANTS)

@@ -1,0 +1,52 @@
+"""Confident learning on the clean labels (stages.lib.detection), per train seed: no label is flipped, so
+every flag is a false one, and the estimated noise matrix is what the detector reads into clean labels.
+
+It is its own stage because none of it depends on the noise: a noise level's `dvc exp run` reruns detect on
+the noisy labels only, and these cross-validations, as many as detect's, run once per split and seeds. The
+detect stage reads its file: the false-flag rates go into metrics/detection.json, the estimated T into
+forward-clean's transitions with `T: estimated`.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from stages.lib import params as P
+from stages.lib.detection import CLEAN_DETECTION_FILE, detect_issues, detection_problem, training_pool
+from stages.lib.errors import run_stage
+from stages.lib.io import write_json
+from stages.lib.labels import label_file
+from stages.lib.seeds import derived_seed
+
+
+def main() -> None:
+    raw = P.load_checked_params()
+    seed, folds, strengths = P.seed(raw), P.detect_folds(raw), P.detect_l2(raw)
+    pool = training_pool(P.task(raw))
+    problem = detection_problem(pool, fine_tune=P.model_params(raw).fine_tune, folds=folds)
+    if problem is not None:
+        print(f"detect_clean: {problem}: nothing detected", file=sys.stderr)
+        write_json(CLEAN_DETECTION_FILE, {"skipped": problem})
+        return
+    seeds = {}
+    for repeat in P.train_seeds(raw):
+        _, issues = detect_issues(
+            pool.features,
+            pool.true_labels,
+            num_classes=len(pool.names),
+            folds=folds,
+            l2=strengths,
+            seed=derived_seed(seed, repeat),
+            source=str(label_file("clean")),
+        )
+        seeds[str(repeat)] = {
+            "false_flag_rate": float(issues.flagged.mean()),
+            "flagged": int(issues.flagged.sum()),
+            "estimated_noise_rate": issues.estimated_noise_rate,
+            "transition": issues.transition.tolist(),  # full precision: detect writes it on unchanged
+        }
+    write_json(CLEAN_DETECTION_FILE, {"seeds": seeds})
+
+
+if __name__ == "__main__":
+    run_stage("detect_clean", main)
