@@ -15,12 +15,15 @@ from __future__ import annotations
 
 import argparse
 import shutil
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from stages.lib import params as P
+from stages.lib.cpus import usable_cpus
 from stages.lib.errors import UserError, run_stage
 from stages.lib.finetune.checkpoint import CHECKPOINTS_DIR
 from stages.lib.io import (
@@ -49,7 +52,16 @@ from stages.lib.params import loss_settings as L
 from stages.lib.progress import epoch_bar, say
 from stages.lib.seed_labels import seed_labels
 from stages.lib.seeds import derived_seed
-from stages.lib.training import Setup, head_trainer, live_log, mean_curves, summary_line
+from stages.lib.training import (
+    Setup,
+    Trained,
+    head_trainer,
+    live_log,
+    log_history,
+    mean_curves,
+    summary_line,
+    trained_by_seed,
+)
 
 
 def check_rows(path: Path, rows: int, expected: int) -> None:
@@ -120,15 +132,32 @@ def main(argv: list[str] | None = None) -> None:
     shutil.rmtree(log_root, ignore_errors=True)  # logs of an earlier, interrupted run
     histories = []
     with atomic_dir(model_dir(variant)) as staging, epoch_bar(variant, len(settings.seeds) * settings.epochs) as bar:
-        for repeat in settings.seeds:
-            with live_log(log_root / f"seed_{repeat}") as live:
-                labels = per_seed[repeat]
-                y, val_y = (targets(x, task, num_classes) for x in (labels.labels, labels.val_labels))
-                # Fine-tuning selects its epoch only (uncorrected, threshold 0.5): no val_transition for it.
-                correcting = {} if fine_tune else {"val_transition": labels.val_transition}
-                trained = trainers[repeat](
-                    y, derived_seed(seed, repeat), live, labels.transition, val_y, progress=bar.update, **correcting
-                )
+
+        def train_seed(repeat: int, live: Any = None) -> Trained:
+            labels = per_seed[repeat]
+            y, val_y = (targets(x, task, num_classes) for x in (labels.labels, labels.val_labels))
+            # Fine-tuning selects its epoch only (uncorrected, threshold 0.5): no val_transition for it.
+            correcting = {} if fine_tune else {"val_transition": labels.val_transition}
+            progress = bar.update if fine_tune else None
+            return trainers[repeat](
+                y, derived_seed(seed, repeat), live, labels.transition, val_y, progress=progress, **correcting
+            )
+
+        def fine_tuned_by_seed() -> Iterator[tuple[int, Trained]]:
+            for repeat in settings.seeds:
+                with live_log(log_root / f"seed_{repeat}") as live:
+                    trained = train_seed(repeat, live)
+                yield repeat, trained
+
+        if fine_tune:  # one seed at a time: each logs as it trains (and may hold every GPU)
+            by_seed = fine_tuned_by_seed()
+        else:  # heads: the seeds on every usable CPU, logged here as each finishes
+            by_seed = trained_by_seed(train_seed, settings.seeds, usable_cpus())
+        for repeat, trained in by_seed:
+            if not fine_tune:
+                with live_log(log_root / f"seed_{repeat}") as live:
+                    log_history(live, trained.history)
+                bar.update(settings.epochs)
             say(summary_line(variant, repeat, trained, settings.epochs))
             trained.save(staging / trained.file_name.format(seed=repeat))
             save_array(staging / SCORES_FILE.format(seed=repeat), trained.scores.astype(np.float32))
