@@ -59,21 +59,26 @@ def task_metrics(task: str) -> tuple[str, ...]:
 def _weighted_auc(positive: np.ndarray, scores: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """ROC AUC of `scores` for the boolean `positive`, once per row of `weights` (B, N): the weighted
     Mann-Whitney statistic, ties counting one half (as scikit-learn's roc_auc_score with sample_weight).
-    NaN for a row without both classes."""
+    NaN for a row without both classes.
+
+    Per positive, the negatives' weight below its score (half of those tied with it), from a running sum
+    over the negatives only, in score order; with integer counts as weights every sum is exact."""
     order = np.argsort(scores, kind="stable")
     sorted_scores, pos = scores[order], positive[order]
-    w = weights[:, order]
     # Per sorted position: where its group of tied scores starts and ends (exclusive).
     _, start, counts = np.unique(sorted_scores, return_index=True, return_counts=True)
     group = np.repeat(np.arange(len(start)), counts)
-    first, after = start[group], (start + counts)[group]
-    below = np.zeros((w.shape[0], w.shape[1] + 1))
-    np.cumsum(w * ~pos, axis=1, out=below[:, 1:])  # negatives' weight before each position
-    negatives_under = below[:, first] + 0.5 * (below[:, after] - below[:, first])
-    w_pos = (w * pos).sum(axis=1)
-    w_neg = below[:, -1]
+    negative_at = np.flatnonzero(~pos)  # sorted positions of the negatives
+    positive_at = np.flatnonzero(pos)
+    below = np.zeros((weights.shape[0], len(negative_at) + 1))
+    np.cumsum(weights[:, order[negative_at]], axis=1, out=below[:, 1:])  # negatives' weight before the k-th negative
+    # For each positive, how many negatives lie before its tie group and before the group's end.
+    before = np.searchsorted(negative_at, start[group[positive_at]])
+    through = np.searchsorted(negative_at, (start + counts)[group[positive_at]])
+    negatives_under = below[:, before] + 0.5 * (below[:, through] - below[:, before])
+    w_pos = weights[:, order[positive_at]]
     with np.errstate(invalid="ignore", divide="ignore"):
-        return (w * pos * negatives_under).sum(axis=1) / (w_pos * w_neg)
+        return (w_pos * negatives_under).sum(axis=1) / (w_pos.sum(axis=1) * below[:, -1])
 
 
 def resampled_metrics(

@@ -59,6 +59,25 @@ def test_resampled_metrics_equal_sklearn_with_sample_weights(task: str) -> None:
             assert got["macro_f1"][row] == pytest.approx(want_f1)
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_resampled_auc_equals_sklearn_with_ties_and_rare_positives(seed: int) -> None:
+    # The AUC's running sum is over the negatives only: ties across classes, at the ends, one positive.
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(3, 120))
+    y = (rng.random(n) < rng.uniform(0.02, 0.6)).astype(int)
+    y[0], y[-1] = 1, 0
+    scores = np.round(rng.random(n), int(rng.integers(1, 3)))
+    scores[: n // 4] = scores[0]  # a large tie group
+    weights = np.vstack([np.ones(n), rng.multinomial(n, np.ones(n) / n, size=8)])
+    got = resampled_metrics(y, scores, "binary", weights)["auc"]
+    for row, w in enumerate(weights):
+        kept = w > 0
+        if len(np.unique(y[kept])) < 2:
+            assert np.isnan(got[row])
+        else:
+            assert got[row] == pytest.approx(skm.roc_auc_score(y, scores, sample_weight=w), abs=1e-12)
+
+
 def test_resampled_auc_is_nan_without_both_classes() -> None:
     y = np.array([0, 0, 1, 1])
     weights = np.array([[1.0, 2.0, 0.0, 0.0]])
