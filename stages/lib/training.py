@@ -155,6 +155,13 @@ def live_log(log_dir: Path) -> Iterator[Any]:
         def _init_dvc(self) -> None:
             self._dvc_file = "dvc.yaml"  # what DVCLive's setup sets with dvcyaml=False; never written
 
+        # DVCLive 3.49.1 gathers the data for Studio on every step even when no Studio is set up (it then
+        # drops it): it re-reads every metric file so far, quadratic in the epochs, 35 % of a head's train
+        # stage at the defaults (benchmarks/README.md). Without Studio there is nothing to gather.
+        def post_data_to_studio(self) -> None:
+            if "data" not in getattr(self, "_studio_events_to_skip", ()):
+                super().post_data_to_studio()
+
     with FilesOnlyLive(dir=str(log_dir), dvcyaml=False, save_dvc_exp=False, report=None) as live:
         yield live
 

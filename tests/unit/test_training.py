@@ -85,3 +85,22 @@ def test_the_history_logged_after_training_is_what_the_trainer_logs_while_traini
     assert during.steps == after.steps and len(during.steps) == setup.settings.epochs + 1
     assert set(during.steps[0]) >= {"train/loss", "test/accuracy", "val/accuracy"}
     assert trained.history["loss"]
+
+
+def test_the_logger_gathers_nothing_for_studio_unless_studio_is_set_up(tmp_path, monkeypatch) -> None:
+    import dvclive
+
+    from stages.lib.training import live_log
+
+    gathered = []
+    monkeypatch.setattr(dvclive.Live, "post_data_to_studio", lambda self: gathered.append(self.step))
+    for name in ("DVC_STUDIO_TOKEN", "STUDIO_TOKEN", "DVC_STUDIO_URL"):
+        monkeypatch.delenv(name, raising=False)
+    with live_log(tmp_path / "off") as live:
+        log_history(live, {"loss": [0.5, 0.4], "accuracy": [0.7, 0.8]})
+    assert gathered == []
+    assert (tmp_path / "off/plots/metrics/train/loss.tsv").read_text().count("\n") == 3  # header + 2 epochs
+    with live_log(tmp_path / "on") as live:
+        live._studio_events_to_skip.discard("data")  # as DVCLive sets it when Studio is configured
+        log_history(live, {"loss": [0.5, 0.4], "accuracy": [0.7, 0.8]})
+    assert gathered[:2] == [0, 1]  # each step (and once more as the logger ends)
