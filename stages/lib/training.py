@@ -126,7 +126,8 @@ def trained_by_seed(work: Callable[[int], Trained], seeds: Sequence[int], jobs: 
     as fast and give the same numbers as one after the other; what `work` returns comes back pickled, and
     an error in a worker is raised here."""
     global _SEED_WORK
-    jobs = min(jobs, len(seeds))
+    # fork is safe on Linux only (macOS' system libraries may crash in a forked child).
+    jobs = min(jobs, len(seeds)) if sys.platform == "linux" else 1
     if jobs <= 1:
         for repeat in seeds:
             yield repeat, work(repeat)
