@@ -13,7 +13,7 @@
    (subsample and embed once, every head), then `dvc exp run -S noise=…` for each other level (the noisy
    heads). Two protocols (`--protocols`): `like-for-like`, the notebook's (one repeat, its epochs, no
    validation set, the last epoch's model: 12 heads, the notebook's 11 and an L1 control), and `defaults`,
-   params.yaml's (5 repeats, 100 epochs, the epoch chosen on a noisy validation set; the split's sizes
+   params.yaml's (its repeats, 100 epochs, tuning grid, the epoch chosen on a noisy validation set; the split's sizes
    scaled to --images as tf_flowers' 3,670 are split: 600 training, 300 validation). Both run every stage,
    detection and the paired comparisons included. `--scaling` then times, per protocol, what one more noise
    level, repeat, loss and 1,000 images add (see time_scaling).
