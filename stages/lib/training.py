@@ -119,6 +119,14 @@ def _run_seed_work(repeat: int) -> Trained:
     return _SEED_WORK(repeat)
 
 
+def _ignore_interrupts() -> None:
+    # Ctrl-C reaches the whole process group: the stage handles it and ends the pool; a worker killed by it
+    # could die holding the pool's queue lock and hang that ending.
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def trained_by_seed(work: Callable[[int], Trained], seeds: Sequence[int], jobs: int) -> Iterator[tuple[int, Trained]]:
     """(seed, work(seed)) in seed order, the seeds trained by up to `jobs` forked processes at once.
 
@@ -137,7 +145,7 @@ def trained_by_seed(work: Callable[[int], Trained], seeds: Sequence[int], jobs: 
     _SEED_WORK = work
     try:
         # fork: the workers start with the features and the imports already in memory.
-        with multiprocessing.get_context("fork").Pool(jobs) as pool:
+        with multiprocessing.get_context("fork").Pool(jobs, initializer=_ignore_interrupts) as pool:
             yield from zip(seeds, pool.imap(_run_seed_work, seeds), strict=True)
     finally:
         _SEED_WORK = None
