@@ -284,7 +284,7 @@ def head_trainer(setup: Setup) -> Trainer:
                 val_score=chosen.score,
                 corrected=chosen.corrected,
             )
-        if live is not None:  # None: the caller logs the history (train_in_parallel)
+        if live is not None:  # None: the caller logs the history (trained_by_seed's caller)
             log_history(live, history)
         head = heads.head(epoch, point)
         scores = head.predict_proba(setup.test_inputs)
