@@ -13,11 +13,11 @@ import sys
 import numpy as np
 
 from stages.lib import params as P
-from stages.lib.comparisons import compare_variants, comparison_pairs
+from stages.lib.comparisons import PROTOCOL, compare_variants, comparison_pairs, protocol_pairs
 from stages.lib.errors import run_stage
 from stages.lib.evaluation import evaluate_variant, plot_tables
 from stages.lib.io import METRICS_DIR, atomic_dir, label_names, read_prepared, write_json
-from stages.lib.labels import BASELINE, variant_name
+from stages.lib.labels import BASELINE, oracle_name, variant_name
 from stages.lib.metrics import majority_baseline, summarise
 from stages.lib.params import loss_settings as L
 
@@ -35,19 +35,32 @@ def main() -> None:
     y_true = table.loc[table["split"] == "test", "label"].to_numpy(dtype=np.int64)
     train_labels = table.loc[table["split"] == "train", "label"].to_numpy(dtype=np.int64)
 
-    summary, per_seed, plots, scores, thresholds = {}, {}, {}, {}, {}
+    # Heads chosen on a validation set have oracle twins (stages.lib.training.head_trainer).
+    twins = not P.model_params(raw).fine_tune and P.data_params(raw).val_size > 0
+    variants = []
     for loss in settings.losses:
         for labels in settings.labels:
-            variant = variant_name(loss, labels)
-            per_seed[variant], scores[variant] = evaluate_variant(variant, loss, settings, y_true, task, names)
-            thresholds[variant] = [run["threshold"] for run in per_seed[variant].values()]
-            summary[variant] = summarise(per_seed[variant], len(y_true))
-            first = scores[variant][0], thresholds[variant][0]
-            plots[variant] = plot_tables(y_true, first[0], task, names, first[1])  # the first seed's
+            variants.append((loss, variant_name(loss, labels)))
+            if twins and labels != "clean":
+                variants.append((loss, oracle_name(variant_name(loss, labels))))
+    summary, per_seed, plots, scores, thresholds = {}, {}, {}, {}, {}
+    for loss, variant in variants:
+        per_seed[variant], scores[variant] = evaluate_variant(variant, loss, settings, y_true, task, names)
+        thresholds[variant] = [run["threshold"] for run in per_seed[variant].values()]
+        summary[variant] = summarise(per_seed[variant], len(y_true))
+        first = scores[variant][0], thresholds[variant][0]
+        plots[variant] = plot_tables(y_true, first[0], task, names, first[1])  # the first seed's
     summary[BASELINE] = majority_baseline(train_labels, y_true, task, names)
     pairs, skipped = comparison_pairs(settings.losses, settings.labels)
+    protocol = protocol_pairs(settings.losses, settings.labels) if twins else []
     comparisons = compare_variants(
-        y_true, scores, pairs, task, verdict_metric=P.evaluate_metric(raw), thresholds=thresholds
+        y_true,
+        scores,
+        pairs + protocol,
+        task,
+        families=dict.fromkeys(protocol, PROTOCOL),
+        verdict_metric=P.evaluate_metric(raw),
+        thresholds=thresholds,
     )
 
     with atomic_dir(PLOTS_DIR) as staging:

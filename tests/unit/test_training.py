@@ -1,5 +1,6 @@
 """Training a variant's seeds on several CPUs (stages.lib.training.trained_by_seed): the same models, in seed
-order, as one seed after the other; a worker's error reaches the stage."""
+order, as one seed after the other; seeds with the same labels fit once; a worker's error reaches the stage;
+the head trainer's oracle twin and what it logs."""
 
 from __future__ import annotations
 
@@ -19,28 +20,32 @@ ROOT = Path(__file__).resolve().parents[2]
 SEEDS = (0, 1, 2, 3)
 
 
-def small_head_setup() -> tuple[Setup, np.ndarray, np.ndarray]:
-    """The train stage's head trainer at params.yaml's defaults (its grid, selection), 12 epochs, on small
-    Gaussian features: two classes, noisy training and validation labels."""
+def small_head_setup() -> tuple[Setup, np.ndarray, dict[int, tuple[np.ndarray, np.ndarray]]]:
+    """The train stage's head trainer at params.yaml's defaults (its grid, selection) on small Gaussian
+    features: two classes; per seed its own noisy training and validation labels; the clean validation
+    labels."""
     raw = L.load_checked_params(ROOT / "params.yaml")
-    settings = replace(L.train_params(raw), epochs=12, seeds=SEEDS)
+    settings = replace(L.train_params(raw), seeds=SEEDS)
     rng = np.random.default_rng(0)
     y = (rng.random(260) < 0.3).astype(np.int64)
     x = (rng.normal(size=(260, 16)) + 1.5 * y[:, None]).astype(np.float32)
-    noisy = np.where(rng.random(260) < 0.2, 1 - y, y)
     setup = Setup(
         "bce-noisy", x[:120], x[120:180], x[180:], targets(y[180:], "binary", 2), "binary", 2, "bce",
         settings, P.model_params(raw), 0, P.evaluate_metric(raw),
     )  # fmt: skip
-    return setup, targets(noisy[:120], "binary", 2), targets(noisy[120:180], "binary", 2)
+    noisy = {}
+    for repeat in SEEDS:
+        given = np.where(np.random.default_rng(repeat).random(180) < 0.2, 1 - y[:180], y[:180])
+        noisy[repeat] = targets(given[:120], "binary", 2), targets(given[120:], "binary", 2)
+    return setup, targets(y[120:180], "binary", 2), noisy
 
 
 def test_seeds_trained_in_parallel_are_the_models_trained_one_after_the_other(capsys) -> None:
-    setup, y, val_y = small_head_setup()
+    setup, clean_val_y, noisy = small_head_setup()
     trainer = head_trainer(setup)
 
     def work(repeat: int) -> Trained:
-        return trainer(y, 1000 + repeat, None, None, val_y, val_transition=None)
+        return trainer(*noisy[repeat][:1], 1000 + repeat, None, None, noisy[repeat][1], oracle_val_y=clean_val_y)
 
     one_by_one = list(trained_by_seed(work, SEEDS, jobs=1))
     in_parallel = list(trained_by_seed(work, SEEDS, jobs=2))
@@ -49,8 +54,36 @@ def test_seeds_trained_in_parallel_are_the_models_trained_one_after_the_other(ca
         assert np.array_equal(a.scores, b.scores)  # bit for bit
         assert a.history == b.history and a.chosen == b.chosen
         assert (a.epoch, a.threshold, a.val_accuracy) == (b.epoch, b.threshold, b.val_accuracy)
-    # The seeds differ (else this test could not tell them apart).
+        assert np.array_equal(a.oracle.scores, b.oracle.scores) and a.oracle.chosen == b.oracle.chosen
+    # The seeds' labels differ (else this test could not tell them apart).
     assert not np.array_equal(one_by_one[0][1].scores, one_by_one[1][1].scores)
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_seeds_with_the_same_key_are_trained_once(jobs: int) -> None:
+    calls = []
+
+    def work(repeat: int) -> Trained:
+        calls.append(repeat)
+        return repeat * 10
+
+    keys = {0: b"a", 1: b"b", 2: b"a", 3: b"a"}
+    assert list(trained_by_seed(work, SEEDS, jobs, key=keys.get)) == [(0, 0), (1, 10), (2, 0), (3, 0)]
+    if jobs == 1:  # the workers' calls happen in other processes
+        assert calls == [0, 1]
+
+
+def test_a_noisy_variant_s_oracle_twin_is_the_same_grid_chosen_on_clean_validation_labels() -> None:
+    setup, clean_val_y, noisy = small_head_setup()
+    y, val_y = noisy[0]
+    trained = head_trainer(setup)(y, 0, None, None, val_y, oracle_val_y=clean_val_y)
+    twin = trained.oracle
+    assert trained.chosen["val_labels"] == "given" and twin.chosen["val_labels"] == "clean"
+    # Chosen on the clean labels as such: the twin is what the trainer picks when those are the variant's own.
+    direct = head_trainer(setup)(y, 0, None, None, clean_val_y)
+    assert np.array_equal(twin.scores, direct.scores) and twin.threshold == direct.threshold
+    assert twin.chosen["hyper_parameters"] == direct.chosen["hyper_parameters"]
+    assert head_trainer(setup)(y, 0, None, None, val_y).oracle is None  # a clean variant has none
 
 
 def test_a_worker_s_error_is_raised_in_the_stage() -> None:
@@ -77,14 +110,16 @@ class Recorder:
 
 
 def test_the_history_logged_after_training_is_what_the_trainer_logs_while_training() -> None:
-    setup, y, val_y = small_head_setup()
+    setup, _, noisy = small_head_setup()
+    y, val_y = noisy[0]
     trainer = head_trainer(setup)
     during, after = Recorder(), Recorder()
     trained = trainer(y, 7, during, None, val_y, val_transition=None)
     log_history(after, trainer(y, 7, None, None, val_y, val_transition=None).history)
-    assert during.steps == after.steps and len(during.steps) == setup.settings.epochs + 1
-    assert set(during.steps[0]) >= {"train/loss", "test/accuracy", "val/accuracy"}
-    assert trained.history["loss"]
+    # One step per iterate of the chosen head's optimiser (the start first), and the empty step after them.
+    assert during.steps == after.steps and len(during.steps) == trained.chosen["iterations"] + 2
+    assert set(during.steps[0]) == {"train/loss", "train/accuracy", "test/loss", "test/accuracy"}
+    assert trained.chosen["converged"] and trained.epoch is None
 
 
 def test_the_logger_gathers_nothing_for_studio_unless_studio_is_set_up(tmp_path, monkeypatch) -> None:
