@@ -8,9 +8,12 @@ those images, stratified and seeded, into a simulated training pool, validation 
 (`--fractions`), corrupts the training and validation labels with the project's own noise model
 (stages.lib.noise.corrupt_labels, symmetric, exact per class) at each `--noise` level, fits each loss's grid
 of heads (params.yaml's train.tune; stages.lib.head) once, and lets every rule choose a head and a threshold
-on the noisy validation labels. A rule is scored by the verdict metric (`evaluate.metric`) of what it chose,
-on the hold-out set's true labels. Printed: per noise level, loss and rule the mean and standard deviation
-over draws; then per rule the mean over every level and loss, and `best: <select_by> <threshold>`.
+on the noisy validation labels (for the heads chosen by log-loss also on those pooled with the training
+pool's out-of-fold logits, train.threshold_folds, and the smoothed rule at several bandwidths). A rule is
+scored by the verdict metric (`evaluate.metric`) of what it chose, on the hold-out set's true labels.
+Printed: per noise level, loss and rule the mean and standard deviation over draws; then per rule the mean
+over every level and loss, and `best: <select_by> <threshold>`. (The first part's `smoothed` rows use
+stages.lib.selection.BANDWIDTH.)
 
     python benchmarks/selection.py /path/to/project                   # 20 draws, noise 0.2 and 0.3
     python benchmarks/selection.py /path/to/project --draws 5 --noise 0.3 --losses bce
@@ -30,17 +33,22 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from stages.lib.head import fit_head_grid
+from stages.lib.head import fit_head_grid, out_of_fold_logits
 from stages.lib.labels import targets
 from stages.lib.metrics import binary_metrics
 from stages.lib.noise import corrupt_labels
 from stages.lib.params import loss_settings as L
 from stages.lib.params.train import SELECT_BY, THRESHOLD_RULES
 from stages.lib.seeds import derived_seed
-from stages.lib.selection import select
+from stages.lib.selection import select, smoothed_threshold_scores, thresholds_and_metric
 from stages.lib.split import stratified_split
 
+# First what ranks the heads, each with every threshold rule on the validation labels alone; then, for the
+# heads the first ranks by log-loss, where the threshold goes: each rule on the validation labels alone or
+# pooled with the training pool's 5-fold out-of-fold logits, the smoothed one at several bandwidths.
 RULES = tuple(itertools.product(SELECT_BY, THRESHOLD_RULES))
+POOLED_FOLDS = 5
+BANDWIDTHS = (1.0, 2.0, 3.0)
 
 
 def pool(project: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -71,21 +79,31 @@ def one_draw(job: tuple) -> list[dict]:
     val_logits = heads.logits(features[val])[..., 0]
     hold_out_logits = heads.logits(features[hold_out])[..., 0]
     out = []
-    for select_by, rule in RULES:
-        chosen = select(
-            val_logits[:, None],
-            noisy_val,
-            task="binary",
-            metric=metric,
-            transition=None,
-            select_by=select_by,
-            threshold_rule=rule,
-        )
-        probability = 1.0 / (1.0 + np.exp(-hold_out_logits[:, chosen.point]))
-        score = binary_metrics(labels[hold_out], probability, chosen.threshold)[metric]
+
+    def add(select_by: str, rule: str, point: int, threshold: float) -> None:
+        probability = 1.0 / (1.0 + np.exp(-hold_out_logits[:, point]))
+        score = binary_metrics(labels[hold_out], probability, threshold)[metric]
         out.append(
             {"noise": noise, "loss": loss, "select_by": select_by, "threshold": rule, "draw": draw, "score": score}
         )
+
+    common = dict(task="binary", metric=metric, transition=None)
+    for select_by, rule in RULES:
+        chosen = select(val_logits[:, None], noisy_val, select_by=select_by, threshold_rule=rule, **common)
+        add(select_by, rule, chosen.point, chosen.threshold)
+    point = select(val_logits[:, None], noisy_val, select_by="log_loss", threshold_rule="share", **common).point
+    y = targets(noisy_train, "binary", 2)
+    oof = out_of_fold_logits(features[train], y, task="binary", loss=loss, point=grid[point], folds=POOLED_FOLDS)
+    for pooled in (False, True):
+        logits = np.concatenate([oof[:, 0], val_logits[:, point]]) if pooled else val_logits[:, point]
+        given = np.concatenate([noisy_train, noisy_val]) if pooled else noisy_val
+        where = f" +{POOLED_FOLDS}-fold" if pooled else ""
+        for bandwidth in BANDWIDTHS:
+            _, (threshold,) = smoothed_threshold_scores(logits[:, None], given, metric, None, bandwidth)
+            add("log_loss", f"smoothed x{bandwidth:g}{where}", point, threshold)
+        for rule in ("empirical", "share"):
+            _, (threshold,) = thresholds_and_metric(logits[:, None], given, "binary", metric, rule, None)
+            add("log_loss", f"{rule}{where}", point, threshold)
     return out
 
 

@@ -106,7 +106,10 @@ def main(argv: list[str] | None = None) -> None:
     train_ids = table.loc[table["split"] == "train", "id"].to_numpy()
     val_ids = table.loc[table["split"] == "val", "id"].to_numpy()
     test_y = targets(table.loc[table["split"] == "test", "label"].to_numpy(), task, num_classes)
-    clean_val_y = targets(table.loc[table["split"] == "val", "label"].to_numpy(), task, num_classes)
+    # The true labels: an oracle twin chooses with them (head mode; stages.lib.training.head_trainer).
+    clean_y, clean_val_y = (
+        targets(table.loc[table["split"] == split, "label"].to_numpy(), task, num_classes) for split in ("train", "val")
+    )
     # Fine-tuning reads the images (memory-mapped: the pipeline caches them); a head, the cached features.
     input_path = images_path if fine_tune else features_path
     train_inputs, val_inputs, test_inputs = (
@@ -155,9 +158,13 @@ def main(argv: list[str] | None = None) -> None:
             y, val_y = (targets(x, task, num_classes) for x in (labels.labels, labels.val_labels))
             if fine_tune:  # selects its epoch only (uncorrected, threshold 0.5)
                 extra: dict[str, Any] = {"progress": bar.update}
-            else:  # the selection's correction, and the clean validation labels that choose the oracle twin
-                oracle = clean_val_y if args.labels != "clean" and len(clean_val_y) else None
-                extra = {"val_transition": labels.val_transition, "oracle_val_y": oracle}
+            else:  # the selection's correction, and the true labels that choose the oracle twin
+                twin = args.labels != "clean" and len(clean_val_y) > 0
+                extra = {
+                    "val_transition": labels.val_transition,
+                    "oracle_val_y": clean_val_y if twin else None,
+                    "oracle_y": clean_y[labels.rows] if twin else None,
+                }
             return trainers[repeat](y, derived_seed(seed, repeat), live, labels.transition, val_y, **extra)
 
         def fine_tuned_by_seed() -> Iterator[tuple[int, Trained]]:

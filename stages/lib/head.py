@@ -279,3 +279,28 @@ def path_history(
         history[loss_key] = [float(v) for v in values.reshape(steps, n).mean(axis=1)]
         history[accuracy_key] = [float(v) for v in _accuracy(targets_, logits, task).mean(axis=0)]
     return history
+
+
+def out_of_fold_logits(
+    features: np.ndarray,
+    y: np.ndarray,
+    *,
+    task: str,
+    loss: str,
+    point: GridPoint,
+    folds: int,
+    transition: np.ndarray | None = None,
+) -> np.ndarray | None:
+    """(N, K) logits of each training row from the head of `point` fit on the other folds (StratifiedKFold on
+    the given labels, shuffled with a fixed seed: a head stays a function of its labels), or None where a
+    class has fewer than `folds` rows."""
+    from sklearn.model_selection import StratifiedKFold
+
+    labels = np.asarray(y)[:, 0].astype(np.int64) if y.shape[1] == 1 else np.asarray(y).argmax(axis=1)
+    if np.bincount(labels, minlength=max(2, y.shape[1])).min() < folds:
+        return None
+    out = np.empty((len(labels), y.shape[1]))
+    for rows, held_out in StratifiedKFold(folds, shuffle=True, random_state=0).split(features, labels):
+        heads = fit_head_grid(features[rows], y[rows], task=task, loss=loss, grid=[point], transition=transition)
+        out[held_out] = heads.logits(features[held_out])[:, 0]
+    return out

@@ -51,6 +51,9 @@ from stages.lib.metrics import DECISION_THRESHOLD
 SINGULAR_DET = 1e-3
 
 
+# The smoothed rule's kernel bandwidth, in multiples of Silverman's rule of thumb (benchmarks/selection.py
+# chose it on validation data: docs/losses.md, "Tuning").
+BANDWIDTH = 2.0
 # The smoothed rule's candidate thresholds: this many, evenly spaced over the validation logits'
 # range (about 0.02 apart on a range of 10).
 THRESHOLD_STEPS = 512
@@ -150,11 +153,11 @@ def auc_scores(scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
 
 
 def smoothed_threshold_scores(
-    logits: np.ndarray, labels: np.ndarray, metric: str, inverse: np.ndarray | None
+    logits: np.ndarray, labels: np.ndarray, metric: str, inverse: np.ndarray | None, bandwidth: float = BANDWIDTH
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per column of `logits` (N, M), the best `metric` of the kernel-smoothed confusion matrix and its threshold
     on P(positive): each given label's distribution of logits is its samples convolved with a normal kernel
-    (Silverman's bandwidth, from the sample's standard deviation and interquartile range), so the expected
+    (`bandwidth` times Silverman's, from the sample's standard deviation and interquartile range), so the expected
     counts at a threshold are sums of normal CDFs (the kernel estimate of a ROC curve: Zou, Hall & Shapiro
     1997). A column where either label has fewer than two samples falls back to the empirical search."""
     labels = np.asarray(labels)
@@ -168,12 +171,12 @@ def smoothed_threshold_scores(
     usable = np.ones(logits.shape[1], dtype=bool)
     for c, g in enumerate(groups):
         spread = np.minimum(g.std(axis=0, ddof=1), np.subtract(*np.percentile(g, [75, 25], axis=0)) / 1.34)
-        bandwidth = 0.9 * spread * len(g) ** -0.2  # Silverman's rule of thumb
-        usable &= bandwidth > 0
+        width = bandwidth * 0.9 * spread * len(g) ** -0.2  # Silverman's rule of thumb, scaled
+        usable &= width > 0
         with np.errstate(divide="ignore", invalid="ignore"):
             below = np.zeros((THRESHOLD_STEPS, logits.shape[1]))
             for row in g:  # one sample at a time: memory O(steps × models)
-                below += stats.norm.cdf((cuts - row) / bandwidth)
+                below += stats.norm.cdf((cuts - row) / width)
         expected[..., c, 0], expected[..., c, 1] = below, len(g) - below
     clean = expected if inverse is None else np.maximum(np.einsum("ij,smjk->smik", inverse, expected), 0.0)
     smooth = confusion_metric(clean, metric)
@@ -232,6 +235,25 @@ def thresholds_and_metric(
     noisy = np.einsum("nj,nmk->mjk", np.eye(k)[labels], np.eye(k)[logits.argmax(axis=-1)])
     clean = noisy if inverse is None else np.maximum(np.einsum("ij,mjk->mik", inverse, noisy), 0.0)
     return confusion_metric(clean, metric), np.full(m, DECISION_THRESHOLD)
+
+
+def pooled_threshold(
+    extra_logits: np.ndarray,
+    extra_labels: np.ndarray,
+    val_logits: np.ndarray,
+    val_labels: np.ndarray,
+    *,
+    metric: str,
+    transition: np.ndarray | None,
+    rule: str,
+) -> tuple[float, float]:
+    """One binary model's threshold on P(positive) and the metric's estimate there, by `rule` on its validation
+    logits and labels together with more of its own (the training pool's out-of-fold logits: more labels for
+    a one-dimensional choice that 300 noisy validation labels make noisy)."""
+    logits = np.concatenate([extra_logits, val_logits])[:, None]
+    labels = np.concatenate([extra_labels, val_labels]).astype(np.int64)
+    values, thresholds = thresholds_and_metric(logits, labels, "binary", metric, rule, correction(transition))
+    return float(thresholds[0]), float(values[0])
 
 
 def select(

@@ -9,9 +9,9 @@ DVCLive logger `live` (and nowhere else: the terminal shows a progress bar and o
 and returns the model kept, its test-set scores, its per-step history and how to save it. The head trainer is
 below: per seed a grid of heads, each fit to its optimum (stages.lib.head), one chosen with its threshold
 (stages.lib.selection; it also takes `val_transition`, the T that corrects the selection's metric, and
-`oracle_val_y`, the clean validation labels that choose the oracle twin of a noisy variant: docs/losses.md
-"Tuning"). The fine-tuning one is stages.lib.finetune.trainer (one model from a seeded start, its epoch by
-`train.select_epoch`, threshold 0.5). docs/fine-tuning.md says when each runs.
+`oracle_val_y` and `oracle_y`, the true validation and training labels that choose the oracle twin of a noisy
+variant: docs/losses.md "Tuning"). The fine-tuning one is stages.lib.finetune.trainer (one model from a seeded
+start, its epoch by `train.select_epoch`, threshold 0.5). docs/fine-tuning.md says when each runs.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from stages.lib.head import (
     Coordinates,
     HeadGrid,
     fit_head_grid,
+    out_of_fold_logits,
     path_history,
     selected_epoch,
 )
@@ -39,7 +40,7 @@ from stages.lib.labels import HEAD_FILE
 from stages.lib.losses import probabilities
 from stages.lib.metrics import DECISION_THRESHOLD, predict_labels
 from stages.lib.params import DEFAULT_VERDICT_METRIC, ModelParams, TrainParams
-from stages.lib.selection import Selection, select
+from stages.lib.selection import Selection, pooled_threshold, select
 
 CURVE_METRICS = ("loss", "accuracy")
 # Per step (an iterate of a head's optimiser, an epoch of fine-tuning): loss, accuracy, test_loss,
@@ -240,6 +241,7 @@ def head_trainer(setup: Setup) -> Trainer:
         val_y: np.ndarray | None = None,
         val_transition: np.ndarray | None = None,
         oracle_val_y: np.ndarray | None = None,
+        oracle_y: np.ndarray | None = None,
         progress: Progress | None = None,
     ) -> Trained:
         from threadpoolctl import threadpool_limits
@@ -247,7 +249,7 @@ def head_trainer(setup: Setup) -> Trainer:
         # Matrices of a few hundred rows: BLAS threads gain little and, on a busy machine, cost several
         # times the work (benchmarks/README.md, "Heads"); the stage runs seeds on every core instead.
         with threadpool_limits(limits=1):
-            trained = fit_and_select(y, live, transition, val_y, val_transition, oracle_val_y)
+            trained = fit_and_select(y, live, transition, val_y, val_transition, oracle_val_y, oracle_y)
         if progress is not None:
             progress(1)
         return trained
@@ -297,6 +299,12 @@ def head_trainer(setup: Setup) -> Trainer:
         scores = head.predict_proba(setup.test_inputs)
         return Trained(scores, history, head.save, HEAD_FILE, None, val_accuracy, threshold, details)
 
+    def class_labels(y: np.ndarray) -> np.ndarray:
+        return y[:, 0].astype(np.int64) if setup.task == "binary" else y.argmax(axis=1)
+
+    # The binary threshold from the validation labels together with the training pool's (train.threshold_folds).
+    pooling = setup.task == "binary" and settings.threshold_folds > 0 and setup.metric != "auc"
+
     def fit_and_select(
         y: np.ndarray,
         live: Any,
@@ -304,6 +312,7 @@ def head_trainer(setup: Setup) -> Trainer:
         val_y: np.ndarray | None,
         val_transition: np.ndarray | None,
         oracle_val_y: np.ndarray | None,
+        clean_y: np.ndarray | None,
     ) -> Trained:
         heads = fit_head_grid(
             setup.inputs, y, task=setup.task, loss=setup.loss, grid=grid, transition=transition, coordinates=coordinates
@@ -313,27 +322,53 @@ def head_trainer(setup: Setup) -> Trainer:
         else:
             val_logits = heads.logits(setup.val_inputs)
             val_logits = val_logits[..., 0] if setup.task == "binary" else val_logits
-            choices = [("own", val_y, val_transition)]
+            # The oracle twin chooses with the same rule and data, every label its true one.
+            choices = [("given", y, val_y, val_transition)]
             if oracle_val_y is not None:
-                choices.append(("clean", oracle_val_y, None))
-            models = []
-            for which, labels_y, correcting in choices:
+                choices.append(("clean", clean_y, oracle_val_y, None))
+            models, out_of_fold = [], {}
+            for which, pool_y, labels_y, correcting in choices:
                 chosen = chosen_on(val_logits, labels_y, correcting)
-                labels = labels_y[:, 0].astype(np.int64) if setup.task == "binary" else labels_y.argmax(axis=1)
+                labels = class_labels(labels_y)
+                threshold, metric_value, threshold_data = chosen.threshold, chosen.metric_value, "validation"
+                if pooling:
+                    if chosen.point not in out_of_fold:
+                        out_of_fold[chosen.point] = out_of_fold_logits(
+                            setup.inputs,
+                            y,
+                            task=setup.task,
+                            loss=setup.loss,
+                            point=grid[chosen.point],
+                            folds=settings.threshold_folds,
+                            transition=transition,
+                        )
+                    extra = out_of_fold[chosen.point]
+                    if extra is not None:
+                        threshold, metric_value = pooled_threshold(
+                            extra[:, 0],
+                            class_labels(pool_y),
+                            val_logits[:, chosen.point],
+                            labels,
+                            metric=setup.metric,
+                            transition=correcting,
+                            rule=settings.threshold,
+                        )
+                        threshold_data = f"validation and {settings.threshold_folds}-fold out-of-fold training"
                 probability = probabilities(val_logits[:, chosen.point], setup.task).astype(np.float64)
-                predicted = predict_labels(probability, setup.task, chosen.threshold)
+                predicted = predict_labels(probability, setup.task, threshold)
                 selection = {
                     "select_by": settings.select_by,
                     "threshold_rule": settings.threshold,
+                    "threshold_data": threshold_data,
                     "select_score": settings.select_score,
-                    "val_labels": "clean" if which == "clean" else "given",
+                    "val_labels": which,
                     "metric": setup.metric,
                     "val_score": chosen.score,
-                    "val_metric": chosen.metric_value,
+                    "val_metric": metric_value,
                     "val_accuracy": float(np.mean(predicted == labels)),
                     "corrected": chosen.corrected,
                 }
-                models.append(kept(heads, y, transition, chosen.point, chosen.threshold, selection))
+                models.append(kept(heads, y, transition, chosen.point, threshold, selection))
             trained = replace(models[0], oracle=models[1]) if len(models) > 1 else models[0]
         if live is not None:  # None: the caller logs the history (trained_by_seed's caller)
             log_history(live, trained.history)

@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SEEDS = (0, 1, 2, 3)
 
 
-def small_head_setup() -> tuple[Setup, np.ndarray, dict[int, tuple[np.ndarray, np.ndarray]]]:
+def small_head_setup() -> tuple[Setup, tuple[np.ndarray, np.ndarray], dict[int, tuple[np.ndarray, np.ndarray]]]:
     """The train stage's head trainer at params.yaml's defaults (its grid, selection) on small Gaussian
     features: two classes; per seed its own noisy training and validation labels; the clean validation
     labels."""
@@ -37,15 +37,16 @@ def small_head_setup() -> tuple[Setup, np.ndarray, dict[int, tuple[np.ndarray, n
     for repeat in SEEDS:
         given = np.where(np.random.default_rng(repeat).random(180) < 0.2, 1 - y[:180], y[:180])
         noisy[repeat] = targets(given[:120], "binary", 2), targets(given[120:], "binary", 2)
-    return setup, targets(y[120:180], "binary", 2), noisy
+    return setup, (targets(y[:120], "binary", 2), targets(y[120:180], "binary", 2)), noisy
 
 
 def test_seeds_trained_in_parallel_are_the_models_trained_one_after_the_other(capsys) -> None:
-    setup, clean_val_y, noisy = small_head_setup()
+    setup, (clean_y, clean_val_y), noisy = small_head_setup()
     trainer = head_trainer(setup)
 
     def work(repeat: int) -> Trained:
-        return trainer(*noisy[repeat][:1], 1000 + repeat, None, None, noisy[repeat][1], oracle_val_y=clean_val_y)
+        y, val_y = noisy[repeat]
+        return trainer(y, 1000 + repeat, None, None, val_y, oracle_val_y=clean_val_y, oracle_y=clean_y)
 
     one_by_one = list(trained_by_seed(work, SEEDS, jobs=1))
     in_parallel = list(trained_by_seed(work, SEEDS, jobs=2))
@@ -73,17 +74,39 @@ def test_seeds_with_the_same_key_are_trained_once(jobs: int) -> None:
         assert calls == [0, 1]
 
 
-def test_a_noisy_variant_s_oracle_twin_is_the_same_grid_chosen_on_clean_validation_labels() -> None:
-    setup, clean_val_y, noisy = small_head_setup()
+def test_a_noisy_variant_s_oracle_twin_is_the_same_grid_chosen_with_true_labels() -> None:
+    setup, (clean_y, clean_val_y), noisy = small_head_setup()
     y, val_y = noisy[0]
-    trained = head_trainer(setup)(y, 0, None, None, val_y, oracle_val_y=clean_val_y)
+    trained = head_trainer(setup)(y, 0, None, None, val_y, oracle_val_y=clean_val_y, oracle_y=clean_y)
     twin = trained.oracle
     assert trained.chosen["val_labels"] == "given" and twin.chosen["val_labels"] == "clean"
-    # Chosen on the clean labels as such: the twin is what the trainer picks when those are the variant's own.
-    direct = head_trainer(setup)(y, 0, None, None, clean_val_y)
-    assert np.array_equal(twin.scores, direct.scores) and twin.threshold == direct.threshold
+    assert "out-of-fold" in trained.chosen["threshold_data"] and "out-of-fold" in twin.chosen["threshold_data"]
+    # The same heads (trained on the noisy labels), the grid point chosen on the clean validation labels.
+    without_pooling = replace(setup, settings=replace(setup.settings, threshold_folds=0))
+    direct = head_trainer(without_pooling)(y, 0, None, None, clean_val_y)
     assert twin.chosen["hyper_parameters"] == direct.chosen["hyper_parameters"]
     assert head_trainer(setup)(y, 0, None, None, val_y).oracle is None  # a clean variant has none
+
+
+def test_the_threshold_pools_the_training_pool_s_out_of_fold_logits_with_the_validation_set() -> None:
+    """With train.threshold_folds K, the threshold is the rule's on the validation logits and labels together
+    with the chosen head's K-fold out-of-fold logits of the training pool and its labels."""
+    from stages.lib.head import fit_head_grid, out_of_fold_logits
+    from stages.lib.selection import smoothed_threshold_scores
+
+    setup, _, noisy = small_head_setup()
+    y, val_y = noisy[1]
+    trained = head_trainer(setup)(y, 0, None, None, val_y)
+    grid = setup.settings.grid("bce")
+    point = next(i for i, p in enumerate(grid) if p.tuned == trained.chosen["hyper_parameters"])
+    oof = out_of_fold_logits(setup.inputs, y, task="binary", loss="bce", point=grid[point], folds=5)
+    val_logits = fit_head_grid(setup.inputs, y, task="binary", loss="bce", grid=grid).logits(setup.val_inputs)
+    logits = np.concatenate([oof[:, 0], val_logits[:, point, 0]])[:, None]
+    labels = np.concatenate([y[:, 0], val_y[:, 0]]).astype(np.int64)
+    _, (threshold,) = smoothed_threshold_scores(logits, labels, "balanced_accuracy", None)
+    assert trained.threshold == threshold
+    alone = head_trainer(replace(setup, settings=replace(setup.settings, threshold_folds=0)))(y, 0, None, None, val_y)
+    assert alone.threshold != threshold and alone.chosen["threshold_data"] == "validation"
 
 
 def test_a_worker_s_error_is_raised_in_the_stage() -> None:

@@ -75,6 +75,13 @@ def _labels(name: str, value: Any) -> tuple[str, ...]:
     return tuple(value)
 
 
+def _threshold_folds(name: str, value: Any) -> int:
+    folds = integer(0)(name, value)
+    if folds == 1:
+        raise UserError(f"{name} = 1: must be 0 (the validation labels alone) or at least 2 folds")
+    return folds
+
+
 def _mixed_precision(name: str, value: Any) -> str:
     # YAML reads true/false (and unquoted on/off) as booleans; "auto" is the one word.
     if isinstance(value, bool):
@@ -119,6 +126,9 @@ class TrainParams:
     select_score: str = param(choice(*SELECT_SCORES), if_absent="noisy", default="noisy")
     select_by: str = param(choice(*SELECT_BY), if_absent="log_loss", default="log_loss")
     threshold: str = param(choice(*THRESHOLD_RULES), if_absent="smoothed", default="smoothed")
+    # K > 0: the binary threshold is chosen on the validation labels together with the training pool's labels
+    # and the chosen head's K-fold out-of-fold logits (stages.lib.head.out_of_fold_logits); 0: validation alone.
+    threshold_folds: int = param(_threshold_folds, if_absent=5, default=5)
 
     def grid(self, loss: str, validating: bool = True) -> tuple[GridPoint, ...]:
         """The loss's grid; without a validation set (nothing to choose with), or without train.tune, one
