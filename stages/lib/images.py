@@ -7,7 +7,7 @@ import hashlib
 import os
 import struct
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -35,19 +35,27 @@ def _visible(name: str) -> bool:
     return not name.startswith(".")  # .DS_Store, ._resource forks, editors' swap files
 
 
+def _identity(folder: Path) -> tuple[int, int]:
+    """What a folder is, whatever link it was reached through."""
+    info = folder.stat()
+    return info.st_dev, info.st_ino
+
+
 def find_class_root(root: Path) -> Path:
     """The folder whose subfolders are the classes.
 
     tf_flowers' archive unpacks to `flower_photos/<class>/`, beside a LICENSE.txt; a root that holds a
     single folder and no class folders of its own is descended into.
     """
-    current = root
-    while True:
+    current, seen = root, set()
+    while _identity(current) not in seen:  # a link back up: stop, and the walk below refuses the loop
+        seen.add(_identity(current))
         subdirs = [d for d in current.iterdir() if d.is_dir() and _visible(d.name)]
         has_images = any(f.suffix.lower() in IMAGE_SUFFIXES for d in subdirs for f in d.iterdir() if f.is_file())
         if has_images or len(subdirs) != 1:
             return current
         current = subdirs[0]
+    return current
 
 
 def _check_utf8(relative: str, name: str) -> None:
@@ -60,8 +68,47 @@ def _check_utf8(relative: str, name: str) -> None:
         ) from None
 
 
+def _not_a_file(path: Path) -> str:
+    """Why a directory entry that is neither a folder nor a file cannot be copied."""
+    if path.is_symlink() and not path.exists():
+        return "a link to nothing: No such file or directory"
+    if path.is_fifo():
+        return "a named pipe, not a file"
+    return "not a regular file"
+
+
+def walk_files(folder: Path, class_root: Path, name: str, ancestors: frozenset = frozenset()) -> Iterator[str]:
+    """Every file below `folder` as a path relative to `class_root`: a folder's files (sorted) before its
+    subfolders'. Links are followed, to folders too; hidden folders are skipped. The download stage copies
+    exactly these files and the fingerprint hashes exactly these. A link back to a folder it is inside (a
+    loop), a broken link or a special file is refused with a UserError naming it (`name`: the source)."""
+    identity = _identity(folder)
+    if identity in ancestors:
+        relative = one_line(folder.relative_to(class_root).as_posix(), 120)
+        raise UserError(f"{name}: {relative} is a link to a folder that contains it (a loop); remove the link")
+    ancestors = ancestors | {identity}
+    subfolders = []
+    for entry in sorted(os.scandir(folder), key=lambda entry: entry.name):
+        path = Path(entry.path)
+        if entry.is_dir():  # follows links
+            if _visible(entry.name):
+                subfolders.append(path)
+            continue
+        relative = path.relative_to(class_root).as_posix()
+        _check_utf8(relative, name)
+        if not entry.is_file():
+            raise UserError(
+                f"{name}: cannot read {one_line(relative, 120)} ({_not_a_file(path)}); "
+                "remove it or make it readable (a link must point to a file)"
+            )
+        yield relative
+    for subfolder in subfolders:
+        yield from walk_files(subfolder, class_root, name, ancestors)
+
+
 def scan_folder(root: Path | str, name: str | None = None) -> FolderScan:
-    """List a class-per-folder tree. Raises UserError if it is missing or holds no images.
+    """List a class-per-folder tree (walk_files in each visible class folder). Raises UserError if it is
+    missing or holds no images, or holds something walk_files refuses.
 
     `name` says what the folder is in error messages (default: its path), e.g. the param it came from.
     """
@@ -73,19 +120,15 @@ def scan_folder(root: Path | str, name: str | None = None) -> FolderScan:
     images: list[tuple[str, str]] = []
     stray: list[str] = []
     classes: set[str] = set()
+    above = frozenset({_identity(root), _identity(class_root)})  # a link up to these is a loop too
     for class_dir in sorted(d for d in class_root.iterdir() if d.is_dir() and _visible(d.name)):
-        for dirpath, dirnames, filenames in os.walk(class_dir):
-            dirnames[:] = sorted(d for d in dirnames if _visible(d))
-            for file_name in sorted(filenames):
-                relative = (Path(dirpath) / file_name).relative_to(class_root).as_posix()
-                _check_utf8(relative, name)
-                if not _visible(file_name):
-                    stray.append(relative)
-                elif Path(file_name).suffix.lower() in IMAGE_SUFFIXES:
-                    images.append((relative, class_dir.name))
-                    classes.add(class_dir.name)
-                else:
-                    stray.append(relative)
+        for relative in walk_files(class_dir, class_root, name, above):
+            file_name = relative.rpartition("/")[2]
+            if _visible(file_name) and Path(file_name).suffix.lower() in IMAGE_SUFFIXES:
+                images.append((relative, class_dir.name))
+                classes.add(class_dir.name)
+            else:
+                stray.append(relative)
     if not images:
         raise UserError(
             f"{name}: holds no images; expected ROOT/<class name>/<image> "

@@ -394,7 +394,7 @@ def images_without_class_folders(base: Path) -> Path:
 
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 BAD_SOURCES = {
-    "empty folder": (empty_folder, "download", ["{source}", "holds no images"]),
+    "empty folder": (empty_folder, FIRST, ["{source}", "holds no images"]),
     "one class": (one_class, "subsample", ["{source}", "holds one class (daisy)"]),
     "no positive class": (no_positive_class, "subsample", ["data.positive_class = 'sunflowers': not a class"]),
     "a plain file": (plain_file, "download", ["{source}", "expected `tfds`, a folder, or a .tgz"]),
@@ -411,17 +411,17 @@ BAD_SOURCES = {
         "subsample",
         ["{source}", "none of the 12 image files could be read"],
     ),
-    "only non-image files": (only_non_image_files, "download", ["{source}", "holds no images"]),
+    "only non-image files": (only_non_image_files, FIRST, ["{source}", "holds no images"]),
     "positive class unreadable": (
         positive_class_unreadable,
         "subsample",
         ["data.positive_class = 'sunflowers': none of its image files could be read"],
     ),
-    "a broken link": (broken_link, "download", ["{source}", "cannot read daisy/gone.jpg", "No such file"]),
-    "a named pipe": (named_pipe, "download", ["{source}", "cannot read daisy/pipe.jpg", "named pipe"]),
+    "a broken link": (broken_link, FIRST, ["{source}", "cannot read daisy/gone.jpg", "No such file"]),
+    "a named pipe": (named_pipe, FIRST, ["{source}", "cannot read daisy/pipe.jpg", "named pipe"]),
     "a name not UTF-8": (
         name_not_utf8,
-        "download",
+        FIRST,
         ["{source}", "'daisy/\\udcff\\udcfe.jpg' is not valid UTF-8", "rename it"],
     ),
     "a file without read permission": (
@@ -429,7 +429,7 @@ BAD_SOURCES = {
         FIRST,
         ["{source}", "cannot read", "locked.jpg", "Permission denied"],
     ),
-    "images without class folders": (images_without_class_folders, "download", ["{source}", "holds no images"]),
+    "images without class folders": (images_without_class_folders, FIRST, ["{source}", "holds no images"]),
 }
 
 
