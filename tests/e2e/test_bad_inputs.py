@@ -28,6 +28,7 @@ from toolkit.project import (
     deep_update,
     dvc,
     make_project,
+    ran_stages,
     run,
     write_params,
 )
@@ -225,6 +226,7 @@ BAD_PARAMS_FILES = {
     "a list": (b"- noise\n- seed\n", ["params.yaml must hold a mapping of params, found list"]),
     "empty": (b"", ["params.yaml must hold a mapping of params, found NoneType"]),
     "an integer too long": (b"seed: " + b"9" * 5000 + b"\n", ["params.yaml is not valid YAML"]),
+    "a key twice": (b"seed: 0\nnoise: 0.3\nnoise: 0.5\n", ["params.yaml: noise is set twice, on lines 2 and 3"]),
 }
 
 
@@ -483,6 +485,42 @@ def test_damaged_archive_through_dvc_repro(tmp_path: Path, flower_folder: Path) 
     assert len(lines) == 1 and "cannot unpack the archive: it is damaged" in lines[0], result.stderr
     assert source.read_bytes() == data
     assert not (repo / "data/raw").exists()
+
+
+# --------------------------------------------------------------------------------------------------
+# What DVC reads before any stage runs (issue 30 cases 7 and 8): a dvc.lock emptied by a kill while DVC
+# rewrote it, a key set twice in params.yaml. DVC refuses both before the pipeline's code runs; the
+# project's check (`python -m stages.check`) names them in one line with the fix, and so does any stage.
+# --------------------------------------------------------------------------------------------------
+
+CHECK = ("check",)
+
+
+def test_what_dvc_refuses_before_any_stage_is_named_by_the_check(tmp_path: Path, flower_folder: Path) -> None:
+    repo = make_project(tmp_path / "project", flower_folder)
+    dvc(repo, "repro", "download")
+    assert run(repo, *stage_command(CHECK)).returncode == 0
+
+    lock = repo / "dvc.lock"
+    lock.write_bytes(b"")  # what DVC's in-place rewrite leaves when killed at the wrong moment
+    refused = dvc(repo, "repro", "download", check=False)
+    assert refused.returncode != 0 and "dvc.lock" in refused.stderr and "Running stage" not in refused.stdout
+    assert_one_error_line(
+        run(repo, *stage_command(CHECK), check=False), "check", ["dvc.lock is empty (0 bytes)", "`rm dvc.lock`"]
+    )
+    lock.unlink()  # the fix the line gives: the stages come back from DVC's run-cache
+    restored = dvc(repo, "repro", "download")
+    assert ran_stages(restored.stdout + restored.stderr) == set()
+    assert "download" in lock.read_text()
+
+    params = repo / "params.yaml"
+    params.write_text(params.read_text() + "noise: 0.5\n")  # `noise` was on line 2
+    refused = dvc(repo, "repro", check=False)
+    assert refused.returncode != 0 and 'duplicate key "noise"' in refused.stderr
+    for command in (CHECK, "corrupt"):  # the check, and a stage run directly (it used the second value)
+        name = command if isinstance(command, str) else command[0]
+        result = run(repo, *stage_command(command), check=False)
+        assert_one_error_line(result, name, ["params.yaml: noise is set twice, on lines 2 and", "delete one"])
 
 
 # --------------------------------------------------------------------------------------------------
