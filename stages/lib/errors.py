@@ -38,7 +38,8 @@ def _shown(path: Path) -> str:
 def _free_space(folder: Path) -> str:
     for candidate in (folder.absolute(), *folder.absolute().parents):
         try:
-            return f"{shutil.disk_usage(candidate).free / 2**20:.1f} MiB free"
+            usage = shutil.disk_usage(candidate)
+            return f"{usage.free / 2**20:.1f} of {usage.total / 2**20:.1f} MiB free"
         except OSError:  # not there (yet), or not ours to look at: its parent's disk
             continue
     return "free space unknown"

@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 import yaml
 
+from toolkit.disks import DiskUnavailable, small_disk
 from toolkit.project import (
     PROJECT_FILES,
     PROJECT_ROOT,
@@ -485,6 +486,59 @@ def test_damaged_archive_through_dvc_repro(tmp_path: Path, flower_folder: Path) 
     assert len(lines) == 1 and "cannot unpack the archive: it is damaged" in lines[0], result.stderr
     assert source.read_bytes() == data
     assert not (repo / "data/raw").exists()
+
+
+# --------------------------------------------------------------------------------------------------
+# Faults of the machine (issue 30 case 5): a full disk, a read-only file system. The stage's output folder is
+# put on a small tmpfs (mounted over it, so the project's own files there are hidden, then back); where the
+# machine does not let the tests mount one, the case is skipped saying so.
+# (stage, folder mounted over, its size in KiB, read-only, text the error line holds)
+# --------------------------------------------------------------------------------------------------
+
+MACHINE_FAULTS = {
+    "a full disk during download": ("download", "data", 64, False, ["the disk holding data is full or over quota"]),
+    "a full disk during embed": (
+        "embed",
+        "data/features",
+        64,
+        False,
+        ["the disk holding data/features is full or over quota", "free space on it"],
+    ),
+    "a read-only data/prepared": (
+        "subsample",
+        "data/prepared",
+        64,
+        True,
+        ["data/prepared is on a read-only file system", "run the project from a writable folder"],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(MACHINE_FAULTS))
+def test_machine_fault(workspace: Path, case: str) -> None:
+    stage, folder, kib, read_only, expected = MACHINE_FAULTS[case]
+    before = snapshot(workspace / folder)
+    try:
+        with small_disk(workspace / folder, kib, read_only) as disk:
+            result = run(workspace, *stage_command(stage), check=False)
+            left = sorted(p.name for p in disk.iterdir())
+    except DiskUnavailable as reason:
+        pytest.skip(f"{case} needs a small file system mounted over {folder}: {reason}")
+    assert_one_error_line(result, stage, expected)
+    assert left == [], f"{stage} left {left} on the full disk"
+    assert snapshot(workspace / folder) == before  # what was there before is untouched
+
+
+def test_no_permission_on_an_output_folder(workspace: Path) -> None:
+    if IS_ROOT:
+        pytest.skip("root writes anywhere (tests/unit/test_errors.py checks this as the user nobody)")
+    prepared = workspace / "data/prepared"
+    prepared.chmod(0o555)
+    try:
+        result = run(workspace, *stage_command("subsample"), check=False)
+    finally:
+        prepared.chmod(0o755)
+    assert_one_error_line(result, "subsample", ["permission denied on data/prepared", "chmod -R u+rwX data/prepared"])
 
 
 # --------------------------------------------------------------------------------------------------
