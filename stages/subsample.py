@@ -23,6 +23,7 @@ from stages.lib.prepare import (
     check_positive_class,
     conversions_line,
     data_summary,
+    decoder_warnings_line,
     labels_table,
     oversized_line,
 )
@@ -82,7 +83,13 @@ def main() -> None:
         f"at {data.image_size}px",
         file=sys.stderr,
     )
-    for line in (conversions_line(summary["converted"]), duplicates.line(data.duplicates), oversized_line(summary)):
+    lines = (
+        conversions_line(summary["converted"]),
+        oversized_line(summary),
+        decoder_warnings_line(summary),
+        duplicates.line(data.duplicates),
+    )
+    for line in lines:
         if line is not None:
             print(f"subsample: {line}", file=sys.stderr)
 

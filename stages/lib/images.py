@@ -6,10 +6,12 @@ import dataclasses
 import hashlib
 import os
 import struct
+import threading
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TextIO
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -166,6 +168,7 @@ class DecodedImage:
     digest: str
     conversions: tuple[str, ...]  # of CONVERSIONS
     oversized: tuple[int, int] | None = None  # (width, height) above Pillow's decompression-bomb warning limit
+    warnings: tuple[str, ...] = ()  # what Pillow warned while decoding it (decode_images), e.g. damaged EXIF
 
 
 def _is_sixteen_bit(image: Image.Image) -> bool:
@@ -272,6 +275,32 @@ class DecodedFolder:
     digests: list[str]  # per decoded image (DecodedImage.digest), in the order of `good`
     conversions: dict[str, list[int]]  # each of CONVERSIONS -> the input indices of the images it took
     oversized: dict[int, tuple[int, int]]  # input index -> (width, height), above Pillow's decompression-bomb limit
+    warnings: dict[int, str]  # input index -> what Pillow warned while decoding it
+
+
+# The warnings Pillow gives while this thread decodes one image: Pillow's own do not say which file.
+_decoding = threading.local()
+
+
+def _attributed(show: Callable[..., None]) -> Callable[..., None]:
+    """A warnings.showwarning that keeps a warning given while a decode_images thread decodes an image with
+    that image (`_decoding.warnings`), and shows any other with `show`."""
+
+    def showwarning(
+        message: Warning | str,
+        category: type[Warning],
+        filename: str,
+        lineno: int,
+        file: TextIO | None = None,
+        line: str | None = None,
+    ) -> None:
+        notes = getattr(_decoding, "warnings", None)
+        if notes is None:
+            show(message, category, filename, lineno, file, line)
+        else:
+            notes.append(one_line(message, 200))
+
+    return showwarning
 
 
 def decode_images(
@@ -286,17 +315,24 @@ def decode_images(
     images = np.empty((len(paths), size, size, 3), dtype=np.uint8)
 
     def attempt(index: int) -> DecodedImage | str:
+        _decoding.warnings = []
         try:
             decoded = decode_image(paths[index], size)
         except DECODE_ERRORS as error:
             return one_line(f"{type(error).__name__}: {error}")
+        finally:
+            notes, _decoding.warnings = _decoding.warnings, None
         images[index] = decoded.pixels
-        return dataclasses.replace(decoded, pixels=images[index])  # the row, not a second copy
+        # The row, not a second copy of the pixels; each distinct warning once.
+        return dataclasses.replace(decoded, pixels=images[index], warnings=tuple(dict.fromkeys(notes)))
 
-    # Pillow warns about an image above MAX_IMAGE_PIXELS without naming its file: each is reported in
-    # DecodedFolder.oversized instead (images above twice the limit fail with DecompressionBombError).
+    # Pillow's warnings do not name the file: each is kept with the image it came from (DecodedFolder.warnings),
+    # every time (not once per place in Pillow's code). An image above MAX_IMAGE_PIXELS is reported in
+    # DecodedFolder.oversized instead of warned about (above twice the limit it fails, DecompressionBombError).
     with warnings.catch_warnings(), ThreadPoolExecutor(max_workers=workers or min(8, os.cpu_count() or 1)) as pool:
+        warnings.filterwarnings("always", module=r"PIL(\.|$)")
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        warnings.showwarning = _attributed(warnings.showwarning)
         results: Iterable = pool.map(attempt, range(len(paths)))
         if progress is not None:
             results = progress(results)
@@ -311,4 +347,5 @@ def decode_images(
         digests=[decoded[i].digest for i in good],
         conversions={kind: [i for i in good if kind in decoded[i].conversions] for kind in CONVERSIONS},
         oversized={i: decoded[i].oversized for i in good if decoded[i].oversized is not None},
+        warnings={i: "; ".join(decoded[i].warnings) for i in good if decoded[i].warnings},
     )

@@ -76,6 +76,9 @@ def data_summary(
         "converted_files": {kind: [file_of[i] for i in indices] for kind, indices in decoded.conversions.items()},
         # Above Pillow's decompression-bomb warning limit (Image.MAX_IMAGE_PIXELS), decoded anyway.
         "oversized": {file_of[i]: f"{width}x{height}" for i, (width, height) in decoded.oversized.items()},
+        # What Pillow warned while decoding an image it could decode (a damaged EXIF block: its orientation
+        # may then be lost).
+        "decoder_warnings": {file_of[i]: message for i, message in decoded.warnings.items()},
         "duplicates": duplicates.report(data.duplicates, dict(zip(table["file"], table["split"], strict=True))),
         "usable_per_class": dict(sorted(Counter(classes).items())),
         "split": {
@@ -117,4 +120,17 @@ def oversized_line(summary: dict[str, Any]) -> str | None:
     return (
         f"{len(oversized)} images above Pillow's decompression-bomb limit of {limit / 1e6:.0f} Mpx decoded anyway "
         f"(each takes width x height x 3 bytes of memory while decoding): {named}{more}"
+    )
+
+
+def decoder_warnings_line(summary: dict[str, Any]) -> str | None:
+    """One line naming the images Pillow warned about (the summary's `decoder_warnings`)."""
+    warned = summary["decoder_warnings"]
+    if not warned:
+        return None
+    named = ", ".join(f"{file} ({message})" for file, message in list(warned.items())[:3])
+    more = f" and {len(warned) - 3} more" if len(warned) > 3 else ""
+    return (
+        f"{len(warned)} images decoded despite Pillow's warnings (damaged metadata: an EXIF orientation may be "
+        f"lost): {named}{more}; listed in data/prepared/summary.json"
     )

@@ -37,7 +37,8 @@ PHONE_PHOTO = "roses/phone.jpg"  # stored sideways with EXIF orientation 6: a ma
 SIXTEEN_BIT = "tulips/sixteen.png"  # 16-bit grayscale, values 8,000-26,000 of 65,535: mean 66 on 8 bits
 TRANSPARENT = "daisy/transparent.png"  # its left half transparent (storing black), shown white
 HUGE = "dandelion/huge.png"  # 9,500 x 9,500: above Pillow's decompression-bomb warning limit (89.5 Mpx)
-SHOWN_AS_A_VIEWER_DOES = (PHONE_PHOTO, SIXTEEN_BIT, TRANSPARENT, HUGE)
+DAMAGED_EXIF = "sunflowers/damaged_exif.jpg"  # its EXIF block cut short: Pillow warns without naming it
+SHOWN_AS_A_VIEWER_DOES = (PHONE_PHOTO, SIXTEEN_BIT, TRANSPARENT, HUGE, DAMAGED_EXIF)
 # Exact copies (issue 30 case 3): one within a class, one in another class.
 COPY_WITHIN = ("daisy/daisy_0000.jpg", "daisy/copy of daisy_0000.jpg")
 COPY_ACROSS = ("dandelion/dandelion_0001.jpg", "sunflowers/dandelion_0001.jpg")
@@ -77,6 +78,11 @@ def make_messy_folder(root: Path) -> Path:
     rgba[:, 24:] = (200, 30, 60, 255)
     Image.fromarray(rgba).save(root / TRANSPARENT)
     Image.new("L", (9500, 9500), 90).save(root / HUGE)
+    exif = Image.Exif()
+    exif[0x010F] = "Maker of this camera"
+    exif[0x0112] = 3
+    exif[0x9003] = "2020:01:01 00:00:00"
+    flower_image("sunflowers", 48, rng).save(root / DAMAGED_EXIF, exif=exif.tobytes()[:-30])
     for original, copy in (COPY_WITHIN, COPY_ACROSS):
         shutil.copy(root / original, root / copy)
     return root
@@ -164,6 +170,19 @@ def test_a_huge_image_is_named_in_one_line_without_pillow_s_warning(prepared: tu
     assert "DecompressionBombWarning" not in subsample
     lines = [line for line in subsample.splitlines() if HUGE in line]
     assert len(lines) == 1 and "above Pillow's decompression-bomb limit of 89 Mpx decoded anyway" in lines[0]
+
+
+def test_pillow_s_warnings_are_named_with_their_file(prepared: tuple[Path, str, str]) -> None:
+    """A damaged EXIF block made Pillow print `UserWarning: Truncated File Read`, naming no file."""
+    repo, _, subsample = prepared
+    assert "UserWarning" not in subsample and "Truncated File Read" in subsample
+    report = json.loads((repo / "data/prepared/summary.json").read_text())
+    assert report["decoder_warnings"] == {DAMAGED_EXIF: "Truncated File Read"}
+    lines = [line for line in subsample.splitlines() if DAMAGED_EXIF in line]
+    assert lines == [
+        "subsample: 1 images decoded despite Pillow's warnings (damaged metadata: an EXIF orientation may be lost): "
+        f"{DAMAGED_EXIF} (Truncated File Read); listed in data/prepared/summary.json"
+    ]
 
 
 def prepared_pixels(repo: Path) -> dict[str, np.ndarray]:

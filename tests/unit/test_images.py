@@ -302,3 +302,28 @@ def test_decode_images_all_failed_gives_an_empty_stack(tmp_path: Path) -> None:
     assert images.dtype == np.uint8
     assert good == []
     assert list(failed) == [0]
+
+
+def damaged_exif_jpeg(path: Path, cut: int) -> Path:
+    """A JPEG whose EXIF block (orientation 3, upside down) lost its last `cut` bytes."""
+    exif = Image.Exif()
+    exif[0x010F] = "Maker of this camera"
+    exif[0x0112] = 3
+    exif[0x9003] = "2020:01:01 00:00:00"
+    Image.fromarray(np.zeros((8, 8, 3), dtype=np.uint8)).save(path, exif=exif.tobytes()[:-cut])
+    return path
+
+
+def test_pillow_s_warnings_are_kept_with_the_image_they_are_about(tmp_path: Path, recwarn) -> None:
+    """Pillow warns about a damaged EXIF block without naming the file: decode_images names it, in threads."""
+    paths = []
+    for index in range(12):
+        pixels = np.full((8, 8, 3), index * 20, dtype=np.uint8)
+        Image.fromarray(pixels).save(tmp_path / f"{index}.jpg")
+        paths.append(tmp_path / f"{index}.jpg")
+    paths[3] = damaged_exif_jpeg(tmp_path / "readable_orientation.jpg", cut=10)
+    paths[8] = damaged_exif_jpeg(tmp_path / "orientation_lost.jpg", cut=30)
+    decoded = decode_images(paths, 4, workers=4)
+    assert decoded.warnings == {3: "Truncated File Read", 8: "Truncated File Read"}
+    assert decoded.conversions["exif_orientation"] == [3]  # salvaged from the damaged block; 8's was lost
+    assert not [w for w in recwarn if "Truncated" in str(w.message)]  # none printed without its file
