@@ -109,17 +109,21 @@ def conversions_line(converted: dict[str, int]) -> str | None:
     return f"converted to 8-bit RGB as a viewer shows them: {', '.join(parts)}" if parts else None
 
 
+def _first_named(notes: dict[str, str], most: int = 3) -> str:
+    """`file (note), …` for the first `most` files, and how many more."""
+    named = ", ".join(f"{file} ({note})" for file, note in list(notes.items())[:most])
+    return named + (f" and {len(notes) - most} more" if len(notes) > most else "")
+
+
 def oversized_line(summary: dict[str, Any]) -> str | None:
     """One line naming the images above Pillow's decompression-bomb limit (the summary's `oversized`)."""
     oversized = summary["oversized"]
     if not oversized:
         return None
-    named = ", ".join(f"{file} ({size})" for file, size in list(oversized.items())[:3])
-    more = f" and {len(oversized) - 3} more" if len(oversized) > 3 else ""
     limit = Image.MAX_IMAGE_PIXELS or 0
     return (
         f"{len(oversized)} images above Pillow's decompression-bomb limit of {limit / 1e6:.0f} Mpx decoded anyway "
-        f"(each takes width x height x 3 bytes of memory while decoding): {named}{more}"
+        f"(each takes width x height x 3 bytes of memory while decoding): {_first_named(oversized)}"
     )
 
 
@@ -128,9 +132,7 @@ def decoder_warnings_line(summary: dict[str, Any]) -> str | None:
     warned = summary["decoder_warnings"]
     if not warned:
         return None
-    named = ", ".join(f"{file} ({message})" for file, message in list(warned.items())[:3])
-    more = f" and {len(warned) - 3} more" if len(warned) > 3 else ""
     return (
         f"{len(warned)} images decoded despite Pillow's warnings (damaged metadata: an EXIF orientation may be "
-        f"lost): {named}{more}; listed in data/prepared/summary.json"
+        f"lost): {_first_named(warned)}; listed in data/prepared/summary.json"
     )
