@@ -74,11 +74,11 @@ def describe_os_fault(error: OSError, writing: Path | None = None) -> str | None
             "free space on it, or move the project to a disk with room, then rerun"
         )
     if error.errno in PERMISSION:
-        named = error.filename or writing
-        if writing is not None and error.filename and Path(error.filename).parent == writing.parent:
-            named = writing  # the output, not its temporary name beside it
-        place = Path(named) if named else Path.cwd()
-        folder = place if _is_folder(place) else place.parent
+        if writing is not None and (not error.filename or Path(error.filename).parent == writing.parent):
+            place, folder = writing, writing.parent  # the output, not its temporary name beside it
+        else:
+            place = Path(error.filename) if error.filename else Path.cwd()
+            folder = place if _is_folder(place) else place.parent
         return (
             f"permission denied on {_shown(place)} ({error.strerror}): give your user access to {_shown(folder)} "
             f"(e.g. `chmod -R u+rwX {_shown(folder)}`), or run as the user who owns it"
