@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from stages.lib.errors import UserError
+from stages.lib.errors import UserError, describe_os_fault
 
 if TYPE_CHECKING:  # pandas loads in 0.5 s: the fingerprint stage, which runs on every repro, never needs it
     import pandas as pd
@@ -68,35 +68,50 @@ def remove_leftovers(path: Path) -> None:
 
 
 @contextmanager
+def _faults_named(path: Path) -> Iterator[None]:
+    """A full disk, a read-only file system or a permission problem while writing `path` becomes a UserError
+    naming its folder and the fix (stages.lib.errors.describe_os_fault); any other error passes unchanged."""
+    try:
+        yield
+    except OSError as error:
+        line = describe_os_fault(error, writing=path)
+        if line is None:
+            raise
+        raise UserError(line) from error
+
+
+@contextmanager
 def atomic_path(path: Path | str) -> Iterator[Path]:
     """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    remove_leftovers(path)
-    fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=TEMP_SUFFIX, dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    try:
-        yield tmp_path
-        os.replace(tmp_path, path)
-    finally:
-        tmp_path.unlink(missing_ok=True)
+    with _faults_named(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        remove_leftovers(path)
+        fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=TEMP_SUFFIX, dir=path.parent)
+        os.close(fd)
+        tmp_path = Path(tmp)
+        try:
+            yield tmp_path
+            os.replace(tmp_path, path)
+        finally:
+            tmp_path.unlink(missing_ok=True)
 
 
 @contextmanager
 def atomic_dir(path: Path | str) -> Iterator[Path]:
     """Yield an empty temporary folder beside `path`; it replaces `path` only if the block succeeds."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    remove_leftovers(path)
-    tmp_path = Path(tempfile.mkdtemp(prefix=_temp_prefix(path), suffix=TEMP_SUFFIX, dir=path.parent))
-    try:
-        yield tmp_path
-        if path.exists():
-            shutil.rmtree(path)
-        os.replace(tmp_path, path)
-    finally:
-        shutil.rmtree(tmp_path, ignore_errors=True)
+    with _faults_named(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        remove_leftovers(path)
+        tmp_path = Path(tempfile.mkdtemp(prefix=_temp_prefix(path), suffix=TEMP_SUFFIX, dir=path.parent))
+        try:
+            yield tmp_path
+            if path.exists():
+                shutil.rmtree(path)
+            os.replace(tmp_path, path)
+        finally:
+            shutil.rmtree(tmp_path, ignore_errors=True)
 
 
 def _json_safe(data: Any) -> Any:
