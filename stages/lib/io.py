@@ -48,6 +48,11 @@ def features_path(split: str) -> Path:
 
 
 TEMP_SUFFIX = ".tmp"
+# tempfile makes its files 0600 and folders 0700; an output gets the modes open() and mkdir() would give it.
+# The umask is read once, at import, before any stage starts threads (reading it means setting it).
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+FILE_MODE, DIR_MODE = 0o666 & ~_UMASK, 0o777 & ~_UMASK
 
 
 def _temp_prefix(path: Path) -> str:
@@ -76,6 +81,7 @@ def atomic_path(path: Path | str) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=TEMP_SUFFIX, dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
+    tmp_path.chmod(FILE_MODE)
     try:
         yield tmp_path
         os.replace(tmp_path, path)
@@ -90,6 +96,7 @@ def atomic_dir(path: Path | str) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_leftovers(path)
     tmp_path = Path(tempfile.mkdtemp(prefix=_temp_prefix(path), suffix=TEMP_SUFFIX, dir=path.parent))
+    tmp_path.chmod(DIR_MODE)
     try:
         yield tmp_path
         if path.exists():
