@@ -137,10 +137,11 @@ def test_training_prints_a_line_per_seed_not_per_epoch(reproduced: tuple[Path, s
         assert [repeat for repeat, _ in summaries] == ["0", "1"], summaries
         for repeat, line in summaries:
             selected = json.loads((repo / f"models/{variant}/selection_seed_{repeat}.json").read_text())
+            labels = variant.split("-")[1]  # a clean control validates on clean labels
             assert line.startswith(
-                f"epoch {selected['epoch']}/3; val balanced_accuracy {selected['val_score']:.4f} (noisy); "
-                f"val accuracy {selected['val_accuracy']:.4f}; grid point l2 {selected['hyper_parameters']['l2']:g} "
-                f"(of 8); threshold {selected['threshold']:.3f}"
+                f"epoch {selected['epoch']}/3; val balanced_accuracy {selected['val_score']:.4f} on {labels} labels; "
+                f"val accuracy {selected['val_accuracy']:.4f}; l2 {selected['hyper_parameters']['l2']:g} "
+                f"(best of 8 grid points); threshold {selected['threshold']:.3f}"
             ), line
         assert (repo / f"metrics/train/{variant}/seed_1/plots/metrics/val/score.tsv").read_text().count("\n") == 4
 
