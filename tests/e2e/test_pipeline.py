@@ -8,12 +8,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
 
-from toolkit.project import ALL_STAGES, PROJECT_ROOT, VARIANTS, dvc, make_project, ran_stages, run, status_is_clean
+from toolkit.project import ALL_STAGES, VARIANTS, default_params, dvc, make_project, ran_stages, run, status_is_clean
 
-PARAMS = PROJECT_ROOT / "params.yaml"
-TUNED_L2 = {loss: entry["l2"] for loss, entry in yaml.safe_load(PARAMS.read_text())["train"]["tune"].items()}
+TUNED_L2 = {loss: entry["l2"] for loss, entry in default_params()["train"]["tune"].items()}
 METRIC_KEYS = (
     "accuracy",
     "balanced_accuracy",

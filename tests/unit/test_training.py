@@ -14,6 +14,7 @@ from stages.lib.errors import UserError
 from stages.lib.labels import targets
 from stages.lib.params import loss_settings as L
 from stages.lib.training import Setup, Trained, head_trainer, log_history, summary_line, trained_by_seed
+from toolkit.project import DEFAULT_PARAMS_FILE
 
 ROOT = Path(__file__).resolve().parents[2]
 SEEDS = (0, 1, 2, 3)
@@ -22,7 +23,7 @@ SEEDS = (0, 1, 2, 3)
 def small_head_setup() -> tuple[Setup, np.ndarray, np.ndarray]:
     """The train stage's head trainer at params.yaml's defaults (its grid, selection), 12 epochs, on small
     Gaussian features: two classes, noisy training and validation labels."""
-    raw = L.load_checked_params(ROOT / "params.yaml")
+    raw = L.load_checked_params(DEFAULT_PARAMS_FILE)
     settings = replace(L.train_params(raw), epochs=12, seeds=SEEDS)
     rng = np.random.default_rng(0)
     y = (rng.random(260) < 0.3).astype(np.int64)
