@@ -92,7 +92,10 @@ Progress = Callable[[int], object]  # called with the number of epochs just fini
 
 
 # How train.select_score's value reads in a line about the score it chose with.
-SCORE_CORRECTIONS = {"corrected_true": "corrected with the realised T", "corrected_estimated": "corrected with detect's T"}
+SCORE_CORRECTIONS = {
+    "corrected_true": "corrected with the realised T",
+    "corrected_estimated": "corrected with detect's T",
+}
 
 
 def summary_line(variant: str, repeat: int, trained: Trained, epochs: int) -> str:

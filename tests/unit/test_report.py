@@ -409,7 +409,7 @@ def test_comparison_table_has_a_row_per_comparison_with_intervals_and_marks_the_
     run = next(run for run in runs if run.noise == 0.5)
     lines = comparison_table(run).splitlines()
     assert lines[0] == (
-        "| comparison (B vs A) | Δ accuracy [95 % CI] | Δ balanced accuracy [95 % CI] | Δ auc [95 % CI] "
+        "| comparison (B vs A) | Δ balanced accuracy [95 % CI] | Δ auc [95 % CI] | Δ accuracy [95 % CI] "
         "| P(B > A), balanced accuracy | p, balanced accuracy | Holm p |"
     )
     rows = [line.strip("| ").split(" | ") for line in lines[2:]]
@@ -423,7 +423,7 @@ def test_without_the_detail_file_the_comparison_table_has_the_verdict_comparison
     runs, _ = parse_runs(sweep_records())
     run = next(run for run in runs if run.noise == 0.5)
     rows = [line.strip("| ").split(" | ") for line in comparison_table(run).splitlines()[2:]]
-    assert rows[0] == ["l1-noisy vs bce-noisy *", "–", "+0.100 [+0.080, +0.120]", "–", "–", "–", "**0.003**"]
+    assert rows[0] == ["l1-noisy vs bce-noisy *", "+0.100 [+0.080, +0.120]", "–", "–", "–", "–", "**0.003**"]
     text = markdown_report(group_sweeps(runs))
     assert "Headline numbers only for `exp-0`, `main`, `exp-5`, `exp-9`" in text
     assert "Headline numbers only" not in markdown_report(group_sweeps(runs_with_details(sweep_records())))

@@ -23,7 +23,7 @@ from stages.lib.io import NOISE_METRICS, details_of
 from stages.lib.labels import BASELINE, LABEL_SETS, variant_name
 from stages.lib.report.experiments import Run
 
-TABLE_METRICS = ("accuracy", "balanced_accuracy", "auc")
+TABLE_METRICS = ("balanced_accuracy", "auc", "accuracy")  # the verdict metric first
 FINGERPRINT = "fingerprint"
 METRIC_TITLES = {"accuracy": "Accuracy", "balanced_accuracy": "Balanced accuracy", "auc": "AUC"}
 
