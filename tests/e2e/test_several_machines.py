@@ -199,6 +199,6 @@ def test_a_third_clone_collects_every_level_in_one_report(machines: Machines) ->
     for _, table in tables:
         rows = [line.split(" | ") for line in table.strip().splitlines()[2:]]
         assert [(float(row[0].strip("| ")), row[-1].strip("| `")) for row in rows] == expected
-        # The spread over seeds is in the detail files, which the report read through DVC from the remote.
-        assert all("±" in cell for row in rows for cell in row[1 : 1 + len(VARIANTS)]), table
+    # Every run's detail files (cached outputs, not in git) were read through DVC from the remote.
+    assert "Headline numbers only" not in text
     assert (c / "reports/noise_curve.png").stat().st_size > 0
