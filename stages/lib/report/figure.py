@@ -127,9 +127,9 @@ def noise_curve_figure(sweeps: list[Sweep]) -> Any:
 
 
 def _offsets(names: list[str], span: float) -> dict[str, float]:
-    """A small x shift per noisy (or pruned) variant, centred on 0: 0.6 % of the swept range apart."""
+    """A small x shift per noisy (or pruned) variant, centred on 0: 1.2 % of the swept range apart."""
     moving = [name for name in names if not name.endswith("-clean")]
-    return {name: (i - (len(moving) - 1) / 2) * 0.006 * span for i, name in enumerate(moving)}
+    return {name: (i - (len(moving) - 1) / 2) * 0.012 * span for i, name in enumerate(moving)}
 
 
 def _mark_no_information(axis) -> None:
