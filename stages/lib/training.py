@@ -33,7 +33,7 @@ from stages.lib.head import (
     grid_history,
     selected_epoch,
 )
-from stages.lib.labels import HEAD_FILE
+from stages.lib.labels import HEAD_FILE, parse_variant
 from stages.lib.losses import probabilities
 from stages.lib.metrics import DECISION_THRESHOLD, predict_labels
 from stages.lib.params import DEFAULT_VERDICT_METRIC, ModelParams, TrainParams
@@ -91,13 +91,23 @@ Trainer = Callable[..., Trained]  # (y, seed, live, transition=None, val_y=None,
 Progress = Callable[[int], object]  # called with the number of epochs just finished (a tqdm bar's update)
 
 
+# How train.select_score's value reads in a line about the score it chose with.
+SCORE_CORRECTIONS = {
+    "corrected_true": "corrected with the realised T",
+    "corrected_estimated": "corrected with detect's T",
+}
+
+
 def summary_line(variant: str, repeat: int, trained: Trained, epochs: int) -> str:
-    """One seed's outcome in one line: the epoch kept, its validation score, and what else was chosen on the
-    validation labels (the grid point, the threshold); the per-epoch numbers are in DVCLive's files."""
+    """One seed's outcome in one line: the epoch kept, its validation score and on which labels, and what else
+    was chosen on them (the grid point, the threshold); the per-epoch numbers are in DVCLive's files."""
     chosen = trained.chosen
     parts = [f"epoch {trained.epoch}/{epochs}"]
     if "val_score" in chosen:
-        parts.append(f"val {chosen['metric']} {chosen['val_score']:.4f} ({chosen['select_score']})")
+        # A variant validates on labels like its training labels: the clean ones for a clean control.
+        labels = "clean" if parse_variant(variant)[1] == "clean" else "noisy"
+        how = f", {SCORE_CORRECTIONS[chosen['select_score']]}" if chosen.get("corrected") else ""
+        parts.append(f"val {chosen['metric']} {chosen['val_score']:.4f} on {labels} labels{how}")
     if trained.val_accuracy is not None:
         parts.append(f"val accuracy {trained.val_accuracy:.4f}")
     else:
@@ -105,7 +115,7 @@ def summary_line(variant: str, repeat: int, trained: Trained, epochs: int) -> st
     tuned = chosen.get("hyper_parameters") or {}
     if tuned:
         point = ", ".join(f"{name} {value:g}" for name, value in tuned.items())
-        parts.append(f"grid point {point} (of {chosen['grid_size']})")
+        parts.append(f"{point} (best of {chosen['grid_size']} grid points)")
     parts.append(f"threshold {trained.threshold:.3f}")
     return f"train {variant}: seed {repeat}: " + "; ".join(parts)
 

@@ -18,8 +18,9 @@ from stages.lib import params as P
 from stages.lib.errors import UserError
 from stages.lib.losses import make_loss
 from stages.lib.params import loss_settings as L
+from toolkit.project import DEFAULT_PARAMS_FILE
 
-REPO_PARAMS = Path(__file__).resolve().parents[2] / "params.yaml"
+REPO_PARAMS = DEFAULT_PARAMS_FILE  # the project's defaults, not the working params.yaml a study edits
 
 
 @pytest.fixture(scope="module")
