@@ -1,15 +1,15 @@
-"""The noise sweep's report: accuracy against noise rate for every loss, over all experiments of the repo.
+"""The noise sweep's report: balanced accuracy against noise rate for every loss, and each loss's gain over the
+tuned BCE, over all experiments of the repo.
 
 `python -m report` reads every finished run that `dvc exp show` lists (the workspace, HEAD's commit
-and the experiments run from it; `--all-commits` for every commit's) and writes
-reports/noise_curve.png (accuracy and balanced accuracy against the noise rate, or against the realised
-flip rate of metrics/noise.json where the noise model makes them differ, one line per loss on noisy
-labels, the clean-label controls and the majority baseline as references, bands of ± 1 standard
-deviation over seeds) and reports/results.md (one table per metric: a row per noise level, a column per
-variant, mean ± std over seeds; per noise level, the paired comparisons of metrics/comparisons.json
-with the differences significant after Holm's correction marked; and how confident learning found the
-flipped labels). From the workspace's data, if the detect stage has run there: reports/label_issues.png,
-the top suspected label errors.
+and the experiments run from it; `--all-commits` for every commit's), with their detail files
+(metrics/details/, through DVC), and writes reports/noise_curve.png (stages.lib.report.figure: balanced
+accuracy, the verdict comparisons against the tuned BCE with their 95 % intervals, AUC and accuracy,
+against the noise rate or the realised flip rate) and reports/results.md (one table per metric: a row per
+noise level, a column per variant, mean ± std over seeds; per noise level, the paired comparisons with the
+differences significant after Holm's correction marked; and how confident learning found the flipped
+labels). From the workspace's data, if the detect stage has run there: reports/label_issues.png, the top
+suspected label errors.
 
 Not a DVC stage: its input is the set of experiments, which lives in git refs rather than in files one
 run of the pipeline could depend on. It only reads: nothing in the workspace or the experiments changes.
@@ -24,7 +24,7 @@ from pathlib import Path
 from stages.lib.errors import UserError, run_stage
 from stages.lib.io import atomic_path, images_path, label_names, load_array, read_csv, read_prepared
 from stages.lib.labels import ISSUES_FILE
-from stages.lib.report.experiments import exp_show_json, parse_runs
+from stages.lib.report.experiments import exp_show_json, parse_runs, with_details
 from stages.lib.report.figure import draw_noise_curves
 from stages.lib.report.label_issues import draw_label_issues, top_suspects
 from stages.lib.report.sweep import group_sweeps
@@ -48,6 +48,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     runs, skipped = parse_runs(exp_show_json(".", all_commits=args.all_commits))
+    runs, stale = with_details(runs)
+    skipped += stale
     for row in skipped:
         print(f"report: left out {row.name}: {row.reason}", file=sys.stderr)
     if not runs:

@@ -195,13 +195,14 @@ def main(argv: list[str] | None = None) -> None:
     if args.repeats:
         settings = replace(settings, seeds=tuple(range(args.repeats)))
     real = real_features(args.project) if args.project else None
+    train_size, val_size = args.train_size or data.train_size, args.val_size or data.val_size
     design = Design(
         settings=settings,
         model=P.model_params(raw),
         verdict_metric=P.evaluate_metric(raw),
-        train_size=args.train_size or data.train_size,
-        val_size=args.val_size or data.val_size,
-        test_size=args.test_size or (len(real[1]) - data.train_size - data.val_size if real else 900),
+        train_size=train_size,
+        val_size=val_size,
+        test_size=args.test_size or (len(real[1]) - train_size - val_size if real else 900),
         features=args.features,
         separation=args.separation,
         noise=noise.rate,

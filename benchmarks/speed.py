@@ -162,7 +162,8 @@ class Study:
             raise SystemExit(f"--positive-class {positive_class}: not a class of {folder} ({', '.join(scan.classes)})")
         paths = [scan.root / relative for relative, _ in scan.images]
         # Decoded as the subsample stage decodes them; only images it can read take part.
-        self.pixels, good, _ = decode_images(paths, image_size)
+        decoded = decode_images(paths, image_size)
+        self.pixels, good = decoded.pixels, decoded.good
         self.paths = [str(paths[i]) for i in good]
         classes = [scan.images[i][1] for i in good]
         if len(classes) - train_size < len(set(classes)):

@@ -12,10 +12,9 @@ from stages.lib import params as P
 from stages.lib.corruption import corrupt_pool
 from stages.lib.errors import run_stage
 from stages.lib.given_labels import read_given_labels
-from stages.lib.io import label_names, read_prepared, write_csv, write_json
+from stages.lib.headline import noise_headline
+from stages.lib.io import NOISE_METRICS, details_of, label_names, read_prepared, write_csv, write_json
 from stages.lib.labels import label_file
-
-NOISE_METRICS = "metrics/noise.json"
 
 
 def main() -> None:
@@ -34,7 +33,8 @@ def main() -> None:
         given = (both[: len(clean)], both[len(clean) :])
     noisy, noise_summary = corrupt_pool(clean, noise, names, seed, repeats, val, given)
     write_csv(label_file("noisy"), noisy)
-    write_json(NOISE_METRICS, noise_summary)
+    write_json(details_of(NOISE_METRICS), noise_summary)
+    write_json(NOISE_METRICS, noise_headline(noise_summary))
     print(
         f"corrupt: noise={noise.rate} ({noise.kind}) flipped {noise_summary['flip_rate']:.4f} of {len(clean)} "
         f"training labels on average over seeds {list(repeats)}",

@@ -9,9 +9,9 @@ is a false one, is the detect_clean stage's (it does not depend on the noise); i
 Beside the flags and the pruned label set, each variant of the train matrix gets its own transitions file
 (dvc.yaml says why): the estimated matrix per seed for forward variants with `T: estimated`, the noisy
 labels' for noisy and pruned variants with `train.select_score: corrected_estimated`, null otherwise. The
-metrics compare the flags with the flipped labels, against the small-loss baseline (the same
-out-of-sample probabilities' cross-entropy on the given label, flagging as many), and the estimated noise
-with the realised one.
+metrics (metrics/details/detection.json; the headline in metrics/detection.json) compare the flags with the
+flipped labels, against the small-loss baseline (the same out-of-sample probabilities' cross-entropy on the
+given label, flagging as many), and the estimated noise with the realised one.
 """
 
 from __future__ import annotations
@@ -39,7 +39,8 @@ from stages.lib.detection import (
     training_pool,
 )
 from stages.lib.errors import UserError, run_stage
-from stages.lib.io import METRICS_DIR, atomic_dir, read_csv, read_json, write_csv, write_json
+from stages.lib.headline import detection_headline
+from stages.lib.io import DETECTION_METRICS, atomic_dir, details_of, read_csv, read_json, write_csv, write_json
 from stages.lib.labels import (
     ISSUES_FILE,
     TRANSITIONS_DIR,
@@ -52,7 +53,6 @@ from stages.lib.noise import transition_matrix
 from stages.lib.params import loss_settings as L
 from stages.lib.seeds import derived_seed
 
-DETECTION_METRICS = METRICS_DIR / "detection.json"
 MEAN_KEYS = (
     "precision",
     "recall",
@@ -72,7 +72,7 @@ MEAN_KEYS = (
 )
 
 
-CLEAN_KEYS = ("false_flag_rate", "flagged", "estimated_noise_rate")  # detect_clean's, in detection.json
+CLEAN_KEYS = ("false_flag_rate", "flagged", "estimated_noise_rate")  # detect_clean's, in the detail file
 
 
 def rounded(matrix: np.ndarray) -> list:
@@ -195,7 +195,8 @@ def write_outputs(issues: pd.DataFrame, pruned: pd.DataFrame, transitions: dict,
     with atomic_dir(TRANSITIONS_DIR) as staging:
         for variant, content in transitions.items():
             (staging / transition_file(variant).name).write_text(json.dumps(content) + "\n")
-    write_json(DETECTION_METRICS, metrics)
+    write_json(details_of(DETECTION_METRICS), metrics)
+    write_json(DETECTION_METRICS, detection_headline(metrics["noisy"]) if "noisy" in metrics else {})
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@ every flag is a false one, and the estimated noise matrix is what the detector r
 
 It is its own stage because none of it depends on the noise: a noise level's `dvc exp run` reruns detect on
 the noisy labels only, and these cross-validations, as many as detect's, run once per split and seeds. The
-detect stage reads its file: the false-flag rates go into metrics/detection.json, the estimated T into
+detect stage reads its file: the false-flag rates go into metrics/details/detection.json, the estimated T into
 forward-clean's transitions with `T: estimated`.
 """
 

@@ -1,9 +1,13 @@
 """Score every variant on the held-out test set (true labels), per seed and over seeds (stages.lib.evaluation,
 stages.lib.metrics), compare the variants pairwise (stages.lib.comparisons, docs/experiments.md), and write the
-plot data of each variant's first seed. metrics.json holds per variant the mean over seeds with the std beside
-each metric, the epoch kept and its accuracy on the validation labels, and `accuracy_ci95`, the Wilson 95 %
-interval of one model's accuracy on this many test images (test-set sampling only, not the spread over seeds),
-plus a `baseline` entry for always predicting the majority class.
+plot data of each variant's first seed.
+
+The headline files (stages.lib.headline), which DVC compares across runs: metrics/metrics.json, per variant
+the means over seeds of balanced accuracy, AUC, accuracy and ECE, plus a `baseline` entry for always
+predicting the majority class; metrics/comparisons.json, the verdict comparisons. Their detail files under
+metrics/details/: every metric's mean and std over seeds, the epoch kept and its accuracy on the validation
+labels, `accuracy_ci95` (the Wilson 95 % interval of one model's accuracy on this many test images: test-set
+sampling only, not the spread over seeds); every comparison of every metric; every seed's metrics.
 """
 
 from __future__ import annotations
@@ -13,17 +17,25 @@ import sys
 import numpy as np
 
 from stages.lib import params as P
-from stages.lib.comparisons import PROTOCOL, compare_variants, comparison_pairs, protocol_pairs
+from stages.lib.comparisons import PROTOCOL, STUDY, compare_variants, comparison_pairs, protocol_pairs
 from stages.lib.errors import run_stage
 from stages.lib.evaluation import evaluate_variant, plot_tables
-from stages.lib.io import METRICS_DIR, atomic_dir, label_names, read_prepared, write_json
+from stages.lib.headline import reference_loss, variant_means, verdict_comparisons
+from stages.lib.io import (
+    COMPARISON_METRICS,
+    METRICS_DIR,
+    PER_SEED_DETAILS,
+    VARIANT_METRICS,
+    atomic_dir,
+    details_of,
+    label_names,
+    read_prepared,
+    write_json,
+)
 from stages.lib.labels import BASELINE, oracle_name, variant_name
 from stages.lib.metrics import majority_baseline, summarise
 from stages.lib.params import loss_settings as L
 
-METRICS_FILE = METRICS_DIR / "metrics.json"
-PER_SEED_FILE = METRICS_DIR / "per_seed.json"
-COMPARISONS_FILE = METRICS_DIR / "comparisons.json"
 PLOTS_DIR = METRICS_DIR / "plots"
 
 
@@ -53,13 +65,14 @@ def main() -> None:
     summary[BASELINE] = majority_baseline(train_labels, y_true, task, names)
     pairs, skipped = comparison_pairs(settings.losses, settings.labels)
     protocol = protocol_pairs(settings.losses, settings.labels) if twins else []
+    verdict_metric = P.evaluate_metric(raw)
     comparisons = compare_variants(
         y_true,
         scores,
         pairs + protocol,
         task,
         families=dict.fromkeys(protocol, PROTOCOL),
-        verdict_metric=P.evaluate_metric(raw),
+        verdict_metric=verdict_metric,
         thresholds=thresholds,
     )
 
@@ -68,14 +81,18 @@ def main() -> None:
             for kind, frame in tables.items():
                 (staging / kind).mkdir(exist_ok=True)
                 frame.to_csv(staging / kind / f"{variant}.csv", index=False, lineterminator="\n")
-    write_json(PER_SEED_FILE, per_seed)
-    write_json(COMPARISONS_FILE, comparisons)
-    write_json(METRICS_FILE, summary)
+    write_json(PER_SEED_DETAILS, per_seed)
+    write_json(details_of(COMPARISON_METRICS), comparisons)
+    write_json(details_of(VARIANT_METRICS), summary)
+    # The headline holds the study's verdicts; the protocol's comparisons (oracle twins) are in the details.
+    study = {name: entry for name, entry in comparisons.items() if entry["family"] == STUDY}
+    write_json(COMPARISON_METRICS, verdict_comparisons(study, reference_loss(settings.losses)))
+    write_json(VARIANT_METRICS, variant_means(summary, verdict_metric))
     for variant, result in summary.items():
         low, high = result["accuracy_ci95"]
         print(
-            f"evaluate: {variant:>18}  accuracy {result['accuracy']:.4f} [{low:.3f}, {high:.3f}]  "
-            f"balanced {result['balanced_accuracy']:.4f}  auc {result['auc']:.4f}",
+            f"evaluate: {variant:>18}  balanced accuracy {result['balanced_accuracy']:.4f}  auc {result['auc']:.4f}  "
+            f"accuracy {result['accuracy']:.4f} [{low:.3f}, {high:.3f}]",
             file=sys.stderr,
         )
     for line in skipped:

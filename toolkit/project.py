@@ -18,10 +18,12 @@ from pathlib import Path
 import yaml
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-# What a user's clone holds that the pipeline needs (no data, no models, no .venv).
+# The project's defaults (params.yaml as shipped): a throw-away project's params.yaml starts from them, never
+# from the working params.yaml, which a study edits (`dvc exp run -S`) and commits.
+DEFAULT_PARAMS_FILE = PROJECT_ROOT / "toolkit" / "default_params.yaml"
+# What a user's clone holds that the pipeline needs (no data, no models, no .venv); params.yaml: the defaults.
 PROJECT_FILES = (
     "dvc.yaml",
-    "params.yaml",
     "stages",
     "report.py",
     ".dvc/config",
@@ -110,6 +112,11 @@ def deep_update(target: dict, updates: dict) -> dict:
     return target
 
 
+def default_params() -> dict:
+    """The project's default params (DEFAULT_PARAMS_FILE), a fresh copy per call."""
+    return yaml.safe_load(DEFAULT_PARAMS_FILE.read_text())
+
+
 def write_params(repo: Path, updates: dict) -> None:
     path = repo / "params.yaml"
     params = yaml.safe_load(path.read_text())
@@ -138,6 +145,7 @@ def make_project(destination: Path, source: Path, params: dict | None = None) ->
             shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__"))
         else:
             shutil.copy2(src, dst)
+    shutil.copy2(DEFAULT_PARAMS_FILE, destination / "params.yaml")
     write_params(destination, deep_update(deep_update({}, SMALL_PARAMS), {"data": {"source": str(source)}}))
     if params:
         write_params(destination, params)

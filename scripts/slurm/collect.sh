@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The collect job of a sweep (submitted by scripts/slurm/submit.py, after every task of the array succeeded):
-# a fresh clone of the baseline commit fetches every experiment of that commit from origin (metrics are in
-# Git: no outputs needed) and writes the report of all of them.
+# a fresh clone of the baseline commit fetches every experiment of that commit from origin (the headline
+# metrics are in Git, the report reads the detail files from the DVC remote: no outputs needed) and writes
+# the report of all of them.
 #
 # Arguments: ORIGIN REV WORKDIR SETUP REPORTS; WORKDIR and SETUP as in level.sh, REPORTS the folder the
 # report goes to (noise_curve.png, results.md).

@@ -15,7 +15,7 @@ import tarfile
 import zlib
 from pathlib import Path
 
-from stages.lib.errors import UserError, one_line
+from stages.lib.errors import TARGET_FAULTS, UserError, one_line
 from stages.lib.images import scan_folder
 from stages.lib.network import NetworkUnreachable, require_tfds_reachable
 from stages.lib.sources import TFDS_DATASET, resolve_source
@@ -77,25 +77,30 @@ def _tfds_error(error: Exception) -> UserError:
 
 
 def copy_folder(source: Path, target: Path, name: str, move: bool = False) -> tuple[int, tuple[str, ...]]:
-    """Copy (or move) the class folders of a flower_photos-style tree into target: every file in them,
-    bad ones too, since the subsample stage decides what is usable and reports what it skipped.
+    """Copy (or move) the files of the class folders of a flower_photos-style tree into target: every file
+    scan_folder lists (stages.lib.images.walk_files: the files the fingerprint hashes), bad ones too, since the
+    subsample stage decides what is usable and reports what it skipped.
 
-    Returns the number of image files and the names of the files beside the class folders, which are
-    not copied (tf_flowers' own archive has a LICENSE.txt there). `name` names the source in errors.
+    A copy takes the contents only, not the source's permission bits: a read-only shared dataset gives
+    ordinary files in data/raw, which the next download can replace. Returns the number of image files and
+    the names of the files beside the class folders, which are not copied (tf_flowers' own archive has a
+    LICENSE.txt there). `name` names the source in errors.
     """
     scan = scan_folder(source, name)
-    for class_dir in sorted({Path(rel).parts[0] for rel, _ in scan.images}):
+    for relative in sorted([*(rel for rel, _ in scan.images), *scan.stray_files]):
+        origin, copy = scan.root / relative, target / relative
+        copy.parent.mkdir(parents=True, exist_ok=True)
         if move:
-            os.replace(scan.root / class_dir, target / class_dir)
+            os.replace(origin, copy)
             continue
         try:
-            shutil.copytree(scan.root / class_dir, target / class_dir)
-        except shutil.Error as error:  # every file it could not copy: (source, destination, why)
-            path, _, why = error.args[0][0]
-            relative = one_line(Path(path).relative_to(scan.root), 120)
+            shutil.copyfile(origin, copy)
+        except OSError as error:
+            if error.errno in TARGET_FAULTS or error.filename == str(copy):
+                raise  # data/raw's disk, not the source: the stage runner names it (stages.lib.errors)
             raise UserError(
-                f"{name}: cannot read {relative} ({one_line(why, 120)}); "
-                "remove it or make it readable (a link must point to a file)"
+                f"{name}: cannot read {one_line(relative, 120)} ({one_line(error.strerror or error, 120)}); "
+                "remove it or make it readable"
             ) from None
     return len(scan.images), scan.outside_classes
 

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from stages.lib.errors import UserError
+from stages.lib.errors import UserError, describe_os_fault
 
 if TYPE_CHECKING:  # pandas loads in 0.5 s: the fingerprint stage, which runs on every repro, never needs it
     import pandas as pd
@@ -34,6 +34,21 @@ FEATURES_DIR = Path("data/features")
 FINGERPRINTS_DIR = Path("data/fingerprints")  # what data.source and model.weights hold (stages/fingerprint.py)
 MODELS_DIR = Path("models")
 METRICS_DIR = Path("metrics")
+# The headline metrics: dvc.yaml's `metrics:` files, in git, a few numbers per variant that `dvc metrics diff`
+# and `dvc exp show` compare across runs. Each has a detail file of the same name under DETAILS_DIR (a cached
+# output: everything else the stage measured), which the report and the plots read.
+VARIANT_METRICS = METRICS_DIR / "metrics.json"  # evaluate: per variant, means over seeds
+COMPARISON_METRICS = METRICS_DIR / "comparisons.json"  # evaluate: the verdict comparisons
+DETECTION_METRICS = METRICS_DIR / "detection.json"  # detect: confident learning against the flipped labels
+NOISE_METRICS = METRICS_DIR / "noise.json"  # corrupt: the realised noise
+HEADLINE_METRICS = (VARIANT_METRICS, COMPARISON_METRICS, DETECTION_METRICS, NOISE_METRICS)
+DETAILS_DIR = METRICS_DIR / "details"
+PER_SEED_DETAILS = DETAILS_DIR / "per_seed.json"  # evaluate: every metric of every seed's model
+
+
+def details_of(headline: Path) -> Path:
+    """The detail file of a headline metrics file: metrics/details/<its name>."""
+    return DETAILS_DIR / headline.name
 
 
 SPLITS = ("train", "val", "test")  # labels.csv's `split` values; val: the (noisy) validation set
@@ -48,6 +63,11 @@ def features_path(split: str) -> Path:
 
 
 TEMP_SUFFIX = ".tmp"
+# tempfile makes its files 0600 and folders 0700; an output gets the modes open() and mkdir() would give it.
+# The umask is read once, at import, before any stage starts threads (reading it means setting it).
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+FILE_MODE, DIR_MODE = 0o666 & ~_UMASK, 0o777 & ~_UMASK
 
 
 def _temp_prefix(path: Path) -> str:
@@ -68,35 +88,52 @@ def remove_leftovers(path: Path) -> None:
 
 
 @contextmanager
+def _faults_named(path: Path) -> Iterator[None]:
+    """A full disk, a read-only file system or a permission problem while writing `path` becomes a UserError
+    naming its folder and the fix (stages.lib.errors.describe_os_fault); any other error passes unchanged."""
+    try:
+        yield
+    except OSError as error:
+        line = describe_os_fault(error, writing=path)
+        if line is None:
+            raise
+        raise UserError(line) from error
+
+
+@contextmanager
 def atomic_path(path: Path | str) -> Iterator[Path]:
     """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    remove_leftovers(path)
-    fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=TEMP_SUFFIX, dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    try:
-        yield tmp_path
-        os.replace(tmp_path, path)
-    finally:
-        tmp_path.unlink(missing_ok=True)
+    with _faults_named(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        remove_leftovers(path)
+        fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=TEMP_SUFFIX, dir=path.parent)
+        os.close(fd)
+        tmp_path = Path(tmp)
+        tmp_path.chmod(FILE_MODE)
+        try:
+            yield tmp_path
+            os.replace(tmp_path, path)
+        finally:
+            tmp_path.unlink(missing_ok=True)
 
 
 @contextmanager
 def atomic_dir(path: Path | str) -> Iterator[Path]:
     """Yield an empty temporary folder beside `path`; it replaces `path` only if the block succeeds."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    remove_leftovers(path)
-    tmp_path = Path(tempfile.mkdtemp(prefix=_temp_prefix(path), suffix=TEMP_SUFFIX, dir=path.parent))
-    try:
-        yield tmp_path
-        if path.exists():
-            shutil.rmtree(path)
-        os.replace(tmp_path, path)
-    finally:
-        shutil.rmtree(tmp_path, ignore_errors=True)
+    with _faults_named(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        remove_leftovers(path)
+        tmp_path = Path(tempfile.mkdtemp(prefix=_temp_prefix(path), suffix=TEMP_SUFFIX, dir=path.parent))
+        tmp_path.chmod(DIR_MODE)
+        try:
+            yield tmp_path
+            if path.exists():
+                shutil.rmtree(path)
+            os.replace(tmp_path, path)
+        finally:
+            shutil.rmtree(tmp_path, ignore_errors=True)
 
 
 def _json_safe(data: Any) -> Any:

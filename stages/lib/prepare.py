@@ -8,10 +8,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from PIL import Image
 
 from stages.lib import params as P
+from stages.lib.duplicates import Duplicates
 from stages.lib.errors import UserError
-from stages.lib.images import FolderScan
+from stages.lib.images import DecodedFolder, FolderScan
 from stages.lib.io import SPLITS
 
 
@@ -49,13 +51,14 @@ def data_summary(
     data: P.DataParams,
     task: str,
     scan: FolderScan,
+    decoded: DecodedFolder,
     classes: list[str],
-    failed: dict[int, str],
     table: pd.DataFrame,
+    duplicates: Duplicates,
 ) -> dict[str, Any]:
-    """What data/raw held (`scan`), what decoded (`classes`, one per image decoded) and what was skipped
-    (`failed`: scan index → why), and the split `table` made of it."""
-    images = len(classes)
+    """What data/raw held (`scan`), what decoded and how (`decoded`), what the split used (`classes`, one per
+    image after duplicates) and the split `table` made of it."""
+    file_of = [relative for relative, _ in scan.images]  # a scan index's file
     return {
         "source": data.source,
         "task": task,
@@ -63,11 +66,20 @@ def data_summary(
         "positive_class": data.positive_class if task == "binary" else None,
         "image_size": data.image_size,
         "files_found": len(scan.images) + len(scan.stray_files),
-        "images_decoded": images,
-        "skipped_unreadable": len(failed),
+        "images_decoded": len(decoded.good),
+        "skipped_unreadable": len(decoded.failed),
         "skipped_not_images": len(scan.stray_files),
-        "unreadable": {scan.images[i][0]: message for i, message in failed.items()},
+        "unreadable": {file_of[i]: message for i, message in decoded.failed.items()},
         "not_images": list(scan.stray_files),
+        # How decoding changed images to show them as a viewer does (stages.lib.images.CONVERSIONS).
+        "converted": {kind: len(indices) for kind, indices in decoded.conversions.items()},
+        "converted_files": {kind: [file_of[i] for i in indices] for kind, indices in decoded.conversions.items()},
+        # Above Pillow's decompression-bomb warning limit (Image.MAX_IMAGE_PIXELS), decoded anyway.
+        "oversized": {file_of[i]: f"{width}x{height}" for i, (width, height) in decoded.oversized.items()},
+        # What Pillow warned while decoding an image it could decode (a damaged EXIF block: its orientation
+        # may then be lost).
+        "decoder_warnings": {file_of[i]: message for i, message in decoded.warnings.items()},
+        "duplicates": duplicates.report(data.duplicates, dict(zip(table["file"], table["split"], strict=True))),
         "usable_per_class": dict(sorted(Counter(classes).items())),
         "split": {
             name: {
@@ -78,3 +90,49 @@ def data_summary(
             for name in SPLITS
         },
     }
+
+
+_CONVERSION_WORDS = {
+    "exif_orientation": "turned upright by their EXIF orientation",
+    "16_bit": "16-bit scaled to 8",
+    "grayscale": "grayscale",
+    "palette": "palette",
+    "cmyk": "CMYK",
+    "transparency": "with transparency put on white",
+    "other_mode": "in another Pillow mode",
+}
+
+
+def conversions_line(converted: dict[str, int]) -> str | None:
+    """One line of what decoding changed (the summary's `converted`), or None when nothing was."""
+    parts = [f"{count} {_CONVERSION_WORDS[kind]}" for kind, count in converted.items() if count]
+    return f"converted to 8-bit RGB as a viewer shows them: {', '.join(parts)}" if parts else None
+
+
+def _first_named(notes: dict[str, str], most: int = 3) -> str:
+    """`file (note), …` for the first `most` files, and how many more."""
+    named = ", ".join(f"{file} ({note})" for file, note in list(notes.items())[:most])
+    return named + (f" and {len(notes) - most} more" if len(notes) > most else "")
+
+
+def oversized_line(summary: dict[str, Any]) -> str | None:
+    """One line naming the images above Pillow's decompression-bomb limit (the summary's `oversized`)."""
+    oversized = summary["oversized"]
+    if not oversized:
+        return None
+    limit = Image.MAX_IMAGE_PIXELS or 0
+    return (
+        f"{len(oversized)} images above Pillow's decompression-bomb limit of {limit / 1e6:.0f} Mpx decoded anyway "
+        f"(each takes width x height x 3 bytes of memory while decoding): {_first_named(oversized)}"
+    )
+
+
+def decoder_warnings_line(summary: dict[str, Any]) -> str | None:
+    """One line naming the images Pillow warned about (the summary's `decoder_warnings`)."""
+    warned = summary["decoder_warnings"]
+    if not warned:
+        return None
+    return (
+        f"{len(warned)} images decoded despite Pillow's warnings (damaged metadata: an EXIF orientation may be "
+        f"lost): {_first_named(warned)}; listed in data/prepared/summary.json"
+    )

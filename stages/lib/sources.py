@@ -8,12 +8,12 @@ pins the dataset's version and checks its checksum, and Keras checks the weights
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 from typing import Any
 
 from stages.lib.backbone import resolve_weights
 from stages.lib.errors import UserError
+from stages.lib.images import scan_folder
 
 # The tensorflow-datasets dataset and version the download stage builds (tfds checks its checksum).
 TFDS_DATASET = "tf_flowers:3.0.1"
@@ -26,22 +26,17 @@ def file_digest(path: Path) -> str:
         return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
-def folder_digest(root: Path) -> tuple[str, int]:
-    """One sha256 over every file below root (relative path, size and content, in sorted order)
-    and the number of files; hidden files too, since the download stage copies them."""
+def folder_digest(root: Path, name: str) -> tuple[str, int]:
+    """One sha256 over the files the download stage copies from root (relative path, size and content, in
+    sorted order; stages.lib.images.walk_files, links followed the same way) and their number. `name` names
+    root in errors (a loop, a broken link, no images)."""
+    scan = scan_folder(root, name)
     total = hashlib.sha256()
-    count = 0
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames.sort()
-        for name in sorted(filenames):
-            path = Path(dirpath) / name
-            if not path.is_file():  # a broken link: nothing to copy, nothing to hash
-                continue
-            relative = path.relative_to(root).as_posix()
-            # surrogateescape: a name that is not UTF-8 is hashed as its bytes (the download stage refuses it)
-            total.update(f"{relative}\0{path.stat().st_size}\0{file_digest(path)}\n".encode(errors="surrogateescape"))
-            count += 1
-    return total.hexdigest(), count
+    files = sorted([*(relative for relative, _ in scan.images), *scan.stray_files])
+    for relative in files:
+        path = scan.root / relative
+        total.update(f"{relative}\0{path.stat().st_size}\0{file_digest(path)}\n".encode())  # UTF-8: scan_folder checks
+    return total.hexdigest(), len(files)
 
 
 def resolve_source(source: str) -> Path | None:
@@ -64,7 +59,7 @@ def source_fingerprint(source: str) -> dict[str, Any]:
         return {"kind": "tfds", "dataset": TFDS_DATASET}
     try:
         if path.is_dir():
-            digest, count = folder_digest(path)
+            digest, count = folder_digest(path, f"data.source = {source!r}")
             return {"kind": "folder", "files": count, "sha256": digest}
         return {"kind": "archive", "bytes": path.stat().st_size, "sha256": file_digest(path)}
     except OSError as error:  # a file without read permission, a special file

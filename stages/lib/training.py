@@ -36,7 +36,7 @@ from stages.lib.head import (
     path_history,
     selected_epoch,
 )
-from stages.lib.labels import HEAD_FILE
+from stages.lib.labels import HEAD_FILE, parse_variant
 from stages.lib.losses import probabilities
 from stages.lib.metrics import DECISION_THRESHOLD, predict_labels
 from stages.lib.params import DEFAULT_VERDICT_METRIC, ModelParams, TrainParams
@@ -99,22 +99,33 @@ Trainer = Callable[..., Trained]  # (y, seed, live, transition=None, val_y=None,
 Progress = Callable[[int], object]  # called with the number of epochs just finished (a tqdm bar's update)
 
 
+# How train.select_score's value reads in a line about the score it chose with.
+SCORE_CORRECTIONS = {
+    "corrected_true": "corrected with the realised T",
+    "corrected_estimated": "corrected with detect's T",
+}
+
+
 def summary_line(variant: str, repeat: int, trained: Trained, epochs: int) -> str:
     """One seed's outcome in one line: what was kept (the epoch, or the grid point and how its optimiser
     ended), what chose it on which validation labels, and the threshold; the per-step numbers are in
     DVCLive's files."""
     chosen = trained.chosen
-    parts = [] if trained.epoch is None else [f"epoch {trained.epoch} of {epochs}"]
+    parts = [] if trained.epoch is None else [f"epoch {trained.epoch}/{epochs}"]
     tuned = chosen.get("hyper_parameters") or {}
     if tuned:
         point = ", ".join(f"{name} {value:g}" for name, value in tuned.items())
-        parts.append(f"grid point {point} (1 of {chosen['grid_size']})")
+        parts.append(f"{point} (best of {chosen['grid_size']} grid points)")
     if "iterations" in chosen:
         state = "converged" if chosen["converged"] else "NOT converged"
         parts.append(f"{state} in {chosen['iterations']} iterations (|gradient| {chosen['gradient_norm']:.1e})")
     if "val_score" in chosen:
-        parts.append(f"chosen by val {chosen['select_by']} on {chosen['val_labels']} labels")
-        parts.append(f"val {chosen['metric']} {chosen['val_metric']:.4f}")
+        # A variant validates on labels like its training labels: the clean ones for a clean control.
+        labels = "clean" if parse_variant(variant)[1] == "clean" else "noisy"
+        how = f", {SCORE_CORRECTIONS[chosen['select_score']]}" if chosen.get("corrected") else ""
+        parts.append(
+            f"by val {chosen['select_by']} on {labels} labels; val {chosen['metric']} {chosen['val_metric']:.4f}{how}"
+        )
     elif trained.val_accuracy is not None:
         parts.append(f"val accuracy {trained.val_accuracy:.4f}")
     else:

@@ -63,7 +63,7 @@ def test_speed_benchmark_times_all_three_methods_and_ends_with_the_ratios(tmp_pa
     # Our pipeline really ran, each protocol as it says: the studies' metrics are in the projects it built.
     for protocol, seeds, val_size in (("like-for-like", 1, 0), ("defaults", REPEATS, 10)):
         project = tmp_path / f"work/project-{protocol}"
-        per_seed = json.loads((project / "metrics/per_seed.json").read_text())
+        per_seed = json.loads((project / "metrics/details/per_seed.json").read_text())
         assert len(per_seed["bce-noisy"]) == seeds, per_seed
         report = json.loads((project / "data/prepared/summary.json").read_text())
         assert report["positive_class"] == "roses"
@@ -95,7 +95,7 @@ def test_speed_benchmark_times_only_ours_and_the_floor_and_how_the_cost_grows(tm
     ), out
     assert list(ratios(out)) == ["like-for-like/floor"]
     # The scaling runs ran: the last one trained the extra loss at one more repeat; the smaller study ran too.
-    per_seed = json.loads((tmp_path / "work/project-like-for-like/metrics/per_seed.json").read_text())
+    per_seed = json.loads((tmp_path / "work/project-like-for-like/metrics/details/per_seed.json").read_text())
     assert len(per_seed["gce-noisy"]) == 2, per_seed
     assert (tmp_path / "work/project-like-for-like-smaller/metrics/metrics.json").exists()
 

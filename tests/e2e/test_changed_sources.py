@@ -92,3 +92,32 @@ def test_a_replaced_weights_file_reruns_embed_and_what_follows(tmp_path: Path, f
     save_resnet_weights(weights, seed=2)
     assert repro(repo) == AFTER_EMBED
     assert (repo / "data/features/train.npy").read_bytes() != features
+
+
+def test_an_image_changed_behind_a_linked_class_folder_reruns_download(tmp_path: Path, own_folder: Path) -> None:
+    """Issue 30 case 4: the download copied a linked class folder that the fingerprint did not walk, so images
+    deleted behind the link reran nothing and data/raw kept them."""
+    shared = tmp_path / "shared" / "tulips"  # e.g. a class folder on a shared disk
+    shared.parent.mkdir()
+    (own_folder / "tulips").rename(shared)
+    (own_folder / "tulips").symlink_to(shared, target_is_directory=True)
+    repo = make_project(tmp_path / "project", own_folder)
+    assert download_reran(repo)
+    assert len(list((repo / "data/raw/tulips").iterdir())) == 24
+    assert not download_reran(repo)  # nothing changed
+
+    tulip = sorted(shared.iterdir())[0]
+    tulip.write_bytes((own_folder / "daisy" / "daisy_0000.jpg").read_bytes())  # replaced behind the link
+    assert download_reran(repo)
+    assert (repo / "data/raw/tulips" / tulip.name).read_bytes() == tulip.read_bytes()
+
+    for image in sorted(shared.iterdir())[:10]:  # deleted behind the link
+        image.unlink()
+    assert download_reran(repo)
+    assert len(list((repo / "data/raw/tulips").iterdir())) == 14
+
+
+def download_reran(repo: Path) -> bool:
+    """`dvc repro download` (the fingerprint and the download, nothing after them): did download run?"""
+    result = dvc(repo, "repro", "download")
+    return ran_stages(result.stdout + result.stderr) == {"download"}

@@ -58,8 +58,12 @@ def test_adding_pruned_trains_the_pruned_variants_only(detected: tuple[Path, str
 
 def test_detection_beats_random_flags(detected: tuple[Path, str]) -> None:
     repo, _ = detected
-    detection = json.loads((repo / "metrics/detection.json").read_text())
+    detection = json.loads((repo / "metrics/details/detection.json").read_text())
     noisy = detection["noisy"]
+    headline = json.loads((repo / "metrics/detection.json").read_text())
+    assert headline == {
+        key: noisy[key] for key in ("precision", "recall", "estimated_noise_rate", "realised_noise_rate")
+    }
     shown = ("precision", "recall", "f1", "false_flag_rate", "auc", "average_precision", "estimated_noise_rate")
     shown += ("small_loss_precision", "small_loss_recall", "small_loss_auc", "small_loss_average_precision")
     print({key: round(noisy[key], 3) for key in shown})
@@ -114,6 +118,7 @@ def test_pruned_labels_alone_run_to_the_end(detected: tuple[Path, str]) -> None:
     done = dvc(repo, "repro")
     assert "Traceback" not in done.stdout + done.stderr
     assert "comparisons skipped: pruned vs clean: train.labels has no clean labels" in done.stdout + done.stderr
-    comparisons = json.loads((repo / "metrics/comparisons.json").read_text())
+    comparisons = json.loads((repo / "metrics/details/comparisons.json").read_text())
     assert set(comparisons) == {"forward-pruned vs bce-pruned"}
+    assert set(json.loads((repo / "metrics/comparisons.json").read_text())) == {"forward-pruned vs bce-pruned"}
     assert set(json.loads((repo / "metrics/metrics.json").read_text())) == {"bce-pruned", "forward-pruned", "baseline"}

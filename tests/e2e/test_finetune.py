@@ -35,7 +35,7 @@ def test_repro_fine_tunes_every_variant_and_evaluate_scores_its_predictions(fine
 
     table = pd.read_csv(repo / "data/prepared/labels.csv")
     y_test = table.loc[table["split"] == "test", "label"].to_numpy()
-    metrics = json.loads((repo / "metrics/metrics.json").read_text())
+    metrics = json.loads((repo / "metrics/details/metrics.json").read_text())
     assert set(metrics) == {*VARIANTS, "baseline"}
     for variant in VARIANTS:
         scores = np.load(repo / f"models/{variant}/test_scores_seed_0.npy")

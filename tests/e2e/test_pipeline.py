@@ -8,12 +8,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
 
-from toolkit.project import ALL_STAGES, PROJECT_ROOT, VARIANTS, dvc, make_project, ran_stages, run, status_is_clean
+from toolkit.project import ALL_STAGES, VARIANTS, default_params, dvc, make_project, ran_stages, run, status_is_clean
 
-PARAMS = PROJECT_ROOT / "params.yaml"
-TUNED_L2 = {loss: entry["l2"] for loss, entry in yaml.safe_load(PARAMS.read_text())["train"]["tune"].items()}
+TUNED_L2 = {loss: entry["l2"] for loss, entry in default_params()["train"]["tune"].items()}
 METRIC_KEYS = (
     "accuracy",
     "balanced_accuracy",
@@ -36,11 +34,21 @@ def reproduced(tmp_path_factory: pytest.TempPathFactory, flower_folder: Path) ->
     return repo, result.stdout + result.stderr, result.stderr
 
 
+def read(repo: Path, path: str) -> dict:
+    return json.loads((repo / path).read_text())
+
+
 def test_repro_runs_every_stage_and_writes_metrics(reproduced: tuple[Path, str, str]) -> None:
     repo, output, _ = reproduced
     assert ran_stages(output) == ALL_STAGES
-    metrics = json.loads((repo / "metrics/metrics.json").read_text())
-    assert set(metrics) == {*VARIANTS, "baseline"}
+    # The headline: per variant four means (the baseline two), picked from the detail file's numbers.
+    headline = read(repo, "metrics/metrics.json")
+    metrics = read(repo, "metrics/details/metrics.json")
+    assert set(headline) == set(metrics) == {*VARIANTS, "baseline"}
+    for variant in VARIANTS:
+        assert headline[variant] == {
+            key: metrics[variant][key] for key in ("balanced_accuracy", "auc", "accuracy", "ece")
+        }
     for variant in VARIANTS:
         for key in METRIC_KEYS:
             assert key in metrics[variant], (variant, key)
@@ -49,7 +57,7 @@ def test_repro_runs_every_stage_and_writes_metrics(reproduced: tuple[Path, str, 
         assert metrics[variant]["seeds"] == 2
         # The epoch kept (select_epoch: val) and its accuracy on the validation labels, means over seeds.
         assert 1 <= metrics[variant]["epoch"] <= 3 and 0 <= metrics[variant]["val_accuracy"] <= 1
-    per_seed = json.loads((repo / "metrics/per_seed.json").read_text())
+    per_seed = read(repo, "metrics/details/per_seed.json")
     for variant in VARIANTS:
         loss = variant.split("-")[0]
         for repeat in ("0", "1"):
@@ -77,7 +85,11 @@ def test_repro_runs_every_stage_and_writes_metrics(reproduced: tuple[Path, str, 
     print({v: {k: metrics[v][k] for k in ("accuracy", "balanced_accuracy", "auc")} for v in VARIANTS})
     assert metrics["bce-clean"]["auc"] > 0.5
 
-    noise = json.loads((repo / "metrics/noise.json").read_text())
+    noise = read(repo, "metrics/details/noise.json")
+    assert read(repo, "metrics/noise.json") == {
+        "flip_rate": noise["flip_rate"],
+        "val_flip_rate": noise["val_flip_rate"],
+    }
     assert noise["noise"] == 0.3 and noise["train_size"] == 60 and noise["val_size"] == 20
     for seed_summary in noise["seeds"].values():
         # Exact per class: 12 sunflowers and 48 others in the pool, 4 and 16 in the validation set.
@@ -94,8 +106,22 @@ def test_repro_runs_every_stage_and_writes_metrics(reproduced: tuple[Path, str, 
         assert seed_summary["flipped"] == 18 and seed_summary["val_flipped"] == 6
     assert noise["per_class_exact"] is True
 
-    comparisons = json.loads((repo / "metrics/comparisons.json").read_text())
+    comparisons = read(repo, "metrics/details/comparisons.json")
     assert set(comparisons) == {"l1-noisy vs bce-noisy", "bce-noisy vs bce-clean", "l1-noisy vs l1-clean"}
+    # The headline: the verdict metric's Δ, interval and Holm p of each (here every comparison is a verdict one).
+    verdicts = read(repo, "metrics/comparisons.json")
+    assert set(verdicts) == set(comparisons)
+    for name, verdict in verdicts.items():
+        test = comparisons[name]["balanced_accuracy"]
+        assert verdict == {
+            "delta_balanced_accuracy": test["difference"],
+            "ci95_low": test["ci95_low"],
+            "ci95_high": test["ci95_high"],
+            "p_holm": comparisons[name]["p_holm"],
+        }
+    detection = read(repo, "metrics/detection.json")
+    assert set(detection) == {"precision", "recall", "estimated_noise_rate", "realised_noise_rate"}
+    assert detection["realised_noise_rate"] == pytest.approx(0.3)
     for entry in comparisons.values():
         for metric in ("accuracy", "balanced_accuracy", "auc"):
             assert entry[metric]["ci95_low"] <= entry[metric]["difference"] <= entry[metric]["ci95_high"]
@@ -137,10 +163,11 @@ def test_training_prints_a_line_per_seed_not_per_epoch(reproduced: tuple[Path, s
         assert [repeat for repeat, _ in summaries] == ["0", "1"], summaries
         for repeat, line in summaries:
             selected = json.loads((repo / f"models/{variant}/selection_seed_{repeat}.json").read_text())
+            labels = variant.split("-")[1]  # a clean control validates on clean labels
             assert line.startswith(
-                f"epoch {selected['epoch']}/3; val balanced_accuracy {selected['val_score']:.4f} (noisy); "
-                f"val accuracy {selected['val_accuracy']:.4f}; grid point l2 {selected['hyper_parameters']['l2']:g} "
-                f"(of 8); threshold {selected['threshold']:.3f}"
+                f"epoch {selected['epoch']}/3; val balanced_accuracy {selected['val_score']:.4f} on {labels} labels; "
+                f"val accuracy {selected['val_accuracy']:.4f}; l2 {selected['hyper_parameters']['l2']:g} "
+                f"(best of 8 grid points); threshold {selected['threshold']:.3f}"
             ), line
         assert (repo / f"metrics/train/{variant}/seed_1/plots/metrics/val/score.tsv").read_text().count("\n") == 4
 
@@ -158,6 +185,13 @@ def test_data_and_models_stay_out_of_git(reproduced: tuple[Path, str, str]) -> N
     tracked = run(repo, "git", "ls-files").stdout.split()
     assert not [path for path in tracked if path.startswith(("data/", "models/")) and not path.endswith(".gitignore")]
     assert "metrics/metrics.json" in tracked and "dvc.lock" in tracked
+    # Only the headline files of metrics/ are in git; the detail files, logs and plot data are DVC's.
+    assert sorted(path for path in tracked if path.startswith("metrics/")) == [
+        "metrics/comparisons.json",
+        "metrics/detection.json",
+        "metrics/metrics.json",
+        "metrics/noise.json",
+    ]
 
 
 def test_exp_run_noise_reruns_only_the_noisy_side(reproduced: tuple[Path, str, str]) -> None:
@@ -173,10 +207,15 @@ def test_exp_run_noise_reruns_only_the_noisy_side(reproduced: tuple[Path, str, s
         "evaluate",
     }
 
-    diff = json.loads(dvc(repo, "metrics", "diff", "--json").stdout)["metrics/metrics.json"]
-    changed = {key.split(".")[0] for key, change in diff.items() if change.get("diff")}
+    diff = json.loads(dvc(repo, "metrics", "diff", "--json").stdout)
+    changed = {key.split(".")[0] for key, change in diff["metrics/metrics.json"].items() if change.get("diff")}
     assert changed == {"bce-noisy", "l1-noisy"}
-    noise = json.loads((repo / "metrics/noise.json").read_text())
+    # A row per number that changed, each one a researcher reads: well under a screen.
+    rows = sum(len(changes) for changes in diff.values())
+    assert rows <= 30, rows
+    shown = dvc(repo, "metrics", "diff")
+    assert "failed to load" not in shown.stdout + shown.stderr
+    noise = read(repo, "metrics/details/noise.json")
     assert all(s["flipped"] == 30 for s in noise["seeds"].values())
 
 

@@ -26,9 +26,12 @@ IDENTICAL_FILES = (
     "data/features/val.npy",
     "data/features/test.npy",
     "metrics/noise.json",
-    "metrics/per_seed.json",
     "metrics/metrics.json",
     "metrics/comparisons.json",
+    "metrics/details/noise.json",
+    "metrics/details/per_seed.json",
+    "metrics/details/metrics.json",
+    "metrics/details/comparisons.json",
 )
 PREPARED_FILES = tuple(path for path in IDENTICAL_FILES if path.startswith("data/prepared/"))
 FEATURE_FILES = tuple(path for path in IDENTICAL_FILES if path.startswith("data/features/"))

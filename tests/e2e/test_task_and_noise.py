@@ -19,7 +19,7 @@ def test_multiclass_pipeline_with_robust_losses(tmp_path: Path, flower_folder: P
         {"task": "multiclass", "train": {"losses": ["bce", "gce", "sce"], "seeds": [0], "epochs": 2}},
     )
     dvc(repo, "repro")
-    metrics = json.loads((repo / "metrics/metrics.json").read_text())
+    metrics = json.loads((repo / "metrics/details/metrics.json").read_text())
     classes = ["daisy", "dandelion", "roses", "sunflowers", "tulips"]
     assert set(metrics) == {f"{loss}-{labels}" for loss in ("bce", "gce", "sce") for labels in ("clean", "noisy")} | {
         "baseline"
@@ -31,7 +31,7 @@ def test_multiclass_pipeline_with_robust_losses(tmp_path: Path, flower_folder: P
     assert metrics["baseline"]["accuracy"] == pytest.approx(0.2, abs=0.02)
     assert metrics["bce-clean"]["accuracy"] > 0.3
 
-    noise = json.loads((repo / "metrics/noise.json").read_text())
+    noise = json.loads((repo / "metrics/details/noise.json").read_text())
     matrix = np.array(noise["seeds"]["0"]["transition_matrix"])
     assert matrix.shape == (5, 5)
     np.testing.assert_allclose(matrix.sum(axis=1), 1.0, atol=1e-5)  # entries rounded to 6 decimals
@@ -67,7 +67,7 @@ def test_noise_models_through_the_corrupt_stage(tmp_path: Path, flower_folder: P
     assert (labels["seed"] == 3).all() and list(labels["split"]) == ["train"] * 60 + ["val"] * 20
     table = labels[labels["split"] == "train"]
     assert check(table)
-    noise = json.loads((repo / "metrics/noise.json").read_text())
+    noise = json.loads((repo / "metrics/details/noise.json").read_text())
     assert noise["noise_type"] == noise_params["noise_type"]
     assert noise["seeds"]["3"]["flipped"] == int(table["flipped"].sum())
     # The validation labels get the same noise model: 4 sunflowers among 20, round(0.5 * 4) of them flipped.

@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from toolkit.project import default_params
+
 ROOT = Path(__file__).resolve().parents[2]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 NUMBERS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9}
@@ -37,7 +39,7 @@ def dvc_yaml() -> dict:
 
 
 def params_yaml() -> dict:
-    return yaml.safe_load((ROOT / "params.yaml").read_text())
+    return default_params()
 
 
 def without_code_blocks(text: str) -> str:

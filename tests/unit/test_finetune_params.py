@@ -5,14 +5,13 @@ from __future__ import annotations
 import copy
 
 import pytest
-import yaml
 
 from stages.lib import params as P
 from stages.lib.errors import UserError
 from stages.lib.params import loss_settings as L
-from toolkit.project import PROJECT_ROOT
+from toolkit.project import default_params
 
-REPOSITORY_PARAMS = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())
+REPOSITORY_PARAMS = default_params()
 
 
 def with_values(**dotted) -> dict:

@@ -18,8 +18,9 @@ from stages.lib import params as P
 from stages.lib.errors import UserError
 from stages.lib.losses import make_loss
 from stages.lib.params import loss_settings as L
+from toolkit.project import DEFAULT_PARAMS_FILE
 
-REPO_PARAMS = Path(__file__).resolve().parents[2] / "params.yaml"
+REPO_PARAMS = DEFAULT_PARAMS_FILE  # the project's defaults, not the working params.yaml a study edits
 
 
 @pytest.fixture(scope="module")
@@ -358,3 +359,19 @@ def test_a_positive_class_written_as_a_number_is_the_folder_of_that_name() -> No
     raw["data"]["positive_class"] = True
     with pytest.raises(UserError, match=r"^data.positive_class = True: must be a non-empty string$"):
         P.data_params(raw)
+
+
+def test_a_key_set_twice_is_refused_naming_both_lines(tmp_path: Path) -> None:
+    """Issue 30 case 8: PyYAML keeps the last of two `noise:` lines without a word (DVC's parser refuses them)."""
+    twice = tmp_path / "params.yaml"
+    twice.write_text("seed: 0\nnoise: 0.5\ndata:\n  image_size: 32\nnoise: 0.3\n")
+    with pytest.raises(UserError) as caught:
+        P.load_params(twice)
+    assert str(caught.value) == f"{twice}: noise is set twice, on lines 2 and 5; delete one of them"
+    nested = tmp_path / "nested.yaml"
+    nested.write_text("data:\n  image_size: 32\n  image_size: 64\n")
+    with pytest.raises(UserError, match="image_size is set twice, on lines 2 and 3"):
+        P.load_params(nested)
+    merged = tmp_path / "merged.yaml"  # a merge key overridden is not a duplicate
+    merged.write_text("base: &base {a: 1, b: 2}\nother:\n  <<: *base\n  b: 3\n")
+    assert P.load_params(merged)["other"] == {"a": 1, "b": 3}

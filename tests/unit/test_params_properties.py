@@ -17,8 +17,9 @@ from hypothesis import strategies as st
 from stages.lib import params as P
 from stages.lib.errors import UserError
 from stages.lib.params import loss_settings as L
+from toolkit.project import default_params
 
-PARAMS = yaml.safe_load((Path(__file__).resolve().parents[2] / "params.yaml").read_text())
+PARAMS = default_params()
 # Few enough examples for every CI run (a second or two each here); database=None: no .hypothesis/ folder.
 PROPERTY_SETTINGS = settings(
     max_examples=200, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow]

@@ -13,7 +13,8 @@ from PIL import Image
 
 import report
 from stages.lib.errors import UserError
-from stages.lib.report.experiments import Run, exp_show_json, flatten, parse_runs
+from stages.lib.headline import detection_headline, noise_headline, variant_means, verdict_comparisons
+from stages.lib.report.experiments import Run, exp_show_json, flatten, parse_runs, with_details
 from stages.lib.report.sweep import curve, distinguishing_params, group_sweeps, realised_flip_rates, variants
 from stages.lib.report.tables import comparison_table, format_cell, markdown_report, markdown_table
 from stages.lib.training import mean_curves
@@ -23,9 +24,14 @@ PARAMS = {
     "noise": 0.3,
     "noise_type": "symmetric",
     "task": "binary",
+    "data": {"train_size": 600},
     "model": {"weights": "imagenet"},
     "train": {"losses": ["bce", "l1"], "epochs": 5, "seeds": [0, 1, 2]},
 }
+VARIANT_DETAILS = "metrics/details/metrics.json"
+COMPARISON_DETAILS = "metrics/details/comparisons.json"
+DETECTION_DETAILS = "metrics/details/detection.json"
+NOISE_DETAILS = "metrics/details/noise.json"
 
 
 def variant_metrics(accuracy: float, std: float = 0.02, seeds: int = 3) -> dict:
@@ -52,8 +58,10 @@ def study_metrics(noise: float) -> dict:
     }
 
 
-def comparison(difference: float, p_holm: float, significant: bool) -> dict:
+def comparison(a: str, b: str, difference: float, p_holm: float, significant: bool) -> dict:
     return {
+        "a": a,
+        "b": b,
         **{
             metric: {"difference": difference, "ci95_low": difference - 0.02, "ci95_high": difference + 0.02}
             for metric in ("accuracy", "balanced_accuracy", "auc")
@@ -67,12 +75,36 @@ def comparison(difference: float, p_holm: float, significant: bool) -> dict:
 
 
 def study_comparisons(noise: float) -> dict:
-    """What metrics/comparisons.json holds (stages.lib.comparisons.compare_variants), Holm applied."""
+    """What metrics/details/comparisons.json holds (stages.lib.comparisons.compare_variants), Holm applied."""
     return {
-        "l1-noisy vs bce-noisy": comparison(0.2 * noise, 0.003, True),
-        "bce-noisy vs bce-clean": comparison(-0.4 * noise, 0.2, False),
-        "l1-noisy vs l1-clean": comparison(-0.2 * noise, 0.04, True),
+        "l1-noisy vs bce-noisy": comparison("bce-noisy", "l1-noisy", 0.2 * noise, 0.003, True),
+        "bce-noisy vs bce-clean": comparison("bce-clean", "bce-noisy", -0.4 * noise, 0.2, False),
+        "l1-noisy vs l1-clean": comparison("l1-clean", "l1-noisy", -0.2 * noise, 0.04, True),
     }
+
+
+def study_noise(noise: float) -> dict:
+    return {"noise": noise, "flip_rate": noise, "val_flip_rate": noise, "train_size": 600}
+
+
+def study_details(noise: float) -> dict:
+    """The detail files of a run at this noise level (what the evaluate and corrupt stages write beside the
+    headline files)."""
+    return {
+        VARIANT_DETAILS: study_metrics(noise),
+        COMPARISON_DETAILS: study_comparisons(noise),
+        NOISE_DETAILS: study_noise(noise),
+    }
+
+
+def read_study_details(run: Run, path: str) -> dict | None:
+    """with_details' reader for the records below: every run's details, as DVC would find them."""
+    return study_details(run.noise).get(path)
+
+
+def runs_with_details(records: list[dict]) -> list[Run]:
+    runs, _ = parse_runs(records)
+    return with_details(runs, read_study_details)[0]
 
 
 def rev_record(rev: str, name: str | None, timestamp: str | None, noise: float, **params) -> dict:
@@ -92,10 +124,10 @@ def rev_record(rev: str, name: str | None, timestamp: str | None, noise: float, 
             "rev": rev,
             "timestamp": timestamp,
             "params": {"params.yaml": {"data": values}},
-            "metrics": {
-                "metrics/metrics.json": {"data": study_metrics(noise)},
-                "metrics/noise.json": {"data": {"noise": noise, "flip_rate": noise, "train_size": 600}},
-                "metrics/comparisons.json": {"data": study_comparisons(noise)},
+            "metrics": {  # the headline files
+                "metrics/metrics.json": {"data": variant_means(study_metrics(noise), "balanced_accuracy")},
+                "metrics/noise.json": {"data": noise_headline(study_noise(noise))},
+                "metrics/comparisons.json": {"data": verdict_comparisons(study_comparisons(noise), "bce")},
             },
         },
         "error": None,
@@ -132,6 +164,7 @@ def make_run(name: str, noise: float, timestamp: str | None, **params) -> Run:
         timestamp,
         flatten(record["data"]["params"]["params.yaml"]["data"]),
         record["data"]["metrics"]["metrics/metrics.json"]["data"],
+        details=study_details(noise),
     )
 
 
@@ -172,7 +205,9 @@ def test_parse_runs_skips_rows_without_metrics_and_stale_workspace() -> None:
 
     edited = rev_record("workspace", None, None, 0.3)
     edited["data"]["params"]["params.yaml"]["data"]["noise"] = 0.6  # params.yaml edited, no `dvc repro` yet
-    runs, skipped = parse_runs(exp_show(workspace=edited))
+    runs, _ = parse_runs(exp_show(workspace=edited))
+    # The workspace's detail file says which noise its results are for (DVC compares no commit with it).
+    runs, skipped = with_details(runs, lambda run, path: study_details(0.3).get(path))
     assert "workspace" not in [run.name for run in runs]
     assert "noise=0.3" in skipped[0].reason and "0.6" in skipped[0].reason
 
@@ -267,7 +302,7 @@ def test_same_data_at_other_paths_is_one_sweep_and_new_data_at_one_path_another(
 
 def test_curve_holds_mean_and_std_per_noise_level_and_nan_where_missing() -> None:
     runs = [make_run("a", 0.0, "2026-01-01T00:00:00"), make_run("b", 0.5, "2026-01-01T00:01:00")]
-    del runs[1].metrics["l1-noisy"]
+    del runs[1].details[VARIANT_DETAILS]["l1-noisy"]
     (sweep,) = group_sweeps(runs)
     bce = curve(sweep, "bce-noisy", "accuracy")
     np.testing.assert_allclose(bce.noise, [0.0, 0.5])
@@ -280,6 +315,16 @@ def test_curve_holds_mean_and_std_per_noise_level_and_nan_where_missing() -> Non
     np.testing.assert_allclose(baseline.std, [0.0, 0.0])  # no _std key: a single number
 
 
+def test_without_its_detail_files_a_run_has_its_headline_means_and_no_spread() -> None:
+    (sweep,) = group_sweeps(parse_runs(sweep_records())[0])
+    bce = curve(sweep, "bce-noisy", "balanced_accuracy")
+    np.testing.assert_allclose(bce.mean, [0.85, 0.73, 0.65, 0.49])
+    assert np.isnan(bce.std).all()
+    assert sweep.seeds == 3  # train.seeds
+    lines = markdown_table(sweep, "balanced_accuracy").splitlines()
+    assert lines[2].split(" | ")[1] == "0.850"  # the mean alone: no std to show
+
+
 def test_format_cell() -> None:
     assert format_cell(0.81234, 0.0212, 3) == "0.812 ± 0.021"
     assert format_cell(0.81234, 0.0, 1) == "0.812"
@@ -287,7 +332,7 @@ def test_format_cell() -> None:
 
 
 def test_markdown_table_has_a_row_per_noise_level_and_a_column_per_variant() -> None:
-    runs, _ = parse_runs(sweep_records())
+    runs = runs_with_details(sweep_records())
     (sweep,) = group_sweeps(runs)
     lines = markdown_table(sweep, "accuracy").splitlines()
     assert lines[0] == "| noise | bce-noisy | l1-noisy | bce-clean | l1-clean | baseline | experiment |"
@@ -327,7 +372,7 @@ def test_mean_curves_average_histories_over_seeds() -> None:
     np.testing.assert_allclose(mean_curves(histories[:1])["loss"]["train_std"], [0.0, 0.0])
     # A history that stopped sooner (a head's optimiser converged) stays at its last value.
     shorter = {key: values[:1] for key, values in histories[1].items()}
-    np.testing.assert_allclose(mean_curves([histories[0], shorter])["accuracy"]["train"], [0.6, 0.6])
+    np.testing.assert_allclose(mean_curves([histories[0], shorter])["accuracy"]["train"], [0.6, 0.7])
 
 
 # --- the command ------------------------------------------------------------------------------------------
@@ -339,6 +384,7 @@ def test_report_writes_figure_and_table(tmp_path: Path, monkeypatch: pytest.Monk
         experiment(rev_record("8" * 40, "long", "2026-01-04T00:00:00", 0.5, train__epochs=20))
     )
     monkeypatch.setattr(report, "exp_show_json", lambda *args, **kwargs: records)
+    monkeypatch.setattr(report, "with_details", lambda runs: with_details(runs, read_study_details))
     report.main(["--out", str(tmp_path / "reports")])
     with Image.open(tmp_path / "reports/noise_curve.png") as image:
         width, height = image.size
@@ -362,11 +408,11 @@ def test_report_without_runs_says_how_to_make_some(tmp_path: Path, monkeypatch: 
 
 
 def test_comparison_table_has_a_row_per_comparison_with_intervals_and_marks_the_significant() -> None:
-    runs, _ = parse_runs(sweep_records())
+    runs = runs_with_details(sweep_records())
     run = next(run for run in runs if run.noise == 0.5)
     lines = comparison_table(run).splitlines()
     assert lines[0] == (
-        "| comparison (B vs A) | Δ accuracy [95 % CI] | Δ balanced accuracy [95 % CI] | Δ auc [95 % CI] "
+        "| comparison (B vs A) | Δ balanced accuracy [95 % CI] | Δ auc [95 % CI] | Δ accuracy [95 % CI] "
         "| P(B > A), balanced accuracy | p, balanced accuracy | Holm p |"
     )
     rows = [line.strip("| ").split(" | ") for line in lines[2:]]
@@ -374,6 +420,16 @@ def test_comparison_table_has_a_row_per_comparison_with_intervals_and_marks_the_
     assert rows[0][1] == "+0.100 [+0.080, +0.120]" and rows[1][2] == "-0.200 [-0.220, -0.180]"
     assert rows[0][4] == "0.60" and rows[0][5] == "0.001"
     assert [row[6] for row in rows] == ["**0.003**", "0.200", "**0.040**"]
+
+
+def test_without_the_detail_file_the_comparison_table_has_the_verdict_comparisons_only() -> None:
+    runs, _ = parse_runs(sweep_records())
+    run = next(run for run in runs if run.noise == 0.5)
+    rows = [line.strip("| ").split(" | ") for line in comparison_table(run).splitlines()[2:]]
+    assert rows[0] == ["l1-noisy vs bce-noisy *", "+0.100 [+0.080, +0.120]", "–", "–", "–", "–", "**0.003**"]
+    text = markdown_report(group_sweeps(runs))
+    assert "Headline numbers only for `exp-0`, `main`, `exp-5`, `exp-9`" in text
+    assert "Headline numbers only" not in markdown_report(group_sweeps(runs_with_details(sweep_records())))
 
 
 def test_markdown_report_has_a_comparison_table_per_noise_level() -> None:
@@ -391,6 +447,7 @@ def test_markdown_report_has_a_comparison_table_per_noise_level() -> None:
 
 
 def with_flip_rate(record: dict, flip_rate: float) -> dict:
+    """The record's headline noise.json with this realised flip rate."""
     record["data"]["metrics"]["metrics/noise.json"]["data"]["flip_rate"] = flip_rate
     return record
 
@@ -456,17 +513,23 @@ def detection_record(noise: float) -> dict:
     }
 
 
-def test_detection_table_reads_metrics_detection_json_per_noise_level() -> None:
+def test_detection_table_reads_the_detection_details_per_noise_level_or_the_headline() -> None:
     records = sweep_records()
     for record in (*records, *(e["revs"][0] for e in records[1]["experiments"])):
         noise = record["data"]["params"]["params.yaml"]["data"]["noise"]
-        record["data"]["metrics"]["metrics/detection.json"] = {"data": detection_record(noise)}
+        headline = detection_headline(detection_record(noise)["noisy"])
+        record["data"]["metrics"]["metrics/detection.json"] = {"data": headline}
     runs, _ = parse_runs(records)
-    assert all(run.detection is not None for run in runs)
-    text = markdown_report(group_sweeps(runs))
+    with_table, _ = with_details(
+        runs, lambda run, path: {**study_details(run.noise), DETECTION_DETAILS: detection_record(run.noise)}.get(path)
+    )
+    text = markdown_report(group_sweeps(with_table))
     assert "### Finding the flipped labels" in text
     assert "| 0.5 | 0.750 | 0.900 | 0.600 | 0.200 | 0.850 | 0.700 | 0.550 | 0.800 | 0.500 | – | 0.050 | 0.100 |" in text
     assert "small-loss precision" in text and "false flags on correct labels" in text
+    # Headline only: precision, recall and the realised noise (no estimate in this record).
+    text = markdown_report(group_sweeps(runs))
+    assert "| 0.5 | 0.750 | 0.900 | – | – | – | – | – | – | 0.500 | – | – | – |" in text
 
 
 def test_no_detection_table_without_detection_metrics() -> None:
@@ -476,7 +539,7 @@ def test_no_detection_table_without_detection_metrics() -> None:
 
 def test_pruned_variants_are_drawn_and_tabulated_beside_the_noisy_ones() -> None:
     run = make_run("exp", 0.3, "2026-01-01T10:00:00")
-    run.metrics["bce-pruned"] = variant_metrics(0.9)
+    run.details[VARIANT_DETAILS]["bce-pruned"] = variant_metrics(0.9)
     (sweep,) = group_sweeps([run])
     assert variants(sweep)[:3] == ["bce-pruned", "bce-noisy", "l1-noisy"]
 
@@ -504,3 +567,44 @@ def test_label_issues_picture_ranks_the_top_suspects(tmp_path: Path) -> None:
     draw_label_issues(images, np.array([1, 3, 4, 7, 9]), suspects, ["not_8", "8"], tmp_path / "issues.png")
     with Image.open(tmp_path / "issues.png") as image:
         assert image.size[0] > 800
+
+
+# --- the figure's panels ---------------------------------------------------------------------------------------
+
+
+def sweep_figure(levels: tuple[float, ...]):
+    from stages.lib.report.figure import noise_curve_figure
+
+    records = exp_show(
+        *(
+            experiment(rev_record(f"{i + 1}" * 40, f"exp-{i}", f"2026-01-01T11:0{i}:00", x))
+            for i, x in enumerate(levels)
+        ),
+        baseline_noise=levels[0],
+    )
+    (sweep,) = group_sweeps(runs_with_details(records))
+    return noise_curve_figure([sweep])
+
+
+@pytest.mark.parametrize("levels", [(0.0, 0.1, 0.2, 0.3, 0.4), (0.0, 0.3, 0.5, 0.7, 0.9), (0.4, 0.5)])
+def test_figure_panels_answer_the_question_and_keep_their_notes_inside(levels: tuple[float, ...]) -> None:
+    import matplotlib.pyplot as plt
+
+    figure = sweep_figure(levels)
+    balanced, gain, auc, accuracy = figure.axes[:4]
+    assert [axis.get_title() for axis in (balanced, auc, accuracy)] == ["Balanced accuracy", "AUC", "Accuracy"]
+    assert gain.get_title() == "Gain over the tuned BCE: Δ balanced accuracy"
+    # The gain panel: l1-noisy vs bce-noisy at every level, with its interval (the test's +0.2 noise ± 0.02).
+    (line,) = [line for line in gain.get_lines() if line.get_label() == "l1-noisy"]
+    np.testing.assert_allclose(line.get_ydata(), [0.2 * x for x in levels])
+    (bars,) = gain.collections
+    spans = [segment[:, 1] for segment in bars.get_segments()]
+    np.testing.assert_allclose([high - low for low, high in spans], [0.04] * len(levels))
+    # "labels carry no information" only where 0.5 is on the axis, and then inside it.
+    for axis in figure.axes[:4]:
+        notes = [text for text in axis.texts if "no information" in text.get_text()]
+        assert len(notes) == (1 if levels[-1] >= 0.5 else 0)
+        low, high = axis.get_xlim()
+        assert all(low <= note.get_position()[0] <= high for note in notes)
+        assert all(note.get_position()[1] <= 1 for note in notes)
+    plt.close(figure)

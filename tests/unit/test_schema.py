@@ -21,13 +21,14 @@ from stages.lib.losses.ops import ce, ce_grad
 from stages.lib.params import GridPoint
 from stages.lib.params import loss_settings as L
 from stages.lib.schema import Spec, integer, param, read, real
+from toolkit.project import DEFAULT_PARAMS_FILE
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
 def raw() -> dict[str, Any]:
-    return P.load_params(ROOT / "params.yaml")
+    return P.load_params(DEFAULT_PARAMS_FILE)
 
 
 def test_a_new_param_is_one_field_and_is_then_known_and_checked(monkeypatch, raw) -> None:

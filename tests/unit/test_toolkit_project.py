@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import copy
+import subprocess
 
-from toolkit.project import SMALL_PARAMS, deep_update
+import pytest
+import yaml
+
+from toolkit.project import DEFAULT_PARAMS_FILE, PROJECT_ROOT, SMALL_PARAMS, deep_update
 
 
 def test_deep_update_merges_nested_sections() -> None:
@@ -25,3 +29,19 @@ def test_updating_a_merge_leaves_its_sources_unchanged() -> None:
     deep_update(target, updates)
     target["train"]["seeds"].append(2)
     assert updates == {"train": {"seeds": [0, 1]}}
+
+
+def test_the_defaults_are_params_yaml_as_the_project_committed_them() -> None:
+    """toolkit/default_params.yaml is params.yaml as shipped: at the last commit that changed it, params.yaml held
+    the same params. (The working params.yaml is not compared: a study edits and commits it.)"""
+
+    def git(*args: str) -> str:
+        result = subprocess.run(["git", *args], cwd=PROJECT_ROOT, capture_output=True, text=True, check=False)
+        return result.stdout if result.returncode == 0 else ""
+
+    defaults = DEFAULT_PARAMS_FILE.relative_to(PROJECT_ROOT).as_posix()
+    rev = git("log", "-1", "--format=%H", "--", defaults).strip()
+    if not rev:
+        pytest.skip(f"no git history of {defaults}")
+    committed = yaml.safe_load(git("show", f"{rev}:{defaults}"))
+    assert committed == yaml.safe_load(git("show", f"{rev}:params.yaml")), f"{defaults} and params.yaml differ at {rev}"

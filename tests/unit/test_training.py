@@ -14,7 +14,8 @@ from stages.lib import params as P
 from stages.lib.errors import UserError
 from stages.lib.labels import targets
 from stages.lib.params import loss_settings as L
-from stages.lib.training import Setup, Trained, head_trainer, log_history, trained_by_seed
+from stages.lib.training import Setup, Trained, head_trainer, log_history, summary_line, trained_by_seed
+from toolkit.project import DEFAULT_PARAMS_FILE
 
 ROOT = Path(__file__).resolve().parents[2]
 SEEDS = (0, 1, 2, 3)
@@ -24,7 +25,7 @@ def small_head_setup() -> tuple[Setup, tuple[np.ndarray, np.ndarray], dict[int, 
     """The train stage's head trainer at params.yaml's defaults (its grid, selection) on small Gaussian
     features: two classes; per seed its own noisy training and validation labels; the clean validation
     labels."""
-    raw = L.load_checked_params(ROOT / "params.yaml")
+    raw = L.load_checked_params(DEFAULT_PARAMS_FILE)
     settings = replace(L.train_params(raw), seeds=SEEDS)
     rng = np.random.default_rng(0)
     y = (rng.random(260) < 0.3).astype(np.int64)
@@ -162,3 +163,23 @@ def test_the_logger_gathers_nothing_for_studio_unless_studio_is_set_up(tmp_path,
         live._studio_events_to_skip.discard("data")  # as DVCLive sets it when Studio is configured
         log_history(live, {"loss": [0.5, 0.4], "accuracy": [0.7, 0.8]})
     assert gathered[:2] == [0, 1]  # each step (and once more as the logger ends)
+
+
+def trained(select_score: str, corrected: bool) -> Trained:
+    chosen = {"hyper_parameters": {"l2": 10.0}, "grid_size": 8, "select_score": select_score, "metric": "auc"}
+    chosen.update(iterations=57, gradient_norm=2.1e-6, converged=True, select_by="log_loss")
+    chosen.update(val_score=-0.61, val_metric=0.97421, corrected=corrected)
+    return Trained(np.zeros(3), {}, lambda path: None, "seed_{seed}.npz", None, 0.98, 0.4123, chosen)
+
+
+def test_the_per_seed_line_names_the_labels_it_chose_on_and_the_grid_it_chose_from() -> None:
+    line = summary_line("bce-clean", 3, trained("noisy", corrected=False), 100)
+    assert line == (
+        "train bce-clean: seed 3: l2 10 (best of 8 grid points); converged in 57 iterations (|gradient| 2.1e-06); "
+        "by val log_loss on clean labels; val auc 0.9742; threshold 0.412"
+    )
+    assert "by val log_loss on noisy labels; val auc 0.9742, corrected with the realised T;" in summary_line(
+        "l1-noisy", 0, trained("corrected_true", corrected=True), 100
+    )
+    # T not invertible: scored uncorrected, and the line does not claim otherwise.
+    assert "val auc 0.9742; threshold" in summary_line("l1-pruned", 0, trained("corrected_estimated", False), 9)

@@ -25,6 +25,7 @@ from stages.lib.params.sections import (
     DEFAULT_DETECT_FOLDS,
     DEFAULT_DETECT_L2,
     DEFAULT_VERDICT_METRIC,
+    DUPLICATE_RULES,
     MAX_IMAGE_SIZE,
     MIN_IMAGE_SIZE,
     NOISE_TYPES,
@@ -66,6 +67,7 @@ __all__ = [
     "DEFAULT_DETECT_L2",
     "DEFAULT_LABEL_SETS",
     "DEFAULT_VERDICT_METRIC",
+    "DUPLICATE_RULES",
     "LABEL_SET_NAMES",
     "MAX_IMAGE_SIZE",
     "MIN_IMAGE_SIZE",
@@ -123,12 +125,39 @@ def every_param() -> tuple[str, ...]:
     return tuple(name for name in names if name not in dict(SECTIONS))
 
 
+class _DuplicateKey(yaml.constructor.ConstructorError):
+    pass
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key written twice in one mapping (PyYAML keeps the last silently; DVC's
+    ruamel.yaml refuses it, so `dvc repro` and a stage run directly would read different params)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        first: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *defaults` may be overridden: not a duplicate
+                continue
+            key = self.construct_object(key_node, deep=True)
+            try:
+                line = first.setdefault(key, key_node.start_mark.line + 1)
+            except TypeError:  # an unhashable key: the base constructor refuses it
+                continue
+            if line != key_node.start_mark.line + 1:
+                raise _DuplicateKey(
+                    None, None, f"{key} is set twice, on lines {line} and {key_node.start_mark.line + 1}"
+                )
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_params(path: Path = PARAMS_FILE) -> dict[str, Any]:
-    """The whole params file as a dict."""
+    """The whole params file as a dict; a key set twice in one mapping is refused."""
     if not path.exists():
         raise UserError(f"{path} not found: run the stages from the project's root")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)
+    except _DuplicateKey as error:
+        raise UserError(f"{path}: {error.problem}; delete one of them") from None
     except UnicodeDecodeError as error:
         raise UserError(f"{path} is not UTF-8 text ({error}): save it as UTF-8") from None
     except (yaml.YAMLError, ValueError) as error:  # ValueError: an integer of over 4,300 digits

@@ -35,6 +35,9 @@ RESNET50_BLOCKS = 16
 # answering the majority class. macro_f1 only for the multiclass task.
 VERDICT_METRICS = ("balanced_accuracy", "accuracy", "auc", "macro_f1")
 DEFAULT_VERDICT_METRIC = "balanced_accuracy"
+# What the subsample stage does with a picture found in two or more classes (stages.lib.duplicates): leave
+# every copy out, use one copy per class, or refuse the data.
+DUPLICATE_RULES = ("drop", "keep", "error")
 # Cross-validation folds of the detect stage: at least 2; each class needs as many members.
 DEFAULT_DETECT_FOLDS = 5
 # L2 strengths the detect stage's out-of-fold logistic regression chooses from (by out-of-fold log-loss on
@@ -110,6 +113,8 @@ class DataParams:
     # None: every usable image outside the training pool and the validation set
     test_size: int | None = param(optional(integer(1)))
     val_size: int = param(integer(0), default=0)  # noisy validation set, drawn from outside the training pool; 0: none
+    # a picture in several classes (identical pixels): drop | keep | error (stages.lib.duplicates)
+    duplicates: str = param(choice(*DUPLICATE_RULES), if_absent="drop", default="drop")
 
 
 def _trainable_blocks(name: str, value: Any) -> int | None:

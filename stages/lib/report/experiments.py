@@ -1,29 +1,43 @@
-"""The finished runs of a repo (workspace, commits and their DVC experiments), read from `dvc exp show --json`.
+"""The finished runs of a repo (workspace, commits and their DVC experiments), read from `dvc exp show --json`,
+and their detail files.
 
 `dvc exp show --json` nests experiments under the commit they were run from and carries each one's
-params.yaml and metrics files, and the hashes of its dependencies as dvc.lock recorded them. Only runs
-whose results belong to their params are kept: queued, running and failed experiments still show the
-metrics of the commit they started from, so they are skipped.
+params.yaml and headline metrics files, and the hashes of its dependencies as dvc.lock recorded them. Only
+runs whose results belong to their params are kept: queued, running and failed experiments still show the
+metrics of the commit they started from, so they are skipped. The detail files (metrics/details/, cached
+outputs, not in git) are read from the workspace, or for a commit or an experiment through DVC from the
+cache or the remote; a run whose details neither holds keeps its headline numbers only.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from stages.lib.errors import UserError
-from stages.lib.io import FINGERPRINTS_DIR
+from stages.lib.headline import reference_loss, verdict_comparisons
+from stages.lib.io import (
+    COMPARISON_METRICS,
+    DETECTION_METRICS,
+    FINGERPRINTS_DIR,
+    HEADLINE_METRICS,
+    NOISE_METRICS,
+    VARIANT_METRICS,
+    details_of,
+)
 
 PARAMS_FILE = "params.yaml"
-METRICS_FILE = "metrics/metrics.json"
-NOISE_FILE = "metrics/noise.json"
-COMPARISONS_FILE = "metrics/comparisons.json"
-DETECTION_FILE = "metrics/detection.json"  # the detect stage's: confident learning against the flipped labels
+METRICS_FILE = VARIANT_METRICS.as_posix()
+NOISE_FILE = NOISE_METRICS.as_posix()
+COMPARISONS_FILE = COMPARISON_METRICS.as_posix()
+DETECTION_FILE = DETECTION_METRICS.as_posix()  # the detect stage's: confident learning against the flipped labels
+DETAIL_FILES = tuple(details_of(path).as_posix() for path in HEADLINE_METRICS)
 WORKSPACE = "workspace"
 # Params that say where an input is (a path differs between clones and machines), and the fingerprint file
 # (stages/fingerprint.py, a dependency in dvc.lock) that says what it held when the run read it.
@@ -35,24 +49,65 @@ LOCATION_FINGERPRINTS = {
 
 @dataclass(frozen=True)
 class Run:
-    """One set of results: what metrics/metrics.json held for one params.yaml."""
+    """One set of results: what the headline metrics files (and, where readable, their details) held for one
+    params.yaml."""
 
     name: str  # experiment name, branch or short commit, or "workspace"
     rev: str
     timestamp: str | None  # ISO 8601 (commit time); None for the workspace
     params: dict[str, Any]  # params.yaml flattened to dotted keys ("train.seeds")
-    metrics: dict[str, dict[str, Any]] = field(repr=False)  # variant -> metric -> value
+    metrics: dict[str, dict[str, Any]] = field(repr=False)  # metrics/metrics.json: variant -> metric -> mean
     # location param -> hash of its fingerprint in dvc.lock; empty for runs older than the fingerprint stage
     fingerprints: dict[str, str] = field(default_factory=dict)
-    # metrics/noise.json: the training pool's realised noise (flip_rate, train_size, ...); {} if absent
+    # metrics/noise.json: the realised flip rates (flip_rate, val_flip_rate); {} if absent
     noise_summary: dict[str, Any] = field(default_factory=dict, repr=False)
-    # metrics/comparisons.json: "<b> vs <a>" -> paired comparison (stages.lib.comparisons.compare_variants)
+    # metrics/comparisons.json: "<b> vs <a>" -> the verdict comparison (stages.lib.headline.verdict_comparisons)
     comparisons: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
     detection: dict[str, Any] | None = field(default=None, repr=False)  # metrics/detection.json, if any
+    # detail file (metrics/details/...) -> its content, for those that could be read (with_details)
+    details: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
     def noise(self) -> float:
         return float(self.params["noise"])
+
+    @property
+    def repeats(self) -> int:
+        """How many seeds each variant's numbers average (train.seeds)."""
+        seeds = self.params.get("train.seeds")
+        return len(seeds) if isinstance(seeds, list) and seeds else 1
+
+    @property
+    def variant_values(self) -> dict[str, dict[str, Any]]:
+        """Per variant, every number the run has: its detail file's means and stds where that was read, else
+        the headline means."""
+        return self.details.get(details_of(VARIANT_METRICS).as_posix()) or self.metrics
+
+    @property
+    def all_comparisons(self) -> dict[str, dict[str, Any]]:
+        """Every comparison with every metric (stages.lib.comparisons.compare_variants' entries), where the detail
+        file was read (or a run from before the split kept them in metrics/comparisons.json); else {}."""
+        found = self.details.get(details_of(COMPARISON_METRICS).as_posix())
+        if found is None and all("a" in entry for entry in self.comparisons.values()):
+            found = self.comparisons
+        return found or {}
+
+    @property
+    def verdict_comparisons(self) -> dict[str, dict[str, Any]]:
+        """The headline comparisons (stages.lib.headline.verdict_comparisons)."""
+        if self.comparisons and all("a" in entry for entry in self.comparisons.values()):  # before the split
+            losses = self.params.get("train.losses") or []
+            return verdict_comparisons(self.comparisons, reference_loss(losses)) if losses else {}
+        return self.comparisons
+
+    @property
+    def detection_means(self) -> dict[str, dict[str, Any]] | None:
+        """Confident learning's means over seeds, `noisy` (and `clean`, the run on the clean labels) sections as in
+        the detail file, else the headline numbers as `noisy`; None without detection."""
+        found = self.details.get(details_of(DETECTION_METRICS).as_posix())
+        if found is None and self.detection:
+            found = self.detection if "noisy" in self.detection else {"noisy": self.detection}
+        return found if found and "noisy" in found else None
 
     @property
     def is_workspace(self) -> bool:
@@ -141,11 +196,6 @@ def parse_runs(records: list[dict[str, Any]]) -> tuple[list[Run], list[Skipped]]
             skipped.append(Skipped(name, f"no {METRICS_FILE} (not reproduced)"))
             continue
         noise_summary = _file_data(data, "metrics", NOISE_FILE) or {}
-        recorded = noise_summary.get("noise")
-        if recorded is not None and float(recorded) != float(params["noise"]):
-            # The workspace after an edit of params.yaml that `dvc repro` has not caught up with.
-            skipped.append(Skipped(name, f"metrics are for noise={recorded}, params.yaml says {params['noise']}"))
-            continue
         comparisons = _file_data(data, "metrics", COMPARISONS_FILE) or {}
         runs.append(
             Run(
@@ -161,3 +211,41 @@ def parse_runs(records: list[dict[str, Any]]) -> tuple[list[Run], list[Skipped]]
             )
         )
     return runs, skipped
+
+
+def read_details(run: Run, path: str, repo: Path | str = ".") -> dict[str, Any] | None:
+    """One detail file of a run: the workspace's own file, else the run's version through DVC (its cache, or
+    the remote); None where neither holds it (an experiment pulled with `--no-cache`, a run older than it)."""
+    if run.is_workspace:
+        local = Path(repo) / path
+        return json.loads(local.read_text()) if local.is_file() else None
+    from dvc.exceptions import DvcException
+
+    try:
+        return json.loads(_revision_files(str(Path(repo).resolve()), run.rev).read_text(path))
+    except (OSError, DvcException):  # not in the cache, no remote or not on it, not an output of that run
+        return None
+
+
+@functools.cache
+def _revision_files(repo: str, rev: str) -> Any:
+    """DVC's view of the repo's files at one revision (git-tracked and DVC outputs alike), opened once."""
+    from dvc.api import DVCFileSystem
+
+    return DVCFileSystem(repo, rev=rev)
+
+
+def with_details(
+    runs: list[Run], read: Callable[[Run, str], dict[str, Any] | None] = read_details
+) -> tuple[list[Run], list[Skipped]]:
+    """The runs with the detail files `read` finds, and the workspace left out when its results are not for
+    its params.yaml (edited since the last `dvc repro`: the noise its details say differs)."""
+    kept, skipped = [], []
+    for run in runs:
+        found = {path: content for path in DETAIL_FILES if (content := read(run, path)) is not None}
+        recorded = (found.get(details_of(NOISE_METRICS).as_posix()) or {}).get("noise")
+        if run.is_workspace and recorded is not None and float(recorded) != run.noise:
+            skipped.append(Skipped(run.name, f"metrics are for noise={recorded}, params.yaml says {run.noise:g}"))
+            continue
+        kept.append(replace(run, details=found))
+    return kept, skipped

@@ -19,10 +19,11 @@ from typing import Any
 
 import numpy as np
 
+from stages.lib.io import NOISE_METRICS, details_of
 from stages.lib.labels import BASELINE, LABEL_SETS, variant_name
 from stages.lib.report.experiments import Run
 
-TABLE_METRICS = ("accuracy", "balanced_accuracy", "auc")
+TABLE_METRICS = ("balanced_accuracy", "auc", "accuracy")  # the verdict metric first
 FINGERPRINT = "fingerprint"
 METRIC_TITLES = {"accuracy": "Accuracy", "balanced_accuracy": "Balanced accuracy", "auc": "AUC"}
 
@@ -41,9 +42,8 @@ class Sweep:
 
     @property
     def seeds(self) -> int:
-        """Repeats behind each mean (the largest `seeds` count any variant reports)."""
-        counts = [m.get("seeds") for run in self.runs for m in run.metrics.values() if isinstance(m, dict)]
-        return int(max((c for c in counts if isinstance(c, int | float)), default=1))
+        """Repeats behind each mean (the most any run has)."""
+        return max(run.repeats for run in self.runs)
 
 
 @dataclass(frozen=True)
@@ -111,7 +111,7 @@ def distinguishing_params(sweeps: list[Sweep]) -> list[dict[str, Any]]:
 
 def variants(sweep: Sweep) -> list[str]:
     """Variant names of the sweep: noisy ones first, then the clean controls, in train.losses order."""
-    found = {name for run in sweep.runs for name in run.metrics if name != BASELINE}
+    found = {name for run in sweep.runs for name in run.variant_values if name != BASELINE}
     losses = sweep.config.get("train.losses")
     order = (
         [variant_name(loss, labels) for labels in reversed(LABEL_SETS) for loss in losses]
@@ -127,18 +127,22 @@ def as_float(value: Any) -> float:
 
 def repeat_count(run: Run, variant: str) -> int:
     """How many seeds the variant's numbers in this run average (1 for the baseline, which has none)."""
-    seeds = as_float((run.metrics.get(variant) or {}).get("seeds"))
-    return 1 if math.isnan(seeds) else int(seeds)
+    if variant == BASELINE:
+        return 1
+    seeds = as_float((run.variant_values.get(variant) or {}).get("seeds"))
+    return run.repeats if math.isnan(seeds) else int(seeds)
 
 
 def curve(sweep: Sweep, variant: str, metric: str) -> Curve:
-    """Mean and std over seeds of `metric` for `variant` at each noise level of the sweep."""
+    """Mean and std over seeds of `metric` for `variant` at each noise level of the sweep: the std NaN where the
+    run's detail file was not read (0 for one seed and for the baseline, which does not vary)."""
     means, stds = [], []
     for run in sweep.runs:
-        values = run.metrics.get(variant) or {}
+        values = run.variant_values.get(variant) or {}
         means.append(as_float(values.get(metric)))
         std = values.get(f"{metric}_std")
-        stds.append(0.0 if std is None and metric in values else as_float(std))
+        fixed = metric in values and repeat_count(run, variant) == 1
+        stds.append(0.0 if std is None and fixed else as_float(std))
     return Curve(np.array(sweep.noise_levels, dtype=np.float64), np.array(means), np.array(stds))
 
 
@@ -149,7 +153,8 @@ def realised_flip_rates(sweep: Sweep) -> np.ndarray | None:
     run lacks it."""
     rates, tolerances = [], []
     for run in sweep.runs:
-        rate, size = run.noise_summary.get("flip_rate"), run.noise_summary.get("train_size")
+        details = run.details.get(details_of(NOISE_METRICS).as_posix()) or run.noise_summary
+        rate, size = run.noise_summary.get("flip_rate"), details.get("train_size", run.params.get("data.train_size"))
         if not isinstance(rate, int | float) or not isinstance(size, int) or size < 1:
             return None
         rates.append(float(rate))

@@ -8,6 +8,7 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
+from stages.lib.comparisons import ALPHA
 from stages.lib.labels import BASELINE
 from stages.lib.report.experiments import Run
 from stages.lib.report.sweep import (
@@ -59,19 +60,32 @@ def _p_text(value: Any) -> str:
     return "–" if math.isnan(p) else (f"{p:.2g}" if p < 0.001 else f"{p:.3f}")
 
 
+def _from_headline(entry: dict[str, Any]) -> dict[str, Any]:
+    """A headline comparison (stages.lib.headline.verdict_comparisons) in the detail file's shape: its verdict
+    metric's Δ and interval, the Holm p, and Holm's rejection at 0.05 (Holm's adjusted p at most 0.05)."""
+    metric = next((key.removeprefix("delta_") for key in entry if key.startswith("delta_")), "?")
+    test = {"difference": entry.get(f"delta_{metric}"), **{key: entry.get(key) for key in ("ci95_low", "ci95_high")}}
+    p_holm = as_float(entry.get("p_holm"))
+    return {"metric": metric, metric: test, "p_holm": entry.get("p_holm"), "significant": p_holm <= ALPHA}
+
+
 def comparison_table(run: Run) -> str | None:
-    """One run's paired comparisons (metrics/comparisons.json): a row per comparison, B - A per metric with its
-    95 % interval over repeats and test images, the probability of improvement and the p-value on the verdict
-    metric, and its Holm-adjusted p. Rows significant after Holm (at 0.05) are marked with `*` and their Holm
-    p in bold. None without any."""
-    if not run.comparisons:
+    """One run's paired comparisons (metrics/details/comparisons.json): a row per comparison, B - A per metric
+    with its 95 % interval over repeats and test images, the probability of improvement and the p-value on the
+    verdict metric, and its Holm-adjusted p. Rows significant after Holm (at 0.05) are marked with `*` and
+    their Holm p in bold. Where the detail file was not read, the headline's verdict comparisons (verdict
+    metric and Holm p only). None without any."""
+    comparisons = run.all_comparisons or {
+        name: _from_headline(entry) for name, entry in run.verdict_comparisons.items()
+    }
+    if not comparisons:
         return None
-    verdicts = {entry.get("metric") for entry in run.comparisons.values()}
+    verdicts = {entry.get("metric") for entry in comparisons.values()}
     verdict = METRIC_TITLES.get(next(iter(verdicts)), "?").lower() if len(verdicts) == 1 else "verdict metric"
     header = ["comparison (B vs A)", *(f"Δ {METRIC_TITLES[m].lower()} [95 % CI]" for m in TABLE_METRICS)]
     header += [f"P(B > A), {verdict}", f"p, {verdict}", "Holm p"]
     lines = ["| " + " | ".join(header) + " |", "|:---|" + "|".join(["---:"] * (len(header) - 1)) + "|"]
-    for name, entry in run.comparisons.items():
+    for name, entry in comparisons.items():
         significant = entry.get("significant") is True
         cells = [f"{name} *" if significant else name]
         cells += [_interval_cell(entry, metric) for metric in TABLE_METRICS]
@@ -83,7 +97,7 @@ def comparison_table(run: Run) -> str | None:
     return "\n".join(lines)
 
 
-# metrics/detection.json's means over seeds: (key in its `noisy` / `clean` section, column title).
+# metrics/details/detection.json's means over seeds: (key in its `noisy` / `clean` section, column title).
 DETECTION_COLUMNS = (
     ("noisy", "precision", "precision"),
     ("noisy", "recall", "recall"),
@@ -107,7 +121,7 @@ DETECTION_TEXT = (
     "and AP = the realised noise rate, as does flagging at random for precision. Small-loss, the obvious "
     "baseline: flag the labels with the largest out-of-sample cross-entropy on the given label (the same "
     "probabilities), as many as confident learning flags; its ranking orders the labels exactly as the score "
-    "does (−log p and 1 − p both fall with p), so its AUC and AP are the same (both are in detection.json): "
+    "does (−log p and 1 − p both fall with p), so its AUC and AP are the same (both are in the detail file): "
     "what differs is which labels get flagged."
 )
 
@@ -115,12 +129,12 @@ DETECTION_TEXT = (
 def detection_table(sweep: Sweep) -> str | None:
     """Confident learning per noise level: how its flags find the flipped labels (None if no run has it).
     Flagging at random would have precision equal to the realised noise rate."""
-    if not any(run.detection and "noisy" in run.detection for run in sweep.runs):
+    if not any(run.detection_means for run in sweep.runs):
         return None
     header = ["noise", *(title for _, _, title in DETECTION_COLUMNS), "experiment"]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---:"] * (len(header) - 1) + [":---"]) + "|"]
     for run in sweep.runs:
-        detection = run.detection or {}
+        detection = run.detection_means or {}
         cells = [f"{run.noise:g}"]
         for section, key, _ in DETECTION_COLUMNS:
             cells.append(format_cell(as_float((detection.get(section) or {}).get(key)), math.nan, 1))
@@ -179,9 +193,9 @@ def markdown_report(sweeps: list[Sweep], skipped: Iterable[Any] = (), figure: st
         "corrupted at the row's noise rate, `<loss>-pruned` heads from those without the labels confident "
         "learning flags; `<loss>-clean` heads (controls) from the true labels, so they do "
         "not depend on it; `baseline` always answers the training pool's majority class. Rows come from the "
-        "experiment named in the last column (`dvc exp show` has all of its params and metrics). A variant's "
-        "`accuracy_ci95` in metrics.json is one model's test-sampling interval (Wilson), not the spread over "
-        "seeds.",
+        "experiment named in the last column (`dvc exp show` has all of its params and headline metrics). A "
+        "variant's `accuracy_ci95` in metrics/details/metrics.json is one model's test-sampling interval "
+        "(Wilson), not the spread over seeds.",
         "",
     ]
     distinct = distinguishing_params(sweeps)
@@ -201,6 +215,15 @@ def markdown_report(sweeps: list[Sweep], skipped: Iterable[Any] = (), figure: st
         detection = detection_table(sweep)
         if detection:
             lines += ["### Finding the flipped labels (confident learning)", "", DETECTION_TEXT, "", detection, ""]
+        headline_only = [f"`{run.name}`" for run in sweep.runs if not run.details and not run.all_comparisons]
+        if headline_only:
+            lines += [
+                f"Headline numbers only for {', '.join(headline_only)}: no standard deviations, and of the "
+                "comparisons only the verdict metric's. Their detail files (metrics/details/, DVC outputs) are "
+                "in neither the DVC cache nor the remote here: `dvc exp pull origin` (without `--no-cache`) or "
+                "`dvc pull` fetches them.",
+                "",
+            ]
         if sweep.superseded:
             older = ", ".join(f"`{run.name}` (noise {run.noise:g})" for run in sweep.superseded)
             lines += [f"Superseded by a newer run at the same noise level: {older}.", ""]
