@@ -52,16 +52,17 @@ def main() -> None:
     variants = []
     for loss in settings.losses:
         for labels in settings.labels:
-            variants.append((loss, variant_name(loss, labels)))
+            variants.append((loss, variant_name(loss, labels), False))
             if twins and labels != "clean":
-                variants.append((loss, oracle_name(variant_name(loss, labels))))
+                variants.append((loss, oracle_name(variant_name(loss, labels)), True))
     summary, per_seed, plots, scores, thresholds = {}, {}, {}, {}, {}
-    for loss, variant in variants:
+    for loss, variant, twin in variants:
         per_seed[variant], scores[variant] = evaluate_variant(variant, loss, settings, y_true, task, names)
         thresholds[variant] = [run["threshold"] for run in per_seed[variant].values()]
         summary[variant] = summarise(per_seed[variant], len(y_true))
-        first = scores[variant][0], thresholds[variant][0]
-        plots[variant] = plot_tables(y_true, first[0], task, names, first[1])  # the first seed's
+        if not twin:  # an oracle twin is scored, not plotted
+            first = scores[variant][0], thresholds[variant][0]
+            plots[variant] = plot_tables(y_true, first[0], task, names, first[1])  # the first seed's
     summary[BASELINE] = majority_baseline(train_labels, y_true, task, names)
     pairs, skipped = comparison_pairs(settings.losses, settings.labels)
     protocol = protocol_pairs(settings.losses, settings.labels) if twins else []
