@@ -1,15 +1,17 @@
-"""Is the comparisons' p-value right under the null? Simulated with the project's own trainer and tests.
+"""Is the comparisons' p-value right under the null, and how often does it find a real difference?
+Simulated with the project's own trainer and tests, on Gaussian or on real features.
 
-Each simulated data set draws Gaussian features for an imbalanced binary task (19 % positives, as sunflowers
-in tf_flowers), a training pool, a validation set and a test set of the default sizes, and corrupts the
-training and validation labels at `--noise` per repeat with the project's own noise model
-(stages.lib.noise.corrupt_labels). Then:
+Each simulated data set is an imbalanced binary task with a training pool, a validation set and a test set
+of the default sizes: either Gaussian features (19 % positives, as sunflowers in tf_flowers), or, with
+`--project`, a project's real features (every image `dvc repro embed` embedded there, its task's labels),
+split afresh per data set (stratified, seeded). Per repeat the training and validation labels are corrupted
+with the project's own noise model (stages.lib.noise.corrupt_labels, symmetric, exact per class). Then:
 
 * null: procedure A and procedure B are the same — the train stage's BCE head trainer
-  (stages.lib.training.head_trainer with the params' defaults: its tuning grid, epochs, batch size,
-  learning rate, and the epoch, grid point and threshold chosen on the noisy validation labels) — trained
-  on the same noisy labels of each repeat; only the heads' initial weights and batch order are seeded
-  differently.
+  (stages.lib.training.head_trainer with the params' defaults: its tuning grid, each head fit to its optimum,
+  the grid point and threshold chosen on the noisy validation labels) — on disjoint repeats: A's repeat r
+  and B's repeat r are independent noise draws at `--noise`, paired by r as the study pairs its variants
+  (a head is a function of its labels, so the same draws would give the same models).
   stages.lib.comparisons.compare_variants compares them; a rejection at `--alpha` is a false positive.
 * alternative: B is trained on labels corrupted at `--effect-noise` instead (fewer flips: a real gain).
   The fraction of rejections is the power against that effect.
@@ -19,7 +21,7 @@ images only, the project's old verdict) rejects the same null data sets. The las
 `false_positive_rate: X (N null data sets, alpha A)` and `power: Y (...)`.
 
     python benchmarks/calibration.py                  # 200 null data sets on the defaults (params.yaml)
-    python benchmarks/calibration.py --datasets 20 --workers 2
+    python benchmarks/calibration.py --project /path/to/digits-project --datasets 60 --effect-datasets 60
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -42,6 +45,7 @@ from stages.lib.labels import targets
 from stages.lib.noise import corrupt_labels
 from stages.lib.params import loss_settings as L
 from stages.lib.seeds import derived_seed
+from stages.lib.split import stratified_split
 from stages.lib.training import Setup, head_trainer
 
 POSITIVE_SHARE = 0.19
@@ -60,6 +64,7 @@ class Design:
     noise: float
     effect_noise: float
     alpha: float
+    real: tuple[np.ndarray, np.ndarray] | None = None  # real features and labels (--project), else Gaussian
 
     @property
     def repeats(self) -> int:
@@ -67,7 +72,7 @@ class Design:
 
 
 class NoLog:
-    """Where the trainer's per-epoch DVCLive calls go: nothing is logged in a simulation."""
+    """Where the trainer's per-step DVCLive calls go: nothing is logged in a simulation."""
 
     def log_metric(self, name: str, value: float) -> None:
         pass
@@ -76,8 +81,27 @@ class NoLog:
         pass
 
 
+def real_features(project: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Every image a project embedded (its training pool, validation and test sets) and its task's labels."""
+    table = pd.read_csv(project / "data/prepared/labels.csv")
+    splits = ("train", "val", "test")
+    features = np.concatenate([np.load(project / f"data/features/{split}.npy") for split in splits])
+    labels = np.concatenate([table.loc[table["split"] == split, "label"].to_numpy() for split in splits])
+    if labels.max() > 1:
+        raise SystemExit(f"{project}: the binary task only (task: binary)")
+    return features, labels.astype(np.int64)
+
+
 def draw_data(design: Design, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Features and true labels of one simulated data set: two Gaussian classes `separation` apart."""
+    """Features and true labels of one simulated data set, in the order training pool, validation, test:
+    a fresh stratified split of the real features, or two Gaussian classes `separation` apart."""
+    if design.real is not None:
+        x, y = design.real
+        train, val, test = stratified_split(
+            [str(v) for v in y], design.train_size, design.test_size, int(rng.integers(2**31)), design.val_size
+        )
+        order = np.concatenate([rng.permutation(train), rng.permutation(val), rng.permutation(test)])
+        return x[order], y[order]
     n = design.train_size + design.val_size + design.test_size
     y = (rng.random(n) < POSITIVE_SHARE).astype(np.int64)
     direction = rng.normal(size=design.features)
@@ -128,13 +152,11 @@ def one_dataset(args: tuple[Design, int, bool]) -> dict[str, bool | float | None
         thresholds[name].append(threshold)
 
     for repeat in range(design.repeats):
-        noise_rng = np.random.default_rng(derived_seed(index, repeat))
-        noisy, noisy_val = (corrupt_labels(y[s], 2, design.noise, "symmetric", noise_rng) for s in (train, val))
-        add("A", noisy, noisy_val, derived_seed(index, repeat, 0))
-        add("B", noisy, noisy_val, derived_seed(index, repeat, 1))
-        if with_effect:
-            rates = (corrupt_labels(y[s], 2, design.effect_noise, "symmetric", noise_rng) for s in (train, val))
-            add("B_effect", *rates, derived_seed(index, repeat, 1))
+        for name, rate, draw in (("A", design.noise, 0), ("B", design.noise, 1), ("B_effect", design.effect_noise, 2)):
+            if name in names:  # each its own noise draws: disjoint repeats
+                noise_rng = np.random.default_rng(derived_seed(index, repeat, draw))
+                noisy, noisy_val = (corrupt_labels(y[s], 2, rate, "symmetric", noise_rng) for s in (train, val))
+                add(name, noisy, noisy_val, derived_seed(index, repeat, draw))
     pairs = [("A", name) for name in scores if name != "A"]
     results = compare_variants(
         y[test], scores, pairs, "binary", verdict_metric=design.verdict_metric, thresholds=thresholds, seed=index
@@ -158,13 +180,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--effect-datasets", type=int, default=50, help="of them, how many also test the alternative")
     parser.add_argument("--workers", type=int, default=2, help="processes (default 2)")
     parser.add_argument("--params", type=Path, default=Path("params.yaml"), help="the defaults to simulate")
-    parser.add_argument("--features", type=int, default=64, help="feature dimension (default 64)")
+    parser.add_argument("--project", type=Path, default=None, help="real features: a project after `dvc repro embed`")
+    parser.add_argument("--features", type=int, default=64, help="Gaussian feature dimension (default 64)")
     parser.add_argument("--separation", type=float, default=2.0, help="class means' distance in std units")
     parser.add_argument("--effect-noise", type=float, default=0.2, help="B's noise rate under the alternative")
     parser.add_argument("--alpha", type=float, default=0.05)
     parser.add_argument("--repeats", type=int, default=None, help="default: len(train.seeds)")
-    parser.add_argument("--epochs", type=int, default=None, help="default: train.epochs")
-    parser.add_argument("--test-size", type=int, default=900, help="test images (default 900)")
+    parser.add_argument("--test-size", type=int, default=None, help="test images (default 900; real: the rest)")
     parser.add_argument("--train-size", type=int, default=None, help="default: data.train_size")
     parser.add_argument("--val-size", type=int, default=None, help="default: data.val_size")
     args = parser.parse_args(argv)
@@ -172,27 +194,32 @@ def main(argv: list[str] | None = None) -> None:
     settings, data, noise = L.train_params(raw), P.data_params(raw), P.noise_params(raw)
     if args.repeats:
         settings = replace(settings, seeds=tuple(range(args.repeats)))
-    if args.epochs:
-        settings = replace(settings, epochs=args.epochs)
+    real = real_features(args.project) if args.project else None
+    train_size, val_size = args.train_size or data.train_size, args.val_size or data.val_size
     design = Design(
         settings=settings,
         model=P.model_params(raw),
         verdict_metric=P.evaluate_metric(raw),
-        train_size=args.train_size or data.train_size,
-        val_size=args.val_size or data.val_size,
-        test_size=args.test_size,
+        train_size=train_size,
+        val_size=val_size,
+        test_size=args.test_size or (len(real[1]) - train_size - val_size if real else 900),
         features=args.features,
         separation=args.separation,
         noise=noise.rate,
         effect_noise=args.effect_noise,
         alpha=args.alpha,
+        real=real,
     )
     grid = len(settings.grid("bce", validating=design.val_size > 0))
+    features = (
+        f"real features of {args.project} ({real[0].shape[1]}, positives {real[1].mean():.3f})"
+        if real
+        else f"Gaussian features ({design.features}, {design.separation:g} apart)"
+    )
     print(
-        f"design: {design.repeats} repeats, {settings.epochs} epochs, a grid of {grid} heads, select_epoch "
-        f"{settings.select_epoch}, verdict {design.verdict_metric}; {design.train_size} train, {design.val_size} "
-        f"validation, {design.test_size} test; {design.features} features {design.separation:g} apart; noise "
-        f"{design.noise:g}",
+        f"design: {design.repeats} repeats, a grid of {grid} heads chosen by {settings.select_by} with the "
+        f"{settings.threshold} threshold, verdict {design.verdict_metric}; {design.train_size} train, "
+        f"{design.val_size} validation, {design.test_size} test; {features}; noise {design.noise:g}",
         flush=True,
     )
     jobs = [(design, index, index < args.effect_datasets) for index in range(args.datasets)]

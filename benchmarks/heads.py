@@ -1,169 +1,185 @@
-"""The train stage's head cost per repeat, untuned (one unregularised head, as before train.tune) against the
-default grid (train.tune in params.yaml: 8 heads per variant trained at once, chosen on the validation
-labels), side by side in one run, on the default sizes: 600 training rows, 300 validation, 2,770 test,
-2,048 features, 100 epochs.
+"""The train stage's head cost per repeat: today's head trainer against the one of an earlier commit, side by
+side in one run, and the optimiser against scipy's L-BFGS-B on the same objective.
 
-    python benchmarks/heads.py                      # the default losses (params.yaml's train.losses)
-    python benchmarks/heads.py --losses bce l1 gce sce bootstrap ls forward --repeats 3
-    python benchmarks/heads.py --before 4c09f07     # also the head of that commit (before train.tune), from git
+    python benchmarks/heads.py --before 466cfa3        # the default losses (params.yaml's train.losses)
+    python benchmarks/heads.py --before 466cfa3 --losses bce l1 gce sce bootstrap ls forward --repeats 3
 
-Both run the same code (stages.lib.training.head_trainer, DVCLive logging replaced by a no-op): the untuned
-one is the one-point grid (l2 0, train.loss_params' values), the path the grid reduces to and that a test
-checks equals the head trained before grids existed. `--before <commit>` adds the head trainer as that commit
-had it (its stages/lib/head.py read from git: one unregularised head, fit_linear_head as its train stage
-called it, logging to a no-op). Prints per loss the median CPU seconds per repeat of
-each and their ratio, then `ratio: X` over all losses. CPU time (time.process_time; the head trainer runs
-one BLAS thread), not wall time: on a machine shared with other jobs wall time measures the neighbours.
+Both trainers run on the same synthetic problem of the default sizes (600 training rows with 30 % of their
+labels flipped, 300 validation, 2,770 test, 2,048 features) with their own params.yaml's defaults (their grid,
+their selection); each in its own process, the earlier commit's `stages/` exported from git, one BLAS thread,
+DVCLive logging replaced by a no-op. Printed per loss: the median CPU seconds per repeat of each and their
+ratio; then `ratio: X` over all losses. Then one cross-entropy head at λ 0.1, fit by stages.lib.head's
+optimiser and by L-BFGS-B (ftol 0, 20 corrections) to the same gradient tolerance: CPU seconds, iterations and
+the objective each reached. CPU time (time.process_time), not wall time: on a machine shared with other jobs
+wall time measures the neighbours.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
+import json
 import subprocess
 import sys
+import tempfile
 import time
-import types
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Run in a project tree (today's or an exported commit's): times its head trainer per loss; prints JSON.
+HARNESS = """
+import contextlib, io, json, sys, time
+import numpy as np
 from threadpoolctl import threadpool_limits
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from stages.lib import params as P
-from stages.lib.labels import targets
 from stages.lib.params import loss_settings as L
-from stages.lib.training import Setup, head_trainer, log_epoch
-
+from stages.lib.training import Setup, head_trainer
 
 class NoLog:
-    def log_metric(self, *_: object) -> None:
-        pass
+    def log_metric(self, *_): pass
+    def next_step(self): pass
 
-    def next_step(self) -> None:
-        pass
+data = np.load(sys.argv[1])
+losses, repeats = sys.argv[2].split(","), int(sys.argv[3])
+from pathlib import Path
+raw = P.load_params(Path("params.yaml"))
+raw["train"]["losses"] = losses
+settings = L.train_params(raw)
+transition = np.array([[0.7, 0.3], [0.3, 0.7]])
+out = {}
+for loss in losses:
+    setup = Setup(f"{loss}-noisy", data["x_train"], data["x_val"], data["x_test"], data["test_y"], "binary", 2, loss,
+                  settings, P.model_params(raw), 0, P.evaluate_metric(raw))
+    seconds = []
+    for repeat in range(repeats):
+        start = time.process_time()
+        quiet = contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO())
+        with threadpool_limits(limits=1), quiet[0], quiet[1]:
+            trainer = head_trainer(setup)
+            trainer(data["y"], repeat, NoLog(), transition if loss == "forward" else None, data["val_y"])
+        seconds.append(time.process_time() - start)
+    out[loss] = {"seconds": float(np.median(seconds)), "grid": len(settings.grid(loss))}
+print(json.dumps(out))
+"""
 
 
-def features(n: int, dim: int, labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Non-negative, skewed features (as pooled ResNet features are) whose first 20 dims carry the label."""
-    x = rng.gamma(1.0, 1.0, size=(n, dim))
-    x[:, :20] += 0.6 * labels[:, None]
-    return x.astype(np.float32)
+def problem(path: Path, n_train: int, n_val: int, n_test: int, dim: int) -> None:
+    """The synthetic features and labels, saved for both trees."""
+    rng = np.random.default_rng(0)
+    labels = {
+        split: (rng.random(n) < 0.2).astype(np.int64)
+        for split, n in (("train", n_train), ("val", n_val), ("test", n_test))
+    }
+
+    def features(y: np.ndarray) -> np.ndarray:
+        x = rng.gamma(1.0, 1.0, size=(len(y), dim))
+        x[:, :20] += 0.6 * y[:, None]
+        return x.astype(np.float32)
+
+    x = {split: features(y) for split, y in labels.items()}
+    noisy = labels["train"].copy()
+    noisy[rng.choice(n_train, size=round(0.3 * n_train), replace=False)] ^= 1
+    val_noisy = labels["val"].copy()
+    val_noisy[rng.choice(n_val, size=round(0.3 * n_val), replace=False)] ^= 1
+    np.savez(
+        path,
+        x_train=x["train"],
+        x_val=x["val"],
+        x_test=x["test"],
+        y=noisy.astype(np.float32)[:, None],
+        val_y=val_noisy.astype(np.float32)[:, None],
+        test_y=labels["test"].astype(np.float32)[:, None],
+    )
+
+
+def timed(tree: Path, data: Path, losses: list[str], repeats: int) -> dict:
+    command = [sys.executable, "-c", HARNESS, str(data), ",".join(losses), str(repeats)]
+    done = subprocess.run(command, cwd=tree, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"heads.py: timing in {tree} failed:\n{done.stderr}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def exported(commit: str, destination: Path) -> Path:
+    """The commit's stages/ and params.yaml in `destination`."""
+    destination.mkdir(parents=True)
+    archive = subprocess.run(
+        ["git", "archive", commit, "stages", "params.yaml"], cwd=ROOT, capture_output=True, check=True
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(destination)], input=archive, check=True)
+    return destination
+
+
+def methods(data: Path) -> None:
+    """One cross-entropy head at λ 0.1 by stages.lib.head's optimiser and by L-BFGS-B, to the same tolerance."""
+    from scipy import optimize
+    from threadpoolctl import threadpool_limits
+
+    from stages.lib import head
+    from stages.lib.losses import logit_gradient, make_loss
+
+    saved = np.load(data)
+    coordinates = head.Coordinates.of(saved["x_train"])
+    x, y = coordinates(saved["x_train"]), saved["y"].astype(np.float64)
+    function = head.objective(
+        x,
+        y,
+        make_loss("bce", "binary", backend="numpy", dtype="float64"),
+        logit_gradient("bce", "binary", dtype="float64"),
+        0.1,
+    )
+    start = np.concatenate([np.zeros(x.shape[1]), head.prior_log_odds(y)])
+    options = {
+        head.METHOD: {"gtol": head.GRADIENT_TOLERANCE, "maxiter": head.MAX_ITERATIONS},
+        "L-BFGS-B": {"gtol": head.GRADIENT_TOLERANCE, "ftol": 0.0, "maxcor": 20, "maxiter": head.MAX_ITERATIONS},
+    }
+    print(f"\none cross-entropy head, λ 0.1, {x.shape[1]} coordinates, to |gradient|∞ <= {head.GRADIENT_TOLERANCE:g}:")
+    with threadpool_limits(limits=1):
+        for method, settings in options.items():
+            seconds = []
+            for _ in range(3):
+                began = time.process_time()
+                result = optimize.minimize(function, start, jac=True, method=method, options=settings)
+                seconds.append(time.process_time() - began)
+            largest = np.abs(function(result.x)[1]).max()
+            print(
+                f"  {method:<9} {np.median(seconds):.3f} CPU s, {result.nit} iterations, objective {result.fun:.10f}, "
+                f"|gradient|∞ {largest:.1e}"
+            )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    raw = P.load_params(Path(__file__).resolve().parents[1] / "params.yaml")
-    parser.add_argument("--losses", nargs="+", default=raw["train"]["losses"])
-    parser.add_argument("--repeats", type=int, default=3, help="timed repeats per loss and setting")
+    parser.add_argument("--losses", nargs="+", default=None, help="default: params.yaml's train.losses")
+    parser.add_argument("--repeats", type=int, default=3, help="timed repeats per loss")
+    parser.add_argument("--before", required=True, help="the git commit whose head trainer to time beside today's")
     parser.add_argument("--train", type=int, default=600)
     parser.add_argument("--val", type=int, default=300)
     parser.add_argument("--test", type=int, default=2770)
     parser.add_argument("--dim", type=int, default=2048)
-    parser.add_argument("--epochs", type=int, default=raw["train"]["epochs"])
-    parser.add_argument("--before", help="a git commit whose stages/lib/head.py to time too")
     args = parser.parse_args()
-    before = old_head(args.before) if args.before else None
+    import yaml
 
-    raw["train"]["losses"] = args.losses
-    raw["train"]["epochs"] = args.epochs
-    tuned = L.train_params(raw)
-    untuned = replace(tuned, grids={})
-    rng = np.random.default_rng(0)
-    labels = {
-        split: (rng.random(n) < 0.2).astype(np.int64)
-        for split, n in [("train", args.train), ("val", args.val), ("test", args.test)]
-    }
-    x = {split: features(len(y), args.dim, y, rng) for split, y in labels.items()}
-    noisy = labels["train"].copy()
-    flip = rng.choice(len(noisy), size=round(0.3 * len(noisy)), replace=False)
-    noisy[flip] ^= 1
-    y, val_y, test_y = (
-        targets(noisy, "binary", 2),
-        targets(labels["val"], "binary", 2),
-        targets(labels["test"], "binary", 2),
-    )
-    transition = np.array([[0.7, 0.3], [0.3, 0.7]])
-
-    totals = {"before": 0.0, "untuned": 0.0, "tuned": 0.0}
-    print(
-        f"{'loss':<10} {'before':>8} {'untuned':>8} {'tuned':>8} {'grid':>5} {'ratio':>6}   (CPU s per repeat, median)"
-    )
-    for loss in args.losses:
-        times = {"before": float("nan")}
-        if before is not None:
-            seconds = []
-            for repeat in range(args.repeats):
-                start = time.process_time()
-                with threadpool_limits(limits=1), contextlib.redirect_stdout(io.StringIO()):
-                    before.fit_linear_head(
-                        x["train"],
-                        y,
-                        x["test"],
-                        test_y,
-                        task="binary",
-                        loss=loss,
-                        loss_params=tuned.loss_params[loss],
-                        epochs=args.epochs,
-                        batch_size=tuned.batch_size,
-                        learning_rate=tuned.learning_rate,
-                        seed=repeat,
-                        on_epoch=lambda epoch, values: log_epoch(NoLog(), epoch, args.epochs, values),
-                        transition=transition if loss == "forward" else None,
-                        val_features=x["val"],
-                        val_y=val_y,
-                        select_epoch=tuned.select_epoch,
-                    )
-                seconds.append(time.process_time() - start)
-            times["before"] = float(np.median(seconds))
-            totals["before"] += times["before"]
-        for name, settings in (("untuned", untuned), ("tuned", tuned)):
-            setup = Setup(
-                f"{loss}-noisy",
-                x["train"],
-                x["val"],
-                x["test"],
-                test_y,
-                "binary",
-                2,
-                loss,
-                settings,
-                P.ModelParams("none", 32, False, None),
-                0,
-            )
-            trainer = head_trainer(setup)
-            seconds = []
-            for repeat in range(args.repeats):
-                start = time.process_time()
-                with contextlib.redirect_stdout(io.StringIO()):
-                    trainer(y, repeat, NoLog(), transition if loss == "forward" else None, val_y)
-                seconds.append(time.process_time() - start)
-            times[name] = float(np.median(seconds))
-            totals[name] += times[name]
-        ratio = times["tuned"] / times["untuned"]
-        row = f"{times['before']:>8.3f} {times['untuned']:>8.3f} {times['tuned']:>8.3f}"
-        print(f"{loss:<10} {row} {len(tuned.grid(loss)):>5} {ratio:>6.2f}")
-    print(f"CPU seconds per repeat, all losses: untuned {totals['untuned']:.3f}, tuned {totals['tuned']:.3f}")
-    if before is not None:
-        print(
-            f"before ({args.before}) {totals['before']:.3f}; tuned / before: {totals['tuned'] / totals['before']:.2f}"
-        )
-    print(f"ratio: {totals['tuned'] / totals['untuned']:.2f}")
-
-
-def old_head(commit: str) -> types.ModuleType:
-    """stages/lib/head.py as it was at `commit`, as a module (it imports today's losses and metrics, which
-    the grid did not change)."""
-    root = Path(__file__).resolve().parents[1]
-    source = subprocess.run(
-        ["git", "show", f"{commit}:stages/lib/head.py"], cwd=root, capture_output=True, text=True, check=True
-    ).stdout
-    module = sys.modules[f"head_at_{commit}"] = types.ModuleType(f"head_at_{commit}")  # dataclasses look it up
-    exec(compile(source, f"head.py@{commit}", "exec"), module.__dict__)
-    return module
+    losses = args.losses or yaml.safe_load((ROOT / "params.yaml").read_text())["train"]["losses"]
+    with tempfile.TemporaryDirectory() as folder:
+        data = Path(folder) / "problem.npz"
+        problem(data, args.train, args.val, args.test, args.dim)
+        old_tree = exported(args.before, Path(folder) / "before")
+        before = timed(old_tree, data, losses, args.repeats)
+        now = timed(ROOT, data, losses, args.repeats)
+        print(f"{'loss':<10} {'before':>8} {'now':>8} {'ratio':>6}   (CPU s per repeat, median; grid before/now)")
+        for loss in losses:
+            ratio = now[loss]["seconds"] / before[loss]["seconds"]
+            grids = f"{before[loss]['grid']}/{now[loss]['grid']}"
+            print(f"{loss:<10} {before[loss]['seconds']:>8.3f} {now[loss]['seconds']:>8.3f} {ratio:>6.2f}   {grids}")
+        total_before = sum(before[loss]["seconds"] for loss in losses)
+        total_now = sum(now[loss]["seconds"] for loss in losses)
+        print(f"CPU seconds per repeat, all losses: before ({args.before}) {total_before:.3f}, now {total_now:.3f}")
+        print(f"ratio: {total_now / total_before:.2f}")
+        sys.path.insert(0, str(ROOT))
+        methods(data)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ import sys
 import numpy as np
 
 from stages.lib import params as P
-from stages.lib.comparisons import compare_variants, comparison_pairs
+from stages.lib.comparisons import PROTOCOL, STUDY, compare_variants, comparison_pairs, protocol_pairs
 from stages.lib.errors import run_stage
 from stages.lib.evaluation import evaluate_variant, plot_tables
 from stages.lib.headline import reference_loss, variant_means, verdict_comparisons
@@ -32,7 +32,7 @@ from stages.lib.io import (
     read_prepared,
     write_json,
 )
-from stages.lib.labels import BASELINE, variant_name
+from stages.lib.labels import BASELINE, oracle_name, variant_name
 from stages.lib.metrics import majority_baseline, summarise
 from stages.lib.params import loss_settings as L
 
@@ -47,19 +47,35 @@ def main() -> None:
     y_true = table.loc[table["split"] == "test", "label"].to_numpy(dtype=np.int64)
     train_labels = table.loc[table["split"] == "train", "label"].to_numpy(dtype=np.int64)
 
-    summary, per_seed, plots, scores, thresholds = {}, {}, {}, {}, {}
+    # Heads chosen on a validation set have oracle twins (stages.lib.training.head_trainer).
+    twins = not P.model_params(raw).fine_tune and P.data_params(raw).val_size > 0
+    variants = []
     for loss in settings.losses:
         for labels in settings.labels:
-            variant = variant_name(loss, labels)
-            per_seed[variant], scores[variant] = evaluate_variant(variant, loss, settings, y_true, task, names)
-            thresholds[variant] = [run["threshold"] for run in per_seed[variant].values()]
-            summary[variant] = summarise(per_seed[variant], len(y_true))
+            variants.append((loss, variant_name(loss, labels), False))
+            if twins and labels != "clean":
+                variants.append((loss, oracle_name(variant_name(loss, labels)), True))
+    summary, per_seed, plots, scores, thresholds = {}, {}, {}, {}, {}
+    for loss, variant, twin in variants:
+        per_seed[variant], scores[variant] = evaluate_variant(variant, loss, settings, y_true, task, names)
+        thresholds[variant] = [run["threshold"] for run in per_seed[variant].values()]
+        summary[variant] = summarise(per_seed[variant], len(y_true))
+        if not twin:  # an oracle twin is scored, not plotted
             first = scores[variant][0], thresholds[variant][0]
             plots[variant] = plot_tables(y_true, first[0], task, names, first[1])  # the first seed's
     summary[BASELINE] = majority_baseline(train_labels, y_true, task, names)
     pairs, skipped = comparison_pairs(settings.losses, settings.labels)
+    protocol = protocol_pairs(settings.losses, settings.labels) if twins else []
     verdict_metric = P.evaluate_metric(raw)
-    comparisons = compare_variants(y_true, scores, pairs, task, verdict_metric=verdict_metric, thresholds=thresholds)
+    comparisons = compare_variants(
+        y_true,
+        scores,
+        pairs + protocol,
+        task,
+        families=dict.fromkeys(protocol, PROTOCOL),
+        verdict_metric=verdict_metric,
+        thresholds=thresholds,
+    )
 
     with atomic_dir(PLOTS_DIR) as staging:
         for variant, tables in plots.items():
@@ -69,7 +85,9 @@ def main() -> None:
     write_json(PER_SEED_DETAILS, per_seed)
     write_json(details_of(COMPARISON_METRICS), comparisons)
     write_json(details_of(VARIANT_METRICS), summary)
-    write_json(COMPARISON_METRICS, verdict_comparisons(comparisons, reference_loss(settings.losses)))
+    # The headline holds the study's verdicts; the protocol's comparisons (oracle twins) are in the details.
+    study = {name: entry for name, entry in comparisons.items() if entry["family"] == STUDY}
+    write_json(COMPARISON_METRICS, verdict_comparisons(study, reference_loss(settings.losses)))
     write_json(VARIANT_METRICS, variant_means(summary, verdict_metric))
     for variant, result in summary.items():
         low, high = result["accuracy_ci95"]

@@ -2,13 +2,13 @@
 --labels noisy` trains that variant for every seed in `train.seeds`. Every variant shares the inputs, the model,
 the optimiser, the schedule and (per seed) the initial weights; only the labels and the loss differ.
 
-`model.fine_tune` picks the trainer: a grid of NumPy heads on the cached features (stages.lib.training;
-`train.tune`: L2 strengths × the loss's own param, the same number of points for every loss) or ResNet50
-itself on the images (stages.lib.finetune.trainer). Per seed, the epoch (`train.select_epoch: val`), the grid
-point and the binary threshold are chosen by `evaluate.metric` on the validation set's labels, noisy ones for
-a noisy variant (the corrupt stage draws them like the training pool's), scored as `train.select_score`
-says: what a practitioner could choose with. The per-epoch test curves use the test set's true labels and
-are monitoring only: nothing is selected on them.
+`model.fine_tune` picks the trainer: a grid of heads on the cached features, each fit to its optimum
+(stages.lib.training; `train.tune`: L2 strengths × the loss's own param, the same number of points for every
+loss), or ResNet50 itself on the images (stages.lib.finetune.trainer). Per seed, the grid point and the binary
+threshold (fine-tuning: the epoch) are chosen on the validation set's labels, noisy ones for a noisy variant
+(the corrupt stage draws them like the training pool's): what a practitioner could choose with. A noisy
+head variant is also chosen on the clean validation labels, its oracle twin (models/<variant>/oracle/). The
+per-step test curves use the test set's true labels and are monitoring only: nothing is selected on them.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ from stages.lib.io import (
 )
 from stages.lib.labels import (
     LABEL_SETS,
+    ORACLE,
     SCORES_FILE,
     SELECTION_FILE,
     SUBSET_LABEL_SETS,
@@ -62,6 +63,20 @@ from stages.lib.training import (
     summary_line,
     trained_by_seed,
 )
+
+
+def save_trained(folder: Path, repeat: int, trained: Trained, select_epoch: str) -> None:
+    """One seed's model, its test scores and what chose it, into `folder`."""
+    trained.save(folder / trained.file_name.format(seed=repeat))
+    save_array(folder / SCORES_FILE.format(seed=repeat), trained.scores.astype(np.float32))
+    selection = {
+        "select_epoch": select_epoch,
+        "epoch": trained.epoch,
+        "val_accuracy": trained.val_accuracy,
+        "threshold": trained.threshold,
+        **trained.chosen,
+    }
+    write_json(folder / SELECTION_FILE.format(seed=repeat), selection)
 
 
 def check_rows(path: Path, rows: int, expected: int) -> None:
@@ -91,6 +106,10 @@ def main(argv: list[str] | None = None) -> None:
     train_ids = table.loc[table["split"] == "train", "id"].to_numpy()
     val_ids = table.loc[table["split"] == "val", "id"].to_numpy()
     test_y = targets(table.loc[table["split"] == "test", "label"].to_numpy(), task, num_classes)
+    # The true labels: an oracle twin chooses with them (head mode; stages.lib.training.head_trainer).
+    clean_y, clean_val_y = (
+        targets(table.loc[table["split"] == split, "label"].to_numpy(), task, num_classes) for split in ("train", "val")
+    )
     # Fine-tuning reads the images (memory-mapped: the pipeline caches them); a head, the cached features.
     input_path = images_path if fine_tune else features_path
     train_inputs, val_inputs, test_inputs = (
@@ -131,17 +150,22 @@ def main(argv: list[str] | None = None) -> None:
     # DVCLive writes in place, inside the declared output (docs/reliability.md).
     shutil.rmtree(log_root, ignore_errors=True)  # logs of an earlier, interrupted run
     histories = []
-    with atomic_dir(model_dir(variant)) as staging, epoch_bar(variant, len(settings.seeds) * settings.epochs) as bar:
+    steps_per_seed = settings.epochs if fine_tune else 1  # a head's seed is one step of the bar
+    with atomic_dir(model_dir(variant)) as staging, epoch_bar(variant, len(settings.seeds) * steps_per_seed) as bar:
 
         def train_seed(repeat: int, live: Any = None) -> Trained:
             labels = per_seed[repeat]
             y, val_y = (targets(x, task, num_classes) for x in (labels.labels, labels.val_labels))
-            # Fine-tuning selects its epoch only (uncorrected, threshold 0.5): no val_transition for it.
-            correcting = {} if fine_tune else {"val_transition": labels.val_transition}
-            progress = bar.update if fine_tune else None
-            return trainers[repeat](
-                y, derived_seed(seed, repeat), live, labels.transition, val_y, progress=progress, **correcting
-            )
+            if fine_tune:  # selects its epoch only (uncorrected, threshold 0.5)
+                extra: dict[str, Any] = {"progress": bar.update}
+            else:  # the selection's correction, and the true labels that choose the oracle twin
+                twin = args.labels != "clean" and len(clean_val_y) > 0
+                extra = {
+                    "val_transition": labels.val_transition,
+                    "oracle_val_y": clean_val_y if twin else None,
+                    "oracle_y": clean_y[labels.rows] if twin else None,
+                }
+            return trainers[repeat](y, derived_seed(seed, repeat), live, labels.transition, val_y, **extra)
 
         def fine_tuned_by_seed() -> Iterator[tuple[int, Trained]]:
             for repeat in settings.seeds:
@@ -151,24 +175,19 @@ def main(argv: list[str] | None = None) -> None:
 
         if fine_tune:  # one seed at a time: each logs as it trains (and may hold every GPU)
             by_seed = fine_tuned_by_seed()
-        else:  # heads: the seeds on every usable CPU, logged here as each finishes
-            by_seed = trained_by_seed(train_seed, settings.seeds, usable_cpus())
+        else:  # heads: the seeds on every usable CPU, logged here as each finishes; seeds with the same
+            # labels (every seed of a clean variant) share one fit, as a head is a function of its labels
+            by_seed = trained_by_seed(train_seed, settings.seeds, usable_cpus(), key=lambda r: per_seed[r].key)
         for repeat, trained in by_seed:
             if not fine_tune:
                 with live_log(log_root / f"seed_{repeat}") as live:
                     log_history(live, trained.history)
-                bar.update(settings.epochs)
+                bar.update(1)
             say(summary_line(variant, repeat, trained, settings.epochs))
-            trained.save(staging / trained.file_name.format(seed=repeat))
-            save_array(staging / SCORES_FILE.format(seed=repeat), trained.scores.astype(np.float32))
-            selection = {
-                "select_epoch": settings.select_epoch,
-                "epoch": trained.epoch,
-                "val_accuracy": trained.val_accuracy,
-                "threshold": trained.threshold,
-                **trained.chosen,
-            }
-            write_json(staging / SELECTION_FILE.format(seed=repeat), selection)
+            save_trained(staging, repeat, trained, settings.select_epoch)
+            if trained.oracle is not None:
+                (staging / ORACLE).mkdir(exist_ok=True)
+                save_trained(staging / ORACLE, repeat, trained.oracle, settings.select_epoch)
             histories.append(trained.history)
     with atomic_dir(curves_dir(variant)) as staging:
         for metric, frame in mean_curves(histories).items():

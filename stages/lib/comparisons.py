@@ -21,13 +21,19 @@ of repeat r on the whole test set and R repeats:
   E[V_r] / R, so σ²_test = (R·V̄ - mean_r V_r) / (R - 1), floored at 0. Adding the plain bootstrap variance
   V̄ instead would count the models' own test-sampling noise twice (they differ on images repeat by repeat).
 * a t-interval and two-sided p-value, with Satterthwaite's (1946) degrees of freedom for the sum of the two
-  variance estimates (R - 1 for the first, the bootstrap's taken as exact);
-* the probability of improvement P(metric_B > metric_A) over repeats, ties counting one half (Agarwal et
-  al., NeurIPS 2021: over all pairs of A's and B's repeats).
+  variance estimates (R - 1 for the first, the bootstrap's taken as exact) from MIN_SATTERTHWAITE_REPEATS
+  repeats on; below that, R - 1 (the Satterthwaite df, itself estimated from R - 1 degrees of freedom, made
+  the test anti-conservative: a false-positive rate of 0.077 at R = 3 in benchmarks/calibration.py);
+* the probability of improvement P(metric_B > metric_A), paired: the share of repeats in which B beats A,
+  ties counting one half (Agarwal et al., NeurIPS 2021 define it over all pairs of A's and B's runs; here
+  A and B share each repeat's noise draw, so the pairs that exist are the repeats).
 
 :func:`compare_variants` does this for every comparison of one experiment, and Holm's step-down correction
-over the comparisons' p-values on the verdict metric (`evaluate.metric`). A comparison needs at least two
-repeats: with one, the training randomness cannot be estimated and no p-value is given.
+over the comparisons' p-values on the verdict metric (`evaluate.metric`), within each family of comparisons:
+the study's (losses against each other, noisy against clean, pruned against noisy) and the protocol's (a
+noisy variant against its oracle twin chosen on clean validation labels, and that twin against the clean
+control). A comparison needs at least two repeats: with one, the training randomness cannot be estimated and
+no p-value is given.
 """
 
 from __future__ import annotations
@@ -36,11 +42,15 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from stages.lib.labels import variant_name
+from stages.lib.labels import oracle_name, variant_name
 from stages.lib.metrics import DECISION_THRESHOLD, predict_labels
 
 METRICS: tuple[str, ...] = ("accuracy", "balanced_accuracy", "auc")
 MULTICLASS_METRICS: tuple[str, ...] = (*METRICS, "macro_f1")
+# Holm's families (compare_variants): what the study asks, and what the selection protocol costs.
+STUDY, PROTOCOL = "study", "protocol"
+# Below this many repeats the t-test's df is R - 1, not Satterthwaite's (module docstring).
+MIN_SATTERTHWAITE_REPEATS = 5
 # The bootstrap only estimates a variance (not percentiles): 1,000 resamples give it to about ±4.5 %.
 N_RESAMPLES = 1000
 CONFIDENCE = 0.95
@@ -133,9 +143,10 @@ def resample_weights(n: int, n_resamples: int = N_RESAMPLES, seed: int = 0) -> n
 
 
 def probability_of_improvement(metric_a: np.ndarray, metric_b: np.ndarray) -> float:
-    """P(X_B > X_A) over all pairs of A's and B's repeats, ties one half (Agarwal et al. 2021, eq. in §4)."""
+    """P(X_B > X_A) paired by repeat: the share of repeats r with b_r > a_r, ties one half (Agarwal et al.
+    2021 over the pairs that share a repeat)."""
     a, b = np.asarray(metric_a, dtype=np.float64), np.asarray(metric_b, dtype=np.float64)
-    return float(np.mean((b[:, None] > a[None, :]) + 0.5 * (b[:, None] == a[None, :])))
+    return float(np.mean((b > a) + 0.5 * (b == a)))
 
 
 def repeat_level_test(
@@ -180,7 +191,10 @@ def repeat_level_test(
         # No variation at all (A and B the same models): nothing distinguishes them unless Δ itself is not 0.
         p, half_width, df = (1.0 if difference == 0.0 else 0.0), 0.0, float(repeats - 1)
     else:
-        df = float(variance**2 * (repeats - 1) / var_repeats**2) if var_repeats > 0 else float("inf")
+        if repeats < MIN_SATTERTHWAITE_REPEATS:
+            df = float(repeats - 1)
+        else:
+            df = float(variance**2 * (repeats - 1) / var_repeats**2) if var_repeats > 0 else float("inf")
         p = float(2 * stats.t.sf(abs(difference) / se, df))
         half_width = float(stats.t.ppf(0.5 + confidence / 2, df) * se)
     return {
@@ -252,12 +266,29 @@ def comparison_pairs(losses: tuple[str, ...], label_sets: tuple[str, ...]) -> tu
     return pairs, skipped
 
 
+def protocol_pairs(losses: tuple[str, ...], label_sets: tuple[str, ...]) -> list[tuple[str, str]]:
+    """Per loss and noisy (or pruned) label set, what choosing on the noisy validation labels costs (the
+    variant against its oracle twin) and what the noisy training labels cost when choosing on clean ones (the
+    clean control against the twin; without clean labels, that comparison is left out)."""
+    pairs = []
+    for labels in label_sets:
+        if labels == "clean":
+            continue
+        for loss in losses:
+            variant = variant_name(loss, labels)
+            pairs.append((variant, oracle_name(variant)))
+            if "clean" in label_sets:
+                pairs.append((variant_name(loss, "clean"), oracle_name(variant)))
+    return pairs
+
+
 def compare_variants(
     y_true: np.ndarray,
     scores: Mapping[str, Sequence[np.ndarray]],
     pairs: Sequence[tuple[str, str]],
     task: str,
     *,
+    families: Mapping[tuple[str, str], str] | None = None,
     verdict_metric: str = "balanced_accuracy",
     thresholds: Mapping[str, Sequence[float]] | None = None,
     n_resamples: int = N_RESAMPLES,
@@ -270,10 +301,10 @@ def compare_variants(
     `scores[variant]`: one test-score array per repeat, every variant in the same repeat order (the pairing);
     `thresholds[variant]`: each repeat's binary decision threshold (default 0.5). Each entry holds, per metric
     of :func:`task_metrics`, :func:`repeat_level_test`'s numbers (flat mappings only: `dvc exp show` drops
-    lists), and for the verdict metric: ``metric``, ``p_value``, ``probability_of_improvement``, ``p_holm``
-    (Holm over the verdict p-values of all comparisons that have one) and ``significant`` (Holm's rejection
-    at `alpha`). One set of bootstrap resamples serves every comparison; each model's resampled metrics are
-    computed once.
+    lists), and for the verdict metric: ``metric``, ``p_value``, ``probability_of_improvement``, ``family``
+    (`families[pair]`, STUDY where absent), ``p_holm`` (Holm over the verdict p-values of the comparisons of
+    its family that have one) and ``significant`` (Holm's rejection at `alpha`). One set of bootstrap
+    resamples serves every comparison; each model's resampled metrics are computed once.
     """
     metrics = task_metrics(task)
     if verdict_metric not in metrics:
@@ -294,7 +325,7 @@ def compare_variants(
         resampled[name] = {metric: np.array([run[metric] for run in per_run]) for metric in metrics}
     results: dict[str, dict] = {}
     for a, b in pairs:
-        entry: dict = {"a": a, "b": b, "metric": verdict_metric}
+        entry: dict = {"a": a, "b": b, "metric": verdict_metric, "family": (families or {}).get((a, b), STUDY)}
         for metric in metrics:
             entry[metric] = repeat_level_test(resampled[a][metric], resampled[b][metric], confidence)
         verdict = entry[verdict_metric]
@@ -302,9 +333,10 @@ def compare_variants(
         entry["probability_of_improvement"] = verdict["probability_of_improvement"]
         entry["p_holm"], entry["significant"] = None, False
         results[f"{b} vs {a}"] = entry
-    tested = [entry for entry in results.values() if entry["p_value"] is not None]
-    if tested:
-        reject, adjusted = holm([entry["p_value"] for entry in tested], alpha)
-        for entry, rejected, p in zip(tested, reject, adjusted, strict=True):
-            entry["p_holm"], entry["significant"] = float(p), bool(rejected)
+    for family in dict.fromkeys(entry["family"] for entry in results.values()):
+        tested = [entry for entry in results.values() if entry["family"] == family and entry["p_value"] is not None]
+        if tested:
+            reject, adjusted = holm([entry["p_value"] for entry in tested], alpha)
+            for entry, rejected, p in zip(tested, reject, adjusted, strict=True):
+                entry["p_holm"], entry["significant"] = float(p), bool(rejected)
     return results

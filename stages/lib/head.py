@@ -1,18 +1,26 @@
-"""The head-mode classifier, trained in NumPy: standardise the features, then one Dense layer whose logits
-give a sigmoid (binary) or softmax (multiclass) output, fit by mini-batch Adam.
+"""The head-mode classifier, fit to its optimum: standardise the features, then one Dense layer whose logits
+give a sigmoid (binary) or softmax (multiclass) output, minimising the mean loss + λ/2·|kernel|² (the bias
+unpenalised, as scikit-learn's LogisticRegression) by full-batch descent to a stated gradient tolerance:
+scipy.optimize's nonlinear conjugate gradients (METHOD) on the gradients the losses derive
+(stages.lib.losses.logit_gradient), in float64.
 
-It is the same model, optimiser and schedule as the Keras head of fine-tuning mode
-(stages.lib.finetune.model.build_head: Normalization, Dense with Glorot-uniform kernel and zero bias,
-Keras' Adam, shuffled mini-batches, the mean loss per batch), written out in NumPy because a head on
-2,048 cached features trains in well under a second while loading TensorFlow takes 3-4 s: in head
-mode, the train stage's processes (one per variant) never load it. The losses and their gradients (on
-the logits) come from stages.lib.losses.
+Why not mini-batch SGD/Adam: a head stopped after a fixed number of steps is wherever the optimiser happened
+to be — its bias still moving, its outputs no probabilities, and most of the spread between repeats the
+optimiser's rather than the data's (docs/losses.md, "How a head trains"). A full-batch method reaches the
+optimum of a convex objective to the stated tolerance in a few hundred iterations, well under a second.
 
-A *grid* of heads trains at once (`fit_head_grid`): one start, one batch order, one Adam per head, and
-per head its own L2 strength λ (the objective is the batch-mean loss + λ/2·|kernel|², the bias unpenalised,
-as scikit-learn's LogisticRegression) and its own loss params; the heads' kernels sit side by side in one
-matrix, so a step costs one matrix product for all of them. It returns every head after every epoch; what
-to keep is chosen elsewhere (stages.lib.selection).
+Where it starts (deterministic, so a head is a function of its data and grid point alone):
+- cross-entropy (`bce`): kernel 0 and the bias at the training labels' prior log-odds; its objective is
+  strictly convex in the kernel, so the start only changes how fast it gets there. A grid's strengths are
+  fit strongest first, each from the previous optimum.
+- every other loss (several are not convex: l1, gce, sce, bootstrap, forward): the cross-entropy optimum at
+  the same λ, from which the optimiser descends to a stationary point of the loss's own objective — the usual
+  warm start of a robust loss from its convex surrogate, and the same start for every repeat.
+
+The features are standardised with the training pool's statistics; when there are fewer training rows than
+features, the optimisation runs in an orthonormal basis of the rows' span (an L2-penalised linear model's
+kernel lies there at every stationary point: its gradient Xᵀg + λw vanishes only for w in the row space),
+the same problem with fewer unknowns.
 
 Names: `loss` and `accuracy` are on the training labels (as trained on), `test_*` on the test set's true
 labels, `val_*` on the validation labels the variant has (noisy for a noisy variant).
@@ -24,24 +32,23 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import optimize
 
-from stages.lib.adam import Adam
-from stages.lib.linear_head import LinearHead
+from stages.lib.linear_head import LinearHead, standardisation
 from stages.lib.losses import logit_gradient, make_loss, probabilities
-from stages.lib.losses import registry as loss_registry
 from stages.lib.params import GridPoint
 
+# The optimiser stops when no component of the objective's gradient (in the coordinates it optimises) exceeds this,
+# or after MAX_ITERATIONS; the final gradient norm is recorded per seed and grid point either way.
+GRADIENT_TOLERANCE = 1e-6
+MAX_ITERATIONS = 2000
+# scipy.optimize's nonlinear conjugate gradients (Polak-Ribière, Wolfe line search). Its L-BFGS-B reaches the
+# same optima in fewer iterations but spends ~80 % of a head's time in its own bookkeeping at this size:
+# ~4x slower per head (benchmarks/heads.py prints both).
+METHOD = "CG"
+# The loss whose optimum is every other loss's start (stages.lib.losses.bce: binary or categorical CE).
+START_LOSS = "bce"
 
-def _accuracy(y: np.ndarray, logits: np.ndarray, task: str) -> np.ndarray:
-    """Per sample and head, 1/0: the evaluate stage's rule (stages.lib.metrics.predict_labels, threshold 0.5)
-    on the probabilities. `y` (N, K); `logits` (N, G, K) for G heads; returns (N, G)."""
-    labels = (y[:, 0] > 0.5).astype(np.int64) if task == "binary" else y.argmax(axis=1)
-    p = probabilities(logits, task)
-    predicted = (p[..., 0] >= 0.5).astype(np.int64) if task == "binary" else p.argmax(axis=-1)
-    return (predicted == labels[:, None]).astype(np.float64)
-
-
-EpochLog = Callable[[int, dict[str, float]], None]
 # History keys (docs/losses.md): on the training labels `loss`, `accuracy`; on the test set `test_loss`,
 # `test_accuracy` (monitoring only); on the validation labels `val_accuracy` (at threshold 0.5) and
 # `val_score`, the selection score (stages.lib.selection).
@@ -57,99 +64,151 @@ LOG_NAMES = {
 }
 
 
+def _accuracy(y: np.ndarray, logits: np.ndarray, task: str) -> np.ndarray:
+    """Per sample and model, 1/0: the evaluate stage's rule (stages.lib.metrics.predict_labels, threshold 0.5)
+    on the probabilities. `y` (N, K); `logits` (N, M, K) for M models; returns (N, M)."""
+    labels = (y[:, 0] > 0.5).astype(np.int64) if task == "binary" else y.argmax(axis=1)
+    p = probabilities(logits, task)
+    predicted = (p[..., 0] >= 0.5).astype(np.int64) if task == "binary" else p.argmax(axis=-1)
+    return (predicted == labels[:, None]).astype(np.float64)
+
+
 def selected_epoch(history: dict[str, list[float]], select_epoch: str) -> int:
-    """The 0-based epoch whose model is kept: the last, or (`val`) the first with the best validation accuracy."""
+    """Fine-tuning: the 0-based epoch whose model is kept: the last, or (`val`) the first with the best
+    validation accuracy."""
     if select_epoch == "val":
         return int(np.argmax(history[VAL_ACCURACY]))  # argmax: ties go to the earliest epoch
     return len(history["loss"]) - 1
 
 
-@dataclass
+@dataclass(frozen=True)
+class Coordinates:
+    """The training features standardised and, with fewer rows than features, in an orthonormal basis of
+    their span: features -> (N, r) float64. `basis` (D, r) maps a kernel back (None: the features' own axes)."""
+
+    mean: np.ndarray
+    std: np.ndarray
+    basis: np.ndarray | None
+
+    @classmethod
+    def of(cls, train_features: np.ndarray) -> Coordinates:
+        mean, std = standardisation(train_features)
+        x = (np.asarray(train_features, dtype=np.float64) - mean) / std
+        if x.shape[0] >= x.shape[1]:
+            return cls(mean, std, None)
+        # x = U S Vᵀ from the Gram matrix x xᵀ = U S² Uᵀ (cheaper than an SVD of x): basis V = xᵀ U S⁻¹.
+        eigenvalues, u = np.linalg.eigh(x @ x.T)
+        keep = eigenvalues > eigenvalues.max() * 1e-10
+        return cls(mean, std, (x.T @ u[:, keep]) / np.sqrt(eigenvalues[keep]))
+
+    def __call__(self, features: np.ndarray) -> np.ndarray:
+        x = (np.asarray(features, dtype=np.float64) - self.mean) / self.std
+        return x if self.basis is None else x @ self.basis
+
+    def kernel(self, weights: np.ndarray) -> np.ndarray:
+        """A kernel in the features' axes (D, K) from one in these coordinates (r, K)."""
+        return weights if self.basis is None else self.basis @ weights
+
+
+@dataclass(frozen=True)
+class Fit:
+    """One head at its optimum, in a grid's coordinates: the kernel (r, K) and bias (K,), how the optimiser got there,
+    and its iterates (each row the flattened kernel then the bias) for the training curves."""
+
+    weights: np.ndarray
+    bias: np.ndarray
+    iterations: int
+    gradient_norm: float  # the Euclidean norm of the objective's gradient at the end
+    converged: bool  # the gradient met GRADIENT_TOLERANCE within MAX_ITERATIONS
+    path: np.ndarray  # (iterations + 1, r·K + K), the start first
+
+    @property
+    def solution(self) -> np.ndarray:
+        return np.concatenate([self.weights.ravel(), self.bias])
+
+
+def objective(
+    x: np.ndarray, y: np.ndarray, loss: Callable, gradient: Callable, l2: float
+) -> Callable[[np.ndarray], tuple[float, np.ndarray]]:
+    """The head's objective on coordinates `x` (N, r) and targets `y` (N, K): θ (the flattened kernel, then the
+    bias) -> (mean loss + λ/2·|kernel|², its gradient)."""
+    n, r = x.shape
+    units = y.shape[1]
+
+    def value_and_gradient(theta: np.ndarray) -> tuple[float, np.ndarray]:
+        weights, bias = theta[: r * units].reshape(r, units), theta[r * units :]
+        logits = x @ weights + bias
+        value = float(np.mean(loss(y, logits))) + 0.5 * l2 * float(np.sum(weights * weights))
+        dz = gradient(y, logits) / n  # each sample counts 1/n in the mean
+        return value, np.concatenate([(x.T @ dz + l2 * weights).ravel(), dz.sum(axis=0)])
+
+    return value_and_gradient
+
+
+def minimise(
+    function: Callable[[np.ndarray], tuple[float, np.ndarray]], start: np.ndarray, rows: int, units: int
+) -> Fit:
+    """METHOD from `start` to GRADIENT_TOLERANCE; `rows` × `units` is the kernel's shape."""
+    path = [start.copy()]
+    result = optimize.minimize(
+        function,
+        start,
+        jac=True,
+        method=METHOD,
+        callback=lambda theta: path.append(np.array(theta)),
+        options={"maxiter": MAX_ITERATIONS, "gtol": GRADIENT_TOLERANCE},
+    )
+    _, final_gradient = function(result.x)
+    return Fit(
+        weights=result.x[: rows * units].reshape(rows, units),
+        bias=result.x[rows * units :],
+        iterations=int(result.nit),
+        gradient_norm=float(np.linalg.norm(final_gradient)),
+        converged=bool(np.abs(final_gradient).max() <= GRADIENT_TOLERANCE),
+        path=np.array(path),
+    )
+
+
+def prior_log_odds(y: np.ndarray) -> np.ndarray:
+    """The bias of a kernel-0 head that predicts the training labels' class shares: binary log(π / (1 − π)),
+    multiclass the centred log shares (a share of 0 is floored at half a sample)."""
+    shares = np.clip(y.mean(axis=0), 0.5 / len(y), 1 - 0.5 / len(y))
+    if y.shape[1] == 1:
+        return np.log(shares) - np.log1p(-shares)
+    logs = np.log(shares)
+    return logs - logs.mean()
+
+
+@dataclass(frozen=True)
 class HeadGrid:
-    """A grid of heads after every epoch: one standardisation, per epoch e and head g a kernel and a bias,
-    and the logits each head gave each training sample as it was trained on (for the training curves: a
-    loss per head and step would cost as much as the step's gradient)."""
+    """A variant's grid of heads for one repeat, each at its optimum, in one set of coordinates."""
 
-    start: LinearHead  # the standardisation and the initial weights every head shares
-    kernels: np.ndarray  # (E, G, D, K) float32
-    biases: np.ndarray  # (E, G, K)
-    targets: np.ndarray  # (N, K) the training targets
-    orders: np.ndarray  # (E, N) each epoch's sample order
-    trained_logits: np.ndarray  # (E, N, G, K) the logits of orders[e][i] in its batch, before its step
+    coordinates: Coordinates
+    fits: tuple[Fit, ...]
+    task: str
 
-    def head(self, epoch: int, point: int) -> LinearHead:
-        """Head `point` after epoch `epoch` (0-based)."""
-        s = self.start
-        return LinearHead(s.mean, s.std, self.kernels[epoch, point].copy(), self.biases[epoch, point].copy(), s.task)
-
-    def logits(self, features: np.ndarray, point: int | None = None) -> np.ndarray:
-        """Every epoch's (and head's) logits on `features`: (N, E, G, K), or (N, E, K) for one `point`; one
-        matrix product."""
-        x = self.start.standardise(features)
-        kernels = self.kernels if point is None else self.kernels[:, point : point + 1]
-        biases = self.biases if point is None else self.biases[:, point : point + 1]
-        e, g, d, k = kernels.shape
-        flat = np.moveaxis(kernels, 2, 0).reshape(d, e * g * k)
-        out = (x @ flat).reshape(len(x), e, g, k) + biases[None]
-        return out[:, :, 0] if point is not None else out
-
-
-def _loss_groups(grid: Sequence[GridPoint]) -> list[tuple[dict, np.ndarray]]:
-    """The grid's heads grouped by loss params (heads that differ only in λ share one loss call)."""
-    groups: dict[str, tuple[dict, list[int]]] = {}
-    for index, point in enumerate(grid):
-        groups.setdefault(repr(sorted(point.loss_params.items())), (point.loss_params, []))[1].append(index)
-    return [(params, np.array(indices)) for params, indices in groups.values()]
-
-
-LossGroup = tuple[Callable, Callable, np.ndarray]  # (per-sample loss, its logit gradient, the heads using them)
-
-
-def penalised_gradients(
-    xb: np.ndarray,
-    yb: np.ndarray,
-    kernel: np.ndarray,
-    bias: np.ndarray,
-    groups: Sequence[LossGroup],
-    l2: np.ndarray | None,
-    with_loss: bool = True,
-) -> tuple[np.ndarray | None, np.ndarray, list[np.ndarray]]:
-    """One batch for every head: the summed loss per head (G,; None without `with_loss`), the logits
-    (n, G, K), and the gradients of each head's objective, the batch-mean loss + λ_g/2·|kernel_g|², with
-    respect to the kernel (D, G·K) and the bias (G·K,). `l2`: λ per column (G·K,), or None for no penalty."""
-    n, units = yb.shape
-    heads = kernel.shape[1] // units
-    logits = (xb @ kernel + bias).astype(np.float32).reshape(n, heads, units)
-    losses = np.zeros(heads) if with_loss else None
-    dz = np.empty_like(logits)
-    for loss_fn, gradient_fn, idx in groups:
-        # The group's heads stacked as rows: (heads_in_group * n, K), one loss call for them all.
-        z = logits[:, idx].transpose(1, 0, 2).reshape(-1, units)
-        targets_ = np.tile(yb, (len(idx), 1))
-        if losses is not None:
-            losses[idx] = loss_fn(targets_, z).reshape(len(idx), n).sum(axis=1)
-        # The batch's mean loss: each sample's gradient counts 1/n.
-        dz[:, idx] = (gradient_fn(targets_, z) / n).reshape(len(idx), n, units).transpose(1, 0, 2)
-    dz = dz.reshape(n, heads * units)
-    kernel_gradient = xb.T @ dz
-    if l2 is not None:
-        kernel_gradient += l2 * kernel
-    return losses, logits, [kernel_gradient, dz.sum(axis=0)]
-
-
-def loss_groups(
-    loss: str, task: str, grid: Sequence[GridPoint], transition: np.ndarray | None = None
-) -> list[LossGroup]:
-    """The grid's heads grouped by loss params, each group with its NumPy loss and logit gradient (heads
-    that differ only in λ share one loss call per batch)."""
-    return [
-        (
-            make_loss(loss, task, params, backend="numpy", transition=transition),
-            logit_gradient(loss, task, params, transition=transition),
-            indices,
+    def head(self, point: int) -> LinearHead:
+        """Head `point` as a model in the features' axes (float32, saved per repeat)."""
+        fit, c = self.fits[point], self.coordinates
+        return LinearHead(
+            c.mean.astype(np.float32),
+            c.std.astype(np.float32),
+            c.kernel(fit.weights).astype(np.float32),
+            fit.bias.astype(np.float32),
+            self.task,
         )
-        for params, indices in _loss_groups(grid)
-    ]
+
+    def logits(self, features: np.ndarray) -> np.ndarray:
+        """Every head's logits on `features`: (N, G, K), float64."""
+        x = self.coordinates(features)
+        return np.stack([x @ fit.weights + fit.bias for fit in self.fits], axis=1)
+
+    def path_logits(self, features: np.ndarray, point: int) -> np.ndarray:
+        """Head `point`'s logits on `features` at each of its iterates: (N, iterations + 1, K)."""
+        x, path = self.coordinates(features), self.fits[point].path
+        units = self.fits[point].bias.shape[0]
+        weights = path[:, :-units].reshape(len(path), x.shape[1], units)
+        return np.einsum("nr,irk->nik", x, weights) + path[None, :, -units:]
 
 
 def fit_head_grid(
@@ -159,135 +218,89 @@ def fit_head_grid(
     task: str,
     loss: str,
     grid: Sequence[GridPoint],
-    epochs: int,
-    batch_size: int,
-    learning_rate: float,
-    seed: int,
     transition: np.ndarray | None = None,
+    coordinates: Coordinates | None = None,
 ) -> HeadGrid:
-    """Train every head of `grid` from one seeded start on one batch order; keep each after every epoch.
-
-    `y`: what stages.lib.labels.targets gives ((N, 1) floats or one-hot (N, K)). The seed draws the kernel
-    and each epoch's shuffle, as for a single head: a one-point grid with λ = 0 is the unregularised head.
-    `transition`: the forward loss's noise transition matrix (stages.lib.losses.make_loss).
-    """
-    y = np.asarray(y, dtype=np.float32)
-    rng = np.random.default_rng(seed)
-    units, heads = y.shape[1], len(grid)
-    start = LinearHead.initial(features, task, units=units, seed=int(rng.integers(2**31)))
-    x = start.standardise(features)
-    dim = x.shape[1]
-    groups = loss_groups(loss, task, grid, transition)
-    # The heads side by side: column g * K + k is head g's unit k.
-    kernel = np.tile(start.kernel, (1, heads))
-    bias = np.tile(start.bias, heads)
-    l2 = np.repeat(np.array([p.l2 for p in grid], dtype=np.float32), units)
-    penalised = bool(np.any(l2 > 0))
-    optimiser = Adam(learning_rate, [kernel, bias])
-    kernels = np.empty((epochs, heads, dim, units), dtype=np.float32)
-    biases = np.empty((epochs, heads, units), dtype=np.float32)
-    orders = np.empty((epochs, len(x)), dtype=np.int64)
-    trained_logits = np.empty((epochs, len(x), heads, units), dtype=np.float32)
-    for epoch in range(epochs):
-        order = orders[epoch] = rng.permutation(len(x))
-        for begin in range(0, len(order), batch_size):
-            batch = order[begin : begin + batch_size]
-            _, logits, gradients = penalised_gradients(
-                x[batch], y[batch], kernel, bias, groups, l2 if penalised else None, with_loss=False
-            )
-            trained_logits[epoch, begin : begin + len(batch)] = logits
-            optimiser.apply(gradients)
-        kernels[epoch] = kernel.reshape(dim, heads, units).transpose(1, 0, 2)
-        biases[epoch] = bias.reshape(heads, units)
-    return HeadGrid(start, kernels, biases, y, orders, trained_logits)
+    """Every head of `grid` fit to its optimum on `features` and targets `y` (what stages.lib.labels.targets
+    gives: (N, 1) floats or one-hot (N, K)). `transition`: the forward loss's noise transition matrix;
+    `coordinates`: Coordinates.of(features), where the caller has them already."""
+    y = np.asarray(y, dtype=np.float64)
+    coordinates = coordinates or Coordinates.of(features)
+    x = coordinates(features)
+    rows, units = x.shape[1], y.shape[1]
+    start_loss = (
+        make_loss(START_LOSS, task, backend="numpy", dtype="float64"),
+        logit_gradient(START_LOSS, task, dtype="float64"),
+    )
+    strengths = [point.l2 if point.l2 is not None else 1.0 / len(y) for point in grid]
+    # The cross-entropy optimum per strength, strongest first, each from the previous one.
+    start = np.concatenate([np.zeros(rows * units), prior_log_odds(y)])
+    starts: dict[float, Fit] = {}
+    for l2 in sorted(set(strengths), reverse=True):
+        starts[l2] = minimise(objective(x, y, *start_loss, l2), start, rows, units)
+        start = starts[l2].solution
+    if loss == START_LOSS:
+        return HeadGrid(coordinates, tuple(starts[l2] for l2 in strengths), task)
+    fits = []
+    for point, l2 in zip(grid, strengths, strict=True):
+        own = (
+            make_loss(loss, task, point.loss_params, backend="numpy", transition=transition, dtype="float64"),
+            logit_gradient(loss, task, point.loss_params, transition=transition, dtype="float64"),
+        )
+        fits.append(minimise(objective(x, y, *own, l2), starts[l2].solution, rows, units))
+    return HeadGrid(coordinates, tuple(fits), task)
 
 
-def grid_history(
+def path_history(
     grid: HeadGrid,
     point: int,
-    test_features: np.ndarray,
-    test_y: np.ndarray,
-    *,
-    task: str,
-    loss: str,
-    loss_params: dict | None,
-    transition: np.ndarray | None = None,
-) -> dict[str, list[float]]:
-    """One head's per-epoch history: `loss`, `accuracy` (training labels, as trained on: the epoch's mean
-    over its samples of the logits they had in their batch, as Keras logs it) and `test_loss`,
-    `test_accuracy` (the test set, after each epoch; the head's own loss)."""
-    test_y = np.asarray(test_y, dtype=np.float32)
-    logits = grid.logits(test_features, point)  # (N, E, K)
-    n, e, k = logits.shape
-    loss_fn = make_loss(loss, task, loss_params, backend="numpy", transition=transition)
-    test_loss = loss_fn(np.tile(test_y, (e, 1)), logits.transpose(1, 0, 2).reshape(-1, k)).reshape(e, n).mean(axis=1)
-    test_accuracy = _accuracy(test_y, logits, task).mean(axis=0)
-    epochs, rows = grid.orders.shape
-    trained = grid.trained_logits[:, :, point].reshape(epochs * rows, k)
-    trained_y = grid.targets[grid.orders.reshape(-1)]
-    train_loss = loss_fn(trained_y, trained).reshape(epochs, rows).mean(axis=1)
-    train_accuracy = _accuracy(trained_y, trained[:, None], task).reshape(epochs, rows).mean(axis=1)
-    return {
-        "loss": [float(v) for v in train_loss],
-        "accuracy": [float(v) for v in train_accuracy],
-        TEST_LOSS: [float(v) for v in test_loss],
-        TEST_ACCURACY: [float(v) for v in test_accuracy],
-    }
-
-
-def fit_linear_head(
-    features: np.ndarray,
+    train_features: np.ndarray,
     y: np.ndarray,
     test_features: np.ndarray,
     test_y: np.ndarray,
     *,
-    task: str,
     loss: str,
     loss_params: dict | None,
-    epochs: int,
-    batch_size: int,
-    learning_rate: float,
-    seed: int,
-    on_epoch: EpochLog | None = None,
     transition: np.ndarray | None = None,
-    val_features: np.ndarray | None = None,
-    val_y: np.ndarray | None = None,
-    select_epoch: str = "last",
-    l2: float = 0.0,
-) -> tuple[LinearHead, dict[str, list[float]]]:
-    """Fit one head (a one-point grid) from a seeded start; returns the head of the selected epoch and its history.
+) -> dict[str, list[float]]:
+    """Head `point`'s values at each iterate of its optimiser (the start first): `loss` and `accuracy` on the training
+    labels it was fit to, `test_loss` and `test_accuracy` on the test set (its own loss; threshold 0.5)."""
+    task = grid.task
+    loss_fn = make_loss(loss, task, loss_params, backend="numpy", transition=transition, dtype="float64")
+    history: dict[str, list[float]] = {}
+    for (loss_key, accuracy_key), features, targets_ in (
+        (("loss", "accuracy"), train_features, y),
+        ((TEST_LOSS, TEST_ACCURACY), test_features, test_y),
+    ):
+        targets_ = np.asarray(targets_, dtype=np.float64)
+        logits = grid.path_logits(features, point)  # (N, I, K)
+        n, steps, k = logits.shape
+        values = loss_fn(np.tile(targets_, (steps, 1)), logits.transpose(1, 0, 2).reshape(-1, k))
+        history[loss_key] = [float(v) for v in values.reshape(steps, n).mean(axis=1)]
+        history[accuracy_key] = [float(v) for v in _accuracy(targets_, logits, task).mean(axis=0)]
+    return history
 
-    History: per epoch `loss`, `accuracy` (training labels), `test_loss`, `test_accuracy` (the test set), and
-    with a non-empty validation set `val_accuracy` (the validation labels, threshold 0.5); with
-    `select_epoch="val"` the head returned is the one after the epoch that maximised it (`selected_epoch`),
-    else the last epoch's. on_epoch(epoch, that epoch's values) is called for each epoch after training.
-    """
-    validating = val_features is not None and val_y is not None and len(val_y) > 0
-    if select_epoch == "val" and not validating:
-        raise ValueError("select_epoch='val' needs a non-empty validation set (val_features, val_y)")
-    # Params come checked; those left out get the loss's defaults.
-    point = GridPoint(float(l2), loss_registry.get(loss).complete(loss_params), {"l2": float(l2)})
-    grid = fit_head_grid(
-        features,
-        y,
-        task=task,
-        loss=loss,
-        grid=[point],
-        epochs=epochs,
-        batch_size=batch_size,
-        learning_rate=learning_rate,
-        seed=seed,
-        transition=transition,
-    )
-    history = grid_history(
-        grid, 0, test_features, test_y, task=task, loss=loss, loss_params=loss_params, transition=transition
-    )
-    if validating:
-        val_y = np.asarray(val_y, dtype=np.float32)
-        history[VAL_ACCURACY] = _accuracy(val_y, grid.logits(val_features, 0), task).mean(axis=0).tolist()
-    if on_epoch is not None:
-        for epoch in range(epochs):
-            on_epoch(epoch, {key: values[epoch] for key, values in history.items()})
-    if epochs == 0:
-        return grid.start, history
-    return grid.head(selected_epoch(history, select_epoch), 0), history
+
+def out_of_fold_logits(
+    features: np.ndarray,
+    y: np.ndarray,
+    *,
+    task: str,
+    loss: str,
+    point: GridPoint,
+    folds: int,
+    transition: np.ndarray | None = None,
+) -> np.ndarray | None:
+    """(N, K) logits of each training row from the head of `point` fit on the other folds (StratifiedKFold on
+    the given labels, shuffled with a fixed seed: a head stays a function of its labels), or None where a
+    class has fewer than `folds` rows."""
+    from sklearn.model_selection import StratifiedKFold
+
+    labels = np.asarray(y)[:, 0].astype(np.int64) if y.shape[1] == 1 else np.asarray(y).argmax(axis=1)
+    if np.bincount(labels, minlength=max(2, y.shape[1])).min() < folds:
+        return None
+    out = np.empty((len(labels), y.shape[1]))
+    for rows, held_out in StratifiedKFold(folds, shuffle=True, random_state=0).split(features, labels):
+        heads = fit_head_grid(features[rows], y[rows], task=task, loss=loss, grid=[point], transition=transition)
+        out[held_out] = heads.logits(features[held_out])[:, 0]
+    return out

@@ -26,8 +26,12 @@ MODEL_FILE = "seed_{seed}.keras"  # fine-tuning: the whole Keras model
 HEAD_FILE = "seed_{seed}.npz"  # head mode: a stages.lib.linear_head.LinearHead
 # Each model's predictions on the test set, written beside it by the train stage for the evaluate stage.
 SCORES_FILE = "test_scores_seed_{seed}.npy"
-# The epoch kept (train.select_epoch) and its accuracy on the validation labels, beside each model.
+# What selection chose for each model (the grid point, the threshold, the epoch kept when fine-tuning) and
+# how, beside it.
 SELECTION_FILE = "selection_seed_{seed}.json"
+# A noisy (or pruned) head variant's oracle twin: the same grid of heads chosen on the clean validation labels,
+# its models, scores and selections in this subfolder of the variant's (docs/losses.md "Tuning").
+ORACLE = "oracle"
 
 
 def variant_name(loss: str, labels: str) -> str:
@@ -64,7 +68,14 @@ def rows_for_seed(table: pd.DataFrame, seed: int, ids: np.ndarray) -> np.ndarray
 
 
 def model_dir(variant: str) -> Path:
-    return MODELS_DIR / variant
+    """models/<variant>/, or for an oracle twin (oracle_name) models/<variant>/oracle/."""
+    base, _, twin = variant.partition(":")
+    return MODELS_DIR / base / twin if twin else MODELS_DIR / variant
+
+
+def oracle_name(variant: str) -> str:
+    """The name of a variant's oracle twin in metrics and comparisons: `<variant>:oracle`."""
+    return f"{variant}:{ORACLE}"
 
 
 def training_log_dir(variant: str) -> Path:

@@ -1,5 +1,5 @@
 """The head's model: standardisation fitted on the training features, then one Dense layer (sigmoid or
-softmax output); float32, saved as one .npz per repeat. Trained by stages.lib.head; the same model as
+softmax output); float32, saved as one .npz per repeat. Fit by stages.lib.head; the same model as
 fine-tuning's Keras head (stages.lib.finetune.model.build_head)."""
 
 from __future__ import annotations
@@ -15,6 +15,12 @@ from stages.lib.losses import probabilities
 STD_FLOOR = 1e-7
 
 
+def standardisation(train_features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The training features' mean and standard deviation (floored at STD_FLOOR), float64: (D,), (D,)."""
+    features = np.asarray(train_features, dtype=np.float64)
+    return features.mean(axis=0), np.maximum(features.std(axis=0), STD_FLOOR)
+
+
 @dataclass
 class LinearHead:
     """Standardisation (fitted on the training features) + Dense; float32 throughout."""
@@ -24,21 +30,6 @@ class LinearHead:
     kernel: np.ndarray  # (D, units)
     bias: np.ndarray  # (units,)
     task: str
-
-    @classmethod
-    def initial(cls, train_features: np.ndarray, task: str, units: int, seed: int) -> LinearHead:
-        """Standardisation fitted on train_features; Glorot-uniform kernel drawn from seed, zero bias."""
-        features = np.asarray(train_features, dtype=np.float32)
-        dim = features.shape[1]
-        limit = np.sqrt(6.0 / (dim + units))
-        kernel = np.random.default_rng(seed).uniform(-limit, limit, size=(dim, units)).astype(np.float32)
-        return cls(
-            mean=features.mean(axis=0),
-            std=np.maximum(features.std(axis=0), STD_FLOOR).astype(np.float32),
-            kernel=kernel,
-            bias=np.zeros(units, dtype=np.float32),
-            task=task,
-        )
 
     def standardise(self, features: np.ndarray) -> np.ndarray:
         return (np.asarray(features, dtype=np.float32) - self.mean) / self.std

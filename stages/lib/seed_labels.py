@@ -29,6 +29,12 @@ class SeedLabels:
     transition: np.ndarray | None
     val_transition: np.ndarray | None = None  # the validation labels' T that corrects selection (or None)
 
+    @property
+    def key(self) -> bytes:
+        """The same bytes for two seeds that train and choose on exactly the same labels and matrices."""
+        parts = [self.rows, self.labels, self.val_labels, self.transition, self.val_transition]
+        return b"|".join(b"-" if part is None else np.ascontiguousarray(part).tobytes() for part in parts)
+
 
 def estimated_transitions(
     variant: str, repeats: tuple[int, ...], num_classes: int, key: str = "seeds"

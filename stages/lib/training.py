@@ -1,16 +1,17 @@
 """Training one variant seed by seed: the interface both trainers share, DVCLive as a context manager,
-the head trainer, and the per-epoch means over seeds that `dvc plots` draws.
+the head trainer, and the per-step means over seeds that `dvc plots` draws.
 
 A *trainer* is built from a `Setup` (what every seed of one variant shares) and is a function
-`(y, seed, live, transition, val_y, progress=None) -> Trained`: it trains one model from a seeded start on the
-targets `y` (stages.lib.labels.targets), with the forward loss's noise transition matrix (None for other
-losses), scores each epoch on the validation set's labels `val_y` (the variant's own: noisy for a noisy
-variant), logs each epoch to the DVCLive logger `live` (and nowhere else: the terminal shows a progress bar,
-`progress(epochs done)`, and one `summary_line` per seed), and returns the model of the epoch `train.select_epoch`
-picks (the last, or the best on the validation labels), its test-set scores, its per-epoch history and
-how to save it. The head trainer is below (it also takes `val_transition`, the T that corrects the
-selection score, and tunes a grid: docs/losses.md "Tuning"); the fine-tuning one is
-stages.lib.finetune.trainer (one model, threshold 0.5). docs/fine-tuning.md says when each runs.
+`(y, seed, live, transition, val_y, progress=None) -> Trained`: it trains on the targets `y`
+(stages.lib.labels.targets), with the forward loss's noise transition matrix (None for other losses), chooses
+on the validation set's labels `val_y` (the variant's own: noisy for a noisy variant), logs each step to the
+DVCLive logger `live` (and nowhere else: the terminal shows a progress bar and one `summary_line` per seed),
+and returns the model kept, its test-set scores, its per-step history and how to save it. The head trainer is
+below: per seed a grid of heads, each fit to its optimum (stages.lib.head), one chosen with its threshold
+(stages.lib.selection; it also takes `val_transition`, the T that corrects the selection's metric, and
+`oracle_val_y` and `oracle_y`, the true validation and training labels that choose the oracle twin of a noisy
+variant: docs/losses.md "Tuning"). The fine-tuning one is stages.lib.finetune.trainer (one model from a seeded
+start, its epoch by `train.select_epoch`, threshold 0.5). docs/fine-tuning.md says when each runs.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,19 +29,23 @@ import pandas as pd
 from stages.lib.head import (
     LOG_NAMES,
     VAL_ACCURACY,
-    VAL_SCORE,
+    Coordinates,
+    HeadGrid,
     fit_head_grid,
-    grid_history,
+    out_of_fold_logits,
+    path_history,
     selected_epoch,
 )
 from stages.lib.labels import HEAD_FILE, parse_variant
 from stages.lib.losses import probabilities
 from stages.lib.metrics import DECISION_THRESHOLD, predict_labels
 from stages.lib.params import DEFAULT_VERDICT_METRIC, ModelParams, TrainParams
-from stages.lib.selection import select
+from stages.lib.selection import Selection, pooled_threshold, select
 
 CURVE_METRICS = ("loss", "accuracy")
-History = dict[str, list[float]]  # per epoch: loss, accuracy, test_loss, test_accuracy, val_accuracy (stages.lib.head)
+# Per step (an iterate of a head's optimiser, an epoch of fine-tuning): loss, accuracy, test_loss,
+# test_accuracy, and for fine-tuning val_accuracy (stages.lib.head).
+History = dict[str, list[float]]
 
 
 @dataclass(frozen=True)
@@ -65,17 +70,20 @@ class Setup:
 @dataclass(frozen=True)
 class Trained:
     """One trained model: its test-set scores (P(positive) (N,) or class probabilities (N, K)), its
-    per-epoch history, and how to save it (`file_name`, a pattern with `{seed}`, names the file)."""
+    per-step history, and how to save it (`file_name`, a pattern with `{seed}`, names the file)."""
 
     scores: np.ndarray
     history: History
     save: Callable[[Path], None]
     file_name: str
-    epoch: int  # the epoch of the model kept, from 1
+    epoch: int | None  # fine-tuning: the epoch of the model kept, from 1; a head: None (fit to its optimum)
     val_accuracy: float | None  # its accuracy on the validation labels (None without a validation set)
     threshold: float = DECISION_THRESHOLD  # binary: P(positive) from which it predicts positive
-    # What selection chose beyond the epoch (head mode): the tuned values, the score and how it was computed.
+    # What selection chose (head mode): the tuned values, the scores and how they were computed, and how the
+    # optimiser ended.
     chosen: dict[str, Any] = field(default_factory=dict)
+    # A noisy variant's head: the same grid chosen on the clean validation labels (the oracle twin).
+    oracle: Trained | None = None
 
     @classmethod
     def selected(
@@ -99,23 +107,29 @@ SCORE_CORRECTIONS = {
 
 
 def summary_line(variant: str, repeat: int, trained: Trained, epochs: int) -> str:
-    """One seed's outcome in one line: the epoch kept, its validation score and on which labels, and what else
-    was chosen on them (the grid point, the threshold); the per-epoch numbers are in DVCLive's files."""
+    """One seed's outcome in one line: what was kept (the epoch, or the grid point and how its optimiser
+    ended), what chose it on which validation labels, and the threshold; the per-step numbers are in
+    DVCLive's files."""
     chosen = trained.chosen
-    parts = [f"epoch {trained.epoch}/{epochs}"]
-    if "val_score" in chosen:
-        # A variant validates on labels like its training labels: the clean ones for a clean control.
-        labels = "clean" if parse_variant(variant)[1] == "clean" else "noisy"
-        how = f", {SCORE_CORRECTIONS[chosen['select_score']]}" if chosen.get("corrected") else ""
-        parts.append(f"val {chosen['metric']} {chosen['val_score']:.4f} on {labels} labels{how}")
-    if trained.val_accuracy is not None:
-        parts.append(f"val accuracy {trained.val_accuracy:.4f}")
-    else:
-        parts.append("no validation set: the last epoch")
+    parts = [] if trained.epoch is None else [f"epoch {trained.epoch}/{epochs}"]
     tuned = chosen.get("hyper_parameters") or {}
     if tuned:
         point = ", ".join(f"{name} {value:g}" for name, value in tuned.items())
         parts.append(f"{point} (best of {chosen['grid_size']} grid points)")
+    if "iterations" in chosen:
+        state = "converged" if chosen["converged"] else "NOT converged"
+        parts.append(f"{state} in {chosen['iterations']} iterations (|gradient| {chosen['gradient_norm']:.1e})")
+    if "val_score" in chosen:
+        # A variant validates on labels like its training labels: the clean ones for a clean control.
+        labels = "clean" if parse_variant(variant)[1] == "clean" else "noisy"
+        how = f", {SCORE_CORRECTIONS[chosen['select_score']]}" if chosen.get("corrected") else ""
+        parts.append(
+            f"by val {chosen['select_by']} on {labels} labels; val {chosen['metric']} {chosen['val_metric']:.4f}{how}"
+        )
+    elif trained.val_accuracy is not None:
+        parts.append(f"val accuracy {trained.val_accuracy:.4f}")
+    else:
+        parts.append("no validation set: nothing chosen")
     parts.append(f"threshold {trained.threshold:.3f}")
     return f"train {variant}: seed {repeat}: " + "; ".join(parts)
 
@@ -137,28 +151,43 @@ def _ignore_interrupts() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def trained_by_seed(work: Callable[[int], Trained], seeds: Sequence[int], jobs: int) -> Iterator[tuple[int, Trained]]:
+def trained_by_seed(
+    work: Callable[[int], Trained], seeds: Sequence[int], jobs: int, key: Callable[[int], bytes] | None = None
+) -> Iterator[tuple[int, Trained]]:
     """(seed, work(seed)) in seed order, the seeds trained by up to `jobs` forked processes at once.
 
     A head's seeds are independent and each keeps one BLAS thread, so on C cores they train about C times
     as fast and give the same numbers as one after the other; what `work` returns comes back pickled, and
-    an error in a worker is raised here."""
+    an error in a worker is raised here. With `key`, seeds whose keys are equal are trained once: the first
+    of them, its result given to each (for work that depends on nothing else)."""
     global _SEED_WORK
+    first = {}
+    for repeat in seeds:
+        first.setdefault(key(repeat) if key is not None else repeat, repeat)
+    runs = list(first.values())
+    owner = {repeat: first[key(repeat) if key is not None else repeat] for repeat in seeds}
     # fork is safe on Linux only (macOS' system libraries may crash in a forked child).
-    jobs = min(jobs, len(seeds)) if sys.platform == "linux" else 1
+    jobs = min(jobs, len(runs)) if sys.platform == "linux" else 1
     if jobs <= 1:
-        for repeat in seeds:
-            yield repeat, work(repeat)
-        return
-    import multiprocessing
+        results = (work(repeat) for repeat in runs)
+    else:
+        import multiprocessing
 
-    _SEED_WORK = work
-    try:
+        _SEED_WORK = work
         # fork: the workers start with the features and the imports already in memory.
-        with multiprocessing.get_context("fork").Pool(jobs, initializer=_ignore_interrupts) as pool:
-            yield from zip(seeds, pool.imap(_run_seed_work, seeds), strict=True)
+        pool = multiprocessing.get_context("fork").Pool(jobs, initializer=_ignore_interrupts)
+        results = pool.imap(_run_seed_work, runs)
+    try:
+        done: dict[int, Trained] = {}
+        for repeat in seeds:
+            while owner[repeat] not in done:
+                done[runs[len(done)]] = next(results)
+            yield repeat, done[owner[repeat]]
     finally:
-        _SEED_WORK = None
+        if jobs > 1:
+            pool.terminate()
+            pool.join()
+            _SEED_WORK = None
 
 
 @contextmanager
@@ -200,14 +229,18 @@ def log_epoch(live: Any, values: dict[str, float]) -> None:
 
 
 def head_trainer(setup: Setup) -> Trainer:
-    """Heads on the cached features, trained in NumPy (stages.lib.head): TensorFlow is never loaded.
+    """Heads on the cached features, fit in NumPy/SciPy (stages.lib.head): TensorFlow is never loaded.
 
-    Per seed, the variant's whole grid (train.tune) trains at once; its epoch, grid point and threshold are
-    chosen on the validation labels (stages.lib.selection, train.select_score, evaluate.metric)."""
+    Per seed, the variant's whole grid (train.tune) is fit, each head to its optimum; one grid point and its
+    threshold are chosen on the validation labels (stages.lib.selection: train.select_by, train.threshold,
+    train.select_score, evaluate.metric). A noisy variant's grid is chosen a second time on the clean
+    validation labels: the oracle twin, which separates what noisy selection costs from what noisy training
+    labels cost. The seed plays no part: a head is a function of its labels and grid point."""
     settings = setup.settings
     grid = settings.grid(setup.loss, validating=len(setup.val_inputs) > 0)
+    coordinates = Coordinates.of(setup.inputs)  # the same features for every seed
     print(
-        f"train {setup.variant}: a grid of {len(grid)} heads on the cached features; NumPy on the CPU; float32",
+        f"train {setup.variant}: a grid of {len(grid)} heads on the cached features, each fit to its optimum",
         file=sys.stderr,
     )
 
@@ -218,103 +251,160 @@ def head_trainer(setup: Setup) -> Trainer:
         transition: np.ndarray | None = None,
         val_y: np.ndarray | None = None,
         val_transition: np.ndarray | None = None,
+        oracle_val_y: np.ndarray | None = None,
+        oracle_y: np.ndarray | None = None,
         progress: Progress | None = None,
     ) -> Trained:
         from threadpoolctl import threadpool_limits
 
-        # Matrices of a few thousand rows: BLAS threads gain little and, on a busy machine, cost several
-        # times the work (benchmarks/README.md, "Heads").
+        # Matrices of a few hundred rows: BLAS threads gain little and, on a busy machine, cost several
+        # times the work (benchmarks/README.md, "Heads"); the stage runs seeds on every core instead.
         with threadpool_limits(limits=1):
-            trained = fit_and_select(y, seed, live, transition, val_y, val_transition)
+            trained = fit_and_select(y, live, transition, val_y, val_transition, oracle_val_y, oracle_y)
         if progress is not None:
-            progress(settings.epochs)  # a grid trains in a second or two: the bar moves a seed at a time
+            progress(1)
         return trained
 
-    def fit_and_select(
-        y: np.ndarray,
-        seed: int,
-        live: Any,
-        transition: np.ndarray | None,
-        val_y: np.ndarray | None,
-        val_transition: np.ndarray | None,
-    ) -> Trained:
-        heads = fit_head_grid(
-            setup.inputs,
-            y,
+    def chosen_on(val_logits: np.ndarray, val_y: np.ndarray, val_transition: np.ndarray | None) -> Selection:
+        labels = val_y[:, 0].astype(np.int64) if setup.task == "binary" else val_y.argmax(axis=1)
+        return select(
+            val_logits[:, None],  # one "epoch": each head is at its optimum
+            labels,
             task=setup.task,
-            loss=setup.loss,
-            grid=grid,
-            epochs=settings.epochs,
-            batch_size=settings.batch_size,
-            learning_rate=settings.learning_rate,
-            seed=seed,
-            transition=transition,
+            metric=setup.metric,
+            transition=val_transition,
+            select_by=settings.select_by,
+            threshold_rule=settings.threshold,
         )
-        validating = val_y is not None and len(val_y) > 0
-        if validating:
-            val_labels = val_y[:, 0].astype(np.int64) if setup.task == "binary" else val_y.argmax(axis=1)
-            val_probabilities = probabilities(heads.logits(setup.val_inputs), setup.task).astype(np.float64)
-            if setup.task == "binary":
-                val_probabilities = val_probabilities[..., 0]
-            chosen = select(
-                val_probabilities,
-                val_labels,
-                task=setup.task,
-                metric=setup.metric,
-                transition=val_transition,
-                select_epoch=settings.select_epoch,
-            )
-            point, epoch, threshold = chosen.point, chosen.epoch, chosen.threshold
-        else:  # nothing to choose with (data.val_size 0: an untuned one-point grid): the last epoch
-            point, epoch, threshold = 0, settings.epochs - 1, DECISION_THRESHOLD
-        history = grid_history(
+
+    def kept(
+        heads: HeadGrid,
+        y: np.ndarray,
+        transition: np.ndarray | None,
+        point: int,
+        threshold: float,
+        selection: dict[str, Any],
+    ) -> Trained:
+        fit = heads.fits[point]
+        history = path_history(
             heads,
             point,
+            setup.inputs,
+            y,
             setup.test_inputs,
             setup.test_y,
-            task=setup.task,
             loss=setup.loss,
             loss_params=grid[point].loss_params,
             transition=transition,
         )
-        details: dict[str, Any] = {"hyper_parameters": dict(grid[point].tuned), "grid_size": len(grid)}
-        val_accuracy = None
-        if validating:
-            point_probabilities = val_probabilities[:, :, point]
-            history[VAL_ACCURACY] = [
-                float(np.mean(predict_labels(point_probabilities[:, e], setup.task) == val_labels))
-                for e in range(settings.epochs)
-            ]
-            history[VAL_SCORE] = [float(v) for v in chosen.scores_by_epoch]
-            kept = predict_labels(point_probabilities[:, epoch], setup.task, threshold)
-            val_accuracy = float(np.mean(kept == val_labels))
-            details.update(
-                select_score=settings.select_score,
-                metric=setup.metric,
-                val_score=chosen.score,
-                corrected=chosen.corrected,
-            )
-        if live is not None:  # None: the caller logs the history (trained_by_seed's caller)
-            log_history(live, history)
-        head = heads.head(epoch, point)
+        head = heads.head(point)
+        details: dict[str, Any] = {
+            "hyper_parameters": dict(grid[point].tuned),
+            "grid_size": len(grid),
+            "iterations": fit.iterations,
+            "gradient_norm": fit.gradient_norm,
+            "converged": fit.converged,
+            **selection,
+        }
+        val_accuracy = selection.get("val_accuracy")
         scores = head.predict_proba(setup.test_inputs)
-        return Trained(scores, history, head.save, HEAD_FILE, epoch + 1, val_accuracy, threshold, details)
+        return Trained(scores, history, head.save, HEAD_FILE, None, val_accuracy, threshold, details)
+
+    def class_labels(y: np.ndarray) -> np.ndarray:
+        return y[:, 0].astype(np.int64) if setup.task == "binary" else y.argmax(axis=1)
+
+    # The binary threshold from the validation labels together with the training pool's (train.threshold_folds).
+    pooling = setup.task == "binary" and settings.threshold_folds > 0 and setup.metric != "auc"
+
+    def fit_and_select(
+        y: np.ndarray,
+        live: Any,
+        transition: np.ndarray | None,
+        val_y: np.ndarray | None,
+        val_transition: np.ndarray | None,
+        oracle_val_y: np.ndarray | None,
+        clean_y: np.ndarray | None,
+    ) -> Trained:
+        heads = fit_head_grid(
+            setup.inputs, y, task=setup.task, loss=setup.loss, grid=grid, transition=transition, coordinates=coordinates
+        )
+        if val_y is None or len(val_y) == 0:  # nothing to choose with (data.val_size 0): the one untuned point
+            trained = kept(heads, y, transition, 0, DECISION_THRESHOLD, {})
+        else:
+            val_logits = heads.logits(setup.val_inputs)
+            val_logits = val_logits[..., 0] if setup.task == "binary" else val_logits
+            # The oracle twin chooses with the same rule and data, every label its true one.
+            choices = [("given", y, val_y, val_transition)]
+            if oracle_val_y is not None:
+                choices.append(("clean", clean_y, oracle_val_y, None))
+            models, out_of_fold = [], {}
+            for which, pool_y, labels_y, correcting in choices:
+                chosen = chosen_on(val_logits, labels_y, correcting)
+                labels = class_labels(labels_y)
+                threshold, metric_value, threshold_data = chosen.threshold, chosen.metric_value, "validation"
+                if pooling:
+                    if chosen.point not in out_of_fold:
+                        out_of_fold[chosen.point] = out_of_fold_logits(
+                            setup.inputs,
+                            y,
+                            task=setup.task,
+                            loss=setup.loss,
+                            point=grid[chosen.point],
+                            folds=settings.threshold_folds,
+                            transition=transition,
+                        )
+                    extra = out_of_fold[chosen.point]
+                    if extra is not None:
+                        threshold, metric_value = pooled_threshold(
+                            extra[:, 0],
+                            class_labels(pool_y),
+                            val_logits[:, chosen.point],
+                            labels,
+                            metric=setup.metric,
+                            transition=correcting,
+                            rule=settings.threshold,
+                        )
+                        threshold_data = f"validation and {settings.threshold_folds}-fold out-of-fold training"
+                probability = probabilities(val_logits[:, chosen.point], setup.task).astype(np.float64)
+                predicted = predict_labels(probability, setup.task, threshold)
+                selection = {
+                    "select_by": settings.select_by,
+                    "threshold_rule": settings.threshold,
+                    "threshold_data": threshold_data,
+                    "select_score": settings.select_score,
+                    "val_labels": which,
+                    "metric": setup.metric,
+                    "val_score": chosen.score,
+                    "val_metric": metric_value,
+                    "val_accuracy": float(np.mean(predicted == labels)),
+                    "corrected": chosen.corrected,
+                }
+                models.append(kept(heads, y, transition, chosen.point, threshold, selection))
+            trained = replace(models[0], oracle=models[1]) if len(models) > 1 else models[0]
+        if live is not None:  # None: the caller logs the history (trained_by_seed's caller)
+            log_history(live, trained.history)
+        return trained
 
     return train
 
 
 def mean_curves(histories: Sequence[History]) -> dict[str, pd.DataFrame]:
-    """Per metric, the per-epoch mean over seeds of the training value and of the test value.
+    """Per metric, the per-step mean over seeds of the training value and of the test value.
 
-    `histories` are per-epoch histories (`loss`, `test_loss`, ...), one per seed. Columns:
-    epoch (from 1), train, test, and their sample standard deviations over seeds (0 for one seed).
+    `histories` are per-step histories (`loss`, `test_loss`, ...), one per seed; a shorter one (a head whose
+    optimiser stopped sooner) is carried at its last value to the longest. Columns: step (from 1), train,
+    test, and their sample standard deviations over seeds (0 for one seed).
     """
     curves = {}
+    steps = max(len(history["loss"]) for history in histories)
     for metric in CURVE_METRICS:
-        columns = {"epoch": np.arange(1, len(histories[0][metric]) + 1)}
+        columns = {"step": np.arange(1, steps + 1)}
         for split, key in (("train", metric), ("test", f"test_{metric}")):
-            values = np.array([history[key] for history in histories], dtype=np.float64)
+            values = np.array(
+                [np.pad(history[key], (0, steps - len(history[key])), mode="edge") for history in histories],
+                dtype=np.float64,
+            )
             columns[split] = values.mean(axis=0)
-            columns[f"{split}_std"] = values.std(axis=0, ddof=1) if len(values) > 1 else np.zeros(values.shape[1])
+            columns[f"{split}_std"] = values.std(axis=0, ddof=1) if len(values) > 1 else np.zeros(steps)
         curves[metric] = pd.DataFrame(columns)
     return curves

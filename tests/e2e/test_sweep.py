@@ -134,10 +134,10 @@ def test_plots_diff_compares_the_experiments(sweep: tuple[Path, dict[float, dict
         assert rendered["revisions"] == names
         revisions = {point["rev"] for point in rendered["content"]["data"]["values"]}
         assert revisions == set(names), plot_id
-    # Training curves: epochs on x, the train and test means as two lines.
+    # Training curves: steps on x (a head's optimiser iterates), the train and test means as two lines.
     curve = plots["metrics/curves/bce-noisy/accuracy.csv"][0]["content"]
     assert {point["field"] for point in curve["data"]["values"]} == {"train", "test"}
-    assert curve["encoding"]["x"]["field"] == "epoch"
+    assert curve["encoding"]["x"]["field"] == "step"
 
 
 def test_report_holds_every_level(sweep: tuple[Path, dict[float, dict]]) -> None:

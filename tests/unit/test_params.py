@@ -337,7 +337,7 @@ def test_select_score_choices_and_no_grid_without_a_validation_set(repo_params: 
         L.train_params(with_value(repo_params, "train.select_score", "oracle"))
     # Without a validation set nothing can choose: one untuned point, l2 0 and loss_params' values.
     (point,) = L.train_params(with_value(repo_params, "train.losses", ["gce"])).grid("gce", validating=False)
-    assert point.l2 == 0.0 and point.loss_params == {"q": 0.7} and point.tuned == {"l2": 0.0}
+    assert point.l2 is None and point.loss_params == {"q": 0.7} and point.tuned == {}  # λ 1/N: stages.lib.head
 
 
 def test_detect_l2(repo_params: dict[str, Any]) -> None:

@@ -364,12 +364,15 @@ def test_mean_curves_average_histories_over_seeds() -> None:
     curves = mean_curves(histories)
     assert set(curves) == {"loss", "accuracy"}
     accuracy = curves["accuracy"]
-    assert list(accuracy.columns) == ["epoch", "train", "train_std", "test", "test_std"]
-    np.testing.assert_allclose(accuracy["epoch"], [1, 2])
+    assert list(accuracy.columns) == ["step", "train", "train_std", "test", "test_std"]
+    np.testing.assert_allclose(accuracy["step"], [1, 2])
     np.testing.assert_allclose(accuracy["train"], [0.6, 0.8])
     np.testing.assert_allclose(accuracy["test"], [0.5, 0.7])
     np.testing.assert_allclose(accuracy["test_std"], [np.std([0.4, 0.6], ddof=1)] * 2)
     np.testing.assert_allclose(mean_curves(histories[:1])["loss"]["train_std"], [0.0, 0.0])
+    # A history that stopped sooner (a head's optimiser converged) stays at its last value.
+    shorter = {key: values[:1] for key, values in histories[1].items()}
+    np.testing.assert_allclose(mean_curves([histories[0], shorter])["accuracy"]["train"], [0.6, 0.7])
 
 
 # --- the command ------------------------------------------------------------------------------------------

@@ -17,7 +17,9 @@ Conventions
   logits ``(0, z)``, i.e. ``p = [1 - sigmoid(z), sigmoid(z)]``.
 * ``task="multiclass"``: logits ``(N, K)``, ``p = softmax(z)``; ``y_true`` is
   one-hot ``(N, K)``.
-* Both inputs are cast to float32 (mixed precision may hand us float16 logits).
+* Both inputs are cast to float32 (mixed precision may hand us float16 logits), or to float64 where a
+  NumPy caller asks (``dtype``): the head's full-batch optimiser needs objective values exact enough for
+  its line search.
   Logs of probabilities are log-softmax of the logits: finite for any finite
   logit, so a confidently wrong sample keeps its full gradient (clipping
   probabilities before a log would zero it beyond |z| of about 16). Nothing is
@@ -75,10 +77,10 @@ def log_transition(transition: Any, task: str) -> np.ndarray:
         return np.log(t).astype(np.float32)
 
 
-def _log_distributions(ops, y_true, logits, task: str):
-    """Cast to float32 and return ``(y, log p)`` as ``(N, K)``: class distributions and log-softmax."""
-    y_true = ops.cast(y_true, "float32")
-    z = ops.cast(logits, "float32")
+def _log_distributions(ops, y_true, logits, task: str, dtype: str = "float32"):
+    """Cast to ``dtype`` and return ``(y, log p)`` as ``(N, K)``: class distributions and log-softmax."""
+    y_true = ops.cast(y_true, dtype)
+    z = ops.cast(logits, dtype)
     if task == "binary":
         if len(z.shape) > 1 and z.shape[-1] not in (1, None):
             raise ValueError(f"binary task expects logits of shape (N, 1) or (N,), got {tuple(z.shape)}")
@@ -113,8 +115,9 @@ def make_loss(
     params: Mapping[str, Any] | None = None,
     backend: str = "keras",
     transition: np.ndarray | None = None,
+    dtype: str = "float32",
 ) -> Callable:
-    """Build the per-sample loss ``fn(y_true, logits) -> (batch,)`` float32.
+    """Build the per-sample loss ``fn(y_true, logits) -> (batch,)`` float32 (or ``dtype``).
 
     Args:
         name: a registered loss (``train.losses`` in params.yaml), :data:`LOSS_NAMES`.
@@ -125,6 +128,7 @@ def make_loss(
             ``"numpy"`` (NumPy arrays in and out; TensorFlow is not loaded).
         transition: for ``forward`` only (required there): the row-stochastic noise transition matrix
             ``T[i, j] = P(noisy = j | clean = i)``, see :func:`log_transition`.
+        dtype: what the arithmetic runs in: ``"float32"``, or ``"float64"`` (NumPy backend only).
 
     A binary loss is scaled by the loss's ``binary_scale`` (``l1``: ``|y - p|``, plain MAE as the original
     notebook used it, not the 2-class sum ``2 |y - p|``).
@@ -140,7 +144,7 @@ def make_loss(
     scale = loss.binary_scale if context.binary else 1.0
 
     def loss_fn(y_true, logits):
-        y, log_p = _log_distributions(ops, y_true, logits, task)
+        y, log_p = _log_distributions(ops, y_true, logits, task, dtype)
         out = core(ops, y, log_p)
         return out * scale if scale != 1.0 else out
 
@@ -154,6 +158,7 @@ def logit_gradient(
     task: str = "binary",
     params: Mapping[str, Any] | None = None,
     transition: np.ndarray | None = None,
+    dtype: str = "float32",
 ) -> Callable:
     """Build ``fn(y_true, logits) -> dL/dz``: each sample's loss gradient with respect to its logits, in
     NumPy; ``(N, 1)`` for binary, ``(N, K)`` for multiclass. Arguments as in :func:`make_loss`.
@@ -163,10 +168,10 @@ def logit_gradient(
     scale = loss.binary_scale if context.binary else 1.0
 
     def gradient(y_true, logits):
-        y, log_p = _log_distributions(NP, y_true, logits, task)
+        y, log_p = _log_distributions(NP, y_true, logits, task, dtype)
         g = grad(y, log_p) * scale
         # Binary: u = (0, z), so dL/dz = dL/du_1.
-        return (g[:, 1:] if task == "binary" else g).astype(np.float32)
+        return (g[:, 1:] if task == "binary" else g).astype(dtype)
 
     return gradient
 

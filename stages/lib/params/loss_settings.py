@@ -93,7 +93,7 @@ def validate_loss_params(name: str, params: Mapping[str, Any] | None) -> dict:
 def tune_grids(tune: Any, losses: tuple[str, ...], loss_params: dict) -> dict[str, tuple[GridPoint, ...]]:
     """train.tune: per loss, the product of its `l2` list and its own param's list; every loss in
     train.losses must have a grid of the same size (the same tuning budget for every method). Without a
-    train.tune section: no grids (one point per loss, l2 0, as before tuning existed)."""
+    train.tune section: no grids (one point per loss at λ 1/N: stages.lib.params.GridPoint)."""
     if tune is None:
         return {}
     if not isinstance(tune, dict):
@@ -110,7 +110,8 @@ def tune_grids(tune: Any, losses: tuple[str, ...], loss_params: dict) -> dict[st
                 f"train.tune.{name} = {entry!r}: must set l2 (a list) and at most one of {name}'s own params "
                 f"({', '.join(tunable) or 'none'}), e.g. {{l2: [0.001, 0.01]}}"
             )
-        strengths = number_list(0.0, 1e6)(f"train.tune.{name}.l2", entry["l2"])
+        # λ > 0: an unpenalised head on fewer images than features has no optimum.
+        strengths = number_list(0.0, 1e6, low_open=True)(f"train.tune.{name}.l2", entry["l2"])
         own = [key for key in entry if key != "l2"]
         written = loss_params.get(name) or {}
         points = []

@@ -22,6 +22,10 @@ SELECT_EPOCH = ("last", "val")
 # symmetric noise); `corrected_true` / `corrected_estimated`, on the clean confusion matrix recovered through
 # the inverse of the validation labels' transition matrix T, the realised one (an oracle) or detect's estimate.
 SELECT_SCORES = ("noisy", "corrected_true", "corrected_estimated")
+# What ranks a variant's candidate models on its validation labels, and what places a binary threshold
+# (stages.lib.selection; docs/losses.md "Tuning"; benchmarks/selection.py chose the defaults).
+SELECT_BY = ("log_loss", "auc", "metric")
+THRESHOLD_RULES = ("smoothed", "empirical", "share")
 # Which transition matrix each score corrects with (stages.lib.seed_labels): none, the realised, detect's.
 SELECT_SCORE_TRANSITIONS: dict[str, str | None] = {
     "noisy": None,
@@ -71,6 +75,13 @@ def _labels(name: str, value: Any) -> tuple[str, ...]:
     return tuple(value)
 
 
+def _threshold_folds(name: str, value: Any) -> int:
+    folds = integer(0)(name, value)
+    if folds == 1:
+        raise UserError(f"{name} = 1: must be 0 (the validation labels alone) or at least 2 folds")
+    return folds
+
+
 def _mixed_precision(name: str, value: Any) -> str:
     # YAML reads true/false (and unquoted on/off) as booleans; "auto" is the one word.
     if isinstance(value, bool):
@@ -84,9 +95,13 @@ def _mixed_precision(name: str, value: Any) -> str:
 
 @dataclass(frozen=True)
 class GridPoint:
-    """One head of a variant's grid: its L2 strength and its loss params (checked, defaults filled in)."""
+    """One head of a variant's grid: its L2 strength and its loss params (checked, defaults filled in).
 
-    l2: float
+    `l2` None: nothing chose it (no validation set, or no train.tune): scikit-learn LogisticRegression's default
+    C = 1, λ = 1/N for N training rows, resolved where N is known (stages.lib.head); an unpenalised head on
+    fewer rows than features has no optimum."""
+
+    l2: float | None
     loss_params: dict[str, Any]
     tuned: dict[str, float]  # the values this grid varies (l2 and the loss's own): what selection records
 
@@ -109,11 +124,16 @@ class TrainParams:
     # Per loss, the grid its variants choose from (train.tune); a loss missing here: one point, l2 0.
     grids: dict[str, tuple[GridPoint, ...]] = param(anything(), if_absent=None, key="tune", default_factory=dict)
     select_score: str = param(choice(*SELECT_SCORES), if_absent="noisy", default="noisy")
+    select_by: str = param(choice(*SELECT_BY), if_absent="log_loss", default="log_loss")
+    threshold: str = param(choice(*THRESHOLD_RULES), if_absent="smoothed", default="smoothed")
+    # K > 0: the binary threshold is chosen on the validation labels together with the training pool's labels
+    # and the chosen head's K-fold out-of-fold logits (stages.lib.head.out_of_fold_logits); 0: validation alone.
+    threshold_folds: int = param(_threshold_folds, if_absent=5, default=5)
 
     def grid(self, loss: str, validating: bool = True) -> tuple[GridPoint, ...]:
         """The loss's grid; without a validation set (nothing to choose with), or without train.tune, one
-        untuned point: l2 0 and train.loss_params' values."""
-        return (validating and self.grids.get(loss)) or (GridPoint(0.0, self.loss_params[loss], {"l2": 0.0}),)
+        untuned point: λ 1/N (GridPoint) and train.loss_params' values."""
+        return (validating and self.grids.get(loss)) or (GridPoint(None, self.loss_params[loss], {}),)
 
 
 def read_train(raw: dict[str, Any]) -> TrainParams:
