@@ -11,6 +11,9 @@ out-of-fold probabilities the stage used (recomputed with the stage's own functi
   allow);
 * `Platt`: slope and intercept of a logistic regression of the noisy labels on their logit — calibration
   against the labels the detector sees (slope 1, intercept 0: calibrated);
+* `threshold`: cleanlab's confident threshold for the positive class (the mean P(positive) of the labels
+  given positive), how many true negatives reach it (how many of those are labelled negative) and how many
+  true positives do: those above it count as positives in the confident joint;
 * `oracle`: cleanlab's estimate on the same scores calibrated with the clean labels, P(noisy = 1 | score) =
   ρ₋ + (1 − ρ₊ − ρ₋) · P(true = 1 | score) with P(true = 1 | score) by isotonic regression and ρ the realised
   rates. It uses the clean labels, so it is a diagnostic only: what the best calibration of these scores
@@ -97,6 +100,9 @@ def diagnose(repo: Path, noise: float, raw: dict, per_l2: bool) -> list[dict]:
                 alone = positive_probability(pool.features, noisy, raw, repeat, (strength,))
                 each_l2[strength] = estimated_transition(noisy, np.c_[1 - alone, alone])
             slope, intercept = platt(noisy, positive)
+            threshold = float(positive[noisy == 1].mean())
+            above = positive >= threshold
+            negative = pool.true_labels == 0
             oracle_rate, oracle_transition = oracle_estimate(noisy, pool.true_labels, positive)
             rows.append(
                 {
@@ -111,6 +117,10 @@ def diagnose(repo: Path, noise: float, raw: dict, per_l2: bool) -> list[dict]:
                     "clean_auc": float(roc_auc_score(pool.true_labels, clean)),
                     "each_l2": each_l2,
                     "slope": slope,
+                    "threshold": threshold,
+                    "negatives_above": int((above & negative).sum()),
+                    "labelled_negative_above": int((above & negative & (noisy == 0)).sum()),
+                    "positives_above": int((above & ~negative).sum()),
                     "intercept": intercept,
                     "oracle": oracle_rate,
                     "oracle_T": oracle_transition,
@@ -126,7 +136,9 @@ def line(positive_class: str, row: dict) -> str:
         f"{row['realised']:.3f} (error {row['estimated'] - row['realised']:+.3f}); T negative row "
         f"{est[0, 1]:.3f} / {real[0, 1]:.3f}, positive row {est[1, 0]:.3f} / {real[1, 0]:.3f} (P(flip), estimated / "
         f"realised); l2 {row['l2']:g}; AUC {row['auc']:.3f} (clean {row['clean_auc']:.3f}); "
-        f"Platt {row['slope']:.2f} {row['intercept']:+.2f}; "
+        f"Platt {row['slope']:.2f} {row['intercept']:+.2f}; threshold {row['threshold']:.3f}: "
+        f"{row['negatives_above']} negatives ({row['labelled_negative_above']} labelled negative), "
+        f"{row['positives_above']} positives; "
         f"oracle {row['oracle']:.3f} (T rows {oracle[0, 1]:.3f}, {oracle[1, 0]:.3f})"
     ) + "".join(
         f"\n  l2 {strength:g}: {rate:.3f}, {transition[1, 0]:.3f}"

@@ -149,7 +149,8 @@ def test_detection_benchmark_prints_the_estimate_beside_the_realised_noise_and_i
     assert re.match(
         rf"^class 3 noise 0\.3 seed 0: estimated {number} realised 0\.300 \(error [+-]{number}\); T negative row "
         rf"{number} / {number}, positive row {number} / {number} \(P\(flip\), estimated / realised\); l2 [\d.]+; "
-        rf"AUC {number} \(clean {number}\); Platt -?\d+\.\d\d [+-]\d+\.\d\d; oracle {number} \(T rows {number}, "
+        rf"AUC {number} \(clean {number}\); Platt -?\d+\.\d\d [+-]\d+\.\d\d; threshold {number}: \d+ negatives "
+        rf"\(\d+ labelled negative\), \d+ positives; oracle {number} \(T rows {number}, "
         rf"{number}\)$",
         lines[1],
     ), lines[1]
