@@ -125,3 +125,43 @@ def test_gpu_check_runs_the_fine_tuning_pipeline_on_a_cpu_too(tmp_path) -> None:
     assert re.search(r"^  train bce-clean: .*XLA on$", out, re.M)
     assert len(re.findall(r"^  fine-tuning on 24 images: epoch 1 .*; epoch 2: \d+\.\d images/s$", out, re.M)) == 3
     assert "evaluate wrote metrics for: baseline, bce-clean, bce-noisy" in out
+
+
+def test_detection_benchmark_prints_the_estimate_beside_the_realised_noise_and_its_diagnostics(tmp_path) -> None:
+    digits = tmp_path / "digits"
+    run(PROJECT_ROOT, sys.executable, "scripts/digits_folder.py", str(digits))
+    result = run(
+        PROJECT_ROOT,
+        sys.executable,
+        "benchmarks/detection.py",
+        str(digits),
+        "--positive-classes=3",
+        "--noise-levels=0.3",
+        "--seeds=1",
+        "--train-size=100",
+        "--val-size=20",
+        "--per-l2",
+        f"--workdir={tmp_path / 'work'}",
+    )
+    lines = result.stdout.strip().splitlines()
+    assert lines[0].startswith("benchmark: ") and "100 training / 20 validation images at 32 px" in lines[0]
+    number = r"\d\.\d{3}"
+    assert re.match(
+        rf"^class 3 noise 0\.3 seed 0: estimated {number} realised 0\.300 \(error [+-]{number}\); T negative row "
+        rf"{number} / {number}, positive row {number} / {number} \(P\(flip\), estimated / realised\); l2 [\d.]+; "
+        rf"AUC {number} \(clean {number}\); Platt -?\d+\.\d\d [+-]\d+\.\d\d; threshold {number}: \d+ negatives "
+        rf"\(\d+ labelled negative\), \d+ positives; oracle {number} \(T rows {number}, "
+        rf"{number}\)$",
+        lines[1],
+    ), lines[1]
+    strengths = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())["detect"]["l2"]
+    assert len(lines) == 2 + len(strengths) + 1
+    assert all(re.match(rf"^  l2 [\d.]+: {number}, {number}$", text) for text in lines[2:-1]), lines
+    assert re.match(
+        rf"^worst: \|estimated - realised noise rate\| {number}, \|estimated - realised T entry\| {number}$", lines[-1]
+    )
+    # The estimate and the realised T printed are the detect stage's own, from the project it built.
+    found = json.loads((tmp_path / "work/class-3/metrics/detection.json").read_text())["noisy"]["seeds"]["0"]
+    realised = found["realised_transition_matrix"]
+    assert f"estimated {found['estimated_noise_rate']:.3f} " in lines[1]
+    assert f"{realised[0][1]:.3f}, positive row" in lines[1] and f"/ {realised[1][0]:.3f} (P(flip)" in lines[1]

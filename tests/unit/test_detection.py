@@ -19,7 +19,7 @@ from stages.lib.detection import (
     small_loss_scores,
     top_flags,
 )
-from stages.lib.noise import transition_matrix
+from stages.lib.noise import corrupt_labels, transition_matrix
 
 
 def test_detection_metrics_on_a_hand_built_case() -> None:
@@ -77,6 +77,42 @@ def test_find_issues_flags_exactly_the_flips_when_the_probabilities_know_the_tru
     np.testing.assert_array_equal(issues.predicted, true)
     # Score = 1 - P(given label): 0.95 for the flips, 0.1 for the others.
     np.testing.assert_allclose(issues.score, np.where(given != true, 0.95, 0.1))
+
+
+def minority_with_exact_flips(seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The digits setting's training labels: 61 positives of 600, exactly 30 % of each class flipped."""
+    true = np.r_[np.ones(61, dtype=np.int64), np.zeros(539, dtype=np.int64)]
+    return true, corrupt_labels(true, 2, 0.3, "symmetric", np.random.default_rng(seed))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_minority_noise_estimate_needs_a_ranking_more_than_a_calibration(seed: int) -> None:
+    """Why detect overshoots on the digits setting (docs/detection.md). Probabilities that put every true
+    positive above every true negative give the realised T exactly — even shrunk toward the noisy prior as
+    the digits' out-of-fold ones are (mean P(positive) 0.331 for the negatives, 0.423 for the positives).
+    Probabilities exactly calibrated but from a score that ranks the classes at AUC about 0.9 overshoot: the
+    negatives' upper tail crosses the positive class's threshold (the mean P(positive) of the labels given
+    positive, 79 % of them flipped negatives), and 539 negatives outnumber 61 positives."""
+    from scipy.stats import norm
+
+    true, given = minority_with_exact_flips(seed)
+    realised = transition_matrix(true, given, 2)
+    flips_negative, flips_positive = realised[0, 1], realised[1, 0]
+    realised_rate = float(np.mean(given != true))
+    for positive in (flips_negative + (1 - flips_positive - flips_negative) * true, np.where(true == 1, 0.423, 0.331)):
+        estimated, rate = estimated_transition(given, np.c_[1 - positive, positive])
+        np.testing.assert_allclose(estimated, realised, atol=1e-12)
+        assert rate == pytest.approx(realised_rate)
+    # A score N(1.8 * true, 1), AUC 0.88-0.92 over seeds 0-4; P(noisy = 1 | score) by Bayes' rule: calibrated by
+    # construction.
+    score = np.random.default_rng(seed).normal(1.8 * true, 1.0)
+    share = true.mean()
+    clean_posterior = share * norm.pdf(score, 1.8) / (share * norm.pdf(score, 1.8) + (1 - share) * norm.pdf(score))
+    positive = flips_negative + (1 - flips_positive - flips_negative) * clean_posterior
+    estimated, rate = estimated_transition(given, np.c_[1 - positive, positive])
+    assert rate - realised_rate > 0.04  # measured +0.048 to +0.090 over seeds 0-4
+    assert estimated[1, 0] - flips_positive > 0.15  # the positive row: measured +0.22 to +0.31
+    assert abs(estimated[0, 1] - flips_negative) < 0.03  # the negative row stays right
 
 
 STRENGTHS = (0.01, 0.1, 1.0, 10.0)
