@@ -2,7 +2,7 @@
 
 For each positive class and noise level, a throw-away copy of the project (toolkit.project) runs
 `dvc repro detect` on a class folder (`python scripts/digits_folder.py /abs/dir` writes one offline), binary
-task, `model.weights: none`. Per seed it prints what `metrics/detection.json` says — the estimated noise rate
+task, `model.weights: none`. Per seed it prints what `metrics/details/detection.json` says — the estimated noise rate
 and transition matrix beside the realised ones, and the L2 strength chosen — and three diagnostics of the
 out-of-fold probabilities the stage used (recomputed with the stage's own function and seeds):
 
@@ -84,7 +84,7 @@ def positive_probability(features: np.ndarray, labels: np.ndarray, raw: dict, re
 
 def diagnose(repo: Path, noise: float, raw: dict, per_l2: bool) -> list[dict]:
     """Per seed: detection.json's estimate beside the realised noise, and the diagnostics of the module."""
-    detection = json.loads((repo / "metrics/detection.json").read_text())["noisy"]["seeds"]
+    detection = json.loads((repo / "metrics/details/detection.json").read_text())["noisy"]["seeds"]
     strengths = P.detect_l2(raw)
     rows = []
     with contextlib.chdir(repo):
