@@ -11,9 +11,9 @@
    reports the 11-model figure as measured × 11 / N; `--skip-notebook-method` times only ours and the floor.
 2. Our pipeline, from an empty DVC cache in a fresh repo per protocol: `dvc repro` at the first noise level
    (subsample and embed once, every head), then `dvc exp run -S noise=…` for each other level (the noisy
-   heads). Two protocols (`--protocols`): `like-for-like`, the notebook's (one repeat, its epochs, no
-   validation set, the last epoch's model: 12 heads, the notebook's 11 and an L1 control), and `defaults`,
-   params.yaml's (its repeats, 100 epochs, tuning grid, the epoch chosen on a noisy validation set; the split's sizes
+   heads). Two protocols (`--protocols`): `like-for-like`, the notebook's (one repeat, no validation set, so
+   one untuned head per variant: 12 heads, the notebook's 11 and an L1 control), and `defaults`, params.yaml's
+   (its repeats and tuning grid, chosen on a noisy validation set; the split's sizes
    scaled to --images as tf_flowers' 3,670 are split: 600 training, 300 validation). Both run every stage,
    detection and the paired comparisons included. `--scaling` then times, per protocol, what one more noise
    level, repeat, loss and 1,000 images add (see time_scaling).
@@ -277,7 +277,7 @@ def protocol(name: str, args: argparse.Namespace, images: int, train_size: int) 
         # The notebook's protocol: one repeat, its epochs, no validation set, the last epoch's model.
         train = {"epochs": args.epochs, "select_epoch": "last", "batch_size": args.batch_size, "seeds": [SEED]}
         data |= {"train_size": train_size, "val_size": 0}
-        description = f"the notebook's protocol: 1 repeat, {args.epochs} epochs, no validation set"
+        description = "the notebook's protocol: 1 repeat, no validation set, one untuned head per variant"
     else:
         # params.yaml's training and split; the split's sizes scaled to these images as tf_flowers' 3,670 are split.
         defaults = DEFAULTS["train"]
@@ -286,7 +286,7 @@ def protocol(name: str, args: argparse.Namespace, images: int, train_size: int) 
         sizes = {key: max(least, round(DEFAULTS["data"][key] * scale)) for key, least in MIN_SIZES.items()}
         data |= sizes
         description = (
-            f"the project's defaults: {len(train['seeds'])} repeats, {train['epochs']} epochs, the epoch chosen on "
+            f"the project's defaults: {len(train['seeds'])} repeats, the grid point chosen on "
             f"{sizes['val_size']} validation images, {sizes['train_size']} training images"
         )
     train["losses"] = list(LOSSES)

@@ -171,7 +171,11 @@ BAD_PARAMS = {
     "a label set twice": (FIRST, {"train": {"labels": ["noisy", "noisy"]}}, ["train.labels = ['noisy', 'noisy']"]),
     "a seed twice": (FIRST, {"train": {"seeds": [0, 0]}}, ["train.seeds = [0, 0]", "distinct"]),
     # impossible combinations
-    "select on val without val": (FIRST, {"data": {"val_size": 0}}, ["train.select_epoch = val", "data.val_size = 0"]),
+    "select on val without val": (
+        FIRST,
+        {"data": {"val_size": 0}, "model": {"fine_tune": True}},
+        ["train.select_epoch = val", "data.val_size = 0"],
+    ),
     "class rates with symmetric": (
         FIRST,
         {"noise_class_rates": {"sunflowers": 0.4}},

@@ -38,9 +38,12 @@ def test_speed_benchmark_times_all_three_methods_and_ends_with_the_ratios(tmp_pa
     assert lines[0].startswith("benchmark: 70 images (60 train, 10 test) at 32 px from synthetic 320 px JPEGs")
     assert re.search(r"^floor: one forward pass over 70 images: \d+\.\d s$", result.stdout, re.M)
     # Both protocols, each its own study: heads = losses × (1 + levels) × repeats.
-    assert "ours, like-for-like (the notebook's protocol: 1 repeat, 5 epochs, no validation set):" in lines
     assert (
-        f"ours, defaults (the project's defaults: {REPEATS} repeats, 100 epochs, the epoch chosen on 10 validation "
+        "ours, like-for-like (the notebook's protocol: 1 repeat, no validation set, one untuned head per variant):"
+        in lines
+    )
+    assert (
+        f"ours, defaults (the project's defaults: {REPEATS} repeats, the grid point chosen on 10 validation "
         "images, 50 training images):" in lines
     )
     assert re.search(r"^  the study through DVC \(4 heads\): \d+\.\d s$", result.stdout, re.M)

@@ -80,8 +80,10 @@ def test_test_size_null_or_number(repo_params: dict[str, Any]) -> None:
     assert P.data_params(with_value(repo_params, "data.test_size", 500)).test_size == 500
 
 
-def test_select_epoch_val_needs_a_validation_set(repo_params: dict[str, Any]) -> None:
+def test_select_epoch_val_needs_a_validation_set_when_fine_tuning(repo_params: dict[str, Any]) -> None:
     raw = with_value(with_value(repo_params, "train.select_epoch", "val"), "data.val_size", 0)
+    L.check_all(raw)  # heads: no epochs to choose from, one untuned head without a validation set
+    raw = with_value(raw, "model.fine_tune", True)
     with pytest.raises(UserError, match=r"^train\.select_epoch = val needs a validation set, but data\.val_size = 0: "):
         L.check_all(raw)
     L.check_all(with_value(raw, "train.select_epoch", "last"))  # no validation set: the last epoch is kept
@@ -294,7 +296,7 @@ def test_every_loss_of_the_repository_gets_a_grid_of_the_same_size(repo_params: 
     raw = with_value(repo_params, "train.losses", list(L.LOSS_NAMES))
     settings = L.train_params(raw)
     sizes = {loss: len(settings.grid(loss)) for loss in L.LOSS_NAMES}
-    assert set(sizes.values()) == {8}, sizes
+    assert set(sizes.values()) == {10}, sizes
     gce = settings.grid("gce")
     assert {(point.l2, point.loss_params["q"]) for point in gce} == {
         (l2, q) for l2 in raw["train"]["tune"]["gce"]["l2"] for q in raw["train"]["tune"]["gce"]["q"]

@@ -193,7 +193,7 @@ def check_all(raw: dict[str, Any]) -> None:
     # Up front, not only in the train stage: it would fail after every stage before it had run.
     if not model.fine_tune and (problem := fine_tune_settings_in_head_mode(settings)):
         raise UserError(problem)
-    if settings.select_epoch == "val" and data.val_size == 0:
+    if model.fine_tune and settings.select_epoch == "val" and data.val_size == 0:
         raise UserError(
             "train.select_epoch = val needs a validation set, but data.val_size = 0: "
             "set data.val_size > 0 or train.select_epoch: last"
