@@ -6,10 +6,11 @@ and the experiments run from it; `--all-commits` for every commit's), with their
 (metrics/details/, through DVC), and writes reports/noise_curve.png (stages.lib.report.figure: balanced
 accuracy, the verdict comparisons against the tuned BCE with their 95 % intervals, AUC and accuracy,
 against the noise rate or the realised flip rate) and reports/results.md (one table per metric: a row per
-noise level, a column per variant, mean ± std over seeds; per noise level, the paired comparisons with the
-differences significant after Holm's correction marked; and how confident learning found the flipped
-labels). From the workspace's data, if the detect stage has run there: reports/label_issues.png, the top
-suspected label errors.
+noise level, a column per variant, mean ± std over seeds; what the noise costs each loss, split into the
+noisy training labels' and the noisy selection's share (the oracle twins); per noise level, the paired
+comparisons with the differences significant after Holm's correction marked, over each level's or (`--holm
+sweep`) the whole sweep's comparisons; and how confident learning found the flipped labels). From the
+workspace's data, if the detect stage has run there: reports/label_issues.png, the top suspected label errors.
 
 Not a DVC stage: its input is the set of experiments, which lives in git refs rather than in files one
 run of the pipeline could depend on. It only reads: nothing in the workspace or the experiments changes.
@@ -28,7 +29,7 @@ from stages.lib.report.experiments import exp_show_json, parse_runs, with_detail
 from stages.lib.report.figure import draw_noise_curves
 from stages.lib.report.label_issues import draw_label_issues, top_suspects
 from stages.lib.report.sweep import group_sweeps
-from stages.lib.report.tables import markdown_report
+from stages.lib.report.tables import HOLM_FAMILIES, markdown_report
 
 REPORTS_DIR = Path("reports")
 FIGURE_NAME = "noise_curve.png"
@@ -45,6 +46,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--all-commits", action="store_true", help="include experiments of every commit, not HEAD's")
     parser.add_argument("--out", type=Path, default=REPORTS_DIR, help=f"output folder (default: {REPORTS_DIR})")
     parser.add_argument("--suspects", type=int, default=32, help="thumbnails in label_issues.png (default: 32)")
+    parser.add_argument(
+        "--holm",
+        choices=HOLM_FAMILIES,
+        default="experiment",
+        help="Holm's family in results.md: each noise level's comparisons (default), or the whole sweep's",
+    )
     args = parser.parse_args(argv)
 
     runs, skipped = parse_runs(exp_show_json(".", all_commits=args.all_commits))
@@ -60,7 +67,7 @@ def main(argv: list[str] | None = None) -> None:
     figure_path, table_path = args.out / FIGURE_NAME, args.out / TABLE_NAME
     draw_noise_curves(sweeps, figure_path)
     with atomic_path(table_path) as tmp:
-        tmp.write_text(markdown_report(sweeps, skipped, figure=FIGURE_NAME))
+        tmp.write_text(markdown_report(sweeps, skipped, figure=FIGURE_NAME, holm_family=args.holm))
     for sweep in sweeps:
         levels = ", ".join(f"{noise:g}" for noise in sweep.noise_levels)
         print(f"report: sweep of {len(sweep.runs)} runs at noise {levels}", file=sys.stderr)

@@ -12,11 +12,20 @@ import pytest
 from PIL import Image
 
 import report
+from stages.lib.comparisons import holm
 from stages.lib.errors import UserError
 from stages.lib.headline import detection_headline, noise_headline, variant_means, verdict_comparisons
 from stages.lib.report.experiments import Run, exp_show_json, flatten, parse_runs, with_details
+from stages.lib.report.figure import noise_curve_figure
 from stages.lib.report.sweep import curve, distinguishing_params, group_sweeps, realised_flip_rates, variants
-from stages.lib.report.tables import comparison_table, format_cell, markdown_report, markdown_table
+from stages.lib.report.tables import (
+    comparison_table,
+    cost_table,
+    format_cell,
+    markdown_report,
+    markdown_table,
+    sweep_holm,
+)
 from stages.lib.training import mean_curves
 
 PARAMS = {
@@ -608,3 +617,80 @@ def test_figure_panels_answer_the_question_and_keep_their_notes_inside(levels: t
         assert all(low <= note.get_position()[0] <= high for note in notes)
         assert all(note.get_position()[1] <= 1 for note in notes)
     plt.close(figure)
+
+
+# --- the protocol: oracle twins, what the noise costs, Holm over a sweep ---------------------------------------
+
+
+def twin_details(noise: float) -> dict:
+    """A run's details with oracle twins: BCE's chosen better with the true labels, L1's as well as with noisy."""
+    details = study_details(noise)
+    metrics = details[VARIANT_DETAILS]
+    metrics["bce-noisy:oracle"] = variant_metrics(0.95 - 0.3 * noise)
+    metrics["l1-noisy:oracle"] = variant_metrics(0.93 - 0.2 * noise)
+    protocol = {
+        "bce-noisy:oracle vs bce-noisy": comparison("bce-noisy", "bce-noisy:oracle", 0.1 * noise, 0.01, True),
+        "bce-noisy:oracle vs bce-clean": comparison("bce-clean", "bce-noisy:oracle", -0.3 * noise, 0.001, True),
+        "l1-noisy:oracle vs l1-noisy": comparison("l1-noisy", "l1-noisy:oracle", 0.0, 1.0, False),
+        "l1-noisy:oracle vs l1-clean": comparison("l1-clean", "l1-noisy:oracle", -0.2 * noise, 0.02, True),
+    }
+    for entry in protocol.values():
+        entry["family"] = "protocol"
+    details[COMPARISON_DETAILS] = {**details[COMPARISON_DETAILS], **protocol}
+    return details
+
+
+def twin_sweep() -> list:
+    runs, _ = parse_runs(sweep_records())
+    runs, _ = with_details(runs, lambda run, path: twin_details(run.noise).get(path))
+    return group_sweeps(runs)
+
+
+def test_the_cost_table_splits_the_noise_cost_into_training_labels_and_selection() -> None:
+    (sweep,) = twin_sweep()
+    lines = cost_table(sweep).splitlines()
+    assert lines[0] == (
+        "| noise | variant | clean | noisy | oracle | total cost | training labels [95 % CI] "
+        "| choosing on noisy labels [95 % CI] | experiment |"
+    )
+    rows = {(row[0], row[1]): row for row in (line.strip("| ").split(" | ") for line in lines[2:])}
+    assert set(rows) == {(f"{noise:g}", name) for noise in (0, 0.3, 0.5, 0.9) for name in ("bce-noisy", "l1-noisy")}
+    # At 0.5: bce clean 0.850, noisy 0.650, oracle 0.700; total 0.200 = training labels 0.150 + choice 0.050.
+    assert rows[("0.5", "bce-noisy")][2:8] == [
+        "0.850", "0.650", "0.700", "0.200", "+0.150 [+0.130, +0.170]", "+0.050 [+0.030, +0.070]"
+    ]  # fmt: skip
+    assert rows[("0.5", "l1-noisy")][7] == "+0.000 [-0.020, +0.020]"
+    text = markdown_report([sweep])
+    assert "### What the noise costs, and where" in text
+    # The protocol's comparisons are in the cost table, not among the study's paired comparisons.
+    assert "vs bce-noisy:oracle" not in text and "bce-noisy:oracle vs" not in text
+    assert cost_table(group_sweeps(runs_with_details(sweep_records()))[0]) is None  # no twins, no table
+
+
+def test_twins_are_columns_beside_their_variant_and_dotted_in_the_figure(tmp_path: Path) -> None:
+    (sweep,) = twin_sweep()
+    assert variants(sweep) == ["bce-noisy", "bce-noisy:oracle", "l1-noisy", "l1-noisy:oracle", "bce-clean", "l1-clean"]
+    figure = noise_curve_figure([sweep])
+    labels = {line.get_label(): line for line in figure.axes[0].get_lines()}
+    assert labels["bce-noisy:oracle (chosen with true labels)"].get_linestyle() == ":"
+    assert labels["bce-noisy"].get_linestyle() == "-"
+
+
+def test_holm_over_the_sweep_adjusts_every_level_s_study_comparisons_together() -> None:
+    (sweep,) = twin_sweep()
+    adjusted = sweep_holm(sweep)
+    study = [(run.name, name) for run in sweep.runs for name in study_comparisons(run.noise)]
+    assert set(adjusted) == set(study)  # the protocol's comparisons are their own family
+    p_values = [
+        study_comparisons(run.noise)[name]["p_value"] for run in sweep.runs for name in study_comparisons(run.noise)
+    ]
+    reject, expected = holm(p_values)
+    assert [adjusted[key] for key in study] == [(float(p), bool(r)) for p, r in zip(expected, reject, strict=True)]
+    per_level = markdown_report([sweep])
+    whole = markdown_report([sweep], holm_family="sweep")
+    assert "Holm's family: the comparisons of one noise level" in per_level
+    assert "Holm's family: every comparison in these tables, all noise levels of the sweep together" in whole
+    run = sweep.runs[0]
+    row = comparison_table(run, adjusted).splitlines()[2].strip("| ").split(" | ")
+    p, _ = adjusted[(run.name, "l1-noisy vs bce-noisy")]
+    assert row[6].strip("*") == (f"{p:.2g}" if p < 0.001 else f"{p:.3f}")

@@ -12,7 +12,7 @@ import numpy as np
 from stages.lib.comparisons import ALPHA
 from stages.lib.headline import reference_loss
 from stages.lib.io import atomic_path
-from stages.lib.labels import BASELINE, parse_variant
+from stages.lib.labels import BASELINE, ORACLE, parse_variant
 from stages.lib.report.sweep import (
     METRIC_TITLES,
     Curve,
@@ -32,6 +32,7 @@ FLIP_LABEL = "realised flip rate (fraction of training labels changed, mean over
 GAIN = "gain"
 PANELS = ("balanced_accuracy", GAIN, "auc", "accuracy")
 BASELINE_COLOUR = "0.35"
+ORACLE_SUFFIX = f":{ORACLE}"
 PANEL_SIZE = (4.6, 4.0)  # inches per panel
 
 
@@ -115,6 +116,7 @@ def noise_curve_figure(sweeps: list[Sweep]) -> Any:
     seeds = max(sweep.seeds for sweep in sweeps)
     spread = f"error bars ± 1 standard deviation over {seeds} seeds" if seeds > 1 else "one seed: no error bars"
     pruned = ", dash-dot: pruned" if any(name.endswith("-pruned") for name in legend) else ""
+    pruned += ", dotted: oracle twins" if any(ORACLE_SUFFIX in name for name in legend) else ""
     figure.suptitle(
         f"Label noise vs. loss on {_data_and_backbone(sweeps)}\nsolid: noisy labels{pruned}, dashed: clean-label "
         f"controls; {spread}; gain panel: Δ and 95 % interval over repeats and test images, filled where "
@@ -217,10 +219,14 @@ def _draw_variant(axis, values: Curve, name: str, colour, offset: float) -> None
     if name.endswith("-clean"):
         _draw_control(axis, values, name, colour, "--")
         return
-    # Pruned labels (noisy minus confident learning's flags): the loss's colour, dash-dotted with squares.
-    style = "-.s" if name.endswith("-pruned") else "-o"
+    # Pruned labels (noisy minus confident learning's flags): the loss's colour, dash-dotted with squares; an
+    # oracle twin (the same heads chosen with the true labels) dotted with triangles, thinner.
+    if name.endswith(ORACLE_SUFFIX):
+        style, width, label = ":^", 1.2, f"{name} (chosen with true labels)"
+    else:
+        style, width, label = ("-.s" if name.endswith("-pruned") else "-o"), 1.8, name
     x = values.noise + offset
-    axis.plot(x, values.mean, style, color=colour, lw=1.8, ms=4, label=name)
+    axis.plot(x, values.mean, style, color=colour, lw=width, ms=4, label=label)
     std = np.nan_to_num(values.std)
     if np.any(std > 0):
         axis.errorbar(x, values.mean, yerr=std, fmt="none", ecolor=colour, elinewidth=1, capsize=2, alpha=0.55)

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from stages.lib.io import NOISE_METRICS, details_of
-from stages.lib.labels import BASELINE, LABEL_SETS, variant_name
+from stages.lib.labels import BASELINE, LABEL_SETS, oracle_name, variant_name
 from stages.lib.report.experiments import Run
 
 TABLE_METRICS = ("balanced_accuracy", "auc", "accuracy")  # the verdict metric first
@@ -110,14 +110,14 @@ def distinguishing_params(sweeps: list[Sweep]) -> list[dict[str, Any]]:
 
 
 def variants(sweep: Sweep) -> list[str]:
-    """Variant names of the sweep: noisy ones first, then the clean controls, in train.losses order."""
+    """Variant names of the sweep: noisy ones first (each followed by its oracle twin), then the clean controls,
+    in train.losses order."""
     found = {name for run in sweep.runs for name in run.variant_values if name != BASELINE}
     losses = sweep.config.get("train.losses")
-    order = (
-        [variant_name(loss, labels) for labels in reversed(LABEL_SETS) for loss in losses]
-        if isinstance(losses, list)
-        else []
-    )
+    order = []
+    for labels in reversed(LABEL_SETS) if isinstance(losses, list) else ():
+        for loss in losses:
+            order += [variant_name(loss, labels), oracle_name(variant_name(loss, labels))]
     return [name for name in order if name in found] + sorted(found - set(order))
 
 

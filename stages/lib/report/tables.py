@@ -8,8 +8,8 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
-from stages.lib.comparisons import ALPHA
-from stages.lib.labels import BASELINE
+from stages.lib.comparisons import ALPHA, STUDY, holm
+from stages.lib.labels import BASELINE, oracle_name, parse_variant, variant_name
 from stages.lib.report.experiments import Run
 from stages.lib.report.sweep import (
     METRIC_TITLES,
@@ -69,15 +69,48 @@ def _from_headline(entry: dict[str, Any]) -> dict[str, Any]:
     return {"metric": metric, metric: test, "p_holm": entry.get("p_holm"), "significant": p_holm <= ALPHA}
 
 
-def comparison_table(run: Run) -> str | None:
-    """One run's paired comparisons (metrics/details/comparisons.json): a row per comparison, B - A per metric
-    with its 95 % interval over repeats and test images, the probability of improvement and the p-value on the
-    verdict metric, and its Holm-adjusted p. Rows significant after Holm (at 0.05) are marked with `*` and
-    their Holm p in bold. Where the detail file was not read, the headline's verdict comparisons (verdict
-    metric and Holm p only). None without any."""
-    comparisons = run.all_comparisons or {
-        name: _from_headline(entry) for name, entry in run.verdict_comparisons.items()
-    }
+# Holm's family in the report (`python -m report --holm`): the comparisons of one experiment (one noise level)
+# as the evaluate stage adjusts them, or the study's comparisons of every level of a sweep together.
+HOLM_FAMILIES = ("experiment", "sweep")
+
+
+def sweep_holm(sweep: Sweep) -> dict[tuple[str, str], tuple[float, bool]]:
+    """Holm over the study's verdict p-values of every run of the sweep: (run name, comparison) -> (adjusted p,
+    rejected at ALPHA). Only runs whose detail file holds the unadjusted p-values take part."""
+    keys, p_values = [], []
+    for run in sweep.runs:
+        for name, entry in run.all_comparisons.items():
+            p = as_float(entry.get("p_value"))
+            if entry.get("family", STUDY) == STUDY and not math.isnan(p):
+                keys.append((run.name, name))
+                p_values.append(p)
+    if not p_values:
+        return {}
+    reject, adjusted = holm(p_values, ALPHA)
+    return {key: (float(p), bool(r)) for key, p, r in zip(keys, adjusted, reject, strict=True)}
+
+
+def comparison_table(run: Run, sweep_adjusted: dict[tuple[str, str], tuple[float, bool]] | None = None) -> str | None:
+    """One run's paired comparisons of the study (metrics/details/comparisons.json; the protocol's are in the
+    cost table): a row per comparison, B - A per metric with its 95 % interval over repeats and test images,
+    the probability of improvement and the p-value on the verdict metric, and its Holm-adjusted p (over the
+    experiment, or with `sweep_adjusted` over the sweep). Rows significant after Holm (at 0.05) are marked
+    with `*` and their Holm p in bold. Where the detail file was not read, the headline's verdict comparisons
+    (verdict metric and Holm p only). None without any."""
+    comparisons = {
+        name: entry for name, entry in run.all_comparisons.items() if entry.get("family", STUDY) == STUDY
+    } or {name: _from_headline(entry) for name, entry in run.verdict_comparisons.items()}
+    if sweep_adjusted is not None:
+        comparisons = {
+            name: {
+                **entry,
+                "p_holm": sweep_adjusted[(run.name, name)][0],
+                "significant": sweep_adjusted[(run.name, name)][1],
+            }
+            if (run.name, name) in sweep_adjusted
+            else {**entry, "p_holm": None, "significant": False}
+            for name, entry in comparisons.items()
+        }
     if not comparisons:
         return None
     verdicts = {entry.get("metric") for entry in comparisons.values()}
@@ -145,14 +178,70 @@ def detection_table(sweep: Sweep) -> str | None:
 
 COMPARISONS_TEXT = (
     "Per noise level, each noisy variant against every other and against its own clean control, trained on "
-    "the same noise draws, initial weights and batch orders repeat by repeat and scored on the same test images. "
-    "Δ is B − A, the mean over repeats of the test-set difference, with a 95 % t-interval whose variance adds "
-    "the spread of the differences over repeats (training randomness) and test-set sampling (a paired bootstrap "
-    "over test images, corrected for the part the spread over repeats already holds); P(B > A) is the "
-    "probability of improvement over repeats (Agarwal et al. 2021). The p-value tests the verdict metric "
-    "(`evaluate.metric`); Holm's correction runs over the comparisons of one experiment. `*` and bold: "
-    "significant after Holm at 0.05."
+    "the same noise draws repeat by repeat and scored on the same test images. Δ is B − A, the mean over "
+    "repeats of the test-set difference, with a 95 % t-interval whose variance adds the spread of the "
+    "differences over repeats (the noise draws) and test-set sampling (a paired bootstrap over test images, "
+    "corrected for the part the spread over repeats already holds); P(B > A) is the share of repeats in which B "
+    "beats A (the probability of improvement, Agarwal et al. 2021, paired by repeat). The p-value tests the "
+    "verdict metric (`evaluate.metric`). `*` and bold: significant after Holm at 0.05. {family}"
 )
+HOLM_TEXT = {
+    "experiment": "Holm's family: the comparisons of one noise level (one experiment), as the evaluate stage "
+    "adjusts them; `python -m report --holm sweep` adjusts over every level of the sweep at once.",
+    "sweep": "Holm's family: every comparison in these tables, all noise levels of the sweep together "
+    "(`--holm sweep`); the evaluate stage's own adjustment, per level, is in metrics/comparisons.json.",
+}
+
+COSTS_TEXT = (
+    "What the noisy labels cost each loss at each noise level, balanced accuracy on the test set's true labels, "
+    "means over repeats, and where the cost comes from. `clean`: the loss's head on the true labels; `noisy`: "
+    "on the corrupted labels, chosen (grid point, threshold) on the noisy validation labels, as a practitioner "
+    "would; `oracle`: the same noisy-label heads, chosen with the true labels (the oracle twin). The total cost "
+    "(clean − noisy) splits into what the noisy training labels cost (clean − oracle) and what choosing on noisy "
+    "labels costs (oracle − noisy), each with its 95 % interval over repeats and test images (the protocol's "
+    "comparisons, Holm over their own family). A negative choice cost: the true labels chose worse by this rule."
+)
+
+
+def cost_table(sweep: Sweep) -> str | None:
+    """Per noise level and loss with a noisy variant and its oracle twin: clean, noisy and oracle balanced
+    accuracy, and the total cost split into training labels and selection (None without any twin)."""
+    rows = []
+    for run in sweep.runs:
+        values, comparisons = run.variant_values, run.all_comparisons
+        for name in variants(sweep):
+            loss, labels = parse_variant(name)
+            twin, clean = oracle_name(name), variant_name(loss, "clean")
+            if labels == "clean" or twin not in values:
+                continue
+            mean = {v: as_float((values.get(v) or {}).get("balanced_accuracy")) for v in (name, twin, clean)}
+            selection = comparisons.get(f"{twin} vs {name}", {})
+            training = comparisons.get(f"{twin} vs {clean}", {})
+            rows.append(
+                [
+                    f"{run.noise:g}",
+                    name,
+                    *(format_cell(mean[v], math.nan, 1) for v in (clean, name, twin)),
+                    format_cell(mean[clean] - mean[name], math.nan, 1),
+                    _negated_interval_cell(training, "balanced_accuracy"),
+                    _interval_cell(selection, "balanced_accuracy"),
+                    f"`{run.name}`",
+                ]
+            )
+    if not rows:
+        return None
+    header = ["noise", "variant", "clean", "noisy", "oracle", "total cost", "training labels [95 % CI]"]
+    header += ["choosing on noisy labels [95 % CI]", "experiment"]
+    lines = ["| " + " | ".join(header) + " |", "|---:|:---|" + "|".join(["---:"] * (len(header) - 3)) + "|:---|"]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
+
+
+def _negated_interval_cell(entry: dict[str, Any], metric: str) -> str:
+    """The interval cell of A − B from the entry of B − A."""
+    values = entry.get(metric) or {}
+    flipped = {key: -as_float(values.get(key)) for key in ("difference", "ci95_low", "ci95_high")}
+    flipped["ci95_low"], flipped["ci95_high"] = flipped["ci95_high"], flipped["ci95_low"]
+    return _interval_cell({metric: flipped}, metric)
 
 
 # Params worth repeating above each sweep's tables (the rest is in `dvc exp show`).
@@ -162,8 +251,9 @@ SUMMARY_PARAMS = (
     "train.losses",
     "train.labels",
     "train.seeds",
-    "train.epochs",
-    "train.select_epoch",
+    "train.select_by",
+    "train.threshold",
+    "train.threshold_folds",
     "data.val_size",
     "model.weights",
     "data.image_size",
@@ -182,8 +272,11 @@ def sweep_title(index: int, distinct: dict[str, Any], count: int, markdown: bool
     return f"Sweep {index + 1}: {_param_text(distinct, markdown)}"
 
 
-def markdown_report(sweeps: list[Sweep], skipped: Iterable[Any] = (), figure: str | None = None) -> str:
-    """results.md: per sweep, what it ran and one table per metric; then what was left out and why."""
+def markdown_report(
+    sweeps: list[Sweep], skipped: Iterable[Any] = (), figure: str | None = None, holm_family: str = "experiment"
+) -> str:
+    """results.md: per sweep, what it ran, one table per metric, the costs of the noise, the paired comparisons
+    (Holm over `holm_family`: HOLM_FAMILIES) and detection; then what was left out and why."""
     lines = ["# Label noise: results by noise rate", ""]
     if figure:
         lines += [f"![accuracy against noise rate]({figure})", ""]
@@ -206,9 +299,14 @@ def markdown_report(sweeps: list[Sweep], skipped: Iterable[Any] = (), figure: st
         lines += [f"Noise levels: {levels}. Params: {_param_text(summary)}.", ""]
         for metric in TABLE_METRICS:
             lines += [f"### {METRIC_TITLES[metric]}", "", markdown_table(sweep, metric), ""]
-        tables = [(run, comparison_table(run)) for run in sweep.runs]
+        costs = cost_table(sweep)
+        if costs:
+            lines += ["### What the noise costs, and where", "", COSTS_TEXT, "", costs, ""]
+        adjusted = sweep_holm(sweep) if holm_family == "sweep" else None
+        tables = [(run, comparison_table(run, adjusted)) for run in sweep.runs]
         if any(table for _, table in tables):
-            lines += ["### Paired comparisons", "", COMPARISONS_TEXT, ""]
+            text = COMPARISONS_TEXT.format(family=HOLM_TEXT[holm_family])
+            lines += ["### Paired comparisons", "", text, ""]
             for run, table in tables:
                 if table:
                     lines += [f"#### noise {run.noise:g} (`{run.name}`)", "", table, ""]
