@@ -9,9 +9,9 @@ labels flipped, 300 validation, 2,770 test, 2,048 features) with their own param
 their selection); each in its own process, the earlier commit's `stages/` exported from git, one BLAS thread,
 DVCLive logging replaced by a no-op. Printed per loss: the median CPU seconds per repeat of each and their
 ratio; then `ratio: X` over all losses. Then one cross-entropy head at λ 0.1, fit by stages.lib.head's
-optimiser and by L-BFGS-B (ftol 0, 20 corrections) to the same gradient tolerance: CPU seconds, iterations and
-the objective each reached. CPU time (time.process_time), not wall time: on a machine shared with other jobs
-wall time measures the neighbours.
+optimiser (L-BFGS-B) and by CG to the same gradient tolerance: CPU seconds, iterations and the objective each
+reached (`--project`: on a project's own features and noisy labels instead). CPU time (time.process_time),
+not wall time: on a machine shared with other jobs wall time measures the neighbours.
 """
 
 from __future__ import annotations
@@ -112,17 +112,27 @@ def exported(commit: str, destination: Path) -> Path:
     return destination
 
 
-def methods(data: Path) -> None:
-    """One cross-entropy head at λ 0.1 by stages.lib.head's optimiser and by L-BFGS-B, to the same tolerance."""
+def project_problem(project: Path) -> tuple[np.ndarray, np.ndarray]:
+    """A project's training features (after `dvc repro embed`) and its first seed's noisy training labels."""
+    import pandas as pd
+
+    table = pd.read_csv(project / "data/prepared/labels.csv")
+    ids = table.loc[table["split"] == "train", "id"].to_numpy()
+    noisy = pd.read_csv(project / "data/labels/noisy.csv")
+    noisy = noisy[(noisy["seed"] == noisy["seed"].min()) & noisy["id"].isin(ids)].set_index("id")
+    return np.load(project / "data/features/train.npy"), noisy.loc[ids, "label"].to_numpy(np.float64)[:, None]
+
+
+def methods(features: np.ndarray, y: np.ndarray) -> None:
+    """One cross-entropy head at λ 0.1 by stages.lib.head's optimiser and by CG, to the same tolerance."""
     from scipy import optimize
     from threadpoolctl import threadpool_limits
 
     from stages.lib import head
     from stages.lib.losses import logit_gradient, make_loss
 
-    saved = np.load(data)
-    coordinates = head.Coordinates.of(saved["x_train"])
-    x, y = coordinates(saved["x_train"]), saved["y"].astype(np.float64)
+    coordinates = head.Coordinates.of(features)
+    x, y = coordinates(features), y.astype(np.float64)
     function = head.objective(
         x,
         y,
@@ -132,8 +142,8 @@ def methods(data: Path) -> None:
     )
     start = np.concatenate([np.zeros(x.shape[1]), head.prior_log_odds(y)])
     options = {
-        head.METHOD: {"gtol": head.GRADIENT_TOLERANCE, "maxiter": head.MAX_ITERATIONS},
-        "L-BFGS-B": {"gtol": head.GRADIENT_TOLERANCE, "ftol": 0.0, "maxcor": 20, "maxiter": head.MAX_ITERATIONS},
+        head.METHOD: {"gtol": head.GRADIENT_TOLERANCE, "maxiter": head.MAX_ITERATIONS, **head.METHOD_OPTIONS},
+        "CG": {"gtol": head.GRADIENT_TOLERANCE, "maxiter": head.MAX_ITERATIONS},
     }
     print(f"\none cross-entropy head, λ 0.1, {x.shape[1]} coordinates, to |gradient|∞ <= {head.GRADIENT_TOLERANCE:g}:")
     with threadpool_limits(limits=1):
@@ -159,6 +169,7 @@ def main() -> None:
     parser.add_argument("--val", type=int, default=300)
     parser.add_argument("--test", type=int, default=2770)
     parser.add_argument("--dim", type=int, default=2048)
+    parser.add_argument("--project", type=Path, help="the optimisers on this project's features (after embed)")
     args = parser.parse_args()
     import yaml
 
@@ -179,7 +190,8 @@ def main() -> None:
         print(f"CPU seconds per repeat, all losses: before ({args.before}) {total_before:.3f}, now {total_now:.3f}")
         print(f"ratio: {total_now / total_before:.2f}")
         sys.path.insert(0, str(ROOT))
-        methods(data)
+        saved = np.load(data)
+        methods(*(project_problem(args.project) if args.project else (saved["x_train"], saved["y"])))
 
 
 if __name__ == "__main__":

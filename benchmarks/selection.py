@@ -93,7 +93,8 @@ def one_draw(job: tuple) -> list[dict]:
         add(select_by, rule, chosen.point, chosen.threshold)
     point = select(val_logits[:, None], noisy_val, select_by="log_loss", threshold_rule="share", **common).point
     y = targets(noisy_train, "binary", 2)
-    oof = out_of_fold_logits(features[train], y, task="binary", loss=loss, point=grid[point], folds=POOLED_FOLDS)
+    train_x = heads.coordinates(features[train])
+    oof = out_of_fold_logits(train_x, y, task="binary", loss=loss, point=grid[point], folds=POOLED_FOLDS)
     for pooled in (False, True):
         logits = np.concatenate([oof[:, 0], val_logits[:, point]]) if pooled else val_logits[:, point]
         given = np.concatenate([noisy_train, noisy_val]) if pooled else noisy_val

@@ -1,8 +1,7 @@
 """The head-mode classifier, fit to its optimum: standardise the features, then one Dense layer whose logits
 give a sigmoid (binary) or softmax (multiclass) output, minimising the mean loss + λ/2·|kernel|² (the bias
-unpenalised, as scikit-learn's LogisticRegression) by full-batch descent to a stated gradient tolerance:
-scipy.optimize's nonlinear conjugate gradients (METHOD) on the gradients the losses derive
-(stages.lib.losses.logit_gradient), in float64.
+unpenalised, as scikit-learn's LogisticRegression) by full-batch L-BFGS to a stated gradient tolerance
+(scipy.optimize, METHOD) on the gradients the losses derive (stages.lib.losses.logit_gradient), in float64.
 
 Why not mini-batch SGD/Adam: a head stopped after a fixed number of steps is wherever the optimiser happened
 to be — its bias still moving, its outputs no probabilities, and most of the spread between repeats the
@@ -33,6 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import optimize
+from sklearn.model_selection import StratifiedKFold
 
 from stages.lib.linear_head import LinearHead, standardisation
 from stages.lib.losses import logit_gradient, make_loss, probabilities
@@ -42,10 +42,11 @@ from stages.lib.params import GridPoint
 # or after MAX_ITERATIONS; the final gradient norm is recorded per seed and grid point either way.
 GRADIENT_TOLERANCE = 1e-6
 MAX_ITERATIONS = 2000
-# scipy.optimize's nonlinear conjugate gradients (Polak-Ribière, Wolfe line search). Its L-BFGS-B reaches the
-# same optima in fewer iterations but spends ~80 % of a head's time in its own bookkeeping at this size:
-# ~4x slower per head (benchmarks/heads.py prints both).
-METHOD = "CG"
+# scipy.optimize's L-BFGS-B (no bounds), 20 corrections, stopping on the gradient only (ftol 0): on the digits'
+# features 3-10x faster than its nonlinear conjugate gradients to the same optimum (benchmarks/heads.py prints
+# both), with one BLAS thread (with several, on a busy machine, its bookkeeping slowed it tenfold).
+METHOD = "L-BFGS-B"
+METHOD_OPTIONS = {"ftol": 0.0, "maxcor": 20}
 # The loss whose optimum is every other loss's start (stages.lib.losses.bce: binary or categorical CE).
 START_LOSS = "bce"
 
@@ -156,7 +157,7 @@ def minimise(
         jac=True,
         method=METHOD,
         callback=lambda theta: path.append(np.array(theta)),
-        options={"maxiter": MAX_ITERATIONS, "gtol": GRADIENT_TOLERANCE},
+        options={"maxiter": MAX_ITERATIONS, "gtol": GRADIENT_TOLERANCE, **METHOD_OPTIONS},
     )
     _, final_gradient = function(result.x)
     return Fit(
@@ -200,15 +201,20 @@ class HeadGrid:
 
     def logits(self, features: np.ndarray) -> np.ndarray:
         """Every head's logits on `features`: (N, G, K), float64."""
-        x = self.coordinates(features)
-        return np.stack([x @ fit.weights + fit.bias for fit in self.fits], axis=1)
+        return logits_at(self.fits, self.coordinates(features))
 
-    def path_logits(self, features: np.ndarray, point: int) -> np.ndarray:
-        """Head `point`'s logits on `features` at each of its iterates: (N, iterations + 1, K)."""
-        x, path = self.coordinates(features), self.fits[point].path
+    def path_logits(self, x: np.ndarray, point: int) -> np.ndarray:
+        """Head `point`'s logits at each of its iterates, on rows `x` already in these coordinates:
+        (N, iterations + 1, K)."""
+        path = self.fits[point].path
         units = self.fits[point].bias.shape[0]
         weights = path[:, :-units].reshape(len(path), x.shape[1], units)
         return np.einsum("nr,irk->nik", x, weights) + path[None, :, -units:]
+
+
+def logits_at(fits: Sequence[Fit], x: np.ndarray) -> np.ndarray:
+    """Every head's logits on rows `x` already in their coordinates: (N, G, K), float64."""
+    return np.stack([x @ fit.weights + fit.bias for fit in fits], axis=1)
 
 
 def fit_head_grid(
@@ -224,9 +230,22 @@ def fit_head_grid(
     """Every head of `grid` fit to its optimum on `features` and targets `y` (what stages.lib.labels.targets
     gives: (N, 1) floats or one-hot (N, K)). `transition`: the forward loss's noise transition matrix;
     `coordinates`: Coordinates.of(features), where the caller has them already."""
-    y = np.asarray(y, dtype=np.float64)
     coordinates = coordinates or Coordinates.of(features)
-    x = coordinates(features)
+    fits = fit_in_coordinates(coordinates(features), y, task=task, loss=loss, grid=grid, transition=transition)
+    return HeadGrid(coordinates, fits, task)
+
+
+def fit_in_coordinates(
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    task: str,
+    loss: str,
+    grid: Sequence[GridPoint],
+    transition: np.ndarray | None = None,
+) -> tuple[Fit, ...]:
+    """fit_head_grid's heads on rows `x` already in Coordinates (N, r)."""
+    y = np.asarray(y, dtype=np.float64)
     rows, units = x.shape[1], y.shape[1]
     start_loss = (
         make_loss(START_LOSS, task, backend="numpy", dtype="float64"),
@@ -240,7 +259,7 @@ def fit_head_grid(
         starts[l2] = minimise(objective(x, y, *start_loss, l2), start, rows, units)
         start = starts[l2].solution
     if loss == START_LOSS:
-        return HeadGrid(coordinates, tuple(starts[l2] for l2 in strengths), task)
+        return tuple(starts[l2] for l2 in strengths)
     fits = []
     for point, l2 in zip(grid, strengths, strict=True):
         own = (
@@ -248,32 +267,33 @@ def fit_head_grid(
             logit_gradient(loss, task, point.loss_params, transition=transition, dtype="float64"),
         )
         fits.append(minimise(objective(x, y, *own, l2), starts[l2].solution, rows, units))
-    return HeadGrid(coordinates, tuple(fits), task)
+    return tuple(fits)
 
 
 def path_history(
     grid: HeadGrid,
     point: int,
-    train_features: np.ndarray,
+    train_x: np.ndarray,
     y: np.ndarray,
-    test_features: np.ndarray,
+    test_x: np.ndarray,
     test_y: np.ndarray,
     *,
     loss: str,
     loss_params: dict | None,
     transition: np.ndarray | None = None,
 ) -> dict[str, list[float]]:
-    """Head `point`'s values at each iterate of its optimiser (the start first): `loss` and `accuracy` on the training
-    labels it was fit to, `test_loss` and `test_accuracy` on the test set (its own loss; threshold 0.5)."""
+    """Head `point`'s values at each iterate of its optimiser (the start first): `loss` and `accuracy` on the
+    training labels it was fit to, `test_loss` and `test_accuracy` on the test set (its own loss; threshold
+    0.5). `train_x`, `test_x`: the rows in the grid's coordinates."""
     task = grid.task
     loss_fn = make_loss(loss, task, loss_params, backend="numpy", transition=transition, dtype="float64")
     history: dict[str, list[float]] = {}
-    for (loss_key, accuracy_key), features, targets_ in (
-        (("loss", "accuracy"), train_features, y),
-        ((TEST_LOSS, TEST_ACCURACY), test_features, test_y),
+    for (loss_key, accuracy_key), x, targets_ in (
+        (("loss", "accuracy"), train_x, y),
+        ((TEST_LOSS, TEST_ACCURACY), test_x, test_y),
     ):
         targets_ = np.asarray(targets_, dtype=np.float64)
-        logits = grid.path_logits(features, point)  # (N, I, K)
+        logits = grid.path_logits(x, point)  # (N, I, K)
         n, steps, k = logits.shape
         values = loss_fn(np.tile(targets_, (steps, 1)), logits.transpose(1, 0, 2).reshape(-1, k))
         history[loss_key] = [float(v) for v in values.reshape(steps, n).mean(axis=1)]
@@ -282,7 +302,7 @@ def path_history(
 
 
 def out_of_fold_logits(
-    features: np.ndarray,
+    x: np.ndarray,
     y: np.ndarray,
     *,
     task: str,
@@ -293,14 +313,14 @@ def out_of_fold_logits(
 ) -> np.ndarray | None:
     """(N, K) logits of each training row from the head of `point` fit on the other folds (StratifiedKFold on
     the given labels, shuffled with a fixed seed: a head stays a function of its labels), or None where a
-    class has fewer than `folds` rows."""
-    from sklearn.model_selection import StratifiedKFold
-
+    class has fewer than `folds` rows. `x`: the training pool in its Coordinates, which the folds share (their
+    standardisation uses every row's features, never a label; a fold's optimum lies in its rows' span, inside
+    the pool's)."""
     labels = np.asarray(y)[:, 0].astype(np.int64) if y.shape[1] == 1 else np.asarray(y).argmax(axis=1)
     if np.bincount(labels, minlength=max(2, y.shape[1])).min() < folds:
         return None
     out = np.empty((len(labels), y.shape[1]))
-    for rows, held_out in StratifiedKFold(folds, shuffle=True, random_state=0).split(features, labels):
-        heads = fit_head_grid(features[rows], y[rows], task=task, loss=loss, grid=[point], transition=transition)
-        out[held_out] = heads.logits(features[held_out])[:, 0]
+    for rows, held_out in StratifiedKFold(folds, shuffle=True, random_state=0).split(x, labels):
+        fits = fit_in_coordinates(x[rows], y[rows], task=task, loss=loss, grid=[point], transition=transition)
+        out[held_out] = logits_at(fits, x[held_out])[:, 0]
     return out

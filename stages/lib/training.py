@@ -31,7 +31,8 @@ from stages.lib.head import (
     VAL_ACCURACY,
     Coordinates,
     HeadGrid,
-    fit_head_grid,
+    fit_in_coordinates,
+    logits_at,
     out_of_fold_logits,
     path_history,
     selected_epoch,
@@ -238,7 +239,9 @@ def head_trainer(setup: Setup) -> Trainer:
     labels cost. The seed plays no part: a head is a function of its labels and grid point."""
     settings = setup.settings
     grid = settings.grid(setup.loss, validating=len(setup.val_inputs) > 0)
-    coordinates = Coordinates.of(setup.inputs)  # the same features for every seed
+    # The same features for every seed: their coordinates once (stages.lib.head.Coordinates).
+    coordinates = Coordinates.of(setup.inputs)
+    train_x, val_x, test_x = (coordinates(inputs) for inputs in (setup.inputs, setup.val_inputs, setup.test_inputs))
     print(
         f"train {setup.variant}: a grid of {len(grid)} heads on the cached features, each fit to its optimum",
         file=sys.stderr,
@@ -289,9 +292,9 @@ def head_trainer(setup: Setup) -> Trainer:
         history = path_history(
             heads,
             point,
-            setup.inputs,
+            train_x,
             y,
-            setup.test_inputs,
+            test_x,
             setup.test_y,
             loss=setup.loss,
             loss_params=grid[point].loss_params,
@@ -307,7 +310,7 @@ def head_trainer(setup: Setup) -> Trainer:
             **selection,
         }
         val_accuracy = selection.get("val_accuracy")
-        scores = head.predict_proba(setup.test_inputs)
+        scores = head.predict_proba(setup.test_inputs)  # as the saved model predicts
         return Trained(scores, history, head.save, HEAD_FILE, None, val_accuracy, threshold, details)
 
     def class_labels(y: np.ndarray) -> np.ndarray:
@@ -325,13 +328,12 @@ def head_trainer(setup: Setup) -> Trainer:
         oracle_val_y: np.ndarray | None,
         clean_y: np.ndarray | None,
     ) -> Trained:
-        heads = fit_head_grid(
-            setup.inputs, y, task=setup.task, loss=setup.loss, grid=grid, transition=transition, coordinates=coordinates
-        )
+        fits = fit_in_coordinates(train_x, y, task=setup.task, loss=setup.loss, grid=grid, transition=transition)
+        heads = HeadGrid(coordinates, fits, setup.task)
         if val_y is None or len(val_y) == 0:  # nothing to choose with (data.val_size 0): the one untuned point
             trained = kept(heads, y, transition, 0, DECISION_THRESHOLD, {})
         else:
-            val_logits = heads.logits(setup.val_inputs)
+            val_logits = logits_at(fits, val_x)
             val_logits = val_logits[..., 0] if setup.task == "binary" else val_logits
             # The oracle twin chooses with the same rule and data, every label its true one.
             choices = [("given", y, val_y, val_transition)]
@@ -345,7 +347,7 @@ def head_trainer(setup: Setup) -> Trainer:
                 if pooling:
                     if chosen.point not in out_of_fold:
                         out_of_fold[chosen.point] = out_of_fold_logits(
-                            setup.inputs,
+                            train_x,
                             y,
                             task=setup.task,
                             loss=setup.loss,

@@ -196,7 +196,8 @@ def test_the_history_follows_the_optimiser_and_its_objective_falls() -> None:
     y = targets(flipped(labels, 2, 20), "binary", 2)
     tx, tlabels = data(40, 2, seed=1)
     heads = fit_head_grid(x, y, task="binary", loss="bce", grid=[point("bce", 0.1)])
-    history = path_history(heads, 0, x, y, tx, targets(tlabels, "binary", 2), loss="bce", loss_params={})
+    c = heads.coordinates
+    history = path_history(heads, 0, c(x), y, c(tx), targets(tlabels, "binary", 2), loss="bce", loss_params={})
     steps = heads.fits[0].iterations + 1
     assert all(len(values) == steps for values in history.values())
     assert set(history) == {"loss", "accuracy", "test_loss", "test_accuracy"}

@@ -100,8 +100,10 @@ def test_the_threshold_pools_the_training_pool_s_out_of_fold_logits_with_the_val
     trained = head_trainer(setup)(y, 0, None, None, val_y)
     grid = setup.settings.grid("bce")
     point = next(i for i, p in enumerate(grid) if p.tuned == trained.chosen["hyper_parameters"])
-    oof = out_of_fold_logits(setup.inputs, y, task="binary", loss="bce", point=grid[point], folds=5)
-    val_logits = fit_head_grid(setup.inputs, y, task="binary", loss="bce", grid=grid).logits(setup.val_inputs)
+    heads = fit_head_grid(setup.inputs, y, task="binary", loss="bce", grid=grid)
+    train_x = heads.coordinates(setup.inputs)
+    oof = out_of_fold_logits(train_x, y, task="binary", loss="bce", point=grid[point], folds=5)
+    val_logits = heads.logits(setup.val_inputs)
     logits = np.concatenate([oof[:, 0], val_logits[:, point, 0]])[:, None]
     labels = np.concatenate([y[:, 0], val_y[:, 0]]).astype(np.int64)
     _, (threshold,) = smoothed_threshold_scores(logits, labels, "balanced_accuracy", None)
