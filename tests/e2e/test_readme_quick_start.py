@@ -46,12 +46,12 @@ def test_the_quick_start_runs_as_typed_and_metrics_diff_shows_the_noisy_side(
     header, *lines = [line for line in diff.splitlines() if line.strip()]
     assert header.split() == ["Path", "Metric", "HEAD", "workspace", "Change"], diff
     rows = [line.split() for line in lines]
-    # A screenful, each row a number a researcher reads: the noisy variants' means, the verdicts, detection and
-    # the realised noise; the clean controls did not change.
+    # A screenful, each row a number a researcher reads: the noisy variants' means (and their oracle twins'), the
+    # verdicts, detection and the realised noise; the clean controls did not change.
     assert 0 < len(rows) <= 60, diff
     assert {row[0] for row in rows} == HEADLINE_FILES, diff
     variants = {row[1].split(".")[0] for row in rows if row[0] == "metrics/metrics.json"}
-    assert variants == {"bce-noisy", "l1-noisy"}, diff
+    assert variants == {"bce-noisy", "l1-noisy", "bce-noisy:oracle", "l1-noisy:oracle"}, diff
     # The commit the README makes holds no pipeline output but the headline metrics.
     tracked = run(repo, "git", "ls-files").stdout.split()
     assert not [path for path in tracked if path.startswith(("data/", "models/", "metrics/details/"))]
