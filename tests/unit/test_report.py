@@ -694,3 +694,19 @@ def test_holm_over_the_sweep_adjusts_every_level_s_study_comparisons_together() 
     row = comparison_table(run, adjusted).splitlines()[2].strip("| ").split(" | ")
     p, _ = adjusted[(run.name, "l1-noisy vs bce-noisy")]
     assert row[6].strip("*") == (f"{p:.2g}" if p < 0.001 else f"{p:.3f}")
+
+
+def test_the_calibration_tables_appear_where_the_runs_measured_it() -> None:
+    def with_calibration(run: Run, path: str) -> dict | None:
+        found = twin_details(run.noise).get(path)
+        if path == VARIANT_DETAILS:
+            for name, values in found.items():
+                if name != "baseline":
+                    values.update(ece=0.05, ece_std=0.01, brier=0.1, brier_std=0.02)
+        return found
+
+    runs, _ = parse_runs(sweep_records())
+    text = markdown_report(group_sweeps(with_details(runs, with_calibration)[0]))
+    assert "### Expected calibration error (lower is better)" in text and "### Brier score (lower is better)" in text
+    assert "| 0.5 | 0.050 ± 0.010 |" in text
+    assert "calibration error" not in markdown_report(twin_sweep())

@@ -24,8 +24,15 @@ from stages.lib.labels import BASELINE, LABEL_SETS, oracle_name, variant_name
 from stages.lib.report.experiments import Run
 
 TABLE_METRICS = ("balanced_accuracy", "auc", "accuracy")  # the verdict metric first
+CALIBRATION_METRICS = ("ece", "brier")  # docs/calibration.md
 FINGERPRINT = "fingerprint"
-METRIC_TITLES = {"accuracy": "Accuracy", "balanced_accuracy": "Balanced accuracy", "auc": "AUC"}
+METRIC_TITLES = {
+    "accuracy": "Accuracy",
+    "balanced_accuracy": "Balanced accuracy",
+    "auc": "AUC",
+    "ece": "Expected calibration error",
+    "brier": "Brier score",
+}
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from stages.lib.comparisons import ALPHA, STUDY, holm
 from stages.lib.labels import BASELINE, oracle_name, parse_variant, variant_name
 from stages.lib.report.experiments import Run
 from stages.lib.report.sweep import (
+    CALIBRATION_METRICS,
     METRIC_TITLES,
     TABLE_METRICS,
     Sweep,
@@ -239,7 +240,7 @@ def cost_table(sweep: Sweep) -> str | None:
 def _negated_interval_cell(entry: dict[str, Any], metric: str) -> str:
     """The interval cell of A − B from the entry of B − A."""
     values = entry.get(metric) or {}
-    flipped = {key: -as_float(values.get(key)) for key in ("difference", "ci95_low", "ci95_high")}
+    flipped = {key: 0.0 - as_float(values.get(key)) for key in ("difference", "ci95_low", "ci95_high")}
     flipped["ci95_low"], flipped["ci95_high"] = flipped["ci95_high"], flipped["ci95_low"]
     return _interval_cell({metric: flipped}, metric)
 
@@ -299,6 +300,9 @@ def markdown_report(
         lines += [f"Noise levels: {levels}. Params: {_param_text(summary)}.", ""]
         for metric in TABLE_METRICS:
             lines += [f"### {METRIC_TITLES[metric]}", "", markdown_table(sweep, metric), ""]
+        for metric in CALIBRATION_METRICS:  # lower is better; on the test set's true labels (docs/calibration.md)
+            if any(metric in values for run in sweep.runs for values in run.variant_values.values()):
+                lines += [f"### {METRIC_TITLES[metric]} (lower is better)", "", markdown_table(sweep, metric), ""]
         costs = cost_table(sweep)
         if costs:
             lines += ["### What the noise costs, and where", "", COSTS_TEXT, "", costs, ""]
