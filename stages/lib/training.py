@@ -234,8 +234,8 @@ def head_trainer(setup: Setup) -> Trainer:
 
     Per seed, the variant's whole grid (train.tune) is fit, each head to its optimum; one grid point and its
     threshold are chosen on the validation labels (stages.lib.selection: train.select_by, train.threshold,
-    train.select_score, evaluate.metric). A noisy variant's grid is chosen a second time on the clean
-    validation labels: the oracle twin, which separates what noisy selection costs from what noisy training
+    train.select_score, evaluate.metric). A noisy variant's grid is chosen a second time, by the same rule with
+    the true labels: the oracle twin, which separates what noisy selection costs from what noisy training
     labels cost. The seed plays no part: a head is a function of its labels and grid point."""
     settings = setup.settings
     grid = settings.grid(setup.loss, validating=len(setup.val_inputs) > 0)
@@ -268,11 +268,13 @@ def head_trainer(setup: Setup) -> Trainer:
             progress(1)
         return trained
 
+    def class_labels(y: np.ndarray) -> np.ndarray:
+        return y[:, 0].astype(np.int64) if setup.task == "binary" else y.argmax(axis=1)
+
     def chosen_on(val_logits: np.ndarray, val_y: np.ndarray, val_transition: np.ndarray | None) -> Selection:
-        labels = val_y[:, 0].astype(np.int64) if setup.task == "binary" else val_y.argmax(axis=1)
         return select(
             val_logits[:, None],  # one "epoch": each head is at its optimum
-            labels,
+            class_labels(val_y),
             task=setup.task,
             metric=setup.metric,
             transition=val_transition,
@@ -312,9 +314,6 @@ def head_trainer(setup: Setup) -> Trainer:
         val_accuracy = selection.get("val_accuracy")
         scores = head.predict_proba(setup.test_inputs)  # as the saved model predicts
         return Trained(scores, history, head.save, HEAD_FILE, None, val_accuracy, threshold, details)
-
-    def class_labels(y: np.ndarray) -> np.ndarray:
-        return y[:, 0].astype(np.int64) if setup.task == "binary" else y.argmax(axis=1)
 
     # The binary threshold from the validation labels together with the training pool's (train.threshold_folds).
     pooling = setup.task == "binary" and settings.threshold_folds > 0 and setup.metric != "auc"
