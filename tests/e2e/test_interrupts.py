@@ -27,6 +27,7 @@ SECOND_SEED_LINE = "train bce-clean: seed 1: "
 EMBEDDING_VAL = "embed val:"
 FEATURES = ("data/features/train.npy", "data/features/val.npy", "data/features/test.npy")
 WAIT_S = 300  # for the line: the stages before it run first
+ONE_LOSS = {"train": {"losses": ["bce"]}}  # two train stages: fewer to finish after the kill
 
 
 def interrupt_repro(repo: Path, sig: signal.Signals, line: str) -> str:
@@ -79,6 +80,7 @@ def finish_and_check(repo: Path, killed_stage: str, must_not_rerun: set[str]) ->
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["sigint", "sigkill"])
 def test_kill_during_train(prepared_copy: Path, sig: signal.Signals) -> None:
     repo = prepared_copy
+    write_params(repo, ONE_LOSS)
     output = interrupt_repro(repo, sig, SECOND_SEED_LINE)
     # The model folder appears only complete; the first seed's model never reached it.
     assert not (repo / "models/bce-clean").exists()
@@ -95,7 +97,7 @@ def test_kill_during_train(prepared_copy: Path, sig: signal.Signals) -> None:
 
 def test_sigkill_during_embed(prepared_copy: Path) -> None:
     repo = prepared_copy
-    write_params(repo, {"model": {"embed_batch_size": 16}})  # an embed param: embed alone must run again
+    write_params(repo, {"model": {"embed_batch_size": 16}, **ONE_LOSS})  # an embed param: embed must run again
     interrupt_repro(repo, signal.SIGKILL, EMBEDDING_VAL)
     # DVC removed the earlier features before starting the stage, and the stage wrote none.
     assert not [path for path in FEATURES if (repo / path).exists()]
