@@ -1,4 +1,5 @@
-"""Fixtures of every test: no test may change the project's own files (the tests copy the project first)."""
+"""Fixtures of every test: no test may change the project's own files (the tests copy the project first). And how
+`pytest -n 2 --dist loadgroup` (.ci/run) shares the tests out: a module at a time, unless it says otherwise."""
 
 from __future__ import annotations
 
@@ -39,3 +40,15 @@ def project_files_untouched() -> Iterator[None]:
     yield
     changed = sorted(str(path.relative_to(ROOT)) for path, value in _signature().items() if before.get(path) != value)
     assert not changed, f"the test changed the project's own files: {', '.join(changed)}"
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under pytest-xdist's `--dist loadgroup`, each module's tests go to one worker, which then builds the
+    module's fixtures once. A module whose tests share nothing (no module-scoped fixture) and take minutes each
+    sets `SPREAD_OVER_WORKERS = True`: its tests are then shared out one by one, so that it is not one worker's
+    long tail. (tryfirst: the group must be marked before xdist reads it.)"""
+    for item in items:
+        module = getattr(item, "module", None)
+        if module is not None and not getattr(module, "SPREAD_OVER_WORKERS", False):
+            item.add_marker(pytest.mark.xdist_group(module.__name__))

@@ -6,6 +6,7 @@ Used by the e2e tests (tests/e2e/conftest.py wraps them in fixtures) and by the 
 from __future__ import annotations
 
 import copy
+import json
 import os
 import re
 import shutil
@@ -13,6 +14,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -59,6 +61,9 @@ ALL_STAGES = frozenset(
 # Runs on every `dvc repro` by design (always_changed): it hashes data.source and model.weights in well under a
 # second and changes nothing downstream unless they changed.
 FINGERPRINT = "fingerprint"
+# What a change of `noise` reruns (a noise level's `dvc exp run`), and what it leaves to the cache or a remote.
+PER_LEVEL_STAGES = frozenset({"corrupt", "detect", "train@bce-noisy", "train@l1-noisy", "evaluate"})
+SHARED_STAGES = ALL_STAGES - PER_LEVEL_STAGES  # download, subsample, embed, detect_clean and the clean variants
 
 
 def ran_stages(output: str) -> set[str]:
@@ -67,6 +72,21 @@ def ran_stages(output: str) -> set[str]:
     ran = set(re.findall(r"Running stage '([^']+)'", output))
     assert FINGERPRINT in ran or not ran, f"stages ran without the fingerprint stage: {ran}"
     return ran - {FINGERPRINT}
+
+
+def restored_stages(output: str) -> set[str]:
+    """Stages whose outputs came from the cache or a DVC remote rather than from running them."""
+    pulled = re.findall(r"Pulling data for stage: '([^']+)'", output)
+    cached = re.findall(r"Stage '([^']+)' is cached - skipping run", output)
+    return set(pulled) | set(cached)
+
+
+def stages_to_rerun(repo: Path) -> set[str]:
+    """The stages `dvc status` says have changed deps, params or outputs (without the fingerprint stage, which
+    is always changed): what `dvc repro` would run first. Stages downstream of them are listed only once their
+    inputs have changed, so a test that asks what a change reruns runs the fingerprint stage first (`dvc repro
+    fingerprint`), and asks again after running the stages listed."""
+    return set(json.loads(dvc(repo, "status", "--json").stdout)) - {FINGERPRINT}
 
 
 def status_is_clean(repo: Path) -> bool:
@@ -153,3 +173,70 @@ def make_project(destination: Path, source: Path, params: dict | None = None) ->
     run(destination, "git", "add", "-A")
     run(destination, "git", "commit", "-qm", "project")
     return destination
+
+
+def copy_project(source: Path, destination: Path) -> Path:
+    """A private copy of a project made by make_project (its git history, DVC cache, dvc.lock and outputs), in
+    milliseconds where a `dvc repro` takes a minute. DVC's own temporary folder (locks, its hash cache keyed by
+    inode) is left behind: DVC rebuilds it, and nothing in it may be shared by two workspaces."""
+    shutil.copytree(source, destination, symlinks=True, ignore=_dvc_tmp)
+    return destination
+
+
+def _dvc_tmp(folder: str, names: list[str]) -> set[str]:
+    return {"tmp"} if Path(folder).name == ".dvc" else set()
+
+
+def commit_all(repo: Path, message: str) -> None:
+    run(repo, "git", "add", "-A")
+    run(repo, "git", "commit", "-qm", message)
+
+
+@dataclass(frozen=True)
+class Reproduced:
+    """A reproduced project: its repo, and what `dvc repro` printed building it."""
+
+    repo: Path
+    output: str  # stdout and stderr
+    stderr: str
+
+
+@dataclass(frozen=True)
+class Shared:
+    """A project shared as docs/several-machines.md says: `origin`, a bare Git repository, holds its commits,
+    and `storage`, a DVC remote (a local folder), its outputs and run-cache; `project` is the machine that
+    pushed them (its remote named REMOTE_NAME, the default)."""
+
+    project: Path
+    origin: Path
+    storage: Path
+
+
+REMOTE_NAME = "shared"
+
+
+def share(project: Path, origin: Path, storage: Path) -> Shared:
+    """Make a bare `origin` and a DVC remote `storage`, commit the remote (clones read it from .dvc/config) and
+    push the project's commits, outputs and run-cache there."""
+    run(origin.parent, "git", "init", "-q", "--bare", "-b", "main", str(origin))
+    run(project, "git", "remote", "add", "origin", str(origin))
+    dvc(project, "remote", "add", "-d", REMOTE_NAME, str(storage))
+    commit_all(project, "the shared DVC remote")
+    dvc(project, "push", "--run-cache")
+    run(project, "git", "push", "-q", "-u", "origin", "main")
+    return Shared(project, origin, storage)
+
+
+def copy_shared(shared: Shared, destination: Path) -> Shared:
+    """A private copy of a shared project, its origin and its remote under destination, the copy's origin and
+    remote pointing at each other (one more commit, pushed: clones must read the copy's remote, not the
+    original's): a test may push experiments to it without another test seeing them."""
+    destination.mkdir(parents=True, exist_ok=True)
+    origin = Path(shutil.copytree(shared.origin, destination / shared.origin.name, symlinks=True))
+    storage = Path(shutil.copytree(shared.storage, destination / shared.storage.name, symlinks=True))
+    project = copy_project(shared.project, destination / shared.project.name)
+    run(project, "git", "remote", "set-url", "origin", str(origin))
+    dvc(project, "remote", "modify", REMOTE_NAME, "url", str(storage))
+    commit_all(project, "the shared DVC remote, here")
+    run(project, "git", "push", "-q", "origin", "main")
+    return Shared(project, origin, storage)

@@ -6,9 +6,9 @@
 set -euo pipefail
 kit=${1:?usage: prepare.sh KIT_DIR [PYTHON_VERSION]}
 root=$(cd "$(dirname "$0")/../.." && pwd)
+# The checkout's own venv (README: "Tests"), else the python3 on PATH: pip download runs on it.
 python=python3
 [[ -x "$root/.venv/bin/python" ]] && python="$root/.venv/bin/python"
-[[ -x /work/main/.venv/bin/python && ! -x "$root/.venv/bin/python" ]] && python=/work/main/.venv/bin/python
 version=${2:-$("$python" -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')}
 mkdir -p "$kit/wheels"
 # Binary wheels for Linux x86-64 and that Python only: no building on the GPU machine, nothing else pulled in.

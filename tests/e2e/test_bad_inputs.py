@@ -1,11 +1,11 @@
-"""Fuzz table of bad inputs, each through the real stage commands on a tiny project: every one must end
+"""Fuzz table of bad sources, each through the real stage commands on a tiny project: every one must end
 with a non-zero exit, no traceback, ONE `<stage>: error: ...` line naming the param or the file, and
 nothing the user made changed (params.yaml's bytes, the source's files).
 
-Params that only params.py checks fail in the first stage of `dvc repro` (fingerprint); those that need
-the data fail in the stage that reads it. Not in the table: `train.labels: [pruned]`, which the params
-accept and the pipeline must run to the end (issue 24 case 3, fixed with evaluate's comparisons).
-A repository without a commit must run to the end too (its own test, at the bottom).
+Bad params: tests/unit/test_bad_params.py (every case, in-process) and tests/e2e/test_validation_cli.py (the
+command line once per stage, and the checks that need the data). Not there: `train.labels: [pruned]`, which
+the params accept and the pipeline must run to the end (tests/e2e/test_detect.py). A repository without a
+commit must run to the end too (its own test, at the bottom).
 """
 
 from __future__ import annotations
@@ -19,29 +19,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from toolkit.disks import DiskUnavailable, small_disk
-from toolkit.project import (
-    PROJECT_FILES,
-    PROJECT_ROOT,
-    SMALL_PARAMS,
-    deep_update,
-    dvc,
-    make_project,
-    ran_stages,
-    run,
-    write_params,
-)
-from toolkit.project import (
-    params_kept as project_params_kept,
-)
+from toolkit.project import copy_project, dvc, make_project, ran_stages, run, write_params
 from toolkit.synthetic import make_flower_folder
 
 # The stages a bad input can reach, in pipeline order: a case runs them from the first up to the one that
 # must refuse it, and each stage before that one must succeed.
 CHAIN = ("fingerprint", "download", "subsample")
-TRAIN = ("train", "--loss", "bce", "--labels", "clean")
+FIRST = CHAIN[0]
 
 
 def stage_command(stage: str | tuple[str, ...]) -> list[str]:
@@ -78,207 +64,6 @@ def _entry(path: Path) -> Any:
     if path.is_dir():
         return ("dir",)
     return ("file", hashlib.sha256(path.read_bytes()).hexdigest()) if os.access(path, os.R_OK) else ("unreadable",)
-
-
-# --------------------------------------------------------------------------------------------------
-# Bad params: (stage that must refuse them, changes to the good params.yaml, text the error line holds)
-# --------------------------------------------------------------------------------------------------
-
-FIRST = "fingerprint"
-BAD_PARAMS = {
-    # wrong types
-    "noise is text": (FIRST, {"noise": "lots"}, ["noise = 'lots'", "must be a number"]),
-    "seed is a float": (FIRST, {"seed": 1.5}, ["seed = 1.5", "must be an integer"]),
-    "image_size is text": (FIRST, {"data": {"image_size": "large"}}, ["data.image_size = 'large'"]),
-    "seeds is a string": (FIRST, {"train": {"seeds": "0,1"}}, ["train.seeds = '0,1'"]),
-    "losses is a string": (FIRST, {"train": {"losses": "bce"}}, ["train.losses = 'bce'", "non-empty list"]),
-    "fine_tune is text": (FIRST, {"model": {"fine_tune": "yes"}}, ["model.fine_tune = 'yes'", "true or false"]),
-    "gce q is a bool": (
-        FIRST,
-        {"train": {"losses": ["bce", "gce"], "loss_params": {"gce": {"q": True}}}},
-        ["train.loss_params.gce.q = True", "finite number"],
-    ),
-    "data is a string": (FIRST, {"data": "flowers"}, ["data = 'flowers'", "must be a mapping"]),
-    "class rates a list": (
-        FIRST,
-        {"noise_type": "asymmetric", "noise_class_rates": [0.1]},
-        ["noise_class_rates = [0.1]", "mapping of class name to rate"],
-    ),
-    "labels hold a list": (FIRST, {"train": {"labels": [["clean"]]}}, ["train.labels: unknown label set ['clean']"]),
-    "source is a number": (FIRST, {"data": {"source": 5}}, ["data.source = 5", "non-empty string"]),
-    # out of range
-    "noise above 1": (FIRST, {"noise": 1.5}, ["noise = 1.5", "in [0.0, 1.0]"]),
-    "noise infinite": (FIRST, {"noise": float("inf")}, ["noise = inf", "must be a number"]),
-    "noise a huge integer": (FIRST, {"noise": 10**400}, ["noise = 1000", "in [0.0, 1.0]"]),
-    "learning rate 0": (FIRST, {"train": {"learning_rate": 0}}, ["train.learning_rate = 0", "(0.0, 10.0]"]),
-    "gce q a huge integer": (
-        FIRST,
-        {"train": {"loss_params": {"gce": {"q": 10**400}}}},
-        ["train.loss_params.gce.q = 1000", "finite number"],
-    ),
-    "negative epochs": (FIRST, {"train": {"epochs": -3}}, ["train.epochs = -3", ">= 1"]),
-    "image_size 16": (FIRST, {"data": {"image_size": 16}}, ["data.image_size = 16", "in [32, 1024]"]),
-    "trainable_blocks 17": (FIRST, {"model": {"trainable_blocks": 17}}, ["model.trainable_blocks = 17", "[0, 16]"]),
-    "folds 1": (FIRST, {"detect": {"folds": 1}}, ["detect.folds = 1", "in [2, 100]"]),
-    "smoothing 1": (
-        FIRST,
-        {"train": {"loss_params": {"ls": {"smoothing": 1.0}}}},
-        ["train.loss_params.ls.smoothing = 1.0", "in [0, 1)"],
-    ),
-    "seed 2**31": (FIRST, {"seed": 2**31}, ["seed = 2147483648", "[0, 2147483647]"]),
-    "embed batch 0": (FIRST, {"model": {"embed_batch_size": 0}}, ["model.embed_batch_size = 0", "in [1, 4096]"]),
-    "negative val_size": (FIRST, {"data": {"val_size": -5}}, ["data.val_size = -5", ">= 0"]),
-    # unknown keys and choices
-    "typo at the top": (FIRST, {"nosie": 0.5}, ["nosie: unknown param", "did you mean noise?"]),
-    "typo in train": (FIRST, {"train": {"epoch": 5}}, ["train.epoch: unknown param", "did you mean train.epochs?"]),
-    "unknown loss's params": (
-        FIRST,
-        {"train": {"loss_params": {"focal": {}}}},
-        ["train.loss_params: unknown loss 'focal'"],
-    ),
-    "unknown gce param": (
-        FIRST,
-        {"train": {"loss_params": {"gce": {"qq": 1}}}},
-        ["train.loss_params.gce.qq: unknown parameter", "allowed: q"],
-    ),
-    "loss param keys of two types": (
-        FIRST,
-        {"train": {"loss_params": {"ls": {"smoothing": 0.1, 1: 2, "x": 3}}}},
-        ["train.loss_params.ls.1: unknown parameter"],
-    ),
-    "unknown noise_type": (FIRST, {"noise_type": "uniform"}, ["noise_type = 'uniform'", "symmetric, asymmetric"]),
-    "unknown task": (FIRST, {"task": "regression"}, ["task = 'regression'", "binary, multiclass"]),
-    "unknown loss": (FIRST, {"train": {"losses": ["bce", "focal"]}}, ["train.losses: unknown loss 'focal'"]),
-    "unknown label set": (FIRST, {"train": {"labels": ["clean", "dirty"]}}, ["unknown label set 'dirty'"]),
-    "unknown select_epoch": (FIRST, {"train": {"select_epoch": "best"}}, ["train.select_epoch = 'best'"]),
-    "unknown metric": (FIRST, {"evaluate": {"metric": "f1"}}, ["evaluate.metric = 'f1'", "balanced_accuracy"]),
-    "unknown bootstrap mode": (
-        FIRST,
-        {"train": {"loss_params": {"bootstrap": {"mode": "medium"}}}},
-        ["train.loss_params.bootstrap.mode = 'medium'", "soft, hard"],
-    ),
-    "unknown forward T": (
-        FIRST,
-        {"train": {"loss_params": {"forward": {"T": "guessed"}}}},
-        ["train.loss_params.forward.T = 'guessed'", "true, estimated"],
-    ),
-    "unknown mixed_precision": (FIRST, {"train": {"mixed_precision": "fp16"}}, ["train.mixed_precision = 'fp16'"]),
-    # empty and duplicate lists
-    "no losses": (FIRST, {"train": {"losses": []}}, ["train.losses = []", "non-empty list"]),
-    "no label sets": (FIRST, {"train": {"labels": []}}, ["train.labels = []", "non-empty list"]),
-    "no seeds": (FIRST, {"train": {"seeds": []}}, ["train.seeds = []", "non-empty list"]),
-    "a loss twice": (FIRST, {"train": {"losses": ["bce", "bce"]}}, ["train.losses = ['bce', 'bce']", "once"]),
-    "a label set twice": (FIRST, {"train": {"labels": ["noisy", "noisy"]}}, ["train.labels = ['noisy', 'noisy']"]),
-    "a seed twice": (FIRST, {"train": {"seeds": [0, 0]}}, ["train.seeds = [0, 0]", "distinct"]),
-    # impossible combinations
-    "select on val without val": (
-        FIRST,
-        {"data": {"val_size": 0}, "model": {"fine_tune": True}},
-        ["train.select_epoch = val", "data.val_size = 0"],
-    ),
-    "class rates with symmetric": (
-        FIRST,
-        {"noise_class_rates": {"sunflowers": 0.4}},
-        ["noise_class_rates = {'sunflowers': 0.4}", "only used with noise_type = asymmetric"],
-    ),
-    "rate of an unknown class": (
-        FIRST,
-        {"noise_type": "asymmetric", "noise_class_rates": {"orchids": 0.2}},
-        ["noise_class_rates: unknown class 'orchids'"],
-    ),
-    "given without a file": (FIRST, {"noise_type": "given"}, ["noise_labels = None", "noise_type = given needs"]),
-    "a file without given": (FIRST, {"noise_labels": "/tmp/labels.csv"}, ["noise_labels = '/tmp/labels.csv'"]),
-    "macro_f1 on binary": (FIRST, {"evaluate": {"metric": "macro_f1"}}, ["evaluate.metric = macro_f1", "multiclass"]),
-    "weights not there": (FIRST, {"model": {"weights": "/nonexistent/w.h5"}}, ["model.weights = '/nonexistent/w.h5'"]),
-    "source not there": (FIRST, {"data": {"source": "/nonexistent/flowers"}}, ["data.source = '/nonexistent/flowers'"]),
-    # ... and those that need the data, in the stage that reads it
-    "positive class not in the data": (
-        "subsample",
-        {"data": {"positive_class": "orchids"}},
-        ["data.positive_class = 'orchids'", "classes: daisy, dandelion, roses, sunflowers, tulips"],
-    ),
-    "more training images than there are": (
-        "subsample",
-        {"data": {"train_size": 500}},
-        ["data.train_size = 500", "120 image files"],
-    ),
-    "given labels not there": (
-        "corrupt",
-        {"noise_type": "given", "noise_labels": "/nonexistent/labels.csv"},
-        ["noise_labels = /nonexistent/labels.csv", "file not found"],
-    ),
-    "given labels not a CSV": (
-        "corrupt",
-        {"noise_type": "given", "noise_labels": "{binary}"},
-        ["noise_labels = {binary}", "not a readable CSV"],
-    ),
-    "more folds than a class has": (
-        "detect",
-        {"detect": {"folds": 50}, "train": {"labels": ["clean", "noisy", "pruned"]}},
-        ["detect.folds = 50", "a class has only"],
-    ),
-    "augment without fine-tuning": (FIRST, {"train": {"augment": True}}, ["train.augment = true", "fine_tune"]),
-    "another task than prepared": (
-        TRAIN,
-        {"task": "multiclass"},
-        ["task = 'multiclass'", "prepared for task 'binary'"],
-    ),
-}
-# Whole files that are not a params file at all.
-BAD_PARAMS_FILES = {
-    "not YAML": (b"noise: [0.3\nseed: 0\n", ["params.yaml is not valid YAML"]),
-    "not UTF-8": ("noise: 0.3  # réglé\n".encode("latin-1"), ["params.yaml is not UTF-8 text"]),
-    "a list": (b"- noise\n- seed\n", ["params.yaml must hold a mapping of params, found list"]),
-    "empty": (b"", ["params.yaml must hold a mapping of params, found NoneType"]),
-    "an integer too long": (b"seed: " + b"9" * 5000 + b"\n", ["params.yaml is not valid YAML"]),
-    "a key twice": (b"seed: 0\nnoise: 0.3\nnoise: 0.5\n", ["params.yaml: noise is set twice, on lines 2 and 3"]),
-}
-
-
-@pytest.fixture(scope="module")
-def workspace(tmp_path_factory: pytest.TempPathFactory, flower_folder: Path) -> Path:
-    """A project with every stage up to embed run on good params (120 images, 32 px, random-init ResNet50)."""
-    repo = make_project(tmp_path_factory.mktemp("bad_params") / "project", flower_folder)
-    for stage in ("download", "subsample", "corrupt", "embed"):
-        run(repo, *stage_command(stage))
-    (repo.parent / "labels.bin").write_bytes(bytes(range(256)) * 4)  # not a CSV, not UTF-8
-    return repo
-
-
-@pytest.fixture
-def params_kept(workspace: Path) -> Any:
-    """The good params.yaml; put back after each case, whatever the case wrote."""
-    with project_params_kept(workspace) as params:
-        yield params
-
-
-def substitute(node: Any, values: dict[str, str]) -> Any:
-    if isinstance(node, dict):
-        return {key: substitute(value, values) for key, value in node.items()}
-    return values.get(node, node) if isinstance(node, str) else node
-
-
-@pytest.mark.parametrize("case", list(BAD_PARAMS))
-def test_bad_param(workspace: Path, params_kept: dict, case: str) -> None:
-    stage, updates, expected = BAD_PARAMS[case]
-    binary = str(workspace.parent / "labels.bin")
-    updates = substitute(updates, {"{binary}": binary})
-    expected = [text.replace("{binary}", binary) for text in expected]
-    params_file = workspace / "params.yaml"
-    params_file.write_text(yaml.safe_dump(deep_update(params_kept, updates), sort_keys=False))
-    written = params_file.read_bytes()
-    result = run(workspace, *stage_command(stage), check=False)
-    assert_one_error_line(result, stage if isinstance(stage, str) else stage[0], expected)
-    assert params_file.read_bytes() == written
-
-
-@pytest.mark.parametrize("case", list(BAD_PARAMS_FILES))
-def test_bad_params_file(workspace: Path, params_kept: dict, case: str) -> None:
-    content, expected = BAD_PARAMS_FILES[case]
-    (workspace / "params.yaml").write_bytes(content)
-    result = run(workspace, *stage_command(FIRST), check=False)
-    assert_one_error_line(result, FIRST, expected)
-    assert (workspace / "params.yaml").read_bytes() == content
 
 
 # --------------------------------------------------------------------------------------------------
@@ -320,6 +105,15 @@ def plain_file(base: Path) -> Path:
 
 def not_an_archive(base: Path) -> Path:
     (base / "flowers.tgz").write_text("this is not gzip\n")
+    return base / "flowers.tgz"
+
+
+def archive_without_images(base: Path) -> Path:
+    """A valid .tgz laid out like tf_flowers' own, with its LICENSE.txt and nothing else."""
+    (base / "flower_photos").mkdir()
+    (base / "flower_photos" / "LICENSE.txt").write_text("license\n")
+    with tarfile.open(base / "flowers.tgz", "w:gz") as tar:
+        tar.add(base / "flower_photos", arcname="flower_photos")
     return base / "flowers.tgz"
 
 
@@ -406,6 +200,7 @@ BAD_SOURCES = {
     "no positive class": (no_positive_class, "subsample", ["data.positive_class = 'sunflowers': not a class"]),
     "a plain file": (plain_file, "download", ["{source}", "expected `tfds`, a folder, or a .tgz"]),
     "not an archive": (not_an_archive, "download", ["{source}", "cannot unpack the archive: it is not a tar archive"]),
+    "an archive without images": (archive_without_images, "download", ["{source}", "holds no images"]),
     "an empty archive file": (
         empty_archive_file,
         "download",
@@ -441,11 +236,10 @@ BAD_SOURCES = {
 
 
 @pytest.fixture(scope="module")
-def source_workspace(tmp_path_factory: pytest.TempPathFactory, flower_folder: Path) -> Path:
-    """A project whose data/raw came from a good folder: a refused source must leave it as it was."""
-    repo = make_project(tmp_path_factory.mktemp("bad_sources") / "project", flower_folder)
-    run(repo, *stage_command("download"))
-    return repo
+def source_workspace(tmp_path_factory: pytest.TempPathFactory, prepared_project: Path) -> Path:
+    """A project whose data/raw came from a good folder (a copy of the prepared project): a refused source must
+    leave it as it was."""
+    return copy_project(prepared_project, tmp_path_factory.mktemp("bad_sources") / "project")
 
 
 @pytest.mark.parametrize("case", list(BAD_SOURCES))
@@ -493,6 +287,31 @@ def test_damaged_archive_through_dvc_repro(tmp_path: Path, flower_folder: Path) 
 
 
 # --------------------------------------------------------------------------------------------------
+# A repository without a commit (issue 24 case 1): the first `dvc repro` of someone's own study
+# --------------------------------------------------------------------------------------------------
+
+
+def test_repository_without_a_commit_runs_to_the_end(prepared_project: Path, tmp_path: Path) -> None:
+    """A study in a repository that has no commit yet (`git init`, the project copied in, `dvc init`, `dvc
+    repro`): before the fix, train died in DVCLive (`SCMError: Empty git repo`). The prepared project with its
+    git history replaced by a fresh `git init`: the stages after embed, those that touch git, run without a
+    commit."""
+    repo = copy_project(prepared_project, tmp_path / "study")
+    shutil.rmtree(repo / ".git")
+    run(repo, "git", "init", "-q", "-b", "main")
+    write_params(repo, {"train": {"losses": ["bce"], "seeds": [0], "epochs": 2}})
+    result = dvc(repo, "repro", check=False)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "Traceback" not in output
+    assert {"train@bce-clean", "train@bce-noisy", "evaluate"} <= ran_stages(output)
+    assert run(repo, "git", "rev-list", "--all").stdout == ""  # still no commit
+    for variant in ("bce-clean", "bce-noisy"):
+        assert (repo / f"metrics/train/{variant}/seed_0/metrics.json").is_file()
+    assert (repo / "metrics/metrics.json").is_file()
+
+
+# --------------------------------------------------------------------------------------------------
 # Faults of the machine (issue 30 case 5): a full disk, a read-only file system. The stage's output folder is
 # put on a small tmpfs (mounted over it, so the project's own files there are hidden, then back); where the
 # machine does not let the tests mount one, the case is skipped saying so.
@@ -519,27 +338,27 @@ MACHINE_FAULTS = {
 
 
 @pytest.mark.parametrize("case", list(MACHINE_FAULTS))
-def test_machine_fault(workspace: Path, case: str) -> None:
+def test_machine_fault(prepared_copy: Path, case: str) -> None:
     stage, folder, kib, read_only, expected = MACHINE_FAULTS[case]
-    before = snapshot(workspace / folder)
+    before = snapshot(prepared_copy / folder)
     try:
-        with small_disk(workspace / folder, kib, read_only) as disk:
-            result = run(workspace, *stage_command(stage), check=False)
+        with small_disk(prepared_copy / folder, kib, read_only) as disk:
+            result = run(prepared_copy, *stage_command(stage), check=False)
             left = sorted(p.name for p in disk.iterdir())
     except DiskUnavailable as reason:
         pytest.skip(f"{case} needs a small file system mounted over {folder}: {reason}")
     assert_one_error_line(result, stage, expected)
     assert left == [], f"{stage} left {left} on the full disk"
-    assert snapshot(workspace / folder) == before  # what was there before is untouched
+    assert snapshot(prepared_copy / folder) == before  # what was there before is untouched
 
 
-def test_no_permission_on_an_output_folder(workspace: Path) -> None:
+def test_no_permission_on_an_output_folder(prepared_copy: Path) -> None:
     if IS_ROOT:
         pytest.skip("root writes anywhere (tests/unit/test_errors.py checks this as the user nobody)")
-    prepared = workspace / "data/prepared"
+    prepared = prepared_copy / "data/prepared"
     prepared.chmod(0o555)
     try:
-        result = run(workspace, *stage_command("subsample"), check=False)
+        result = run(prepared_copy, *stage_command("subsample"), check=False)
     finally:
         prepared.chmod(0o755)
     assert_one_error_line(result, "subsample", ["permission denied on data/prepared", "chmod -R u+rwX data/prepared"])
@@ -579,35 +398,3 @@ def test_what_dvc_refuses_before_any_stage_is_named_by_the_check(tmp_path: Path,
         name = command if isinstance(command, str) else command[0]
         result = run(repo, *stage_command(command), check=False)
         assert_one_error_line(result, name, ["params.yaml: noise is set twice, on lines 2 and", "delete one"])
-
-
-# --------------------------------------------------------------------------------------------------
-# A repository without a commit (issue 24 case 1): the first `dvc repro` of someone's own study
-# --------------------------------------------------------------------------------------------------
-
-
-def test_repository_without_a_commit_runs_to_the_end(tmp_path: Path, flower_folder: Path) -> None:
-    """`git init`, the project copied in, `dvc init`, `dvc repro`: before the fix, train died in DVCLive
-    (`SCMError: Empty git repo`)."""
-    repo = tmp_path / "study"
-    repo.mkdir()
-    for name in PROJECT_FILES:
-        if name.startswith(".dvc/"):
-            continue  # `dvc init` makes .dvc/
-        source = PROJECT_ROOT / name
-        if source.is_dir():
-            shutil.copytree(source, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy2(source, repo / name)
-    run(repo, "git", "init", "-q", "-b", "main")
-    dvc(repo, "init", "-q")
-    small = {"data": {"source": str(flower_folder)}, "train": {"losses": ["bce"], "seeds": [0], "epochs": 2}}
-    write_params(repo, deep_update(deep_update({}, SMALL_PARAMS), small))
-    result = dvc(repo, "repro", check=False)
-    output = result.stdout + result.stderr
-    assert result.returncode == 0, output
-    assert "Traceback" not in output
-    assert run(repo, "git", "rev-list", "--all").stdout == ""  # still no commit
-    for variant in ("bce-clean", "bce-noisy"):
-        assert (repo / f"metrics/train/{variant}/seed_0/metrics.json").is_file()
-    assert (repo / "metrics/metrics.json").is_file()

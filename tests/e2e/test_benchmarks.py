@@ -13,6 +13,8 @@ import yaml
 
 from toolkit.project import PROJECT_ROOT, run
 
+# Each test runs a benchmark script from scratch (minutes): pytest-xdist may run them side by side (tests/conftest.py).
+SPREAD_OVER_WORKERS = True
 RATIO = re.compile(r"([a-z/-]+)=(\d+\.\d\d)")
 # The defaults protocol repeats what params.yaml repeats.
 REPEATS = len(yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())["train"]["seeds"])

@@ -1,5 +1,9 @@
 """A changed source is noticed: new files behind the same `data.source` or `model.weights` path rerun what
-reads them, through the fingerprint stage; unchanged ones rerun nothing that does work."""
+reads them, through the fingerprint stage; unchanged ones rerun nothing that does work.
+
+Each rule is shown by one real rerun; which stages a further change would rerun is asked of `dvc status`
+after `dvc repro fingerprint` (toolkit.project.stages_to_rerun), which lists the stages whose inputs changed.
+"""
 
 from __future__ import annotations
 
@@ -9,18 +13,26 @@ from pathlib import Path
 
 import pytest
 
-from toolkit.project import dvc, make_project, ran_stages, write_params
+from toolkit.project import (
+    ALL_STAGES,
+    VARIANTS,
+    dvc,
+    make_project,
+    ran_stages,
+    stages_to_rerun,
+    status_is_clean,
+    write_params,
+)
 from toolkit.synthetic import make_flower_archive, make_flower_folder
 
-AFTER_DOWNLOAD = frozenset(
-    {"download", "subsample", "corrupt", "embed", "detect_clean", "detect", "evaluate"}
-    | {f"train@{loss}-{labels}" for loss in ("bce", "l1") for labels in ("clean", "noisy")}
-)
-AFTER_EMBED = AFTER_DOWNLOAD - {"download", "subsample", "corrupt"}
+TRAIN = frozenset(f"train@{variant}" for variant in VARIANTS)
+# The stages that read embed's features (what new features rerun).
+READ_FEATURES = frozenset({"detect_clean", "detect", *TRAIN})
+LABELS = "data/prepared/labels.csv"
 
 
-def repro(repo: Path) -> set[str]:
-    result = dvc(repo, "repro")
+def repro(repo: Path, *targets: str) -> set[str]:
+    result = dvc(repo, "repro", *targets)
     return ran_stages(result.stdout + result.stderr)
 
 
@@ -30,52 +42,52 @@ def decoded_images(repo: Path) -> int:
 
 @pytest.fixture
 def own_folder(tmp_path: Path, flower_folder: Path) -> Path:
-    """A copy of the shared synthetic folder that this test may change."""
-    return Path(shutil.copytree(flower_folder, tmp_path / "flower_photos"))
+    """A copy of the shared synthetic folder that this test may change, at another path."""
+    return Path(shutil.copytree(flower_folder, tmp_path / "elsewhere" / "flower_photos"))
 
 
-def test_an_image_added_removed_or_replaced_reruns_download_and_what_follows(tmp_path: Path, own_folder: Path) -> None:
-    repo = make_project(tmp_path / "project", own_folder)
-    assert repro(repo) == AFTER_DOWNLOAD
+def test_the_same_images_at_another_path_rerun_nothing_and_a_changed_image_reruns_download(
+    baseline_copy: Path, own_folder: Path
+) -> None:
+    """The fingerprint holds contents, not paths: a moved copy of the data is the same data. An image added,
+    replaced (same name) or removed behind the same path reruns download, and so everything after it."""
+    repo = baseline_copy
     before = decoded_images(repo)
-    assert repro(repo) == set()  # nothing changed: only the fingerprint stage ran
+    write_params(repo, {"data": {"source": str(own_folder)}})
+    assert repro(repo) == set()  # only the fingerprint stage ran
 
-    # One more sunflower behind the same path.
-    extra = make_flower_folder(tmp_path / "extra", per_class={"sunflowers": 1}, size=48, seed=7)
+    # One more sunflower behind the same path: the real rerun.
+    extra = make_flower_folder(own_folder.parent / "extra", per_class={"sunflowers": 1}, size=48, seed=7)
     shutil.copy(next((extra / "sunflowers").iterdir()), own_folder / "sunflowers" / "new_sunflower.jpg")
-    assert repro(repo) == AFTER_DOWNLOAD
+    assert repro(repo) == ALL_STAGES
     assert decoded_images(repo) == before + 1
-    assert repro(repo) == set()
+    assert status_is_clean(repo)
 
-    # An image replaced by another (same name), then one removed.
+    # An image replaced by another (same name), then one removed: download would run again.
     daisy = sorted((own_folder / "daisy").iterdir())[0]
     shutil.copy(own_folder / "sunflowers" / "new_sunflower.jpg", daisy)
-    assert "download" in repro(repo)
+    assert repro(repo, "fingerprint") == set()
+    assert stages_to_rerun(repo) == {"download"}
     daisy.unlink()
-    assert "download" in repro(repo)
-    assert decoded_images(repo) == before
+    assert repro(repo, "fingerprint") == set()
+    assert stages_to_rerun(repo) == {"download"}
 
 
-def test_the_same_images_at_another_path_rerun_nothing(tmp_path: Path, own_folder: Path) -> None:
-    """The fingerprint holds contents, not paths: a moved copy of the data is the same data."""
-    repo = make_project(tmp_path / "project", own_folder)
-    repro(repo)
-    moved = shutil.copytree(own_folder, tmp_path / "elsewhere" / "flower_photos")
-    write_params(repo, {"data": {"source": str(moved)}})
-    assert repro(repo) == set()
-
-
-def test_a_replaced_archive_reruns_download(tmp_path: Path) -> None:
+def test_a_replaced_archive_reruns_download_but_not_the_labels(tmp_path: Path) -> None:
+    """Same file names and classes, other pixels: the images change but the split and its labels stay, so
+    corrupt is not rerun (embed, which reads the images, would be)."""
     archive = make_flower_archive(tmp_path / "a" / "flower_photos.tgz", per_class=20, size=40, seed=1)
     repo = make_project(tmp_path / "project", archive)
-    assert repro(repo) == AFTER_DOWNLOAD
+    assert repro(repo, "corrupt") == {"download", "subsample", "corrupt"}
+    images, labels = (repo / "data/prepared/train_images.npy").read_bytes(), (repo / LABELS).read_bytes()
     make_flower_archive(tmp_path / "b" / "flower_photos.tgz", per_class=20, size=40, seed=2)
     shutil.copy(tmp_path / "b" / "flower_photos.tgz", archive)
-    # Same file names and classes, other pixels: the split and its labels stay, so corrupt is not rerun.
-    assert repro(repo) == AFTER_DOWNLOAD - {"corrupt"}
+    assert repro(repo, "corrupt") == {"download", "subsample"}
+    assert (repo / "data/prepared/train_images.npy").read_bytes() != images
+    assert (repo / LABELS).read_bytes() == labels
 
 
-def test_a_replaced_weights_file_reruns_embed_and_what_follows(tmp_path: Path, flower_folder: Path) -> None:
+def test_a_replaced_weights_file_reruns_embed_and_what_reads_the_features(tmp_path: Path, baseline_copy: Path) -> None:
     import keras
 
     def save_resnet_weights(path: Path, seed: int) -> Path:
@@ -84,13 +96,17 @@ def test_a_replaced_weights_file_reruns_embed_and_what_follows(tmp_path: Path, f
         model.save_weights(path)
         return path
 
+    repo = baseline_copy
     weights = save_resnet_weights(tmp_path / "resnet50.weights.h5", seed=1)
-    repo = make_project(tmp_path / "project", flower_folder, {"model": {"weights": str(weights)}})
-    assert repro(repo) == AFTER_DOWNLOAD
+    write_params(repo, {"model": {"weights": str(weights)}})
+    assert repro(repo, "embed") == {"embed"}
     features = (repo / "data/features/train.npy").read_bytes()
-    assert repro(repo) == set()
-    save_resnet_weights(weights, seed=2)
-    assert repro(repo) == AFTER_EMBED
+    assert stages_to_rerun(repo) == READ_FEATURES  # what new features rerun (not run here)
+    assert repro(repo, "embed") == set()
+    save_resnet_weights(weights, seed=2)  # other weights, the same path
+    assert repro(repo, "fingerprint") == set()
+    assert stages_to_rerun(repo) == READ_FEATURES | {"embed"}
+    assert repro(repo, "embed") == {"embed"}  # the real rerun
     assert (repo / "data/features/train.npy").read_bytes() != features
 
 

@@ -14,7 +14,7 @@ from PIL import Image
 from sklearn.datasets import load_digits
 
 from stages.lib import params as P
-from toolkit.project import dvc, make_project, ran_stages, write_params
+from toolkit.project import copy_project, dvc, make_project, ran_stages, write_params
 
 NOISE = 0.3
 # Measured with these settings (seeds 0 and 1): precision 0.90, recall 0.82, estimated noise rate 0.295 and
@@ -113,11 +113,11 @@ def test_new_variants_are_scored(detected: tuple[Path, str]) -> None:
     assert json.loads((repo / "data/detect/transitions/bce-noisy.json").read_text()) is None
 
 
-def test_pruned_labels_alone_run_to_the_end(detected: tuple[Path, str]) -> None:
+def test_pruned_labels_alone_run_to_the_end(detected: tuple[Path, str], tmp_path: Path) -> None:
     """Issue 24: `train.labels: [pruned]` once crashed evaluate (KeyError 'bce-noisy') after every head had
     trained. Now the pruned variants are compared with each other, and the comparisons that need clean or
-    noisy labels are skipped with a line saying why. (Last in this module: it changes the shared project.)"""
-    repo, _ = detected
+    noisy labels are skipped with a line saying why. (In a copy: the module's project stays as it was.)"""
+    repo = copy_project(detected[0], tmp_path / "project")
     write_params(repo, {"train": {"labels": ["pruned"]}})
     done = dvc(repo, "repro")
     assert "Traceback" not in done.stdout + done.stderr

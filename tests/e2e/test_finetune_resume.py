@@ -1,5 +1,7 @@
-"""A fine-tuning run killed mid-way resumes from its last finished epoch on the next `dvc repro`, and ends
-with the same model as an uninterrupted run (stages/lib/finetune/checkpoint.py)."""
+"""A fine-tuning run killed mid-way resumes from its last finished epoch on the next `dvc repro`, logs every
+epoch once and spends its checkpoint (stages/lib/finetune/checkpoint.py). That the resumed run ends with the
+model of an uninterrupted one is proved in-process, through the same trainer: tests/unit/tf/
+test_finetune_checkpoint.py."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from toolkit.project import dvc, make_project, tool_env
+from toolkit.project import dvc, tool_env, write_params
 
 PARAMS = {
     "model": {"fine_tune": True, "trainable_blocks": 1},
@@ -42,8 +44,9 @@ def kill_after_first_epoch(repo: Path) -> None:
         process.wait()
 
 
-def test_a_killed_fine_tuning_run_resumes_and_ends_as_an_uninterrupted_one(tmp_path: Path, flower_folder: Path) -> None:
-    repo = make_project(tmp_path / "project", flower_folder, PARAMS)
+def test_a_killed_fine_tuning_run_resumes_from_its_last_epoch(prepared_copy: Path) -> None:
+    repo = prepared_copy  # the images prepared; embed (fine_tune: no features) and train run
+    write_params(repo, PARAMS)
     kill_after_first_epoch(repo)
     assert json.loads((repo / STATE).read_text())["epochs_done"] in (1, 2)
     assert not (repo / "models/bce-clean").exists()  # nothing half-written
@@ -56,11 +59,5 @@ def test_a_killed_fine_tuning_run_resumes_and_ends_as_an_uninterrupted_one(tmp_p
     for name in ("train/loss", "test/accuracy", "val/accuracy"):
         steps = [line.split("\t")[0] for line in (log / f"{name}.tsv").read_text().splitlines()[1:]]
         assert steps == ["0", "1", "2"], name  # every epoch logged once, the resumed ones included
-    resumed_scores = np.load(repo / "models/bce-clean/test_scores_seed_0.npy")
-    resumed_loss = (log / "train/loss.tsv").read_text().splitlines()[1:]
-
-    dvc(repo, "repro", "--force", "--single-item", STAGE)  # uninterrupted, from scratch
-    np.testing.assert_allclose(np.load(repo / "models/bce-clean/test_scores_seed_0.npy"), resumed_scores, atol=1e-6)
-    uninterrupted_loss = (log / "train/loss.tsv").read_text().splitlines()[1:]
-    values = [[float(line.split("\t")[-1]) for line in lines] for lines in (resumed_loss, uninterrupted_loss)]
-    np.testing.assert_allclose(values[0], values[1], rtol=1e-6)
+    scores = np.load(repo / "models/bce-clean/test_scores_seed_0.npy")
+    assert scores.shape == (40,) and np.all((scores >= 0) & (scores <= 1))

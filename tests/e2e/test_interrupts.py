@@ -1,5 +1,9 @@
 """Kill `dvc repro` while a stage is midway (Ctrl-C, or SIGKILL as the OOM killer sends): no output of
 that stage may look complete, and a second `dvc repro` must finish the job and leave `dvc status` clean.
+
+The stage is caught at a line it prints itself (tests/hold_at_line holds it right there until the signal
+comes): train after its first seed's model is staged and while the second is not, embed after the training
+images' features are computed and while the validation images' are not. No timing is guessed.
 """
 
 from __future__ import annotations
@@ -9,57 +13,50 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from toolkit.project import dvc, make_project, ran_stages, run, status_is_clean, tool_env
+from toolkit.project import PROJECT_ROOT, dvc, ran_stages, run, status_is_clean, tool_env, write_params
 
-# One loss (two train stages) and three seeds: a train stage has two seeds left to train when caught.
-PARAMS = {"train": {"losses": ["bce"], "seeds": [0, 1, 2]}}
-# A head trains in milliseconds; 400 epochs (about a second a seed here) leave time to catch one midway. Six
-# seeds: a variant's seeds train on every core at once (two here), so when the first model is staged at
-# least two rounds of seeds are left (three seeds left a window too short to catch on a loaded machine).
-SLOW_SEEDS = [0, 1, 2, 3, 4, 5]
-SLOW_TRAIN = {"train": {"losses": ["bce"], "seeds": SLOW_SEEDS, "epochs": 400}}
+HOLD_HOOK = PROJECT_ROOT / "tests/hold_at_line"
+# The train stage prints one line per seed, in seed order, before it stages that seed's model: at seed 1's
+# line, seed 0's model is in the staging folder and seed 1's is not.
+SECOND_SEED_LINE = "train bce-clean: seed 1: "
+# The embed stage's progress bar for the validation images: the training images' features are computed.
+EMBEDDING_VAL = "embed val:"
 FEATURES = ("data/features/train.npy", "data/features/val.npy", "data/features/test.npy")
+WAIT_S = 300  # for the line: the stages before it run first
+ONE_LOSS = {"train": {"losses": ["bce"]}}  # two train stages: fewer to finish after the kill
 
 
-def first_model_staged(repo: Path) -> Callable[[], bool]:
-    """train@bce-clean has saved its first seed's model in its staging folder and trains the next."""
-    return lambda: any(repo.glob("models/.bce-clean.*.tmp/seed_0.npz"))
-
-
-def embedding_started(log: Path) -> Callable[[], bool]:
-    """The embed stage has built the backbone and started its first batch (its progress bar is up)."""
-    return lambda: "embed train:" in log.read_text(errors="replace")
-
-
-def interrupt_repro(repo: Path, sig: signal.Signals, midway: Callable[[Path, Path], Callable[[], bool]]) -> str:
-    """Start `dvc repro` in its own process group; once `midway` holds, send `sig` to the whole group
-    (dvc, the shell and the stage: what Ctrl-C in a terminal does). Returns everything it printed."""
+def interrupt_repro(repo: Path, sig: signal.Signals, line: str) -> str:
+    """Start `dvc repro` in its own process group, with the stage that prints `line` held there; once the line
+    is out, send `sig` to the whole group (dvc, the shell and the stage: what Ctrl-C in a terminal does).
+    Returns everything it printed."""
     log = repo.parent / "repro.log"
+    env = {**tool_env(), "PYTHONPATH": str(HOLD_HOOK), "HOLD_AT_LINE": line}
     with open(log, "w") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "dvc", "repro"],
             cwd=repo,
-            env=tool_env(),
+            env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        caught = midway(repo, log)
-        deadline = time.monotonic() + 300
-        while process.poll() is None and time.monotonic() < deadline:
-            if caught():
-                os.killpg(process.pid, sig)
-                break
-            time.sleep(0.02)
-        else:
-            process.kill()
-            pytest.fail(f"dvc repro was not caught midway:\n{log.read_text()}")
-        process.wait(timeout=120)
+        try:
+            deadline = time.monotonic() + WAIT_S
+            while line not in log.read_text(errors="replace"):
+                if process.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"dvc repro ended or hung before the stage printed {line!r}:\n{log.read_text()}")
+                time.sleep(0.05)
+            os.killpg(process.pid, sig)
+            process.wait(timeout=120)
+        finally:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
     assert process.returncode != 0, log.read_text(errors="replace")
     return log.read_text(errors="replace")
 
@@ -77,25 +74,31 @@ def finish_and_check(repo: Path, killed_stage: str, must_not_rerun: set[str]) ->
     assert status_is_clean(repo)
     assert (repo / "metrics/metrics.json").exists()
     assert not leftovers(repo)
-    assert ".tmp" not in run(repo, "git", "status", "--porcelain", "--untracked-files=all").stdout
+    assert ".tmp" not in run(repo, "git", "status", "--untracked-files=all", "--porcelain").stdout
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["sigint", "sigkill"])
-def test_kill_during_train(tmp_path: Path, flower_folder: Path, sig: signal.Signals) -> None:
-    repo = make_project(tmp_path / "project", flower_folder, SLOW_TRAIN)
-    output = interrupt_repro(repo, sig, lambda repo, log: first_model_staged(repo))
+def test_kill_during_train(prepared_copy: Path, sig: signal.Signals) -> None:
+    repo = prepared_copy
+    write_params(repo, ONE_LOSS)
+    output = interrupt_repro(repo, sig, SECOND_SEED_LINE)
     # The model folder appears only complete; the first seed's model never reached it.
     assert not (repo / "models/bce-clean").exists()
+    staged = [path for path in leftovers(repo) if path.name.startswith(".bce-clean.")]
     if sig == signal.SIGINT:
         assert "train: interrupted; no output was completed" in output
-        assert not leftovers(repo)  # the stage cleaned up its staging folder itself
+        assert not staged  # the stage cleaned up its staging folder itself
+    else:  # killed outright: the staging folder stays behind, with the first seed's model only
+        (folder,) = staged
+        assert (folder / "seed_0.npz").exists() and not (folder / "seed_1.npz").exists()
     finish_and_check(repo, "train@bce-clean", must_not_rerun={"download", "subsample", "corrupt", "embed"})
-    models = sorted(p.name for p in (repo / "models/bce-clean").glob("seed_*.npz"))
-    assert models == [f"seed_{s}.npz" for s in SLOW_SEEDS]
+    assert sorted(p.name for p in (repo / "models/bce-clean").glob("seed_*.npz")) == ["seed_0.npz", "seed_1.npz"]
 
 
-def test_sigkill_during_embed(tmp_path: Path, flower_folder: Path) -> None:
-    repo = make_project(tmp_path / "project", flower_folder, PARAMS)
-    interrupt_repro(repo, signal.SIGKILL, lambda repo, log: embedding_started(log))
+def test_sigkill_during_embed(prepared_copy: Path) -> None:
+    repo = prepared_copy
+    write_params(repo, {"model": {"embed_batch_size": 16}, **ONE_LOSS})  # an embed param: embed must run again
+    interrupt_repro(repo, signal.SIGKILL, EMBEDDING_VAL)
+    # DVC removed the earlier features before starting the stage, and the stage wrote none.
     assert not [path for path in FEATURES if (repo / path).exists()]
     finish_and_check(repo, "embed", must_not_rerun={"download", "subsample", "corrupt"})

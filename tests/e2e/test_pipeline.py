@@ -1,4 +1,7 @@
-"""End to end: the real `dvc repro`, `dvc exp run -S noise=...` and `dvc metrics diff` on a copy of the project."""
+"""End to end: the real `dvc repro`, `dvc exp run -S noise=...` and `dvc metrics diff` on a copy of the project.
+
+The reproduced project is built once per run (tests/e2e/conftest.py: `reproduced_project`, read-only); a test
+that runs `dvc` works in its own copy (`baseline_copy`), so the tests hold in any order."""
 
 from __future__ import annotations
 
@@ -9,7 +12,17 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from toolkit.project import ALL_STAGES, VARIANTS, default_params, dvc, make_project, ran_stages, run, status_is_clean
+from toolkit.project import (
+    ALL_STAGES,
+    PER_LEVEL_STAGES,
+    VARIANTS,
+    Reproduced,
+    default_params,
+    dvc,
+    ran_stages,
+    run,
+    status_is_clean,
+)
 
 TUNED_L2 = {loss: entry["l2"] for loss, entry in default_params()["train"]["tune"].items()}
 METRIC_KEYS = (
@@ -26,21 +39,13 @@ METRIC_KEYS = (
 )
 
 
-@pytest.fixture(scope="module")
-def reproduced(tmp_path_factory: pytest.TempPathFactory, flower_folder: Path) -> tuple[Path, str, str]:
-    """The repo after a first `dvc repro`, that run's output (stdout and stderr) and its stderr alone."""
-    repo = make_project(tmp_path_factory.mktemp("e2e") / "project", flower_folder)
-    result = dvc(repo, "repro")
-    return repo, result.stdout + result.stderr, result.stderr
-
-
 def read(repo: Path, path: str) -> dict:
     return json.loads((repo / path).read_text())
 
 
-def test_repro_runs_every_stage_and_writes_metrics(reproduced: tuple[Path, str, str]) -> None:
-    repo, output, _ = reproduced
-    assert ran_stages(output) == ALL_STAGES
+def test_repro_runs_every_stage_and_writes_metrics(reproduced_project: Reproduced, baseline_copy: Path) -> None:
+    repo = reproduced_project.repo
+    assert ran_stages(reproduced_project.output) == ALL_STAGES
     # The headline: per variant four means (the baseline two), picked from the detail file's numbers.
     headline = read(repo, "metrics/metrics.json")
     metrics = read(repo, "metrics/details/metrics.json")
@@ -146,7 +151,7 @@ def test_repro_runs_every_stage_and_writes_metrics(reproduced: tuple[Path, str, 
         assert per_seed[variant]["0"]["ece"] == pytest.approx(ece)
         assert 0 <= metrics[variant]["brier"] <= 1
     # dvc.yaml's plots: declares it, so `dvc plots show` draws it with its axes (observed against predicted).
-    shown = json.loads(dvc(repo, "plots", "show", "--json").stdout)
+    shown = json.loads(dvc(baseline_copy, "plots", "show", "--json").stdout)
     reliability = {key: plot for key, plot in shown["data"].items() if "/reliability/" in key}
     assert not shown.get("errors") and sorted(reliability) == [f"metrics/plots/reliability/{v}.csv" for v in VARIANTS]
     assert reliability["metrics/plots/reliability/bce-clean.csv"][0]["content"]["encoding"]["x"]["field"] == "predicted"
@@ -158,11 +163,11 @@ def test_repro_runs_every_stage_and_writes_metrics(reproduced: tuple[Path, str, 
     assert (repo / "data/prepared/summary.json").exists()
 
 
-def test_training_prints_a_line_per_seed_not_per_epoch(reproduced: tuple[Path, str, str]) -> None:
+def test_training_prints_a_line_per_seed_not_per_epoch(reproduced_project: Reproduced) -> None:
     """Each train stage's stderr has one summary line per seed (the grid point, how its optimiser ended, what
     chose it on which labels, the threshold), no line per step (those numbers are in DVCLive's files), and no
     progress bar: stderr is not a terminal here, and tqdm would write every redraw into a log."""
-    repo, output, stderr = reproduced
+    repo, output, stderr = reproduced_project.repo, reproduced_project.output, reproduced_project.stderr
     assert not re.search(r"^epoch \d+/\d+", output, re.M)
     assert not re.search(r"train \S+: +\d+%\|", output)
     for variant in VARIANTS:
@@ -179,16 +184,16 @@ def test_training_prints_a_line_per_seed_not_per_epoch(reproduced: tuple[Path, s
             ), line
 
 
-def test_second_repro_runs_nothing(reproduced: tuple[Path, str, str]) -> None:
-    repo, _, _ = reproduced
+def test_second_repro_runs_nothing(baseline_copy: Path) -> None:
+    repo = baseline_copy
     result = dvc(repo, "repro")
     assert ran_stages(result.stdout + result.stderr) == set()
     assert status_is_clean(repo)
 
 
-def test_data_and_models_stay_out_of_git(reproduced: tuple[Path, str, str]) -> None:
-    repo, _, _ = reproduced
-    run(repo, "git", "add", "-A")
+def test_data_and_models_stay_out_of_git(baseline_copy: Path) -> None:
+    repo = baseline_copy  # the baseline's commit holds what `git add -A` took after `dvc repro`
+    assert not run(repo, "git", "status", "--porcelain").stdout
     tracked = run(repo, "git", "ls-files").stdout.split()
     assert not [path for path in tracked if path.startswith(("data/", "models/")) and not path.endswith(".gitignore")]
     assert "metrics/metrics.json" in tracked and "dvc.lock" in tracked
@@ -201,18 +206,10 @@ def test_data_and_models_stay_out_of_git(reproduced: tuple[Path, str, str]) -> N
     ]
 
 
-def test_exp_run_noise_reruns_only_the_noisy_side(reproduced: tuple[Path, str, str]) -> None:
-    repo, _, _ = reproduced
-    run(repo, "git", "add", "-A")
-    run(repo, "git", "commit", "-qm", "baseline run")
+def test_exp_run_noise_reruns_only_the_noisy_side(baseline_copy: Path) -> None:
+    repo = baseline_copy  # committed: `dvc metrics diff` compares with the baseline's commit
     result = dvc(repo, "exp", "run", "-S", "noise=0.5")
-    assert ran_stages(result.stdout + result.stderr) == {
-        "corrupt",
-        "detect",
-        "train@bce-noisy",
-        "train@l1-noisy",
-        "evaluate",
-    }
+    assert ran_stages(result.stdout + result.stderr) == PER_LEVEL_STAGES
 
     diff = json.loads(dvc(repo, "metrics", "diff", "--json").stdout)
     changed = {key.split(".")[0] for key, change in diff["metrics/metrics.json"].items() if change.get("diff")}
@@ -226,8 +223,8 @@ def test_exp_run_noise_reruns_only_the_noisy_side(reproduced: tuple[Path, str, s
     assert all(s["flipped"] == 30 for s in noise["seeds"].values())
 
 
-def test_adding_a_loss_trains_only_its_variants(reproduced: tuple[Path, str, str]) -> None:
-    repo, _, _ = reproduced
+def test_adding_a_loss_trains_only_its_variants(baseline_copy: Path) -> None:
+    repo = baseline_copy
     result = dvc(repo, "exp", "run", "-S", "train.losses=[bce,l1,gce]")
     assert ran_stages(result.stdout + result.stderr) == {"train@gce-clean", "train@gce-noisy", "evaluate"}
     metrics = json.loads((repo / "metrics/metrics.json").read_text())

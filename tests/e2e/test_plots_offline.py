@@ -1,6 +1,7 @@
 """`dvc plots show` and `dvc plots diff` pages drawn in a real browser with no network.
 
-A finished test project (tiny images, a short run) writes its plots page through the committed template
+A finished test project (tiny images, a short run: a copy of tests/e2e/conftest.py's `reproduced_project`,
+committed) writes its plots page through the committed template
 (.dvc/config: plots.html_template → plots_html/index.html, which loads the Vega copies in plots_html/vendor/).
 Headless Chromium, with every network access blocked (tests/browser.py), opens it; each Vega view must have
 drawn its data marks onto a non-blank canvas, the console must hold no error, and the page must have
@@ -19,15 +20,13 @@ from typing import Any
 import pytest
 
 from tests import browser
-from toolkit.project import dvc, make_project, run
+from toolkit.project import Reproduced, copy_project, dvc
 
 pytestmark = pytest.mark.skipif(
     shutil.which(browser.CHROMIUM) is None,
     reason="Chromium is not installed (Debian's package `chromium`; .ci/run installs it with apt-get where it can)",
 )
 
-# One loss on both label sets, one seed, three epochs: every kind of plot (curves, confusion, ROC), quickly.
-RUN_PARAMS = {"train": {"losses": ["bce"], "labels": ["clean", "noisy"], "seeds": [0]}}
 PLOT_KINDS = ("metrics/curves", "metrics/plots/confusion", "metrics/plots/roc")
 
 # Runs before the page's own scripts: keeps the promise of every vegaEmbed call the page makes.
@@ -81,12 +80,9 @@ DRAWN = """
 
 
 @pytest.fixture(scope="module")
-def finished(tmp_path_factory: pytest.TempPathFactory, flower_folder: Path) -> Path:
-    repo = make_project(tmp_path_factory.mktemp("plots") / "project", flower_folder, RUN_PARAMS)
-    dvc(repo, "repro")
-    run(repo, "git", "add", "-A")
-    run(repo, "git", "commit", "-qm", "results")
-    return repo
+def finished(tmp_path_factory: pytest.TempPathFactory, reproduced_project: Reproduced) -> Path:
+    """Every kind of plot (curves, confusion, reliability, ROC) for two losses on both label sets, committed."""
+    return copy_project(reproduced_project.repo, tmp_path_factory.mktemp("plots") / "project")
 
 
 def declared_plots(page: Path) -> list[str]:

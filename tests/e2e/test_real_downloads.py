@@ -12,6 +12,9 @@ failed download 10 times with back-off (3 min 24 s).
 One more test goes past the network boundary: tfds' DownloadManager.download (the fetch itself) returns
 a small local flower_photos.tgz, and the rest of the real builder (archive iteration, the builder's own
 example generation and encoding, writing and reading its shards) and our export run on it.
+
+The tests time how long the error takes (OFFLINE_ERROR_WITHIN_S): marked `serial`, .ci/run runs them alone
+(so they build none of tests/e2e/conftest.py's shared projects: that pass is a session of its own).
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ import pytest
 from stages.lib import network
 from toolkit.project import PROJECT_ROOT, make_project, run, tool_env, write_params
 from toolkit.synthetic import make_flower_archive
+
+pytestmark = pytest.mark.serial
 
 PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
 # Import failures that would mean a requirement is missing or our code is broken before the network.

@@ -1,12 +1,13 @@
 """End to end: a noise sweep fanned out over several machines through a Git remote and a DVC remote
 (docs/several-machines.md), with the commands of the CI example .github/workflows/noise-sweep.yml.
 
-Machine A (the project's own repo) reproduces the baseline, pushes its outputs and run-cache to the DVC
-remote and its commit to `origin`, a bare Git repository. Machine B, a fresh clone in another folder with the
-same images at another path and an empty cache, runs the workflow's level job at one noise level: it restores
-download, subsample, embed and the clean variants from the remote and runs only what depends on the level.
-A runs another level the same way. Machine C, a third clone, runs the workflow's collect job: its report
-holds both levels and the baseline in one sweep.
+Machine A (the project's own repo) has reproduced the baseline and pushed its outputs and run-cache to the DVC
+remote and its commit to `origin`, a bare Git repository (tests/e2e/conftest.py: `shared_baseline`, copied
+here). Machine B, a fresh clone in another folder with the same images at another path and an empty cache,
+runs the workflow's level job at one noise level: it restores download, subsample, embed and the clean
+variants from the remote and runs only what depends on the level. Machine C, a third clone, runs the
+workflow's collect job: its report holds the level and the baseline in one sweep. (A level run on A itself is
+`dvc exp run -S noise=...` on a reproduced workspace: tests/e2e/test_pipeline.py.)
 """
 
 from __future__ import annotations
@@ -22,11 +23,16 @@ import yaml
 
 from toolkit.project import (
     ALL_STAGES,
+    PER_LEVEL_STAGES,
     PROJECT_ROOT,
+    SHARED_STAGES,
     VARIANTS,
+    Reproduced,
+    Shared,
+    copy_shared,
     dvc,
-    make_project,
     ran_stages,
+    restored_stages,
     run,
     status_is_clean,
     tool_env,
@@ -46,9 +52,7 @@ RUNNER_SETUP = re.compile(r"pip install -r requirements\.txt .*|git config user\
 SECRETS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "GITHUB_TOKEN")
 
 BASELINE_NOISE = 0.3  # params.yaml's noise: what A's `dvc repro` measures and commits
-LEVEL_ON_B, LEVEL_ON_A = "0.5", "0"
-PER_LEVEL_STAGES = frozenset({"corrupt", "detect", "train@bce-noisy", "train@l1-noisy", "evaluate"})
-SHARED_STAGES = ALL_STAGES - PER_LEVEL_STAGES  # download, subsample, embed and the clean variants
+LEVEL_ON_B = "0.5"
 
 
 def load_workflow() -> dict:
@@ -66,13 +70,6 @@ def project_commands(job: dict) -> list[str]:
     while setup < len(commands) and all(RUNNER_SETUP.fullmatch(line) for line in commands[setup].splitlines()):
         setup += 1
     return commands[setup:]
-
-
-def restored_stages(output: str) -> set[str]:
-    """Stages whose outputs came from the cache or the remote rather than from running them."""
-    pulled = re.findall(r"Pulling data for stage: '([^']+)'", output)
-    cached = re.findall(r"Stage '([^']+)' is cached - skipping run", output)
-    return set(pulled) | set(cached)
 
 
 def run_job(repo: Path, commands: tuple[str, ...], noise: str | None = None) -> str:
@@ -112,50 +109,40 @@ def test_workflow_runs_the_tested_commands() -> None:
 
 @dataclass(frozen=True)
 class Machines:
-    """The three machines' clones, each level's data.source, and what each step printed."""
+    """The three machines' clones, each run's data.source, and what each step printed."""
 
     a: Path
     b: Path
     c: Path
-    sources: dict[str, str]  # noise level -> the data.source of the machine that ran it
+    sources: dict[str, str]  # the baseline's noise level and the level's -> the data.source of the machine that ran it
     baseline: str  # A: dvc repro
     on_b: str  # B: the level job
-    on_a: str  # A: the level job
     collected: str  # C: the collect job
 
 
 @pytest.fixture(scope="module")
-def machines(tmp_path_factory: pytest.TempPathFactory, flower_folder: Path) -> Machines:
-    """Three machines' clones of one project, a Git remote and a DVC remote, after the whole sweep."""
+def machines(
+    tmp_path_factory: pytest.TempPathFactory, shared_baseline: Shared, reproduced_project: Reproduced
+) -> Machines:
+    """Three machines' clones of one project, a Git remote and a DVC remote, after the sweep."""
     root = tmp_path_factory.mktemp("machines")
-    origin, storage = root / "origin.git", root / "dvc-storage"
-    run(root, "git", "init", "-q", "--bare", "-b", "main", str(origin))
-
-    # Machine A: the baseline, reproduced once and shared.
-    a = make_project(root / "machine-a" / "project", flower_folder, {"train": {"seeds": [0]}})
-    run(a, "git", "remote", "add", "origin", str(origin))
-    dvc(a, "remote", "add", "-d", "shared", str(storage))
-    baseline = dvc(a, "repro").stdout
-    run(a, "git", "add", "-A")
-    run(a, "git", "commit", "-qm", "baseline: dvc.lock and metrics")
-    dvc(a, "push", "--run-cache")
-    run(a, "git", "push", "-q", "origin", "main")
+    # Machine A: the baseline, reproduced once and shared (a copy: this module pushes experiments to it).
+    shared = copy_shared(shared_baseline, root / "machine-a")
+    a, origin = shared.project, shared.origin
+    a_source = yaml.safe_load((a / "params.yaml").read_text())["data"]["source"]
 
     # Machine B: a fresh clone, empty cache, the same images in another folder.
     b = clone(origin, root / "machine-b" / "work" / "project")
-    b_source = shutil.copytree(flower_folder, root / "machine-b" / "data" / "photos")
+    b_source = shutil.copytree(a_source, root / "machine-b" / "data" / "photos")
     assert not (b / ".dvc" / "cache").exists()
     write_params(b, {"data": {"source": str(b_source)}})  # B's own path: part of B's experiment
     on_b = run_job(b, LEVEL_COMMANDS, noise=LEVEL_ON_B)
 
-    # Machine A runs another level.
-    on_a = run_job(a, LEVEL_COMMANDS, noise=LEVEL_ON_A)
-
     # Machine C collects.
     c = clone(origin, root / "machine-c" / "project")
     collected = run_job(c, COLLECT_COMMANDS)
-    sources = {LEVEL_ON_A: str(flower_folder), LEVEL_ON_B: str(b_source)}
-    return Machines(a, b, c, sources, baseline, on_b, on_a, collected)
+    sources = {str(BASELINE_NOISE): a_source, LEVEL_ON_B: str(b_source)}
+    return Machines(a, b, c, sources, reproduced_project.output, on_b, collected)
 
 
 def test_baseline_runs_every_stage_once(machines: Machines) -> None:
@@ -172,30 +159,28 @@ def test_another_machine_restores_the_shared_stages_and_runs_only_its_level(mach
     assert status_is_clean(b)
 
 
-def test_the_first_machine_runs_only_its_level(machines: Machines) -> None:
-    assert ran_stages(machines.on_a) == PER_LEVEL_STAGES
-
-
 def test_a_third_clone_collects_every_level_in_one_report(machines: Machines) -> None:
     c = machines.c
     shown = json.loads(dvc(c, "exp", "show", "--json").stdout)
     (head,) = [row for row in shown if row["rev"] != "workspace"]
     experiments = {exp["name"]: exp["revs"][0]["data"] for exp in head["experiments"]}
-    assert sorted(experiments) == sorted([f"noise-{LEVEL_ON_A}", f"noise-{LEVEL_ON_B}"])
-    for level in (LEVEL_ON_A, LEVEL_ON_B):
-        data = experiments[f"noise-{level}"]
-        assert data["params"]["params.yaml"]["data"]["noise"] == float(level)
-        assert set(data["metrics"]["metrics/metrics.json"]["data"]) == {*VARIANTS, "baseline"}
+    assert sorted(experiments) == [f"noise-{LEVEL_ON_B}"]
+    data = experiments[f"noise-{LEVEL_ON_B}"]
+    assert data["params"]["params.yaml"]["data"]["noise"] == float(LEVEL_ON_B)
+    twins = {f"{variant}:oracle" for variant in VARIANTS if variant.endswith("-noisy")}
+    assert set(data["metrics"]["metrics/metrics.json"]["data"]) == {*VARIANTS, *twins, "baseline"}
     # Each machine's own path to the images: the report still makes one sweep of them (their fingerprints agree).
-    for level, source in machines.sources.items():
-        assert experiments[f"noise-{level}"]["params"]["params.yaml"]["data"]["data"]["source"] == source
-    assert "report: sweep of 3 runs at noise 0, 0.3, 0.5" in machines.collected
+    assert machines.sources[str(BASELINE_NOISE)] != machines.sources[LEVEL_ON_B]
+    assert data["params"]["params.yaml"]["data"]["data"]["source"] == machines.sources[LEVEL_ON_B]
+    assert head["data"]["params"]["params.yaml"]["data"]["data"]["source"] == machines.sources[str(BASELINE_NOISE)]
+    assert f"report: sweep of 2 runs at noise {BASELINE_NOISE:g}, {LEVEL_ON_B}" in machines.collected
 
     text = (c / "reports/results.md").read_text()
     assert "## Noise sweep" in text and "## Sweep " not in text
     tables = re.findall(r"^### (.+)\n\n((?:\|.*\n)+)", text, flags=re.MULTILINE)
-    assert [title for title, _ in tables] == ["Balanced accuracy", "AUC", "Accuracy"]
-    expected = [(0.0, f"noise-{LEVEL_ON_A}"), (BASELINE_NOISE, "main"), (0.5, f"noise-{LEVEL_ON_B}")]
+    calibration = ["Expected calibration error (lower is better)", "Brier score (lower is better)"]
+    assert [title for title, _ in tables] == ["Balanced accuracy", "AUC", "Accuracy", *calibration]
+    expected = [(BASELINE_NOISE, "main"), (0.5, f"noise-{LEVEL_ON_B}")]
     for _, table in tables:
         rows = [line.split(" | ") for line in table.strip().splitlines()[2:]]
         assert [(float(row[0].strip("| ")), row[-1].strip("| `")) for row in rows] == expected

@@ -3,9 +3,10 @@
 The cluster is Debian's own Slurm (slurmctld, slurmd) with MUNGE authentication, configured in a temp dir and
 run in the foreground by this test, which stops every daemon it started, also when a test fails. The project
 is set up as docs/several-machines.md says: its baseline reproduced, committed and pushed to `origin` (a bare
-Git repository) and to a DVC remote (a local folder). The sweep is a two-task job array, one noise level each,
-each task a fresh clone on the node that restores the shared stages from the remote and runs only its level,
-then a collect job that writes the report of both levels.
+Git repository) and to a DVC remote (a local folder): a copy of tests/e2e/conftest.py's `shared_baseline`.
+The sweep is a two-task job array, one noise level each, each task a fresh clone on the node that restores the
+shared stages from the remote and runs only its level, then a collect job that writes the report of both
+levels.
 
 Skipped where Slurm or MUNGE is not installed (.ci/run installs them with apt-get) or not run as root.
 """
@@ -26,8 +27,19 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.test_several_machines import PER_LEVEL_STAGES, SHARED_STAGES, restored_stages
-from toolkit.project import ALL_STAGES, PROJECT_ROOT, dvc, make_project, ran_stages, run, tool_env
+from toolkit.project import (
+    ALL_STAGES,
+    PER_LEVEL_STAGES,
+    PROJECT_ROOT,
+    SHARED_STAGES,
+    Reproduced,
+    Shared,
+    copy_shared,
+    ran_stages,
+    restored_stages,
+    run,
+    tool_env,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -209,19 +221,17 @@ class Sweep:
 
 
 @pytest.fixture(scope="module")
-def sweep(cluster: SlurmCluster, tmp_path_factory: pytest.TempPathFactory, flower_folder: Path) -> Sweep:
+def sweep(
+    cluster: SlurmCluster,
+    tmp_path_factory: pytest.TempPathFactory,
+    shared_baseline: Shared,
+    reproduced_project: Reproduced,
+) -> Sweep:
     root = tmp_path_factory.mktemp("slurm-sweep")
-    origin, storage = root / "origin.git", root / "dvc-storage"
-    run(root, "git", "init", "-q", "--bare", "-b", "main", str(origin))
-    # docs/several-machines.md, step 1: the baseline reproduced once, shared through origin and the DVC remote.
-    project = make_project(root / "project", flower_folder, {"train": {"seeds": [0]}})
-    run(project, "git", "remote", "add", "origin", str(origin))
-    dvc(project, "remote", "add", "-d", "shared", str(storage))
-    baseline = dvc(project, "repro").stdout
-    run(project, "git", "add", "-A")
-    run(project, "git", "commit", "-qm", "baseline: dvc.lock and metrics")
-    dvc(project, "push", "--run-cache")
-    run(project, "git", "push", "-q", "-u", "origin", "main")
+    # docs/several-machines.md, step 1: the baseline reproduced once, shared through origin and the DVC remote
+    # (a copy: this module pushes experiments to it).
+    project = copy_shared(shared_baseline, root / "shared").project
+    baseline = reproduced_project.output
 
     out = root / "out"
     submitted = run(

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from toolkit.project import dvc, make_project
+from toolkit.project import dvc, make_project, ran_stages, write_params
 
 
 def test_multiclass_pipeline_with_robust_losses(tmp_path: Path, flower_folder: Path) -> None:
@@ -60,9 +60,11 @@ def test_multiclass_pipeline_with_robust_losses(tmp_path: Path, flower_folder: P
     ],
     ids=["notebook-rule", "asymmetric"],
 )
-def test_noise_models_through_the_corrupt_stage(tmp_path: Path, flower_folder: Path, noise_params, check) -> None:
-    repo = make_project(tmp_path / "project", flower_folder, {**noise_params, "train": {"seeds": [3]}})
-    dvc(repo, "repro", "corrupt")
+def test_noise_models_through_the_corrupt_stage(prepared_copy: Path, noise_params, check) -> None:
+    repo = prepared_copy  # the data prepared: corrupt alone runs again, with these params
+    write_params(repo, {**noise_params, "train": {"seeds": [3]}})
+    result = dvc(repo, "repro", "corrupt")
+    assert ran_stages(result.stdout + result.stderr) == {"corrupt"}
     labels = pd.read_csv(repo / "data/labels/noisy.csv")
     assert (labels["seed"] == 3).all() and list(labels["split"]) == ["train"] * 60 + ["val"] * 20
     table = labels[labels["split"] == "train"]

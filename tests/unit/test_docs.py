@@ -212,7 +212,13 @@ def test_docs_code_tree_names_existing_paths_and_every_library_module():
 # --- the test command ------------------------------------------------------------------------------------
 
 
-def test_ci_runs_the_readme_s_test_command():
+def test_ci_runs_the_readme_s_test_command_over_the_whole_suite():
+    """.ci/run runs `python -m pytest` in two passes, `-m "not serial"` and `-m serial`: together the whole
+    suite, nothing left out by a path, a -k or another marker."""
     tests = code_block_after((ROOT / "README.md").read_text(), "## Tests")
     assert re.search(r"(?m)^python -m pytest\s", tests), "README.md's Tests block lost `python -m pytest`"
-    assert re.search(r"(?m)^PATH=\S+ python -m pytest$", (ROOT / ".ci" / "run").read_text())
+    passes = re.findall(r"(?m)^PATH=\S+ python -m pytest (.*)$", (ROOT / ".ci" / "run").read_text())
+    selections = [re.findall(r'-m ("[^"]+"|\S+)', options) for options in passes]
+    assert sorted(selections) == [['"not serial"'], ["serial"]], passes
+    for options in passes:
+        assert not re.search(r"(^|\s)(-k|--deselect|--ignore|tests/)", options), options
