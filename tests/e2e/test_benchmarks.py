@@ -9,15 +9,13 @@ import json
 import re
 import sys
 
-import yaml
-
-from toolkit.project import PROJECT_ROOT, run
+from toolkit.project import PROJECT_ROOT, default_params, run
 
 # Each test runs a benchmark script from scratch (minutes): pytest-xdist may run them side by side (tests/conftest.py).
 SPREAD_OVER_WORKERS = True
 RATIO = re.compile(r"([a-z/-]+)=(\d+\.\d\d)")
-# The defaults protocol repeats what params.yaml repeats.
-REPEATS = len(yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())["train"]["seeds"])
+# The defaults protocol repeats what the project's defaults repeat.
+REPEATS = len(default_params()["train"]["seeds"])
 
 
 def ratios(output: str) -> dict[str, float]:
@@ -159,14 +157,14 @@ def test_detection_benchmark_prints_the_estimate_beside_the_realised_noise_and_i
         rf"{number}\)$",
         lines[1],
     ), lines[1]
-    strengths = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())["detect"]["l2"]
+    strengths = default_params()["detect"]["l2"]
     assert len(lines) == 2 + len(strengths) + 1
     assert all(re.match(rf"^  l2 [\d.]+: {number}, {number}$", text) for text in lines[2:-1]), lines
     assert re.match(
         rf"^worst: \|estimated - realised noise rate\| {number}, \|estimated - realised T entry\| {number}$", lines[-1]
     )
     # The estimate and the realised T printed are the detect stage's own, from the project it built.
-    found = json.loads((tmp_path / "work/class-3/metrics/detection.json").read_text())["noisy"]["seeds"]["0"]
+    found = json.loads((tmp_path / "work/class-3/metrics/details/detection.json").read_text())["noisy"]["seeds"]["0"]
     realised = found["realised_transition_matrix"]
     assert f"estimated {found['estimated_noise_rate']:.3f} " in lines[1]
     assert f"{realised[0][1]:.3f}, positive row" in lines[1] and f"/ {realised[1][0]:.3f} (P(flip)" in lines[1]

@@ -123,6 +123,10 @@ def test_pruned_labels_alone_run_to_the_end(detected: tuple[Path, str], tmp_path
     assert "Traceback" not in done.stdout + done.stderr
     assert "comparisons skipped: pruned vs clean: train.labels has no clean labels" in done.stdout + done.stderr
     comparisons = json.loads((repo / "metrics/details/comparisons.json").read_text())
-    assert set(comparisons) == {"forward-pruned vs bce-pruned"}
+    # The study's one comparison, and the protocol's: each pruned variant against its oracle twin.
+    protocol = {f"{variant}:oracle vs {variant}" for variant in ("bce-pruned", "forward-pruned")}
+    assert set(comparisons) == {"forward-pruned vs bce-pruned"} | protocol
     assert set(json.loads((repo / "metrics/comparisons.json").read_text())) == {"forward-pruned vs bce-pruned"}
-    assert set(json.loads((repo / "metrics/metrics.json").read_text())) == {"bce-pruned", "forward-pruned", "baseline"}
+    variants = {"bce-pruned", "forward-pruned"}
+    twins = {f"{variant}:oracle" for variant in variants}
+    assert set(json.loads((repo / "metrics/metrics.json").read_text())) == variants | twins | {"baseline"}

@@ -18,6 +18,7 @@ from toolkit.project import dvc, make_project, run
 
 NOISE_LEVELS = (0.0, 0.5)
 VARIANTS = ("bce-clean", "bce-noisy", "l1-clean", "l1-noisy")
+TWINS = ("bce-noisy:oracle", "l1-noisy:oracle")  # scored in metrics, never plotted
 # Stages that do not depend on `noise`: each runs once for the whole sweep, then comes from the run-cache.
 SHARED_STAGES = ("download", "subsample", "embed", "train@bce-clean", "train@l1-clean")
 PER_LEVEL_STAGES = ("corrupt", "detect", "train@bce-noisy", "train@l1-noisy", "evaluate")
@@ -95,7 +96,7 @@ def test_exp_show_lists_every_level_with_params_and_metrics(sweep: tuple[Path, d
     assert sorted(found) == list(NOISE_LEVELS)
     for noise, rev in found.items():
         metrics = rev["data"]["metrics"]["metrics/metrics.json"]["data"]
-        assert set(metrics) == {*VARIANTS, "baseline"}
+        assert set(metrics) == {*VARIANTS, *TWINS, "baseline"}
         assert set(metrics["bce-noisy"]) == {"balanced_accuracy", "auc", "accuracy", "ece"}
         assert rev["data"]["metrics"]["metrics/noise.json"]["data"]["flip_rate"] == noise  # exact per class
         comparisons = rev["data"]["metrics"]["metrics/comparisons.json"]["data"]
@@ -148,7 +149,8 @@ def test_report_holds_every_level(sweep: tuple[Path, dict[float, dict]]) -> None
         assert image.format == "PNG" and image.size[0] > 1000
     text = (repo / "reports/results.md").read_text()
     tables = re.findall(r"^### (.+)\n\n((?:\|.*\n)+)", text, flags=re.MULTILINE)
-    assert [title for title, _ in tables] == ["Balanced accuracy", "AUC", "Accuracy"]
+    calibration = ["Expected calibration error (lower is better)", "Brier score (lower is better)"]
+    assert [title for title, _ in tables] == ["Balanced accuracy", "AUC", "Accuracy", *calibration]
     for _, table in tables:
         rows = [line.split(" | ") for line in table.strip().splitlines()[2:]]
         assert [float(row[0].strip("| ")) for row in rows] == list(NOISE_LEVELS)
