@@ -33,7 +33,7 @@ import numpy as np
 
 from stages.lib.errors import UserError
 from stages.lib.finetune.choice import EpochScore
-from stages.lib.io import atomic_dir, load_array, read_json, save_array, write_json
+from stages.lib.io import atomic_dir, load_array, save_array, write_json
 
 CHECKPOINTS_DIR = Path("checkpoints")
 GRID_FILE = "grid.json"
@@ -92,7 +92,7 @@ def start_seed(folder: Path, key: str) -> GridProgress:
     """The seed's progress from `folder` if its key matches; otherwise the folder is discarded and claimed for
     `key`, and nothing is done yet."""
     try:
-        saved = read_json(folder / GRID_FILE)
+        saved = json.loads((folder / GRID_FILE).read_text())
         if saved["key"] == key:
             best = tuple(saved["best"]) if saved["best"] is not None else None
             return GridProgress([PointRun.from_dict(point) for point in saved["finished"]], best)  # type: ignore[arg-type]

@@ -222,6 +222,13 @@ def fine_tune_trainer(setup: Setup) -> Trainer:
                 index, grid[index], y, seed, transition, val_y, val_transition, probe, folder, key, progress
             )
             done.finished.append(run)
+            diverged = [e + 1 for e, epoch in enumerate(run.epochs) if not np.isfinite(epoch.score)]
+            if diverged:
+                print(
+                    f"train {setup.variant}: grid point {index + 1} ({grid[index].tuned}) has no validation score at "
+                    f"epochs {diverged} (diverged): never kept over a scored model",
+                    file=sys.stderr,
+                )
             if validating:
                 best = best_model([point.epochs for point in done.finished], settings.select_epoch)
             else:  # one point, its last epoch (train.select_epoch: last)
