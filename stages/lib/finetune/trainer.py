@@ -80,9 +80,10 @@ def fine_tune_trainer(setup: Setup) -> Trainer:
     validating = len(val_images) > 0
     grid = settings.fine_tuning_grid(loss, validating=validating)
     start = setup.model.fine_tune_start
+    print(f"train {setup.variant}: fine-tuning ResNet50 on the images; {runtime.describe()}", file=sys.stderr)
     print(
-        f"train {setup.variant}: fine-tuning ResNet50 on the images, {len(grid)} per seed (train.fine_tune_grid), "
-        f"from {STARTS[start]}; {runtime.describe()}",
+        f"train {setup.variant}: per seed {len(grid)} fine-tuning(s) of {settings.epochs} epochs "
+        f"(train.fine_tune_grid), each from {STARTS[start]}; the grid point and epoch chosen on the validation labels",
         file=sys.stderr,
     )
     # TensorFlow will not combine XLA with op determinism; on JAX, XLA is always on and deterministic.
