@@ -15,8 +15,7 @@ while read -r requirement; do
     [[ -z "$requirement" || "$requirement" == \#* ]] && continue
     name=${requirement%%==*}
     module=$(case "$name" in absl-py) echo absl;; PyYAML) echo yaml;; python-dateutil) echo dateutil;;
-        markdown-it-py) echo markdown_it;; Pygments) echo pygments;; scikit-learn) echo sklearn;;
-        *) echo "${name//-/_}";; esac)
+        markdown-it-py) echo markdown_it;; Pygments) echo pygments;; *) echo "${name//-/_}";; esac)
     if $all || ! "$python" -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('$module') is None)"; then
         missing+=("$requirement")
     fi

@@ -32,7 +32,6 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import optimize
-from sklearn.model_selection import StratifiedKFold
 
 from stages.lib.linear_head import LinearHead, standardisation
 from stages.lib.losses import logit_gradient, make_loss, probabilities
@@ -308,6 +307,9 @@ def out_of_fold_logits(
     class has fewer than `folds` rows. `x`: the training pool in its Coordinates, which the folds share (their
     standardisation uses every row's features, never a label; a fold's optimum lies in its rows' span, inside
     the pool's)."""
+    # Here, not at the top: fine-tuning's LP-FT fits heads without folds, and the GPU kit carries no scikit-learn.
+    from sklearn.model_selection import StratifiedKFold
+
     labels = np.asarray(y)[:, 0].astype(np.int64) if y.shape[1] == 1 else np.asarray(y).argmax(axis=1)
     if np.bincount(labels, minlength=max(2, y.shape[1])).min() < folds:
         return None
