@@ -42,6 +42,8 @@ import numpy as np
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(PROJECT_ROOT))
+from benchmarks.gpu_kit.digits import COPIED, IMAGES_FILE  # noqa: E402  (the project's root on the path first)
+
 DIGITS = Path(__file__).resolve().parent / "digits"  # prepare.sh puts benchmarks/gpu_kit/digits.py's output here
 PREPARED_SIZE = 32
 # Stated before any GPU run (docs/fine-tuning.md, "The GPU check"): float32 on both devices, highest matmul
@@ -64,6 +66,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--study-variant", default="bce-noisy")
     parser.add_argument("--study-epochs", type=int, help="train.epochs (default: the project's)")
     parser.add_argument("--study-learning-rates", help="e.g. 1e-4,1e-3: the variant's grid (default: the project's)")
+    parser.add_argument("--study-images", type=int, help="N images of each split, evenly spread (default: all)")
     parser.add_argument("--skip", default="", help="sections to leave out, e.g. study,equality")
     parser.add_argument("--equality-run", type=Path, help=argparse.SUPPRESS)  # one side of the equality check
     return parser.parse_args(argv)
@@ -105,7 +108,7 @@ def _findable(name: str) -> bool:
 
 def digits(size: int) -> dict[str, np.ndarray]:
     """The prepared digits per split, uint8, each pixel repeated (nearest neighbour) to `size` px."""
-    with np.load(DIGITS / "images.npz") as saved:
+    with np.load(DIGITS / IMAGES_FILE) as saved:
         images = {split: saved[split] for split in saved.files}
     rows = np.arange(size) * PREPARED_SIZE // size
     return {split: split_images[:, rows][:, :, rows] for split, split_images in images.items()}
@@ -267,22 +270,33 @@ def equality(args: argparse.Namespace, own_args: list[str]) -> None:
     )
 
 
-def study_project(root: Path, size: int, args: argparse.Namespace) -> str:
-    """A project folder holding what the train stage reads, the digits at `size` px; returns its variant."""
+def study_project(root: Path, size: int, args: argparse.Namespace) -> np.ndarray:
+    """A project folder holding what the train stage reads, the digits at `size` px; returns the rows of the
+    prepared test set it holds."""
+    import pandas as pd
     import yaml
 
     from stages.lib.io import images_path
 
-    for name in (
-        "data/prepared/labels.csv",
-        "data/prepared/summary.json",
-        "data/labels/clean.csv",
-        "data/labels/noisy.csv",
-    ):
+    table = pd.read_csv(DIGITS / "data/prepared/labels.csv")
+    images = digits(size)
+    # Rows of each split kept (the files are in class order: spread, so that every class stays).
+    kept = {split: np.arange(len(split_images)) for split, split_images in images.items()}
+    if args.study_images:
+        kept = {
+            split: np.unique(np.linspace(0, len(rows) - 1, args.study_images).round().astype(int))
+            for split, rows in kept.items()
+        }
+    ids = np.concatenate([table.loc[table["split"] == split, "id"].to_numpy()[rows] for split, rows in kept.items()])
+    for name in COPIED:  # what the train stage reads besides the images
         (root / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(DIGITS / name, root / name)
-    for split, images in digits(size).items():
-        np.save(root / images_path(split), images)
+        rows = pd.read_csv(DIGITS / name) if name.endswith(".csv") else None
+        if rows is None:
+            shutil.copyfile(DIGITS / name, root / name)
+        else:  # the images kept, in their order (the arrays' rows)
+            rows[rows["id"].isin(ids)].to_csv(root / name, index=False, lineterminator="\n")
+    for split, split_images in images.items():
+        np.save(root / images_path(split), split_images[kept[split]])
     raw = project_params()
     raw["data"].update({"source": str(DIGITS), "positive_class": "8", "image_size": size})
     raw["model"].update({"weights": "none", "fine_tune": True})
@@ -294,7 +308,7 @@ def study_project(root: Path, size: int, args: argparse.Namespace) -> str:
         rates = [float(rate) for rate in args.study_learning_rates.split(",")]
         raw["train"]["fine_tune_grid"] = {loss: {"learning_rate": rates}}
     (root / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
-    return args.study_variant
+    return kept["test"]
 
 
 def stand_in_dvclive() -> None:
@@ -312,7 +326,8 @@ def study(args: argparse.Namespace) -> None:
     from stages.lib.params import loss_settings as L
 
     root = Path("study").resolve()
-    variant = study_project(root, args.study_size, args)
+    variant = args.study_variant
+    test_rows = study_project(root, args.study_size, args)
     loss, labels = parse_variant(variant)
     stand_in_dvclive()
     from stages.train import main as train_stage
@@ -321,7 +336,7 @@ def study(args: argparse.Namespace) -> None:
     raw = yaml.safe_load(Path("params.yaml").read_text())
     defaults = project_params()["train"]
     grid = len(L.train_params(raw).fine_tuning_grid(loss))
-    test_labels = clean_labels()["test"]
+    test_labels = clean_labels()["test"][test_rows]
     seconds = []
     for seed in range(args.study_seeds):
         raw["train"]["seeds"] = [seed]

@@ -29,6 +29,7 @@ SMALL = [
     "--study-seeds=2",
     "--study-epochs=1",
     "--study-learning-rates=1e-3",
+    "--study-images=60",
 ]
 
 
@@ -77,7 +78,7 @@ def test_offline_install_and_check_on_jax_without_tensorflow(kit: Path, tmp_path
     # On this CPU both sides of the equality check run on the CPU: the same numbers.
     assert figures["equality embed features 32px"].endswith("(tolerance 0.0001): PASS")
     assert re.search(r"epoch kept ([12]) and \1: PASS$", figures["equality fine-tuning 32px 2 epochs"])
-    # The train stage itself on the prepared digits (600 training images), two seeds, then the estimate.
+    # The train stage itself on the prepared digits (60 of each split), two seeds, then the estimate.
     for seed in (0, 1):
         study = figures[f"study bce-noisy seed {seed} 32px 1 grid points x 1 epochs"]
         assert re.match(r"\d+\.\d s( \(compiling\))?; kept learning_rate 0\.001, epoch 1, threshold \d\.\d{3}; ", study)
