@@ -4,11 +4,12 @@ the optimiser, the schedule and (per seed) the initial weights; only the labels 
 
 `model.fine_tune` picks the trainer: a grid of heads on the cached features, each fit to its optimum
 (stages.lib.training; `train.tune`: L2 strengths × the loss's own param, the same number of points for every
-loss), or ResNet50 itself on the images (stages.lib.finetune.trainer). Per seed, the grid point and the binary
-threshold (fine-tuning: the epoch) are chosen on the validation set's labels, noisy ones for a noisy variant
-(the corrupt stage draws them like the training pool's): what a practitioner could choose with. A noisy
-head variant is also chosen on the clean validation labels, its oracle twin (models/<variant>/oracle/). The
-per-step test curves use the test set's true labels and are monitoring only: nothing is selected on them.
+loss), or ResNet50 itself on the images (stages.lib.finetune.trainer; `train.fine_tune_grid`: learning rates ×
+the loss's own param). Per seed, the grid point (fine-tuning: and the epoch) and the binary threshold are
+chosen by one rule on the validation set's labels, noisy ones for a noisy variant (the corrupt stage draws
+them like the training pool's): what a practitioner could choose with. A noisy head variant is also chosen on
+the clean validation labels, its oracle twin (models/<variant>/oracle/). The per-step test curves use the
+test set's true labels and are monitoring only: nothing is selected on them.
 """
 
 from __future__ import annotations
@@ -119,7 +120,7 @@ def main(argv: list[str] | None = None) -> None:
     check_rows(input_path("val"), len(val_inputs), len(val_ids))
     check_rows(input_path("test"), len(test_inputs), len(test_y))
     forward_source = settings.loss_params[args.loss].get("T") if args.loss == "forward" else None
-    select_source = None if fine_tune else P.SELECT_SCORE_TRANSITIONS[settings.select_score]
+    select_source = P.SELECT_SCORE_TRANSITIONS[settings.select_score]
     per_seed = seed_labels(table, args.labels, variant, forward_source, settings.seeds, num_classes, select_source)
 
     setup = Setup(
@@ -150,21 +151,21 @@ def main(argv: list[str] | None = None) -> None:
     # DVCLive writes in place, inside the declared output (docs/reliability.md).
     shutil.rmtree(log_root, ignore_errors=True)  # logs of an earlier, interrupted run
     histories = []
-    steps_per_seed = settings.epochs if fine_tune else 1  # a head's seed is one step of the bar
+    # A head's seed is one step of the bar; fine-tuning's, an epoch of each grid point.
+    steps_per_seed = settings.epochs * len(settings.fine_tuning_grid(args.loss, len(val_ids) > 0)) if fine_tune else 1
     with atomic_dir(model_dir(variant)) as staging, epoch_bar(variant, len(settings.seeds) * steps_per_seed) as bar:
 
         def train_seed(repeat: int, live: Any = None) -> Trained:
             labels = per_seed[repeat]
             y, val_y = (targets(x, task, num_classes) for x in (labels.labels, labels.val_labels))
-            if fine_tune:  # selects its epoch only (uncorrected, threshold 0.5)
-                extra: dict[str, Any] = {"progress": bar.update}
-            else:  # the selection's correction, and the true labels that choose the oracle twin
+            # The selection's correction; a head's oracle twin is chosen with the true labels.
+            extra: dict[str, Any] = {"val_transition": labels.val_transition}
+            if fine_tune:
+                extra["progress"] = bar.update
+            else:
                 twin = args.labels != "clean" and len(clean_val_y) > 0
-                extra = {
-                    "val_transition": labels.val_transition,
-                    "oracle_val_y": clean_val_y if twin else None,
-                    "oracle_y": clean_y[labels.rows] if twin else None,
-                }
+                extra["oracle_val_y"] = clean_val_y if twin else None
+                extra["oracle_y"] = clean_y[labels.rows] if twin else None
             return trainers[repeat](y, derived_seed(seed, repeat), live, labels.transition, val_y, **extra)
 
         def fine_tuned_by_seed() -> Iterator[tuple[int, Trained]]:

@@ -15,10 +15,13 @@ mkdir -p "$kit/wheels"
 "$python" -m pip download --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
     --python-version "$version" --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
     --platform manylinux2014_x86_64 --dest "$kit/wheels" -r "$root/benchmarks/gpu_kit/requirements.txt"
-# The project's code the check runs (no data, no tests but the synthetic-image maker is not needed).
+# The project's code the check runs, with the project's default params (not a study's edited params.yaml).
 rm -rf "$kit/project" && mkdir -p "$kit/project/benchmarks"
-cp -r "$root/stages" "$root/params.yaml" "$kit/project/"
+cp -r "$root/stages" "$kit/project/"
+cp "$root/toolkit/default_params.yaml" "$kit/project/params.yaml"
 cp -r "$root/benchmarks/gpu_kit" "$kit/project/benchmarks/"
 find "$kit/project" -name __pycache__ -prune -exec rm -rf {} +
+# The study's data, prepared here by the pipeline (DVC) on the digits: about 2 MiB.
+(cd "$root" && "$python" benchmarks/gpu_kit/digits.py "$kit/project/benchmarks/gpu_kit/digits")
 cp "$root/benchmarks/gpu_kit/run.sh" "$kit/run.sh"
 echo "gpu kit: $(du -sh "$kit" | cut -f1) in $kit (Python $version wheels: $(ls "$kit/wheels" | wc -l)); there: $kit/run.sh"

@@ -32,7 +32,6 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import optimize
-from sklearn.model_selection import StratifiedKFold
 
 from stages.lib.linear_head import LinearHead, standardisation
 from stages.lib.losses import logit_gradient, make_loss, probabilities
@@ -51,10 +50,10 @@ METHOD_OPTIONS = {"ftol": 0.0, "maxcor": 20}
 START_LOSS = "bce"
 
 # History keys (docs/losses.md): on the training labels `loss`, `accuracy`; on the test set `test_loss`,
-# `test_accuracy` (monitoring only); on the validation labels `val_accuracy` (at threshold 0.5) and
-# `val_score`, the selection score (stages.lib.selection).
+# `test_accuracy` (monitoring only); fine-tuning's per epoch, on the validation labels, `val_accuracy` (at
+# threshold 0.5) and `val_score`, the selection score (train.select_by, stages.lib.selection).
 TEST_LOSS, TEST_ACCURACY, VAL_ACCURACY, VAL_SCORE = "test_loss", "test_accuracy", "val_accuracy", "val_score"
-# Their DVCLive metric names, the same for both trainers (fine-tuning logs no val_score).
+# Their DVCLive metric names, the same for both trainers.
 LOG_NAMES = {
     "loss": "train/loss",
     "accuracy": "train/accuracy",
@@ -72,14 +71,6 @@ def _accuracy(y: np.ndarray, logits: np.ndarray, task: str) -> np.ndarray:
     p = probabilities(logits, task)
     predicted = (p[..., 0] >= 0.5).astype(np.int64) if task == "binary" else p.argmax(axis=-1)
     return (predicted == labels[:, None]).astype(np.float64)
-
-
-def selected_epoch(history: dict[str, list[float]], select_epoch: str) -> int:
-    """Fine-tuning: the 0-based epoch whose model is kept: the last, or (`val`) the first with the best
-    validation accuracy."""
-    if select_epoch == "val":
-        return int(np.argmax(history[VAL_ACCURACY]))  # argmax: ties go to the earliest epoch
-    return len(history["loss"]) - 1
 
 
 @dataclass(frozen=True)
@@ -316,6 +307,9 @@ def out_of_fold_logits(
     class has fewer than `folds` rows. `x`: the training pool in its Coordinates, which the folds share (their
     standardisation uses every row's features, never a label; a fold's optimum lies in its rows' span, inside
     the pool's)."""
+    # Here, not at the top: fine-tuning's LP-FT fits heads without folds, and the GPU kit carries no scikit-learn.
+    from sklearn.model_selection import StratifiedKFold
+
     labels = np.asarray(y)[:, 0].astype(np.int64) if y.shape[1] == 1 else np.asarray(y).argmax(axis=1)
     if np.bincount(labels, minlength=max(2, y.shape[1])).min() < folds:
         return None

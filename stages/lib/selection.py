@@ -282,8 +282,7 @@ def select(
     else:
         scores = log_likelihoods(flat, labels, task)
     scores, metric_values, thresholds = (v.reshape(epochs, points) for v in (scores, metric_values, thresholds))
-    allowed = scores if select_epoch == "val" else np.where(np.arange(epochs)[:, None] == epochs - 1, scores, -np.inf)
-    epoch, point = np.unravel_index(int(np.argmax(allowed)), allowed.shape)
+    epoch, point = choose(scores, select_epoch)
     return Selection(
         point=int(point),
         epoch=int(epoch),
@@ -293,3 +292,13 @@ def select(
         scores_by_epoch=scores[:, point],
         corrected=inverse is not None,
     )
+
+
+def choose(scores: np.ndarray, select_epoch: str = "last") -> tuple[int, int]:
+    """The (epoch, grid point) of the best score in `scores` (E, G), both 0-based: `select_epoch: last` considers
+    the last epoch only. Ties go to the earliest epoch, then the first grid point; a NaN score (a model whose
+    training diverged) is never chosen over a number."""
+    first = 0 if select_epoch == "val" else scores.shape[0] - 1
+    allowed = np.where(np.isnan(scores[first:]), -np.inf, scores[first:])
+    epoch, point = np.unravel_index(int(np.argmax(allowed)), allowed.shape)
+    return first + int(epoch), int(point)

@@ -10,8 +10,10 @@ and returns the model kept, its test-set scores, its per-step history and how to
 below: per seed a grid of heads, each fit to its optimum (stages.lib.head), one chosen with its threshold
 (stages.lib.selection; it also takes `val_transition`, the T that corrects the selection's metric, and
 `oracle_val_y` and `oracle_y`, the true validation and training labels that choose the oracle twin of a noisy
-variant: docs/losses.md "Tuning"). The fine-tuning one is stages.lib.finetune.trainer (one model from a seeded
-start, its epoch by `train.select_epoch`, threshold 0.5). docs/fine-tuning.md says when each runs.
+variant: docs/losses.md "Tuning"). The fine-tuning one is stages.lib.finetune.trainer: per seed a grid of
+fine-tunings (train.fine_tune_grid), each from the variant's head fit here on the starting features
+(`linear_probe`, LP-FT) or from a fresh head, the epoch and grid point and threshold chosen by the same rule
+(`select_on_validation`). docs/fine-tuning.md says when each runs.
 """
 
 from __future__ import annotations
@@ -28,16 +30,16 @@ import pandas as pd
 
 from stages.lib.head import (
     LOG_NAMES,
-    VAL_ACCURACY,
     Coordinates,
     HeadGrid,
+    fit_head_grid,
     fit_in_coordinates,
     logits_at,
     out_of_fold_logits,
     path_history,
-    selected_epoch,
 )
 from stages.lib.labels import HEAD_FILE, parse_variant
+from stages.lib.linear_head import LinearHead
 from stages.lib.losses import probabilities
 from stages.lib.metrics import DECISION_THRESHOLD, predict_labels
 from stages.lib.params import DEFAULT_VERDICT_METRIC, ModelParams, TrainParams
@@ -80,24 +82,80 @@ class Trained:
     epoch: int | None  # fine-tuning: the epoch of the model kept, from 1; a head: None (fit to its optimum)
     val_accuracy: float | None  # its accuracy on the validation labels (None without a validation set)
     threshold: float = DECISION_THRESHOLD  # binary: P(positive) from which it predicts positive
-    # What selection chose (head mode): the tuned values, the scores and how they were computed, and how the
-    # optimiser ended.
+    # What selection chose: the tuned values, the scores and how they were computed, and (a head) how the
+    # optimiser ended, (fine-tuning) where it started.
     chosen: dict[str, Any] = field(default_factory=dict)
     # A noisy variant's head: the same grid chosen on the clean validation labels (the oracle twin).
     oracle: Trained | None = None
 
-    @classmethod
-    def selected(
-        cls, scores: np.ndarray, history: History, save: Callable[[Path], None], file_name: str, select_epoch: str
-    ) -> Trained:
-        """A Trained whose epoch and validation accuracy are those of the epoch select_epoch picked."""
-        epoch = selected_epoch(history, select_epoch)
-        val = history.get(VAL_ACCURACY)
-        return cls(scores, history, save, file_name, epoch + 1, float(val[epoch]) if val else None)
-
 
 Trainer = Callable[..., Trained]  # (y, seed, live, transition=None, val_y=None, progress=None) -> Trained
 Progress = Callable[[int], object]  # called with the number of epochs just finished (a tqdm bar's update)
+
+
+def class_labels(y: np.ndarray, task: str) -> np.ndarray:
+    """Class indices (N,) of targets (stages.lib.labels.targets): (N, 1) floats or one-hot (N, K)."""
+    return y[:, 0].astype(np.int64) if task == "binary" else y.argmax(axis=1)
+
+
+def select_on_validation(
+    val_logits: np.ndarray,
+    val_y: np.ndarray,
+    *,
+    task: str,
+    metric: str,
+    settings: TrainParams,
+    transition: np.ndarray | None,
+    select_epoch: str = "last",
+) -> Selection:
+    """The rule every trainer chooses by, on a variant's validation targets `val_y`: the (epoch, grid point) by
+    train.select_by and the binary threshold by train.threshold, aimed at `metric` (evaluate.metric), a
+    confusion metric corrected through `transition` where train.select_score asks (stages.lib.selection).
+    `val_logits`: (N, E, G) binary log-odds or (N, E, G, K); a head has one "epoch" (its optimum)."""
+    return select(
+        val_logits,
+        class_labels(val_y, task),
+        task=task,
+        metric=metric,
+        transition=transition,
+        select_by=settings.select_by,
+        threshold_rule=settings.threshold,
+        select_epoch=select_epoch,
+    )
+
+
+def linear_probe(
+    features: np.ndarray,
+    y: np.ndarray,
+    val_features: np.ndarray,
+    val_y: np.ndarray,
+    *,
+    task: str,
+    loss: str,
+    metric: str,
+    settings: TrainParams,
+    transition: np.ndarray | None = None,
+    val_transition: np.ndarray | None = None,
+) -> tuple[LinearHead, dict[str, float]]:
+    """The variant's head on `features` as the head trainer fits and chooses it: its grid (train.tune), each
+    head at its optimum, the grid point by select_on_validation on the validation features and targets (all
+    of it without a validation set: its one untuned point). What LP-FT fine-tunes from; returns the head
+    and the values its grid point tuned. No threshold: fine-tuning chooses its own."""
+    from threadpoolctl import threadpool_limits
+
+    validating = len(val_y) > 0
+    grid = settings.grid(loss, validating=validating)
+    with threadpool_limits(limits=1):  # as head_trainer fits: the same numbers
+        heads = fit_head_grid(features, y, task=task, loss=loss, grid=grid, transition=transition)
+        point = 0
+        if validating:
+            logits = heads.logits(val_features)
+            logits = logits[..., 0] if task == "binary" else logits
+            chosen = select_on_validation(
+                logits[:, None], val_y, task=task, metric=metric, settings=settings, transition=val_transition
+            )
+            point = chosen.point
+    return heads.head(point), dict(grid[point].tuned)
 
 
 # How train.select_score's value reads in a line about the score it chose with.
@@ -268,18 +326,14 @@ def head_trainer(setup: Setup) -> Trainer:
             progress(1)
         return trained
 
-    def class_labels(y: np.ndarray) -> np.ndarray:
-        return y[:, 0].astype(np.int64) if setup.task == "binary" else y.argmax(axis=1)
-
     def chosen_on(val_logits: np.ndarray, val_y: np.ndarray, val_transition: np.ndarray | None) -> Selection:
-        return select(
+        return select_on_validation(
             val_logits[:, None],  # one "epoch": each head is at its optimum
-            class_labels(val_y),
+            val_y,
             task=setup.task,
             metric=setup.metric,
+            settings=settings,
             transition=val_transition,
-            select_by=settings.select_by,
-            threshold_rule=settings.threshold,
         )
 
     def kept(
@@ -341,7 +395,7 @@ def head_trainer(setup: Setup) -> Trainer:
             models, out_of_fold = [], {}
             for which, pool_y, labels_y, correcting in choices:
                 chosen = chosen_on(val_logits, labels_y, correcting)
-                labels = class_labels(labels_y)
+                labels = class_labels(labels_y, setup.task)
                 threshold, metric_value, threshold_data = chosen.threshold, chosen.metric_value, "validation"
                 if pooling:
                     if chosen.point not in out_of_fold:
@@ -358,7 +412,7 @@ def head_trainer(setup: Setup) -> Trainer:
                     if extra is not None:
                         threshold, metric_value = pooled_threshold(
                             extra[:, 0],
-                            class_labels(pool_y),
+                            class_labels(pool_y, setup.task),
                             val_logits[:, chosen.point],
                             labels,
                             metric=setup.metric,

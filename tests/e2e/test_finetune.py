@@ -1,8 +1,7 @@
-"""End to end with `model.fine_tune: true`: the real `dvc repro` fine-tunes ResNet50's top block on the images.
-
-From the prepared data (a copy of tests/e2e/conftest.py's `prepared_project`), one loss on clean and noisy
-labels: each fine-tuned variant is its own TensorFlow process; the losses' Keras side is tested in-process
-(tests/unit/tf/test_losses_keras.py)."""
+"""End to end with `model.fine_tune: true`: the real `dvc repro` fine-tunes ResNet50's top block on the images,
+LP-FT (the default `model.fine_tune_start`), one loss on clean and noisy labels, a grid of two learning rates;
+per seed the grid point, epoch and threshold chosen on the validation labels and saved. From the prepared
+data (a copy of tests/e2e/conftest.py's `prepared_project`)."""
 
 from __future__ import annotations
 
@@ -16,9 +15,15 @@ import pytest
 
 from toolkit.project import FINGERPRINT, copy_project, dvc, ran_stages, run, write_params
 
+LEARNING_RATES = [1e-4, 1e-3]
 FINE_TUNE = {
     "model": {"fine_tune": True, "trainable_blocks": 1},
-    "train": {"losses": ["bce"], "epochs": 2, "seeds": [0]},
+    "train": {
+        "losses": ["bce"],
+        "epochs": 2,
+        "seeds": [0],
+        "fine_tune_grid": {"bce": {"learning_rate": LEARNING_RATES}},
+    },
 }
 VARIANTS = ("bce-clean", "bce-noisy")
 TRAIN = {f"train@{variant}" for variant in VARIANTS}
@@ -40,7 +45,9 @@ def test_repro_fine_tunes_every_variant_and_evaluate_scores_its_predictions(fine
     line = "fine-tuning ResNet50 on the images; backend tensorflow; devices: CPU (no GPU visible); one device; "
     assert output.count(line) == len(VARIANTS)
     assert "precision float32; XLA off" in output
-    assert output.count("fine-tuning on 60 images: epoch 1 (with tracing)") == len(VARIANTS)
+    grid = "per seed 2 fine-tuning(s) of 2 epochs (train.fine_tune_grid), each from the variant's head fit on the"
+    assert output.count(grid) == len(VARIANTS)
+    assert output.count("fine-tuning on 60 images: epoch 1 (with tracing)") == 2 * len(VARIANTS)  # 2 grid points
     for split in ("train", "val", "test"):
         assert np.load(repo / f"data/features/{split}.npy").shape == (0, 2048)
 
@@ -53,16 +60,27 @@ def test_repro_fine_tunes_every_variant_and_evaluate_scores_its_predictions(fine
         assert scores.shape == (len(y_test),) and scores.dtype == np.float32
         assert np.all((scores >= 0) & (scores <= 1))
         assert metrics[variant]["seeds"] == 1
-        assert metrics[variant]["accuracy"] == pytest.approx(np.mean((scores >= 0.5) == y_test))
+        # What chose it, on the 20 validation labels: the heads' rule over both grid points' epochs.
+        selection = json.loads((repo / f"models/{variant}/selection_seed_0.json").read_text())
+        assert (selection["select_by"], selection["threshold_rule"]) == ("log_loss", "smoothed")
+        assert (selection["threshold_data"], selection["fine_tune_start"]) == ("validation", "linear_probe")
+        assert selection["grid_size"] == 2 and selection["hyper_parameters"]["learning_rate"] in LEARNING_RATES
+        assert "l2" in selection["probe_hyper_parameters"]  # LP-FT: the head's grid point, chosen as heads choose
+        # Chosen, not 0.5 (on a random-init backbone a diverging model's threshold can be 1: nothing positive).
+        assert 0 <= selection["threshold"] <= 1 and selection["threshold"] != 0.5
+        by_epoch = selection["val_score_by_epoch"]
+        assert len(by_epoch) == 2 and selection["epoch"] == by_epoch.index(max(by_epoch)) + 1
+        assert selection["val_score"] == max(by_epoch)
+        # evaluate scores the saved predictions at the saved threshold.
+        assert metrics[variant]["threshold"] == pytest.approx(selection["threshold"])
+        assert metrics[variant]["accuracy"] == pytest.approx(np.mean((scores >= selection["threshold"]) == y_test))
+        assert metrics[variant]["epoch"] == selection["epoch"]
         log = repo / f"metrics/train/{variant}/seed_0"
         assert (log / "plots/metrics/test/accuracy.tsv").exists() and (log / "plots/metrics/train/loss.tsv").exists()
         assert (log / "params.yaml").read_text() == "keras_backend: tensorflow\n"
-        # select_epoch: val (the default): the epoch with the first best accuracy on the 20 validation labels.
-        logged = (log / "plots/metrics/val/accuracy.tsv").read_text()
-        accuracies = [float(line.split("\t")[-1]) for line in logged.splitlines()[1:]]
-        assert len(accuracies) == 2
-        assert metrics[variant]["epoch"] == accuracies.index(max(accuracies)) + 1
-        assert metrics[variant]["val_accuracy"] == pytest.approx(max(accuracies))
+        # DVCLive holds the kept grid point's epochs, its selection score among them.
+        logged = (log / "plots/metrics/val/score.tsv").read_text()
+        assert [float(line.split("\t")[-1]) for line in logged.splitlines()[1:]] == pytest.approx(by_epoch)
 
 
 def test_the_saved_model_is_the_fine_tuned_network_that_made_the_scores(fine_tuned: tuple[Path, str]) -> None:

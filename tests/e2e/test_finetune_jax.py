@@ -22,7 +22,13 @@ VARIANTS = ("bce-clean", "bce-noisy")
 # 40 test images evenly: JAX compiles a step once per batch shape; a ragged last batch would compile again.
 SMALL = {
     "model": {"trainable_blocks": 1, "embed_batch_size": 20},
-    "train": {"losses": ["bce"], "epochs": 2, "seeds": [0], "batch_size": 20},
+    "train": {
+        "losses": ["bce"],
+        "epochs": 2,
+        "seeds": [0],
+        "batch_size": 20,
+        "fine_tune_grid": {"bce": {"learning_rate": [1e-3]}},
+    },
 }
 
 
@@ -77,9 +83,11 @@ def test_fine_tuning_runs_on_jax_with_xla_and_logs_under_test_and_val_names(on_j
     # train.xla is false, yet JAX compiles every step: its eager mode is ~15x slower.
     line = "fine-tuning ResNet50 on the images; backend jax; devices: CPU (no GPU visible); one device; "
     assert fine_tuned.count(line + "precision float32; XLA on") == len(VARIANTS)
-    # One line per seed (the epoch kept and its validation accuracy); the per-epoch numbers are in DVCLive's files.
-    for variant in VARIANTS:
-        summary = rf"^train {variant}: seed 0: epoch [12]/2; val accuracy \d\.\d{{4}}; threshold 0\.500$"
+    # One line per seed (the epoch and grid point kept, what chose them, the threshold); the per-epoch numbers
+    # are in DVCLive's files.
+    for variant, labels in zip(VARIANTS, ("clean", "noisy"), strict=True):
+        chosen = rf"epoch [12]/2; learning_rate 0\.001 \(best of 1 grid points\); by val log_loss on {labels} labels"
+        summary = rf"^train {variant}: seed 0: {chosen}; val balanced_accuracy \d\.\d{{4}}; threshold \d\.\d{{3}}$"
         assert re.search(summary, fine_tuned, re.M)
     assert not re.search(r"^epoch \d+/\d+", fine_tuned, re.M)
     metrics = json.loads((repo / "metrics/metrics.json").read_text())
@@ -87,7 +95,7 @@ def test_fine_tuning_runs_on_jax_with_xla_and_logs_under_test_and_val_names(on_j
         assert 0 <= metrics[variant]["accuracy"] <= 1
         log = repo / f"metrics/train/{variant}/seed_0"
         assert yaml.safe_load((log / "params.yaml").read_text()) == {"keras_backend": "jax"}
-        for name in ("train/loss", "train/accuracy", "test/loss", "test/accuracy", "val/accuracy"):
+        for name in ("train/loss", "train/accuracy", "test/loss", "test/accuracy", "val/accuracy", "val/score"):
             rows = (log / f"plots/metrics/{name}.tsv").read_text().splitlines()
             assert len(rows) == 3, name  # a header and two epochs
         assert (repo / f"models/{variant}/seed_0.keras").stat().st_size > 1_000_000

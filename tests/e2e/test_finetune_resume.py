@@ -19,10 +19,17 @@ from toolkit.project import dvc, tool_env, write_params
 
 PARAMS = {
     "model": {"fine_tune": True, "trainable_blocks": 1},
-    "train": {"losses": ["bce"], "epochs": 3, "seeds": [0], "augment": True, "select_epoch": "last"},
+    "train": {
+        "losses": ["bce"],
+        "epochs": 3,
+        "seeds": [0],
+        "augment": True,
+        "select_epoch": "last",
+        "fine_tune_grid": {"bce": {"learning_rate": [1e-3]}},  # one grid point (tests/unit/tf: two)
+    },
 }
 STAGE = "train@bce-clean"
-STATE = Path("checkpoints/bce-clean/seed_0/state.json")
+STATE = Path("checkpoints/bce-clean/seed_0/run/state.json")  # the grid point in training
 
 
 def kill_after_first_epoch(repo: Path) -> None:

@@ -1,5 +1,7 @@
 """The GPU kit (benchmarks/gpu_kit): prepared here, then installed offline from its folder (no index) into a
-temporary path and its check run — on this CPU, on JAX, with TensorFlow hidden, at small sizes."""
+temporary path and its check run — on this CPU, on JAX, at small sizes, with every package of this
+environment hidden but JAX's own (tests/no_tensorflow: ONLY_SITE_PACKAGES), as on a GPU machine that has
+JAX and nothing else: the kit must bring the rest."""
 
 from __future__ import annotations
 
@@ -15,15 +17,19 @@ from toolkit.project import PROJECT_ROOT, tool_env
 pytest.importorskip("jax", reason="the JAX backend is not installed (requirements-dev.txt pins it)")
 
 KIT_LIMIT_BYTES = 60 * 2**20
+# What a JAX machine has: JAX, jaxlib and what they need, and pip (run.sh installs the wheels with it).
+JAX_ONLY = "jax,jaxlib,numpy,scipy,ml_dtypes,opt_einsum,pip"
 SMALL = [
     "--image-size=32",
     "--images=32",
     "--embed-batch-size=16",
     "--batch-sizes=8",
     "--epochs=2",
-    "--run-size=32",
-    "--run-images=40",
-    "--run-epochs=2",
+    "--study-size=32",
+    "--study-seeds=2",
+    "--study-epochs=1",
+    "--study-learning-rates=1e-3",
+    "--study-images=60",
 ]
 
 
@@ -54,20 +60,27 @@ def test_offline_install_and_check_on_jax_without_tensorflow(kit: Path, tmp_path
         KERAS_BACKEND="jax",
         PIP_NO_INDEX="1",  # no index at all: the folder or nothing
         PYTHONPATH=str(PROJECT_ROOT / "tests/no_tensorflow"),
+        ONLY_SITE_PACKAGES=JAX_ONLY,
         TMPDIR=str(tmp_path),
     )
     env["PYTHON"] = sys.executable
     result = subprocess.run(["bash", str(kit / "run.sh"), "--all", *SMALL], env=env, capture_output=True, text=True)
     output = result.stdout
     assert result.returncode == 0, output + result.stderr
-    assert re.search(r"^gpu kit: installed 17 packages into ", output, re.M)
+    assert re.search(r"^gpu kit: installed 18 packages into ", output, re.M)
     figures = dict(line.split(": ", 1) for line in output.splitlines() if ": " in line)
     assert figures["backend"] == "jax" and figures["keras"] == "3.15.1"
     assert "gpu-kit-site." in figures["keras from"]  # Keras came from the kit, not this venv
     assert figures["tensorflow importable"] == "False"
-    for name in ("embed images/s float32 32px batch 16", "embed images/s mixed_bfloat16 32px batch 16"):
-        assert float(figures[name]) > 0, name
-    assert float(figures["fine-tune images/s mixed_bfloat16 xla 32px batch 8"].split()[0]) > 0
-    assert re.match(
-        r"test accuracy [01]\.\d{3}, epoch kept [12], ", figures["fine_tune trainer run 20 images 32px 2 epochs"]
-    )
+    for policy in ("float32", "mixed_bfloat16"):
+        assert float(figures[f"embed images/s {policy} digits 32px batch 16"]) > 0, policy
+        assert float(figures[f"training images/s {policy} xla digits 32px batch 8"].split()[0]) > 0, policy
+    # On this CPU both sides of the equality check run on the CPU: the same numbers.
+    assert figures["equality embed features 32px"].endswith("(tolerance 0.0001): PASS")
+    assert re.search(r"epoch kept ([12]) and \1: PASS$", figures["equality fine-tuning 32px 2 epochs"])
+    # The train stage itself on the prepared digits (60 of each split), two seeds, then the estimate.
+    for seed in (0, 1):
+        study = figures[f"study bce-noisy seed {seed} 32px 1 grid points x 1 epochs"]
+        assert re.match(r"\d+\.\d s( \(compiling\))?; kept learning_rate 0\.001, epoch 1, threshold \d\.\d{3}; ", study)
+        assert re.search(r"test balanced accuracy [01]\.\d{3}$", study)
+    assert re.match(r"\d+\.\d min for 4 variants x 10 seeds at these settings", figures["study estimate"])

@@ -78,3 +78,45 @@ def test_train_seeds_reads_the_repeats_alone() -> None:
     assert P.train_seeds(raw) == tuple(range(10))
     with pytest.raises(UserError, match=r"^train.seeds = "):
         P.train_seeds(with_values(train__seeds=[1, 1]))
+
+
+def test_every_loss_s_fine_tuning_grid_has_the_same_size_by_default() -> None:
+    """The same tuning budget for every loss (issue 33): learning rates x the loss's own param."""
+    raw = copy.deepcopy(REPOSITORY_PARAMS)
+    raw["train"]["losses"] = list(L.LOSS_NAMES)
+    settings = L.train_params(raw)
+    sizes = {loss: len(settings.fine_tuning_grid(loss)) for loss in L.LOSS_NAMES}
+    assert set(sizes.values()) == {4}, sizes
+    for loss in L.LOSS_NAMES:
+        grid = settings.fine_tuning_grid(loss)
+        assert all(point.learning_rate == point.tuned["learning_rate"] and point.l2 is None for point in grid)
+        assert len({tuple(point.tuned.items()) for point in grid}) == 4  # four distinct models
+    gce = settings.fine_tuning_grid("gce")
+    assert {(p.learning_rate, p.loss_params["q"]) for p in gce} == {(r, q) for r in (1e-5, 1e-4) for q in (0.4, 0.7)}
+
+
+def test_fine_tuning_grids_of_different_sizes_are_refused() -> None:
+    raw = with_values(train__fine_tune_grid={"bce": {"learning_rate": [1e-4]}, "l1": {"learning_rate": [1e-4, 1e-3]}})
+    with pytest.raises(UserError, match=r"^train\.fine_tune_grid: the grids differ in size \(bce 1, l1 2\)"):
+        L.train_params(raw)
+    raw = with_values(train__fine_tune_grid={"bce": {"l2": [0.1]}, "l1": {"learning_rate": [1e-4]}})
+    with pytest.raises(UserError, match=r"^train\.fine_tune_grid\.bce = .*must set learning_rate"):
+        L.train_params(raw)
+
+
+def test_without_a_validation_set_or_a_grid_fine_tuning_has_one_point_at_train_learning_rate() -> None:
+    settings = L.train_params(with_values(train__learning_rate=3e-4))
+    assert [(p.learning_rate, p.tuned) for p in settings.fine_tuning_grid("l1", validating=False)] == [(3e-4, {})]
+    raw = with_values(train__learning_rate=3e-4)
+    del raw["train"]["fine_tune_grid"]
+    assert [p.learning_rate for p in L.train_params(raw).fine_tuning_grid("bce")] == [3e-4]
+
+
+@pytest.mark.parametrize(("value", "ok"), [("linear_probe", True), ("fresh_head", True), ("lp_ft", False)])
+def test_fine_tune_start_is_linear_probe_or_fresh_head(value: str, ok: bool) -> None:
+    raw = with_values(model__fine_tune_start=value)
+    if ok:
+        assert P.model_params(raw).fine_tune_start == value
+    else:
+        with pytest.raises(UserError, match=r"^model\.fine_tune_start = 'lp_ft': must be one of linear_probe"):
+            P.model_params(raw)

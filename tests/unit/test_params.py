@@ -61,7 +61,7 @@ def test_repository_params_load_through_every_section(repo_params: dict[str, Any
 def test_loss_params_written_are_used_and_defaults_fill_the_rest(repo_params: dict[str, Any]) -> None:
     raw = with_value(repo_params, "train.losses", ["gce", "sce", "bootstrap"])
     raw["train"]["loss_params"] = {"gce": {"q": 0.5}, "bootstrap": {"mode": "hard"}}
-    del raw["train"]["tune"]  # no grids: each loss trains with its loss_params, as before tuning
+    del raw["train"]["tune"], raw["train"]["fine_tune_grid"]  # no grids: each loss trains with its loss_params
     resolved = L.train_params(raw).loss_params
     assert resolved["gce"] == {"q": 0.5}
     assert resolved["sce"] == {"alpha": 0.1, "beta": 1.0}

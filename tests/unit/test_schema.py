@@ -90,6 +90,7 @@ def test_a_registered_loss_is_checked_and_trains_a_head(scaled_ce, raw) -> None:
     raw = copy.deepcopy(raw)
     raw["train"]["losses"] = ["bce", "scaled_ce"]
     raw["train"]["tune"]["scaled_ce"] = raw["train"]["tune"]["bce"]
+    raw["train"]["fine_tune_grid"]["scaled_ce"] = raw["train"]["fine_tune_grid"]["bce"]
     raw["train"]["loss_params"]["scaled_ce"] = {"weight": 3}
     assert L.train_params(raw).loss_params["scaled_ce"] == {"weight": 3.0}
     raw["train"]["loss_params"]["scaled_ce"] = {"weight": -1}

@@ -2,7 +2,8 @@
 
 The model is the backbone (the same ResNet50 the embed stage runs, `model.weights`) topped by the Keras
 twin of the NumPy head of head mode (stages.lib.head), standardised on the untrained backbone's features
-of the training pool. `model.trainable_blocks` residual blocks, counted from the top, are trained with the head;
+of the training pool, and either started from the head fit on those features (LP-FT) or fresh
+(`model.fine_tune_start`). `model.trainable_blocks` residual blocks, counted from the top, are trained with the head;
 the rest stay frozen. Batch normalisation stays in inference mode throughout (its statistics and its
 scale and offset frozen): a few hundred images in batches of 32 are too few to re-estimate them, and
 doing so would wipe out what the ImageNet statistics carry (Keras' transfer-learning guide does the same).
@@ -17,18 +18,19 @@ from collections.abc import Callable
 import keras
 import numpy as np
 
+from stages.lib.finetune.choice import EpochScore, best_epoch
 from stages.lib.finetune.pipeline import image_pipeline
-from stages.lib.head import LOG_NAMES, TEST_ACCURACY, TEST_LOSS, VAL_ACCURACY
+from stages.lib.head import TEST_ACCURACY, TEST_LOSS, VAL_ACCURACY, VAL_SCORE
 from stages.lib.labels import num_outputs
+from stages.lib.linear_head import LinearHead
 from stages.lib.losses import probabilities
-from stages.lib.metrics import predict_labels
 from stages.lib.params import RESNET50_BLOCKS
 
 _BLOCK_NAME = re.compile(r"^(conv\d_block\d+)_")
 
 # Keras calls the numbers of fit's `validation_data` val_*, but that is the test set here: the history and
 # DVCLive get the heads' names (stages.lib.head), test_* for them; val_* are the validation set's
-# (EpochSelection).
+# (EpochSelection, EpochHistory).
 KERAS_TO_HISTORY = {"loss": "loss", "accuracy": "accuracy", "val_loss": TEST_LOSS, "val_accuracy": TEST_ACCURACY}
 
 
@@ -63,8 +65,10 @@ def set_trainable_blocks(backbone, trainable_blocks: int | None) -> None:
         layer.trainable = in_trained_part and not isinstance(layer, keras.layers.BatchNormalization)
 
 
-def build_head(train_features: np.ndarray, task: str, num_classes: int):
+def build_head(train_features: np.ndarray, task: str, num_classes: int, start: LinearHead | None = None):
     """A linear classifier on the backbone's pooled features: standardise, then Dense; it outputs logits.
+    `start`: a head fit on these features (stages.lib.training.linear_probe) whose kernel and bias the Dense
+    layer starts from (LP-FT); None: Keras' initialisers (from the global seed).
 
     The losses take logits (stages.lib.losses: cross-entropy from log-softmax keeps the gradient of
     confidently wrong samples); probabilities are sigmoid/softmax of them (predict_scores).
@@ -75,7 +79,7 @@ def build_head(train_features: np.ndarray, task: str, num_classes: int):
     """
     standardise = keras.layers.Normalization(axis=-1, dtype="float32", name="standardise")
     standardise.adapt(np.asarray(train_features, dtype=np.float32))
-    return keras.Sequential(
+    head = keras.Sequential(
         [
             keras.Input(shape=(train_features.shape[1],), name="features"),
             standardise,
@@ -84,6 +88,10 @@ def build_head(train_features: np.ndarray, task: str, num_classes: int):
         ],
         name="head",
     )
+    if start is not None:
+        # The same standardisation: both fitted on these features (tests/unit/tf/test_keras_head.py).
+        head.get_layer("head").set_weights([np.asarray(start.kernel), np.asarray(start.bias)])
+    return head
 
 
 def accuracy_metric(task: str):
@@ -108,11 +116,15 @@ def build_fine_tune_model(backbone, head):
     return keras.Model(images, outputs, name="fine_tuned_resnet50")
 
 
+def predict_logits(model, images: np.ndarray, batch_size: int) -> np.ndarray:
+    """The model's logits of `images`, (N, 1) or (N, K), float64 (of float32), rows in the images' order."""
+    return np.asarray(model.predict(image_pipeline(images, batch_size=batch_size), verbose=0), dtype=np.float64)
+
+
 def predict_scores(model, images: np.ndarray, task: str, batch_size: int) -> np.ndarray:
     """P(positive) as (N,) for binary, class probabilities (N, K) otherwise (sigmoid / softmax of the model's
     logits); rows in the images' order."""
-    logits = model.predict(image_pipeline(images, batch_size=batch_size), verbose=0)
-    scores = probabilities(logits, task).astype(np.float64)
+    scores = probabilities(predict_logits(model, images, batch_size), task).astype(np.float64)
     return scores[:, 0] if task == "binary" else scores
 
 
@@ -143,64 +155,60 @@ class TrainingClock(keras.callbacks.Callback):
 
 
 class EpochSelection(keras.callbacks.Callback):
-    """After each epoch, the accuracy on the validation images' labels (the variant's own, noisy for a noisy
-    variant); with `keep_best`, the weights of the first epoch with the best one, restored when training
-    ends. List it before EpochLog, which logs the accuracy. `accuracy` and `best_weights` may be given from
-    a checkpoint (a resumed run)."""
+    """After each epoch, the validation images' logits scored by `score` (stages.lib.finetune.choice.score_epoch:
+    the variant's own labels, noisy for a noisy variant); with `keep_best` (train.select_epoch: val), a copy
+    of the weights of the best epoch so far (choice.best_epoch), which `restore_best` puts back. `epochs`
+    and `best_weights` may be given from a checkpoint (a resumed run). List it before EpochHistory."""
 
     def __init__(
         self,
         images: np.ndarray,
-        labels: np.ndarray,
-        task: str,
         batch_size: int,
+        score: Callable[[np.ndarray], EpochScore],
         keep_best: bool,
-        accuracy: list[float] | None = None,
+        epochs: list[EpochScore] | None = None,
         best_weights: list[np.ndarray] | None = None,
     ):
         super().__init__()
-        self.images, self.labels, self.task, self.batch_size = images, labels, task, batch_size
-        self.keep_best = keep_best
-        self.accuracy: list[float] = list(accuracy or [])
+        self.images, self.batch_size, self.score, self.keep_best = images, batch_size, score, keep_best
+        self.epochs: list[EpochScore] = list(epochs or [])
         self.best_weights = best_weights
 
     def on_epoch_end(self, epoch, logs=None):
-        scores = predict_scores(self.model, self.images, self.task, self.batch_size)
-        self.accuracy.append(float(np.mean(predict_labels(scores, self.task) == self.labels)))
-        if self.keep_best and self.accuracy[-1] > max(self.accuracy[:-1], default=-1.0):  # ties: the earliest
-            self.best_weights = self.model.get_weights()
+        self.epochs.append(self.score(predict_logits(self.model, self.images, self.batch_size)))
+        if self.keep_best and best_epoch(self.epochs, "val") == len(self.epochs) - 1:
+            self.best_weights = [np.array(w) for w in self.model.get_weights()]
 
-    def on_train_end(self, logs=None):
+    def restore_best(self, model) -> None:
+        """Put the best epoch's weights back into `model` (nothing to do when the last epoch is kept)."""
         if self.keep_best and self.best_weights is not None:
-            self.model.set_weights(self.best_weights)
+            model.set_weights(self.best_weights)
 
 
-class EpochLog(keras.callbacks.Callback):
-    """Each epoch's numbers under the names a user reads (KERAS_TO_HISTORY, stages.lib.head.LOG_NAMES): kept
-    in `history` and logged to DVCLive (one step per epoch); `progress(1)` then moves the variant's bar. The
-    project's own stand-in for dvclive.keras' callback, which imports TensorFlow. `history` may start from a
-    checkpoint (a resumed run)."""
+class EpochHistory(keras.callbacks.Callback):
+    """Each epoch's numbers under the names a user reads (KERAS_TO_HISTORY, stages.lib.head): the training
+    and test loss and accuracy, and with an EpochSelection the validation accuracy at 0.5 and the selection
+    score; `progress(1)` then moves the variant's bar. `history` may start from a checkpoint (a resumed run).
+    The trainer logs the kept grid point's history to DVCLive once it is chosen."""
 
     def __init__(
         self,
-        live,
         selection: EpochSelection | None,
         history: dict | None = None,
         progress: Callable[[int], object] | None = None,
     ):
         super().__init__()
-        self.live, self.selection, self.progress = live, selection, progress
+        self.selection, self.progress = selection, progress
         self.history: dict[str, list[float]] = {k: list(v) for k, v in (history or {}).items()}
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
         values = {name: float(logs[key]) for key, name in KERAS_TO_HISTORY.items() if key in logs}  # in that order
         if self.selection is not None:
-            values[VAL_ACCURACY] = self.selection.accuracy[-1]
+            last = self.selection.epochs[-1]
+            values[VAL_ACCURACY], values[VAL_SCORE] = last.val_accuracy_at_half, last.score
         for name, value in values.items():
             self.history.setdefault(name, []).append(value)
-            self.live.log_metric(LOG_NAMES[name], value)
-        self.live.next_step()
         if self.progress is not None:
             self.progress(1)
 

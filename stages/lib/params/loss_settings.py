@@ -9,8 +9,8 @@ The fingerprint stage runs first on every `dvc repro`, so a typo here still fail
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from dataclasses import replace
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -43,8 +43,10 @@ def train_params(raw: dict[str, Any]) -> TrainParams:
         checked[name] = validate_loss_params(name, written[name] or {})
     # Each loss in use: its checked entry, or its defaults where params.yaml lists none.
     loss_params = {name: checked.get(name) or validate_loss_params(name, {}) for name in settings.losses}
-    grids = tune_grids((raw.get("train") or {}).get("tune"), settings.losses, written)
-    return replace(settings, loss_params=loss_params, grids=grids)
+    section = raw.get("train") or {}
+    grids = tune_grids(section.get("tune"), settings.losses, written)
+    fine_tune_grids = tune_grids(section.get("fine_tune_grid"), settings.losses, written, FINE_TUNE_GRID)
+    return replace(settings, loss_params=loss_params, grids=grids, fine_tune_grids=fine_tune_grids)
 
 
 def check_all(raw: dict[str, Any]) -> None:
@@ -90,29 +92,48 @@ def validate_loss_params(name: str, params: Mapping[str, Any] | None) -> dict:
     return checked
 
 
-def tune_grids(tune: Any, losses: tuple[str, ...], loss_params: dict) -> dict[str, tuple[GridPoint, ...]]:
-    """train.tune: per loss, the product of its `l2` list and its own param's list; every loss in
-    train.losses must have a grid of the same size (the same tuning budget for every method). Without a
-    train.tune section: no grids (one point per loss at λ 1/N: stages.lib.params.GridPoint)."""
+@dataclass(frozen=True)
+class GridSpec:
+    """What a section of per-loss grids varies besides the loss's own param: `step`, a list every entry sets."""
+
+    section: str  # its dotted name
+    step: str  # l2 (a head's L2 strength) or learning_rate (fine-tuning's)
+    check: Callable[[str, Any], tuple[float, ...]]
+    example: str
+
+
+# λ > 0: an unpenalised head on fewer images than features has no optimum.
+HEAD_GRID = GridSpec("train.tune", "l2", number_list(0.0, 1e6, low_open=True), "{l2: [0.001, 0.01]}")
+FINE_TUNE_GRID = GridSpec(
+    "train.fine_tune_grid", "learning_rate", number_list(0.0, 10.0, low_open=True), "{learning_rate: [0.0001]}"
+)
+
+
+def tune_grids(
+    tune: Any, losses: tuple[str, ...], loss_params: dict, spec: GridSpec = HEAD_GRID
+) -> dict[str, tuple[GridPoint, ...]]:
+    """A section of grids (train.tune, or train.fine_tune_grid): per loss, the product of its `spec.step` list
+    and its own param's list; every loss in train.losses must have a grid of the same size (the same tuning
+    budget for every method). Without the section: no grids (one point per loss: TrainParams.grid and
+    fine_tuning_grid say which)."""
     if tune is None:
         return {}
     if not isinstance(tune, dict):
-        raise UserError(f"train.tune = {tune!r}: must be a mapping of loss name to its grid")
+        raise UserError(f"{spec.section} = {tune!r}: must be a mapping of loss name to its grid")
     grids = {}
     for name, entry in tune.items():
         if name not in registry.names():
-            raise _unknown_loss("train.tune", name)
+            raise _unknown_loss(spec.section, name)
         entry = entry or {}
         tunable = registry.get(name).tunable
-        unknown = sorted(set(entry) - {"l2", *tunable}, key=str) if isinstance(entry, dict) else None
-        if unknown is None or unknown or "l2" not in entry or len(entry) > 2:
+        unknown = sorted(set(entry) - {spec.step, *tunable}, key=str) if isinstance(entry, dict) else None
+        if unknown is None or unknown or spec.step not in entry or len(entry) > 2:
             raise UserError(
-                f"train.tune.{name} = {entry!r}: must set l2 (a list) and at most one of {name}'s own params "
-                f"({', '.join(tunable) or 'none'}), e.g. {{l2: [0.001, 0.01]}}"
+                f"{spec.section}.{name} = {entry!r}: must set {spec.step} (a list) and at most one of {name}'s own "
+                f"params ({', '.join(tunable) or 'none'}), e.g. {spec.example}"
             )
-        # λ > 0: an unpenalised head on fewer images than features has no optimum.
-        strengths = number_list(0.0, 1e6, low_open=True)(f"train.tune.{name}.l2", entry["l2"])
-        own = [key for key in entry if key != "l2"]
+        steps = spec.check(f"{spec.section}.{name}.{spec.step}", entry[spec.step])
+        own = [key for key in entry if key != spec.step]
         written = loss_params.get(name) or {}
         points = []
         values: tuple[float, ...] = (math.nan,)
@@ -120,26 +141,29 @@ def tune_grids(tune: Any, losses: tuple[str, ...], loss_params: dict) -> dict[st
             key = own[0]
             if key in written:
                 raise UserError(
-                    f"train.loss_params.{name}.{key} and train.tune.{name}.{key} are both set: the tune list is "
-                    f"what trains; remove train.loss_params.{name}.{key}"
+                    f"train.loss_params.{name}.{key} and {spec.section}.{name}.{key} are both set: the grid's list "
+                    f"is what trains; remove train.loss_params.{name}.{key}"
                 )
-            values = number_list(0.0, 1.0)(f"train.tune.{name}.{key}", entry[key])
+            values = number_list(0.0, 1.0)(f"{spec.section}.{name}.{key}", entry[key])
         for value in values:
             checked = validate_loss_params(name, dict(written) if not own else {**written, own[0]: value})
-            for strength in strengths:
-                tuned = {"l2": strength, **({own[0]: checked[own[0]]} if own else {})}
-                points.append(GridPoint(strength, checked, tuned))
+            for step in steps:
+                tuned = {spec.step: step, **({own[0]: checked[own[0]]} if own else {})}
+                if spec.step == "l2":
+                    points.append(GridPoint(step, checked, tuned))
+                else:
+                    points.append(GridPoint(None, checked, tuned, learning_rate=step))
         grids[name] = tuple(points)
     missing = [name for name in losses if name not in grids]
     if missing:
         raise UserError(
-            f"train.tune has no entry for {missing[0]}: every loss in train.losses needs one (e.g. {{l2: [0.01]}})"
+            f"{spec.section} has no entry for {missing[0]}: every loss in train.losses needs one (e.g. {spec.example})"
         )
     sizes = {name: len(grids[name]) for name in losses}
     if len(set(sizes.values())) > 1:
         listed = ", ".join(f"{name} {size}" for name, size in sizes.items())
         raise UserError(
-            f"train.tune: the grids differ in size ({listed}): every loss needs the same number of points, so that "
-            "each method gets the same tuning budget"
+            f"{spec.section}: the grids differ in size ({listed}): every loss needs the same number of points, so "
+            "that each method gets the same tuning budget"
         )
     return grids

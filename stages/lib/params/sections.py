@@ -30,6 +30,10 @@ MIN_IMAGE_SIZE = 32
 MAX_IMAGE_SIZE = 1024
 # ResNet50's residual blocks, bottom to top: conv2 has 3, conv3 4, conv4 6, conv5 3.
 RESNET50_BLOCKS = 16
+# Where fine-tuning's head starts (docs/fine-tuning.md): the variant's head fit to its optimum on the starting
+# backbone's features, as head mode fits it (linear probing, then fine-tuning: LP-FT, Kumar et al., ICLR 2022),
+# or a freshly initialised head.
+FINE_TUNE_STARTS = ("linear_probe", "fresh_head")
 # The metric a comparison's verdict (its p-value, Holm, "significant") is on; every table shows all of them.
 # Balanced accuracy by default: on an imbalanced task (sunflowers are 19 % of tf_flowers) accuracy rewards
 # answering the majority class. macro_f1 only for the multiclass task.
@@ -135,6 +139,8 @@ class ModelParams:
     fine_tune: bool = param(boolean())  # train the backbone on the images instead of a head on cached features
     # top residual blocks trained when fine-tuning; None: the whole network
     trainable_blocks: int | None = param(_trainable_blocks)
+    # fine-tuning only: one of FINE_TUNE_STARTS
+    fine_tune_start: str = param(choice(*FINE_TUNE_STARTS), if_absent="linear_probe", default="linear_probe")
 
 
 @dataclass(frozen=True)

@@ -95,7 +95,8 @@ def _mixed_precision(name: str, value: Any) -> str:
 
 @dataclass(frozen=True)
 class GridPoint:
-    """One head of a variant's grid: its L2 strength and its loss params (checked, defaults filled in).
+    """One model of a variant's grid: a head's L2 strength (train.tune) or fine-tuning's learning rate
+    (train.fine_tune_grid), and its loss params (checked, defaults filled in).
 
     `l2` None: nothing chose it (no validation set, or no train.tune): scikit-learn LogisticRegression's default
     C = 1, λ = 1/N for N training rows, resolved where N is known (stages.lib.head); an unpenalised head on
@@ -103,7 +104,9 @@ class GridPoint:
 
     l2: float | None
     loss_params: dict[str, Any]
-    tuned: dict[str, float]  # the values this grid varies (l2 and the loss's own): what selection records
+    # the values the grid varies (l2 or learning_rate, and the loss's own): what selection records
+    tuned: dict[str, float]
+    learning_rate: float | None = None  # fine-tuning's Adam learning rate (None in a head's grid)
 
 
 @dataclass(frozen=True)
@@ -123,6 +126,10 @@ class TrainParams:
     labels: tuple[str, ...] = param(_labels, if_absent=DEFAULT_LABEL_SETS, default=DEFAULT_LABEL_SETS)
     # Per loss, the grid its variants choose from (train.tune); a loss missing here: one point, l2 0.
     grids: dict[str, tuple[GridPoint, ...]] = param(anything(), if_absent=None, key="tune", default_factory=dict)
+    # Per loss, fine-tuning's grid (learning rates x the loss's own param); without it: one point, learning_rate.
+    fine_tune_grids: dict[str, tuple[GridPoint, ...]] = param(
+        anything(), if_absent=None, key="fine_tune_grid", default_factory=dict
+    )
     select_score: str = param(choice(*SELECT_SCORES), if_absent="noisy", default="noisy")
     select_by: str = param(choice(*SELECT_BY), if_absent="log_loss", default="log_loss")
     threshold: str = param(choice(*THRESHOLD_RULES), if_absent="smoothed", default="smoothed")
@@ -135,13 +142,19 @@ class TrainParams:
         untuned point: λ 1/N (GridPoint) and train.loss_params' values."""
         return (validating and self.grids.get(loss)) or (GridPoint(None, self.loss_params[loss], {}),)
 
+    def fine_tuning_grid(self, loss: str, validating: bool = True) -> tuple[GridPoint, ...]:
+        """Fine-tuning's grid for the loss (train.fine_tune_grid); without a validation set, or without the
+        section, one untuned point: train.learning_rate and train.loss_params' values."""
+        grid = validating and self.fine_tune_grids.get(loss)
+        return grid or (GridPoint(None, self.loss_params[loss], {}, learning_rate=self.learning_rate),)
+
 
 def read_train(raw: dict[str, Any]) -> TrainParams:
     """The train section with every param checked but the losses' own: `loss_params` as written and no grids.
     What stages that train nothing need (their checks and train.seeds); a stage that trains, tunes or scores
     a loss reads stages.lib.params.loss_settings.train_params instead."""
     values = read(TrainParams, raw.get("train"), "train")
-    values["grids"] = {}
+    values["grids"] = values["fine_tune_grids"] = {}
     return TrainParams(**values)
 
 
