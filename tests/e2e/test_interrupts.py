@@ -27,6 +27,8 @@ SECOND_SEED_LINE = "train bce-clean: seed 1: "
 EMBEDDING_VAL = "embed val:"
 FEATURES = ("data/features/train.npy", "data/features/val.npy", "data/features/test.npy")
 WAIT_S = 300  # for the line: the stages before it run first
+# For dvc repro to end after the signal: seconds when idle, but CI once saw 120 s pass at a load of 8 on two cores.
+EXIT_WAIT_S = 300
 ONE_LOSS = {"train": {"losses": ["bce"]}}  # two train stages: fewer to finish after the kill
 
 
@@ -52,7 +54,12 @@ def interrupt_repro(repo: Path, sig: signal.Signals, line: str) -> str:
                     pytest.fail(f"dvc repro ended or hung before the stage printed {line!r}:\n{log.read_text()}")
                 time.sleep(0.05)
             os.killpg(process.pid, sig)
-            process.wait(timeout=120)
+            try:
+                process.wait(timeout=EXIT_WAIT_S)
+            except subprocess.TimeoutExpired:
+                # What is still alive in its session, and what it printed: the evidence for a hang.
+                alive = run(repo, "ps", "-o", "pid,stat,etime,time,args", "--sid", str(process.pid), check=False).stdout
+                pytest.fail(f"dvc repro still runs {EXIT_WAIT_S} s after {sig.name}:\n{alive}\n{log.read_text()}")
         finally:
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGKILL)
