@@ -5,14 +5,14 @@ Each simulated data set is an imbalanced binary task with a training pool, a val
 of the default sizes: either Gaussian features (19 % positives, as sunflowers in tf_flowers), or, with
 `--project`, a project's real features (every image `dvc repro embed` embedded there, its task's labels),
 split afresh per data set (stratified, seeded). Per repeat the training and validation labels are corrupted
-with the project's own noise model (stages.lib.noise.corrupt_labels, symmetric, exact per class). Then:
+with the project's own noise model (stages.lib.noise.models.corrupt_labels, symmetric, exact per class). Then:
 
 * null: procedure A and procedure B are the same — the train stage's BCE head trainer
-  (stages.lib.training.head_trainer with the params' defaults: its tuning grid, each head fit to its optimum,
+  (stages.lib.train.training.head_trainer with the params' defaults: its tuning grid, each head fit to its optimum,
   the grid point and threshold chosen on the noisy validation labels) — on disjoint repeats: A's repeat r
   and B's repeat r are independent noise draws at `--noise`, paired by r as the study pairs its variants
   (a head is a function of its labels, so the same draws would give the same models).
-  stages.lib.comparisons.compare_variants compares them; a rejection at `--alpha` is a false positive.
+  stages.lib.evaluate.comparisons.compare_variants compares them; a rejection at `--alpha` is a false positive.
 * alternative: B is trained on labels corrupted at `--effect-noise` instead (fewer flips: a real gain).
   The fraction of rejections is the power against that effect.
 
@@ -39,14 +39,14 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from stages.lib import params as P
-from stages.lib.comparisons import compare_variants
-from stages.lib.labels import targets
-from stages.lib.noise import corrupt_labels
-from stages.lib.params import loss_settings as L
-from stages.lib.seeds import derived_seed
-from stages.lib.split import stratified_split
-from stages.lib.training import Setup, head_trainer
+from stages.lib.core import params as P
+from stages.lib.core.seeds import derived_seed
+from stages.lib.core.variants import targets
+from stages.lib.data.split import stratified_split
+from stages.lib.evaluate.comparisons import compare_variants
+from stages.lib.losses import settings as L
+from stages.lib.noise.models import corrupt_labels
+from stages.lib.train.training import Setup, head_trainer
 
 POSITIVE_SHARE = 0.19
 

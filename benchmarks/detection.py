@@ -44,11 +44,11 @@ from sklearn.metrics import roc_auc_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from stages.lib import params as P
-from stages.lib.detection import estimated_transition, out_of_sample_probabilities, training_pool
-from stages.lib.io import read_csv
-from stages.lib.labels import label_file, labels_for_seed
-from stages.lib.seeds import derived_seed
+from stages.lib.core import params as P
+from stages.lib.core.io import read_csv
+from stages.lib.core.seeds import derived_seed
+from stages.lib.core.variants import label_file, labels_for_seed
+from stages.lib.noise.detection import estimated_transition, out_of_sample_probabilities, training_pool
 from toolkit.project import dvc, make_project, write_params
 
 

@@ -8,7 +8,7 @@ Both trainers run on the same synthetic problem of the default sizes (600 traini
 labels flipped, 300 validation, 2,770 test, 2,048 features) with their own params.yaml's defaults (their grid,
 their selection); each in its own process, the earlier commit's `stages/` exported from git, one BLAS thread,
 DVCLive logging replaced by a no-op. Printed per loss: the median CPU seconds per repeat of each and their
-ratio; then `ratio: X` over all losses. Then one cross-entropy head at λ 0.1, fit by stages.lib.head's
+ratio; then `ratio: X` over all losses. Then one cross-entropy head at λ 0.1, fit by stages.lib.train.head's
 optimiser (L-BFGS-B) and by CG to the same gradient tolerance: CPU seconds, iterations and the objective each
 reached (`--project`: on a project's own features and noisy labels instead). CPU time (time.process_time),
 not wall time: on a machine shared with other jobs wall time measures the neighbours.
@@ -33,9 +33,9 @@ HARNESS = """
 import contextlib, io, json, sys, time
 import numpy as np
 from threadpoolctl import threadpool_limits
-from stages.lib import params as P
-from stages.lib.params import loss_settings as L
-from stages.lib.training import Setup, head_trainer
+from stages.lib.core import params as P
+from stages.lib.losses import settings as L
+from stages.lib.train.training import Setup, head_trainer
 
 class NoLog:
     def log_metric(self, *_): pass
@@ -124,12 +124,12 @@ def project_problem(project: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def methods(features: np.ndarray, y: np.ndarray) -> None:
-    """One cross-entropy head at λ 0.1 by stages.lib.head's optimiser and by CG, to the same tolerance."""
+    """One cross-entropy head at λ 0.1 by stages.lib.train.head's optimiser and by CG, to the same tolerance."""
     from scipy import optimize
     from threadpoolctl import threadpool_limits
 
-    from stages.lib import head
     from stages.lib.losses import logit_gradient, make_loss
+    from stages.lib.train import head
 
     coordinates = head.Coordinates.of(features)
     x, y = coordinates(features), y.astype(np.float64)

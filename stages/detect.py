@@ -1,4 +1,4 @@
-"""Confident learning on the training pool (stages.lib.detection): find the flipped labels, prune them,
+"""Confident learning on the training pool (stages.lib.noise.detection): find the flipped labels, prune them,
 estimate the noise.
 
 Per train seed, K-fold cross-validation (`detect.folds`) of an L2 logistic regression (its strength chosen
@@ -22,8 +22,21 @@ import sys
 import numpy as np
 import pandas as pd
 
-from stages.lib import params as P
-from stages.lib.detection import (
+from stages.lib.core import params as P
+from stages.lib.core.errors import UserError, run_stage
+from stages.lib.core.headline import detection_headline
+from stages.lib.core.io import DETECTION_METRICS, atomic_dir, details_of, read_csv, read_json, write_csv, write_json
+from stages.lib.core.seeds import derived_seed
+from stages.lib.core.variants import (
+    ISSUES_FILE,
+    TRANSITIONS_DIR,
+    label_file,
+    labels_for_seed,
+    transition_file,
+    variant_name,
+)
+from stages.lib.losses import settings as L
+from stages.lib.noise.detection import (
     CLEAN_DETECTION_FILE,
     Issues,
     OutOfSample,
@@ -38,20 +51,7 @@ from stages.lib.detection import (
     small_loss_metrics,
     training_pool,
 )
-from stages.lib.errors import UserError, run_stage
-from stages.lib.headline import detection_headline
-from stages.lib.io import DETECTION_METRICS, atomic_dir, details_of, read_csv, read_json, write_csv, write_json
-from stages.lib.labels import (
-    ISSUES_FILE,
-    TRANSITIONS_DIR,
-    label_file,
-    labels_for_seed,
-    transition_file,
-    variant_name,
-)
-from stages.lib.noise import transition_matrix
-from stages.lib.params import loss_settings as L
-from stages.lib.seeds import derived_seed
+from stages.lib.noise.models import transition_matrix
 
 MEAN_KEYS = (
     "precision",

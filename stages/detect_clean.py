@@ -1,4 +1,4 @@
-"""Confident learning on the clean labels (stages.lib.detection), per train seed: no label is flipped, so
+"""Confident learning on the clean labels (stages.lib.noise.detection), per train seed: no label is flipped, so
 every flag is a false one, and the estimated noise matrix is what the detector reads into clean labels.
 
 It is its own stage because none of it depends on the noise: a noise level's `dvc exp run` reruns detect on
@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import sys
 
-from stages.lib import params as P
-from stages.lib.detection import CLEAN_DETECTION_FILE, detect_issues, detection_problem, training_pool
-from stages.lib.errors import run_stage
-from stages.lib.io import write_json
-from stages.lib.labels import label_file
-from stages.lib.seeds import derived_seed
+from stages.lib.core import params as P
+from stages.lib.core.errors import run_stage
+from stages.lib.core.io import write_json
+from stages.lib.core.seeds import derived_seed
+from stages.lib.core.variants import label_file
+from stages.lib.noise.detection import CLEAN_DETECTION_FILE, detect_issues, detection_problem, training_pool
 
 
 def main() -> None:

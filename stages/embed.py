@@ -1,4 +1,4 @@
-"""The frozen backbone's features of every image (stages.lib.embedding), computed once for the whole study:
+"""The frozen backbone's features of every image (stages.lib.backbone.embedding), computed once for the whole study:
 every head of every variant trains on them. With `model.fine_tune: true` the train stage reads the images
 instead, and this stage writes empty (0×2048) files without running ResNet50.
 """
@@ -10,18 +10,18 @@ import time
 
 import numpy as np
 
-from stages.lib import params as P
-from stages.lib.backbone import (
+from stages.lib.backbone.embedding import embed_images
+from stages.lib.backbone.resnet import (
     FEATURE_DIM,
     build_backbone,
     require_weights_reachable,
     resolve_weights,
     seed_everything,
 )
-from stages.lib.embedding import embed_images
-from stages.lib.errors import run_stage
-from stages.lib.finetune.runtime import devices_seen
-from stages.lib.io import SPLITS, features_path, images_path, load_array, save_array
+from stages.lib.backbone.runtime import devices_seen
+from stages.lib.core import params as P
+from stages.lib.core.errors import run_stage
+from stages.lib.core.io import SPLITS, features_path, images_path, load_array, save_array
 
 
 def main() -> None:

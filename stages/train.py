@@ -3,8 +3,8 @@
 the optimiser, the schedule and (per seed) the initial weights; only the labels and the loss differ.
 
 `model.fine_tune` picks the trainer: a grid of heads on the cached features, each fit to its optimum
-(stages.lib.training; `train.tune`: L2 strengths × the loss's own param, the same number of points for every
-loss), or ResNet50 itself on the images (stages.lib.finetune.trainer; `train.fine_tune_grid`: learning rates ×
+(stages.lib.train.training; `train.tune`: L2 strengths × the loss's own param, the same number of points for every
+loss), or ResNet50 itself on the images (stages.lib.train.finetune.trainer; `train.fine_tune_grid`: learning rates ×
 the loss's own param). Per seed, the grid point (fine-tuning: and the epoch) and the binary threshold are
 chosen by one rule on the validation set's labels, noisy ones for a noisy variant (the corrupt stage draws
 them like the training pool's): what a practitioner could choose with. A noisy head variant is also chosen on
@@ -23,11 +23,10 @@ from typing import Any
 
 import numpy as np
 
-from stages.lib import params as P
-from stages.lib.cpus import usable_cpus
-from stages.lib.errors import UserError, run_stage
-from stages.lib.finetune.checkpoint import CHECKPOINTS_DIR
-from stages.lib.io import (
+from stages.lib.core import params as P
+from stages.lib.core.cpus import usable_cpus
+from stages.lib.core.errors import UserError, run_stage
+from stages.lib.core.io import (
     LABELS_TABLE,
     atomic_dir,
     features_path,
@@ -38,7 +37,8 @@ from stages.lib.io import (
     save_array,
     write_json,
 )
-from stages.lib.labels import (
+from stages.lib.core.seeds import derived_seed
+from stages.lib.core.variants import (
     LABEL_SETS,
     ORACLE,
     SCORES_FILE,
@@ -50,11 +50,11 @@ from stages.lib.labels import (
     training_log_dir,
     variant_name,
 )
-from stages.lib.params import loss_settings as L
-from stages.lib.progress import epoch_bar, say
-from stages.lib.seed_labels import seed_labels
-from stages.lib.seeds import derived_seed
-from stages.lib.training import (
+from stages.lib.losses import settings as L
+from stages.lib.train.finetune.checkpoint import CHECKPOINTS_DIR
+from stages.lib.train.progress import epoch_bar, say
+from stages.lib.train.seed_labels import seed_labels
+from stages.lib.train.training import (
     Setup,
     Trained,
     head_trainer,
@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> None:
     train_ids = table.loc[table["split"] == "train", "id"].to_numpy()
     val_ids = table.loc[table["split"] == "val", "id"].to_numpy()
     test_y = targets(table.loc[table["split"] == "test", "label"].to_numpy(), task, num_classes)
-    # The true labels: an oracle twin chooses with them (head mode; stages.lib.training.head_trainer).
+    # The true labels: an oracle twin chooses with them (head mode; stages.lib.train.training.head_trainer).
     clean_y, clean_val_y = (
         targets(table.loc[table["split"] == split, "label"].to_numpy(), task, num_classes) for split in ("train", "val")
     )
@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> None:
         P.evaluate_metric(raw),
     )
     if fine_tune:
-        from stages.lib.finetune.trainer import fine_tune_trainer as make_trainer
+        from stages.lib.train.finetune.trainer import fine_tune_trainer as make_trainer
     else:
         make_trainer = head_trainer
     if args.labels in SUBSET_LABEL_SETS:

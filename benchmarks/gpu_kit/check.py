@@ -77,8 +77,8 @@ def line(name: str, value: object) -> None:
 
 
 def versions() -> None:
-    from stages.lib.backend import backend_name, import_keras
-    from stages.lib.finetune.runtime import visible_gpus
+    from stages.lib.backbone.backend import backend_name, import_keras
+    from stages.lib.backbone.runtime import visible_gpus
 
     keras = import_keras()
     line("python", platform.python_version())
@@ -133,8 +133,8 @@ def images_of(count: int, size: int) -> tuple[np.ndarray, np.ndarray]:
 def embed_throughput(args: argparse.Namespace) -> None:
     import keras
 
-    from stages.lib.backbone import build_backbone
-    from stages.lib.embedding import embed_images
+    from stages.lib.backbone.embedding import embed_images
+    from stages.lib.backbone.resnet import build_backbone
 
     images, _ = images_of(args.images, args.image_size)
     for policy in ("float32", "mixed_bfloat16"):
@@ -154,10 +154,10 @@ def embed_throughput(args: argparse.Namespace) -> None:
 def training_throughput(args: argparse.Namespace) -> None:
     import keras
 
-    from stages.lib.backbone import build_backbone
-    from stages.lib.finetune.model import TrainingClock, build_fine_tune_model, build_head, set_trainable_blocks
-    from stages.lib.finetune.pipeline import epoch_follower, image_pipeline
+    from stages.lib.backbone.resnet import build_backbone
     from stages.lib.losses import make_loss
+    from stages.lib.train.finetune.model import TrainingClock, build_fine_tune_model, build_head, set_trainable_blocks
+    from stages.lib.train.finetune.pipeline import epoch_follower, image_pipeline
 
     images, labels = images_of(args.images, args.image_size)
     targets = labels[:, None].astype(np.float32)
@@ -213,15 +213,15 @@ def project_params() -> dict:
 def equality_run(args: argparse.Namespace) -> None:
     """One side of the equality check (a child process): features at --image-size and a short fine-tuning at
     32 px, saved to --equality-run."""
-    from stages.lib import params as P
-    from stages.lib.backbone import build_backbone, seed_everything
-    from stages.lib.backend import import_keras
-    from stages.lib.finetune.model import backbone_features
-    from stages.lib.finetune.runtime import visible_gpus
-    from stages.lib.finetune.trainer import fine_tune_trainer
-    from stages.lib.labels import targets
-    from stages.lib.params import loss_settings as L
-    from stages.lib.training import Setup
+    from stages.lib.backbone.backend import import_keras
+    from stages.lib.backbone.resnet import build_backbone, seed_everything
+    from stages.lib.backbone.runtime import visible_gpus
+    from stages.lib.core import params as P
+    from stages.lib.core.variants import targets
+    from stages.lib.losses import settings as L
+    from stages.lib.train.finetune.model import backbone_features
+    from stages.lib.train.finetune.trainer import fine_tune_trainer
+    from stages.lib.train.training import Setup
 
     import_keras()
     device = visible_gpus()[0].describe() if visible_gpus() else "CPU"
@@ -276,7 +276,7 @@ def study_project(root: Path, size: int, args: argparse.Namespace) -> np.ndarray
     import pandas as pd
     import yaml
 
-    from stages.lib.io import images_path
+    from stages.lib.core.io import images_path
 
     table = pd.read_csv(DIGITS / "data/prepared/labels.csv")
     images = digits(size)
@@ -321,9 +321,9 @@ def stand_in_dvclive() -> None:
 def study(args: argparse.Namespace) -> None:
     import yaml
 
-    from stages.lib.labels import SCORES_FILE, SELECTION_FILE, model_dir, parse_variant
-    from stages.lib.metrics import predict_labels
-    from stages.lib.params import loss_settings as L
+    from stages.lib.core.variants import SCORES_FILE, SELECTION_FILE, model_dir, parse_variant
+    from stages.lib.evaluate.metrics import predict_labels
+    from stages.lib.losses import settings as L
 
     root = Path("study").resolve()
     variant = args.study_variant

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 from sklearn.datasets import load_digits
 
-from stages.lib import params as P
+from stages.lib.core import params as P
 from toolkit.project import copy_project, dvc, make_project, ran_stages, write_params
 
 NOISE = 0.3

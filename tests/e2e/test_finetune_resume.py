@@ -1,5 +1,5 @@
 """A fine-tuning run killed mid-way resumes from its last finished epoch on the next `dvc repro`, logs every
-epoch once and spends its checkpoint (stages/lib/finetune/checkpoint.py). That the resumed run ends with the
+epoch once and spends its checkpoint (stages/lib/train/finetune/checkpoint.py). That the resumed run ends with the
 model of an uninterrupted one is proved in-process, through the same trainer: tests/unit/tf/
 test_finetune_checkpoint.py."""
 

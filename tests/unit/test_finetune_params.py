@@ -6,9 +6,9 @@ import copy
 
 import pytest
 
-from stages.lib import params as P
-from stages.lib.errors import UserError
-from stages.lib.params import loss_settings as L
+from stages.lib.core import params as P
+from stages.lib.core.errors import UserError
+from stages.lib.losses import settings as L
 from toolkit.project import default_params
 
 REPOSITORY_PARAMS = default_params()

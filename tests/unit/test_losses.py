@@ -16,7 +16,7 @@ from stages.lib.losses import (
     mean_loss,
     probabilities,
 )
-from stages.lib.params.loss_settings import LOSS_NAMES
+from stages.lib.losses.settings import LOSS_NAMES
 
 # These tests exercise the NumPy backend (no TensorFlow); a test that passes backend= still chooses.
 make_loss = partial(losses.make_loss, backend="numpy")

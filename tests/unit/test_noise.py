@@ -1,4 +1,4 @@
-"""Tests for stages.lib.noise (label-noise models)."""
+"""Tests for stages.lib.noise.models (label-noise models)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from decimal import ROUND_HALF_UP, Decimal
 import numpy as np
 import pytest
 
-from stages.lib.noise import (
+from stages.lib.noise.models import (
     SIMULATED_NOISE_TYPES,
     corrupt_labels,
     exact_count,
@@ -426,7 +426,7 @@ def test_diagnostics_reject_bad_arrays() -> None:
 
 
 # --------------------------------------------------------------------------
-# Argument checks: the setting comes checked (stages.lib.params, test_params.py) and is not checked again;
+# Argument checks: the setting comes checked (stages.lib.core.params, test_params.py) and is not checked again;
 # what only a programming error can produce is a plain ValueError.
 # --------------------------------------------------------------------------
 

@@ -1,4 +1,4 @@
-"""Unit tests for stages.lib.params: the repository's params.yaml loads; typical mistakes name their param.
+"""Unit tests for stages.lib.core.params: the repository's params.yaml loads; typical mistakes name their param.
 
 The command-line behaviour of every invalid value (exit status, one-line message) is tested through the
 stages elsewhere; these tests call the section functions directly.
@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 import yaml
 
-from stages.lib import params as P
-from stages.lib.errors import UserError
+from stages.lib.core import params as P
+from stages.lib.core.errors import UserError
 from stages.lib.losses import make_loss
-from stages.lib.params import loss_settings as L
+from stages.lib.losses import settings as L
 from toolkit.project import DEFAULT_PARAMS_FILE
 
 REPO_PARAMS = DEFAULT_PARAMS_FILE  # the project's defaults, not the working params.yaml a study edits
@@ -339,7 +339,7 @@ def test_select_score_choices_and_no_grid_without_a_validation_set(repo_params: 
         L.train_params(with_value(repo_params, "train.select_score", "oracle"))
     # Without a validation set nothing can choose: one untuned point, l2 0 and loss_params' values.
     (point,) = L.train_params(with_value(repo_params, "train.losses", ["gce"])).grid("gce", validating=False)
-    assert point.l2 is None and point.loss_params == {"q": 0.7} and point.tuned == {}  # λ 1/N: stages.lib.head
+    assert point.l2 is None and point.loss_params == {"q": 0.7} and point.tuned == {}  # λ 1/N: stages.lib.train.head
 
 
 def test_detect_l2(repo_params: dict[str, Any]) -> None:

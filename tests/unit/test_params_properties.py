@@ -14,9 +14,9 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from stages.lib import params as P
-from stages.lib.errors import UserError
-from stages.lib.params import loss_settings as L
+from stages.lib.core import params as P
+from stages.lib.core.errors import UserError
+from stages.lib.losses import settings as L
 from toolkit.project import default_params
 
 PARAMS = default_params()

@@ -1,4 +1,4 @@
-"""One typed definition of the params (stages.lib.schema): a new param is a field plus its params.yaml line,
+"""One typed definition of the params (stages.lib.core.schema): a new param is a field plus its params.yaml line,
 and it is then known and checked; a new loss is one module registering itself, and a head trains with it;
 docs/params.md documents exactly the params the schema has."""
 
@@ -13,14 +13,14 @@ from typing import Any
 import numpy as np
 import pytest
 
-from stages.lib import params as P
-from stages.lib.errors import UserError
-from stages.lib.head import fit_head_grid
+from stages.lib.core import params as P
+from stages.lib.core.errors import UserError
+from stages.lib.core.params import GridPoint
+from stages.lib.core.schema import Spec, integer, param, read, real
 from stages.lib.losses import make_loss, registry
+from stages.lib.losses import settings as L
 from stages.lib.losses.ops import ce, ce_grad
-from stages.lib.params import GridPoint
-from stages.lib.params import loss_settings as L
-from stages.lib.schema import Spec, integer, param, read, real
+from stages.lib.train.head import fit_head_grid
 from toolkit.project import DEFAULT_PARAMS_FILE
 
 ROOT = Path(__file__).resolve().parents[2]

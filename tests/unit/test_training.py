@@ -1,4 +1,4 @@
-"""Training a variant's seeds on several CPUs (stages.lib.training.trained_by_seed): the same models, in seed
+"""Training a variant's seeds on several CPUs (stages.lib.train.training.trained_by_seed): the same models, in seed
 order, as one seed after the other; seeds with the same labels fit once; a worker's error reaches the stage;
 the head trainer's oracle twin and what it logs."""
 
@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stages.lib import params as P
-from stages.lib.errors import UserError
-from stages.lib.labels import targets
-from stages.lib.params import loss_settings as L
-from stages.lib.training import Setup, Trained, head_trainer, log_history, summary_line, trained_by_seed
+from stages.lib.core import params as P
+from stages.lib.core.errors import UserError
+from stages.lib.core.variants import targets
+from stages.lib.losses import settings as L
+from stages.lib.train.training import Setup, Trained, head_trainer, log_history, summary_line, trained_by_seed
 from toolkit.project import DEFAULT_PARAMS_FILE
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -92,8 +92,8 @@ def test_a_noisy_variant_s_oracle_twin_is_the_same_grid_chosen_with_true_labels(
 def test_the_threshold_pools_the_training_pool_s_out_of_fold_logits_with_the_validation_set() -> None:
     """With train.threshold_folds K, the threshold is the rule's on the validation logits and labels together
     with the chosen head's K-fold out-of-fold logits of the training pool and its labels."""
-    from stages.lib.head import fit_head_grid, out_of_fold_logits
-    from stages.lib.selection import smoothed_threshold_scores
+    from stages.lib.train.head import fit_head_grid, out_of_fold_logits
+    from stages.lib.train.selection import smoothed_threshold_scores
 
     setup, _, noisy = small_head_setup()
     y, val_y = noisy[1]
@@ -151,7 +151,7 @@ def test_the_history_logged_after_training_is_what_the_trainer_logs_while_traini
 def test_the_logger_gathers_nothing_for_studio_unless_studio_is_set_up(tmp_path, monkeypatch) -> None:
     import dvclive
 
-    from stages.lib.training import live_log
+    from stages.lib.train.training import live_log
 
     gathered = []
     monkeypatch.setattr(dvclive.Live, "post_data_to_studio", lambda self: gathered.append(self.step))

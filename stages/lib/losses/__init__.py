@@ -7,7 +7,7 @@ per-sample loss, shape ``(batch,)``; Keras applies the reduction. With
 what the head-mode train stage and the evaluate stage use (a TensorFlow import
 costs 3-4 s per stage process, more than training a head). :func:`logit_gradient`
 gives each loss's gradient with respect to the logits, derived by hand, for the
-NumPy head trainer (stages.lib.head).
+NumPy head trainer (stages.lib.train.head).
 
 Conventions
 -----------
@@ -30,7 +30,7 @@ probability of the labelled class, ``CE(t, p) = -sum_k t_k log p_k``.
 
 Each loss is one module of this package (bce, l1, gce, sce, bootstrap, ls, forward; docs/losses.md
 describes each): its params with their checks and defaults, the paper it follows, its value in either
-backend and its gradient, registered in stages.lib.losses.registry. stages.lib.params checks what a user
+backend and its gradient, registered in stages.lib.losses.registry. stages.lib.core.params checks what a user
 wrote against the registered params; the functions here take checked params (partial ones get the loss's
 defaults) and raise a plain ``ValueError`` for an unknown loss or task, which only a programming error can
 produce.
@@ -96,7 +96,7 @@ def _log_distributions(ops, y_true, logits, task: str, dtype: str = "float32"):
 
 
 def _config(name: str, task: str, params: Mapping[str, Any] | None, transition: Any) -> tuple[Loss, dict, Context]:
-    """The loss, its params with their defaults filled in (params come checked, stages.lib.params; partial
+    """The loss, its params with their defaults filled in (params come checked, stages.lib.core.params; partial
     ones, as tests write them, get defaults), and its context."""
     loss = registry.get(name)
     if task not in ("binary", "multiclass"):

@@ -1,4 +1,4 @@
-"""Resuming fine-tuning (stages.lib.finetune.checkpoint), through the trainer itself, as the train stage runs it:
+"""Resuming fine-tuning (stages.lib.train.finetune.checkpoint), through the trainer itself, as the train stage runs it:
 a seed stopped in its second grid point, mid-way, and run again skips the finished point, resumes the other
 after its last finished epoch and ends with the model and choice of an uninterrupted run.
 tests/e2e/test_finetune_resume.py kills the real stage under `dvc repro` and resumes it."""
@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 import yaml
 
-from stages.lib import params as P
-from stages.lib.finetune.checkpoint import GRID_FILE, RUN_DIR, STATE_FILE, checkpoint_dir, start_seed
-from stages.lib.finetune.trainer import fine_tune_trainer
-from stages.lib.params import loss_settings as L
-from stages.lib.training import Setup
+from stages.lib.core import params as P
+from stages.lib.losses import settings as L
+from stages.lib.train.finetune.checkpoint import GRID_FILE, RUN_DIR, STATE_FILE, checkpoint_dir, start_seed
+from stages.lib.train.finetune.trainer import fine_tune_trainer
+from stages.lib.train.training import Setup
 from toolkit.project import PROJECT_ROOT
 
 keras = pytest.importorskip("keras")

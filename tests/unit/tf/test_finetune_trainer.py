@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import yaml
 
-from stages.lib import params as P
-from stages.lib.backbone import build_backbone, seed_everything
-from stages.lib.finetune.model import backbone_features
-from stages.lib.finetune.trainer import fine_tune_trainer
-from stages.lib.params import loss_settings as L
-from stages.lib.training import Setup, head_trainer
+from stages.lib.backbone.resnet import build_backbone, seed_everything
+from stages.lib.core import params as P
+from stages.lib.losses import settings as L
+from stages.lib.train.finetune.model import backbone_features
+from stages.lib.train.finetune.trainer import fine_tune_trainer
+from stages.lib.train.training import Setup, head_trainer
 from toolkit.project import PROJECT_ROOT
 
 keras = pytest.importorskip("keras")
