@@ -8,7 +8,7 @@ split afresh per data set (stratified, seeded). Per repeat the training and vali
 with the project's own noise model (stages.lib.noise.models.corrupt_labels, symmetric, exact per class). Then:
 
 * null: procedure A and procedure B are the same — the train stage's BCE head trainer
-  (stages.lib.train.training.head_trainer with the params' defaults: its tuning grid, each head fit to its optimum,
+  (stages.lib.train.head_trainer with the params' defaults: its tuning grid, each head fit to its optimum,
   the grid point and threshold chosen on the noisy validation labels) — on disjoint repeats: A's repeat r
   and B's repeat r are independent noise draws at `--noise`, paired by r as the study pairs its variants
   (a head is a function of its labels, so the same draws would give the same models).
@@ -46,7 +46,8 @@ from stages.lib.data.split import stratified_split
 from stages.lib.evaluate.comparisons import compare_variants
 from stages.lib.losses import settings as L
 from stages.lib.noise.models import corrupt_labels
-from stages.lib.train.training import Setup, head_trainer
+from stages.lib.train.head_trainer import HeadTrainer
+from stages.lib.train.interface import SeedTargets, Setup
 
 POSITIVE_SHARE = 0.19
 
@@ -130,7 +131,9 @@ def train_head(
         design.verdict_metric,
     )
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-        trained = head_trainer(setup)(targets(y, "binary", 2), seed, NoLog(), None, targets(val_y, "binary", 2))
+        trained = HeadTrainer(setup).fit(
+            SeedTargets(targets(y, "binary", 2), seed, targets(val_y, "binary", 2)), NoLog()
+        )
     return trained.scores, trained.threshold
 
 

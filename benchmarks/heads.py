@@ -35,7 +35,8 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 from stages.lib.core import params as P
 from stages.lib.losses import settings as L
-from stages.lib.train.training import Setup, head_trainer
+from stages.lib.train.head_trainer import HeadTrainer
+from stages.lib.train.interface import SeedTargets, Setup
 
 class NoLog:
     def log_metric(self, *_): pass
@@ -57,8 +58,9 @@ for loss in losses:
         start = time.process_time()
         quiet = contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO())
         with threadpool_limits(limits=1), quiet[0], quiet[1]:
-            trainer = head_trainer(setup)
-            trainer(data["y"], repeat, NoLog(), transition if loss == "forward" else None, data["val_y"])
+            trainer = HeadTrainer(setup)
+            forward = transition if loss == "forward" else None
+            trainer.fit(SeedTargets(data["y"], repeat, data["val_y"], forward), NoLog())
         seconds.append(time.process_time() - start)
     out[loss] = {"seconds": float(np.median(seconds)), "grid": len(settings.grid(loss))}
 print(json.dumps(out))

@@ -47,7 +47,7 @@ def main() -> None:
     y_true = table.loc[table["split"] == "test", "label"].to_numpy(dtype=np.int64)
     train_labels = table.loc[table["split"] == "train", "label"].to_numpy(dtype=np.int64)
 
-    # Heads chosen on a validation set have oracle twins (stages.lib.train.training.head_trainer).
+    # Heads chosen on a validation set have oracle twins (stages.lib.train.head_trainer).
     twins = not P.model_params(raw).fine_tune and P.data_params(raw).val_size > 0
     variants = []
     for loss in settings.losses:

@@ -220,8 +220,8 @@ def equality_run(args: argparse.Namespace) -> None:
     from stages.lib.core.variants import targets
     from stages.lib.losses import settings as L
     from stages.lib.train.finetune.model import backbone_features
-    from stages.lib.train.finetune.trainer import fine_tune_trainer
-    from stages.lib.train.training import Setup
+    from stages.lib.train.finetune.trainer import FineTuneTrainer
+    from stages.lib.train.interface import SeedTargets, Setup
 
     import_keras()
     device = visible_gpus()[0].describe() if visible_gpus() else "CPU"
@@ -239,7 +239,7 @@ def equality_run(args: argparse.Namespace) -> None:
     settings, model = L.train_params(raw), P.model_params(raw)
     setup = Setup("bce-clean", x["train"], x["val"], x["test"], y["test"], "binary", 2, "bce", settings, model, 0)
     os.chdir(args.equality_run.parent)  # its checkpoints
-    trained = fine_tune_trainer(setup)(y["train"], 0, StandInLive("seed_0"), None, y["val"])
+    trained = FineTuneTrainer(setup).fit(SeedTargets(y["train"], 0, y["val"]), StandInLive("seed_0"))
     np.savez(args.equality_run, features=features, scores=trained.scores, epoch=trained.epoch, device=device)
 
 
@@ -312,7 +312,7 @@ def study_project(root: Path, size: int, args: argparse.Namespace) -> np.ndarray
 
 
 def stand_in_dvclive() -> None:
-    """`import dvclive` gives the stand-in: stages.training.live_log subclasses its Live."""
+    """`import dvclive` gives the stand-in: stages.lib.train.logs.live_log subclasses its Live."""
     module = types.ModuleType("dvclive")
     module.Live = StandInLive  # type: ignore[attr-defined]
     sys.modules["dvclive"] = module

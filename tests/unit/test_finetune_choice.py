@@ -1,5 +1,5 @@
 """Fine-tuning's choice (stages.lib.train.finetune.choice) is the heads' rule: scoring each epoch of each grid point
-as it ends and choosing among the recorded scores gives what stages.lib.train.training.select_on_validation gives on
+as it ends and choosing among the recorded scores gives what stages.lib.train.selection.select_on_validation gives on
 every epoch's validation logits at once — the same grid point, epoch, threshold and metric estimate. No Keras."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import pytest
 from stages.lib.core.variants import targets
 from stages.lib.losses import settings as L
 from stages.lib.train.finetune.choice import best_epoch, best_model, score_epoch
-from stages.lib.train.training import select_on_validation
+from stages.lib.train.selection import select_on_validation
 from toolkit.project import default_params
 
 SETTINGS = L.train_params(default_params())

@@ -26,7 +26,7 @@ from report.tables import (
 from stages.lib.core.errors import UserError
 from stages.lib.core.headline import detection_headline, noise_headline, variant_means, verdict_comparisons
 from stages.lib.evaluate.comparisons import holm
-from stages.lib.train.training import mean_curves
+from stages.lib.train.logs import mean_curves
 
 PARAMS = {
     "seed": 0,

@@ -45,6 +45,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import special, stats
 
+from stages.lib.core.params import TrainParams
 from stages.lib.evaluate.metrics import DECISION_THRESHOLD
 
 # Below this |det T| the inverse is meaningless (binary: flip rates summing to 1, no information).
@@ -302,3 +303,34 @@ def choose(scores: np.ndarray, select_epoch: str = "last") -> tuple[int, int]:
     allowed = np.where(np.isnan(scores[first:]), -np.inf, scores[first:])
     epoch, point = np.unravel_index(int(np.argmax(allowed)), allowed.shape)
     return first + int(epoch), int(point)
+
+
+def class_labels(y: np.ndarray, task: str) -> np.ndarray:
+    """Class indices (N,) of targets (stages.lib.core.variants.targets): (N, 1) floats or one-hot (N, K)."""
+    return y[:, 0].astype(np.int64) if task == "binary" else y.argmax(axis=1)
+
+
+def select_on_validation(
+    val_logits: np.ndarray,
+    val_y: np.ndarray,
+    *,
+    task: str,
+    metric: str,
+    settings: TrainParams,
+    transition: np.ndarray | None,
+    select_epoch: str = "last",
+) -> Selection:
+    """The rule every trainer chooses by, on a variant's validation targets `val_y`: the (epoch, grid point) by
+    train.select_by and the binary threshold by train.threshold, aimed at `metric` (evaluate.metric), a
+    confusion metric corrected through `transition` where train.select_score asks (stages.lib.train.selection).
+    `val_logits`: (N, E, G) binary log-odds or (N, E, G, K); a head has one "epoch" (its optimum)."""
+    return select(
+        val_logits,
+        class_labels(val_y, task),
+        task=task,
+        metric=metric,
+        transition=transition,
+        select_by=settings.select_by,
+        threshold_rule=settings.threshold,
+        select_epoch=select_epoch,
+    )

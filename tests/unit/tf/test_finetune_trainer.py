@@ -13,8 +13,9 @@ from stages.lib.backbone.resnet import build_backbone, seed_everything
 from stages.lib.core import params as P
 from stages.lib.losses import settings as L
 from stages.lib.train.finetune.model import backbone_features
-from stages.lib.train.finetune.trainer import fine_tune_trainer
-from stages.lib.train.training import Setup, head_trainer
+from stages.lib.train.finetune.trainer import FineTuneTrainer
+from stages.lib.train.head_trainer import HeadTrainer
+from stages.lib.train.interface import SeedTargets, Setup
 from toolkit.project import PROJECT_ROOT
 
 keras = pytest.importorskip("keras")
@@ -72,13 +73,16 @@ def test_lp_ft_starts_from_the_head_the_head_trainer_fits_on_the_starting_featur
     seed_everything(0)  # the global seed: the backbone every fine-tuned model starts from
     backbone = build_backbone("none", image_size=32)
     features = {split: backbone_features(backbone, images, 15) for split, images in IMAGES.items()}
-    headed = head_trainer(setup("linear_probe", features))(TARGETS["train"], 3, None, None, TARGETS["val"])
+    seed_targets = SeedTargets(TARGETS["train"], 3, TARGETS["val"])
+    headed = HeadTrainer(setup("linear_probe", features)).fit(seed_targets, None)
 
-    probed = fine_tune_trainer(setup("linear_probe", IMAGES))(TARGETS["train"], 3, Live(), None, TARGETS["val"])
+    probed = FineTuneTrainer(setup("linear_probe", IMAGES)).fit(
+        SeedTargets(TARGETS["train"], 3, TARGETS["val"]), Live()
+    )
     assert probed.chosen["probe_hyper_parameters"] == headed.chosen["hyper_parameters"]  # its l2 and q
     assert probed.chosen["fine_tune_start"] == "linear_probe"
     np.testing.assert_allclose(probed.scores, headed.scores, atol=1e-4)
 
-    fresh = fine_tune_trainer(setup("fresh_head", IMAGES))(TARGETS["train"], 3, Live(), None, TARGETS["val"])
+    fresh = FineTuneTrainer(setup("fresh_head", IMAGES)).fit(seed_targets, Live())
     assert "probe_hyper_parameters" not in fresh.chosen
     assert np.abs(fresh.scores - headed.scores).max() > 0.05

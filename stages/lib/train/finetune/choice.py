@@ -1,4 +1,4 @@
-"""Fine-tuning's choice of its model, by the heads' rule (stages.lib.train.training.select_on_validation): each epoch
+"""Fine-tuning's choice of its model, by the heads' rule (stages.lib.train.selection.select_on_validation): each epoch
 of each grid point scored on the variant's own validation labels as it ends, and the (grid point, epoch)
 with the best score kept, with its binary threshold.
 
@@ -24,8 +24,7 @@ import numpy as np
 from stages.lib.core.params import TrainParams
 from stages.lib.evaluate.metrics import DECISION_THRESHOLD, predict_labels
 from stages.lib.losses import probabilities
-from stages.lib.train.selection import choose
-from stages.lib.train.training import class_labels, select_on_validation
+from stages.lib.train.selection import choose, class_labels, select_on_validation
 
 # What the selection file says about the threshold's data (the heads' say which too).
 THRESHOLD_DATA = "validation"
@@ -106,7 +105,7 @@ def selection_record(
     probe: dict[str, float] | None,
     scores_by_epoch: Sequence[float],
 ) -> dict[str, Any]:
-    """What the selection file holds for the model kept, in the heads' words (stages.lib.train.training.head_trainer),
+    """What the selection file holds for the model kept, in the heads' words (stages.lib.train.head_trainer),
     with fine-tuning's own: where it started (and the head's grid point when it started from one) and the
     kept grid point's score at every epoch."""
     record: dict[str, Any] = {

@@ -67,7 +67,7 @@ def set_trainable_blocks(backbone, trainable_blocks: int | None) -> None:
 
 def build_head(train_features: np.ndarray, task: str, num_classes: int, start: LinearHead | None = None):
     """A linear classifier on the backbone's pooled features: standardise, then Dense; it outputs logits.
-    `start`: a head fit on these features (stages.lib.train.training.linear_probe) whose kernel and bias the Dense
+    `start`: a head fit on these features (stages.lib.train.head_trainer.linear_probe) whose kernel and bias the Dense
     layer starts from (LP-FT); None: Keras' initialisers (from the global seed).
 
     The losses take logits (stages.lib.losses: cross-entropy from log-softmax keeps the gradient of

@@ -1,5 +1,6 @@
 """The fine-tuning trainer: ResNet50 itself (`model.trainable_blocks` of it) with the head, on the images,
-behind the trainer interface of stages.lib.train.training. On the Keras backend of `KERAS_BACKEND`, on every
+behind the trainer interface (stages.lib.train.interface): it reads the images, and its seeds run one at a time,
+each logging as it trains (a seed may hold every GPU). On the Keras backend of `KERAS_BACKEND`, on every
 visible GPU, in mixed precision where they support it (stages.lib.backbone.runtime); docs/fine-tuning.md
 has the details.
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import shutil
 import sys
+from collections.abc import Callable, Iterator, Mapping
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -23,10 +25,13 @@ import numpy as np
 
 from stages.lib.backbone.backend import backend_name, import_keras
 from stages.lib.backbone.resnet import build_backbone, seed_everything
+from stages.lib.core.io import images_path
 from stages.lib.core.params import GridPoint
 from stages.lib.core.variants import MODEL_FILE
 from stages.lib.evaluate.metrics import DECISION_THRESHOLD
-from stages.lib.train.training import Progress, Setup, Trained, Trainer, linear_probe, log_history
+from stages.lib.train.head_trainer import linear_probe
+from stages.lib.train.interface import Progress, SeedTargets, Setup, Trained, Trainer
+from stages.lib.train.logs import live_log, log_history
 
 # Recorded with each seed's DVCLive metrics (its params.yaml): which backend computed them.
 BACKEND_PARAM = "keras_backend"
@@ -37,8 +42,44 @@ STARTS = {
 }
 
 
-def fine_tune_trainer(setup: Setup) -> Trainer:
-    """Loads Keras on its backend, picks the devices and precision, and returns the trainer.
+class FineTuneTrainer(Trainer):
+    """ResNet50 fine-tuned on the images (memory-mapped: the pipeline caches them), one seed at a time."""
+
+    input_path = staticmethod(images_path)
+    memory_mapped = True
+
+    def __init__(self, setup: Setup) -> None:
+        super().__init__(setup)
+        self._fine_tune = seed_fine_tuner(setup)
+
+    def fit(self, targets: SeedTargets, live: Any, progress: Progress | None = None) -> Trained:
+        return self._fine_tune(
+            targets.y, targets.seed, live, targets.transition, targets.val_y, targets.val_transition, progress
+        )
+
+    def steps_per_seed(self) -> int:
+        """An epoch of each grid point."""
+        settings = self.setup.settings
+        return settings.epochs * len(settings.fine_tuning_grid(self.setup.loss, len(self.setup.val_inputs) > 0))
+
+    @classmethod
+    def trained_by_seed(
+        cls,
+        trainers: Mapping[int, Trainer],
+        targets: Mapping[int, SeedTargets],
+        log_root: Path,
+        progress: Progress,
+        key: Callable[[int], bytes],
+    ) -> Iterator[tuple[int, Trained]]:
+        for repeat in targets:
+            with live_log(log_root / f"seed_{repeat}") as live:
+                trained = trainers[repeat].fit(targets[repeat], live, progress)
+            yield repeat, trained
+
+
+def seed_fine_tuner(setup: Setup) -> Callable[..., Trained]:
+    """Loads Keras on its backend, picks the devices and precision, and returns what fine-tunes one seed:
+    `(y, seed, live, transition, val_y, val_transition, progress) -> Trained`.
 
     Each model's backbone starts as the embed stage's would (`model.weights`; a random init is drawn from
     the global seed); a fresh head from the trainer's `seed`, as the batches' order is.
