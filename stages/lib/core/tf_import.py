@@ -15,6 +15,10 @@ import tempfile
 from collections.abc import Iterator
 from types import ModuleType
 
+# Quiet unless the user asked for TF's logs: set before anything (Keras, tensorflow-datasets) loads TensorFlow, as
+# every stage that loads it imports this module first.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
 
 @contextlib.contextmanager
 def _stderr_captured() -> Iterator[None]:
