@@ -48,7 +48,8 @@ from stages.lib.core import params as P
 from stages.lib.core.io import read_csv
 from stages.lib.core.seeds import derived_seed
 from stages.lib.core.variants import label_file, labels_for_seed
-from stages.lib.noise.detection import estimated_transition, out_of_sample_probabilities, training_pool
+from stages.lib.noise.detection import out_of_sample_probabilities, training_pool
+from stages.lib.noise.transition import estimated_transition
 from toolkit.project import dvc, make_project, write_params
 
 

@@ -27,14 +27,7 @@ from stages.lib.core.errors import UserError, run_stage
 from stages.lib.core.headline import detection_headline
 from stages.lib.core.io import DETECTION_METRICS, atomic_dir, details_of, read_csv, read_json, write_csv, write_json
 from stages.lib.core.seeds import derived_seed
-from stages.lib.core.variants import (
-    ISSUES_FILE,
-    TRANSITIONS_DIR,
-    label_file,
-    labels_for_seed,
-    transition_file,
-    variant_name,
-)
+from stages.lib.core.variants import ISSUES_FILE, label_file, labels_for_seed, variant_name
 from stages.lib.losses import settings as L
 from stages.lib.noise.detection import (
     CLEAN_DETECTION_FILE,
@@ -43,7 +36,6 @@ from stages.lib.noise.detection import (
     detect_issues,
     detection_metrics,
     detection_problem,
-    estimated_transition,
     issues_table,
     mean_over_seeds,
     noise_rate_metrics,
@@ -51,7 +43,14 @@ from stages.lib.noise.detection import (
     small_loss_metrics,
     training_pool,
 )
-from stages.lib.noise.models import transition_matrix
+from stages.lib.noise.transition import (
+    SELECT_SCORE_TRANSITIONS,
+    TRANSITIONS_DIR,
+    estimated_transition,
+    transition_file,
+    transition_matrix,
+    variant_transitions,
+)
 
 MEAN_KEYS = (
     "precision",
@@ -95,7 +94,7 @@ def main() -> None:
     strengths = P.detect_l2(raw)
     # train.select_score: corrected_estimated corrects each noisy or pruned variant's selection score with
     # the estimated T of the noisy labels (the validation labels are drawn like the training pool's).
-    validation_needed = P.SELECT_SCORE_TRANSITIONS[settings.select_score] == "estimated"
+    validation_needed = SELECT_SCORE_TRANSITIONS[settings.select_score] == "estimated"
     pool = training_pool(task)
     train_ids, true_labels, features, num_classes = pool.ids, pool.true_labels, pool.features, len(pool.names)
     noisy_table = read_csv(label_file("noisy"))
@@ -127,16 +126,6 @@ def main() -> None:
         )
 
     issue_frames, pruned_frames, noisy_seeds, clean_seeds, estimates = [], [], {}, {}, {}
-
-    def variant_transitions(loss: str, labels: str, forward: bool, validation: bool) -> dict | None:
-        """One variant's file: forward's T per seed (`seeds`), the validation labels' T (`validation`) for
-        noisy and pruned variants; null when the variant needs neither."""
-        content: dict = {}
-        if forward and loss == "forward":
-            content = {"T": "estimated", "seeds": {str(r): estimates[(labels, r)].tolist() for r in settings.seeds}}
-        if validation and labels != "clean":
-            content["validation"] = {str(r): estimates[("noisy", r)].tolist() for r in settings.seeds}
-        return content or None
 
     for repeat in settings.seeds:
         labels = labels_for_seed(noisy_table, repeat, train_ids, label_file("noisy"))
@@ -180,7 +169,9 @@ def main() -> None:
     transitions = {
         # Every possible variant, not only train.losses x train.labels: adding a loss or a label set then
         # does not rerun this stage (its params do not name them).
-        variant_name(loss, labels): variant_transitions(loss, labels, estimated_needed, validation_needed)
+        variant_name(loss, labels): variant_transitions(
+            loss, labels, estimates, settings.seeds, forward=estimated_needed, validation=validation_needed
+        )
         for loss in L.LOSS_NAMES
         for labels in P.LABEL_SET_NAMES
     }

@@ -28,6 +28,7 @@ from stages.lib.core.variants import (
     variant_name,
 )
 from stages.lib.losses import settings as L
+from stages.lib.noise.transition import SELECT_SCORE_TRANSITIONS
 from stages.lib.train.finetune.checkpoint import CHECKPOINTS_DIR
 from stages.lib.train.interface import SeedTargets, Setup
 from stages.lib.train.logs import epoch_bar, mean_curves, say, summary_line
@@ -54,7 +55,7 @@ def main(argv: list[str] | None = None) -> None:
     inputs = kind.read_inputs({split: len(labels) for split, labels in split_y.items()})
     clean_y, clean_val_y, test_y = (targets(split_y[split], task, num_classes) for split in ("train", "val", "test"))
     forward_source = settings.loss_params[args.loss].get("T") if args.loss == "forward" else None
-    select_source = P.SELECT_SCORE_TRANSITIONS[settings.select_score]
+    select_source = SELECT_SCORE_TRANSITIONS[settings.select_score]
     per_seed = seed_labels(table, args.labels, variant, forward_source, settings.seeds, num_classes, select_source)
 
     setup = Setup(variant, inputs["train"], inputs["val"], inputs["test"], test_y, task, num_classes, args.loss,

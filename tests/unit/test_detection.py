@@ -10,7 +10,6 @@ from sklearn.metrics import average_precision_score
 
 from stages.lib.noise.detection import (
     detection_metrics,
-    estimated_transition,
     find_issues,
     noise_rate_metrics,
     out_of_sample_probabilities,
@@ -19,7 +18,8 @@ from stages.lib.noise.detection import (
     small_loss_scores,
     top_flags,
 )
-from stages.lib.noise.models import corrupt_labels, transition_matrix
+from stages.lib.noise.models import corrupt_labels
+from stages.lib.noise.transition import estimated_transition, transition_matrix
 
 
 def test_detection_metrics_on_a_hand_built_case() -> None:

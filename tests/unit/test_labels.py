@@ -88,7 +88,7 @@ def test_rows_for_seed_are_the_positions_a_pruned_seed_keeps() -> None:
 def test_estimated_transitions_read_detects_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import json
 
-    from stages.lib.train.seed_labels import estimated_transitions
+    from stages.lib.noise.transition import estimated_transitions
 
     monkeypatch.chdir(tmp_path)
     folder = tmp_path / "data/detect/transitions"

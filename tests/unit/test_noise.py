@@ -1,4 +1,4 @@
-"""Tests for stages.lib.noise.models (label-noise models)."""
+"""Tests for stages.lib.noise.models (label-noise models) and the realised T (stages.lib.noise.transition)."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from stages.lib.noise.models import (
     exact_count,
     expected_flips,
     flip_rates,
-    transition_matrix,
 )
+from stages.lib.noise.transition import transition_matrix
 
 
 def rng(seed: int = 0) -> np.random.Generator:

@@ -10,12 +10,11 @@ from scipy import special, stats
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, log_loss, roc_auc_score
 
 from stages.lib.evaluate.metrics import predict_labels
-from stages.lib.noise.models import transition_matrix
+from stages.lib.noise.transition import correction, transition_matrix
 from stages.lib.train.selection import (
     auc_scores,
     binary_threshold_scores,
     confusion_metric,
-    correction,
     log_likelihoods,
     select,
     share_threshold_scores,

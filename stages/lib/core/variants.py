@@ -50,14 +50,8 @@ def label_file(labels: str) -> Path:
     return LABELS_DIR / f"{labels}.csv"
 
 
-TRANSITIONS_DIR = Path("data/detect/transitions")
 # The detect stage's verdict per training image and seed (written by it, pictured by the report).
 ISSUES_FILE = LABELS_DIR / "issues.csv"
-
-
-def transition_file(variant: str) -> Path:
-    """What a variant needs from the detect stage: the estimated noise matrix per seed, or null."""
-    return TRANSITIONS_DIR / f"{variant}.json"
 
 
 def rows_for_seed(table: pd.DataFrame, seed: int, ids: np.ndarray) -> np.ndarray:

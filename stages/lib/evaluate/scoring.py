@@ -21,6 +21,7 @@ from stages.lib.evaluate.metrics import (
     predict_labels,
     reliability_bins,
 )
+from stages.lib.noise.transition import no_noise
 
 
 def score(y_true: np.ndarray, scores: np.ndarray, task: str, names: list[str], threshold: float) -> dict:
@@ -71,7 +72,7 @@ def evaluate_variant(
         y_onehot = targets(y_true, task, len(names))
         prob_matrix = scores.reshape(-1, 1) if task == "binary" else scores
         # The test labels are true: for the forward loss their noise model is the identity (plain CE).
-        transition = np.eye(len(names)) if loss == "forward" else None
+        transition = no_noise(len(names)) if loss == "forward" else None
         result["loss"] = mean_loss(loss, task, settings.loss_params[loss], y_onehot, prob_matrix, transition)
         result["log_loss"] = mean_loss("bce", task, {}, y_onehot, prob_matrix)
         per_seed[str(repeat)] = {**result, **chosen}

@@ -12,7 +12,8 @@ import pandas as pd
 
 from stages.lib.core import params as P
 from stages.lib.core.errors import UserError
-from stages.lib.noise.models import corrupt_labels, expected_flips, flip_rates, transition_matrix
+from stages.lib.noise.models import corrupt_labels, expected_flips, flip_rates
+from stages.lib.noise.transition import transition_matrix
 
 
 def repeat_rng(seed: int, repeat: int) -> np.random.Generator:

@@ -27,6 +27,7 @@ from sklearn.model_selection import StratifiedKFold
 from stages.lib.core.cpus import usable_cpus
 from stages.lib.core.errors import UserError
 from stages.lib.core.io import features_path, label_names, load_array, read_prepared
+from stages.lib.noise.transition import estimated_transition
 
 # The detect_clean stage's run on the clean labels, per seed: false flags and the estimated T (read by detect).
 CLEAN_DETECTION_FILE = Path("data/detect/clean.json")
@@ -172,19 +173,6 @@ class Issues:
     predicted: np.ndarray  # (N,) argmax of the out-of-sample probabilities
     estimated_noise_rate: float  # off-diagonal share of the calibrated confident joint
     transition: np.ndarray  # (K, K) row-stochastic T[i, j] = P(given = j | true = i)
-
-
-def estimated_transition(labels: np.ndarray, pred_probs: np.ndarray) -> tuple[np.ndarray, float]:
-    """Our T (row-stochastic, true -> given) and the estimated noise rate, from cleanlab's confident joint.
-
-    cleanlab's `estimate_latent` returns P(given = i | true = j) in column j: we transpose it.
-    """
-    from cleanlab.count import compute_confident_joint, estimate_latent
-
-    joint = compute_confident_joint(labels, pred_probs)  # joint[i, j]: given i, true j
-    _, noise_matrix, _ = estimate_latent(joint, labels)
-    rate = float(1.0 - np.trace(joint) / joint.sum())
-    return np.asarray(noise_matrix, dtype=np.float64).T, rate
 
 
 def find_issues(labels: np.ndarray, pred_probs: np.ndarray) -> Issues:

@@ -37,11 +37,11 @@ __all__ = [
     "NOISE_TYPES",
     "SIMULATED_NOISE_TYPES",
     "class_flip_rates",
+    "confusion_counts",
     "corrupt_labels",
     "exact_count",
     "expected_flips",
     "flip_rates",
-    "transition_matrix",
 ]
 
 
@@ -245,22 +245,10 @@ def _counts(clean: np.ndarray, noisy: np.ndarray, k: int) -> np.ndarray:
     return np.bincount(clean * k + noisy, minlength=k * k).reshape(k, k)
 
 
-def transition_matrix(clean: np.ndarray, noisy: np.ndarray, num_classes: int) -> np.ndarray:
-    """Realised noise transition matrix ``T[i, j] = P(noisy = j | clean = i)``.
-
-    This is the empirical counterpart of the transition matrix ``T`` of
-    Patrini et al. (2017). The result is a ``(K, K)`` float64 array whose rows
-    sum to 1, except that the row of a class absent from ``clean`` is all NaN
-    (the conditional probability is undefined, and NaN keeps it from being
-    mistaken for "no noise").
-    """
+def confusion_counts(clean: np.ndarray, noisy: np.ndarray, num_classes: int) -> np.ndarray:
+    """Confusion counts ``C[i, j]``: samples with clean label ``i`` and noisy ``j``, labels checked."""
     c, y, k = _pair(clean, noisy, num_classes)
-    counts = _counts(c, y, k).astype(np.float64)
-    totals = counts.sum(axis=1, keepdims=True)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        matrix = counts / totals
-    matrix[totals[:, 0] == 0] = np.nan
-    return matrix
+    return _counts(c, y, k)
 
 
 def flip_rates(clean: np.ndarray, noisy: np.ndarray, num_classes: int) -> dict[str, Any]:
@@ -276,7 +264,7 @@ def flip_rates(clean: np.ndarray, noisy: np.ndarray, num_classes: int) -> dict[s
       ``per_class[c] = per_class_count[c] / n_c`` (``1 - T[c, c]``).
 
     A rate with an empty denominator (``n = 0``, or class ``c`` absent from
-    ``clean``) is NaN, matching the NaN rows of ``transition_matrix``.
+    ``clean``) is NaN, matching the NaN rows of stages.lib.noise.transition.transition_matrix.
     """
     c, y, k = _pair(clean, noisy, num_classes)
     flipped = c != y

@@ -13,9 +13,9 @@ import numpy as np
 import pandas as pd
 
 from stages.lib.core.errors import UserError
-from stages.lib.core.io import read_csv, read_json
-from stages.lib.core.variants import SUBSET_LABEL_SETS, label_file, labels_for_seed, rows_for_seed, transition_file
-from stages.lib.noise.models import transition_matrix
+from stages.lib.core.io import read_csv
+from stages.lib.core.variants import SUBSET_LABEL_SETS, label_file, labels_for_seed, rows_for_seed
+from stages.lib.noise.transition import estimated_transitions, transition_matrix
 
 
 @dataclass(frozen=True)
@@ -36,22 +36,6 @@ class SeedLabels:
         return b"|".join(b"-" if part is None else np.ascontiguousarray(part).tobytes() for part in parts)
 
 
-def estimated_transitions(
-    variant: str, repeats: tuple[int, ...], num_classes: int, key: str = "seeds"
-) -> dict[int, np.ndarray]:
-    """Each seed's matrix the detect stage estimated for this variant: under `seeds`, forward's T (with
-    T: estimated) of the training labels; under `validation`, the validation labels' T (train.select_score:
-    corrected_estimated)."""
-    path = transition_file(variant)
-    content = read_json(path)
-    matrices = {repeat: np.asarray((content or {}).get(key, {}).get(str(repeat), []), float) for repeat in repeats}
-    if any(matrix.shape != (num_classes, num_classes) for matrix in matrices.values()):
-        raise UserError(
-            f"{path} lacks an estimated {num_classes}x{num_classes} matrix for some seed: rerun `dvc repro`"
-        )
-    return matrices
-
-
 def seed_labels(
     table: pd.DataFrame,
     label_set: str,
@@ -63,7 +47,7 @@ def seed_labels(
 ) -> dict[int, SeedLabels]:
     """Per repeat seed, what the variant trains and validates on. `table`: the prepared labels table (its true
     labels and splits); `forward_source`: the forward loss's `T` param (None for other losses);
-    `select_source`: which T corrects the selection score (stages.lib.core.params.SELECT_SCORE_TRANSITIONS:
+    `select_source`: which T corrects the selection score (stages.lib.noise.transition.SELECT_SCORE_TRANSITIONS:
     None, `true` or `estimated`; clean labels are never corrected)."""
     source = label_file(label_set)
     label_table = read_csv(source)

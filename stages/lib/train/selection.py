@@ -39,7 +39,6 @@ what a model trained on these labels estimates).
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -47,10 +46,7 @@ from scipy import special, stats
 
 from stages.lib.core.params import TrainParams
 from stages.lib.evaluate.metrics import DECISION_THRESHOLD
-
-# Below this |det T| the inverse is meaningless (binary: flip rates summing to 1, no information).
-SINGULAR_DET = 1e-3
-
+from stages.lib.noise.transition import correction
 
 # The smoothed rule's kernel bandwidth, in multiples of Silverman's rule of thumb (benchmarks/selection.py
 # chose it on validation data: docs/losses.md, "Tuning").
@@ -73,20 +69,6 @@ class Selection:
     metric_value: float
     scores_by_epoch: np.ndarray  # (E,)
     corrected: bool  # whether a transition matrix corrected the metric
-
-
-def correction(transition: np.ndarray | None) -> np.ndarray | None:
-    """(Tᵀ)⁻¹, or None where there is nothing to correct (no T, the identity) or T cannot be inverted."""
-    if transition is None:
-        return None
-    t = np.asarray(transition, dtype=np.float64)
-    if np.allclose(t, np.eye(len(t))):
-        return None
-    determinant = abs(np.linalg.det(t))
-    if determinant < SINGULAR_DET:
-        print(f"selection: |det T| = {determinant:.2g}: T is not invertible, scored uncorrected", file=sys.stderr)
-        return None
-    return np.linalg.inv(t.T)
 
 
 def confusion_metric(confusion: np.ndarray, metric: str) -> np.ndarray:

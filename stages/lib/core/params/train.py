@@ -26,12 +26,6 @@ SELECT_SCORES = ("noisy", "corrected_true", "corrected_estimated")
 # (stages.lib.train.selection; docs/losses.md "Tuning"; benchmarks/selection.py chose the defaults).
 SELECT_BY = ("log_loss", "auc", "metric")
 THRESHOLD_RULES = ("smoothed", "empirical", "share")
-# Which transition matrix each score corrects with (stages.lib.train.seed_labels): none, the realised, detect's.
-SELECT_SCORE_TRANSITIONS: dict[str, str | None] = {
-    "noisy": None,
-    "corrected_true": "true",
-    "corrected_estimated": "estimated",
-}
 
 
 def _losses(name: str, value: Any) -> tuple[str, ...]:
