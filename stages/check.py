@@ -13,12 +13,12 @@ import sys
 from stages.lib.core.errors import run_stage
 from stages.lib.core.lockfile import check_lock_file
 from stages.lib.core.params import PARAMS_FILE
-from stages.lib.losses import settings as L
+from stages.lib.losses.settings import read_params_with_losses
 
 
 def main() -> None:
     print(f"check: {check_lock_file()}", file=sys.stderr)
-    L.load_checked_params()
+    read_params_with_losses()
     print(f"check: {PARAMS_FILE}: every param is valid", file=sys.stderr)
 
 

@@ -8,20 +8,18 @@ import sys
 
 import pandas as pd
 
-from stages.lib.core import params as P
 from stages.lib.core.errors import run_stage
 from stages.lib.core.headline import noise_headline
 from stages.lib.core.io import NOISE_METRICS, details_of, label_names, read_prepared, write_csv, write_json
+from stages.lib.core.params import read_params
 from stages.lib.core.variants import label_file
 from stages.lib.noise.corruption import corrupt_pool
 from stages.lib.noise.given_labels import read_given_labels
 
 
 def main() -> None:
-    raw = P.load_checked_params()
-    noise = P.noise_params(raw)
-    seed = P.seed(raw)
-    repeats = P.train_seeds(raw)
+    params = read_params()
+    noise, seed, repeats = params.noise, params.seed, params.train.seeds
     table, summary = read_prepared()
     names = label_names(summary)
     clean = table.loc[table["split"] == "train", ["id", "file", "label"]].reset_index(drop=True)

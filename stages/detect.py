@@ -22,13 +22,13 @@ import sys
 import numpy as np
 import pandas as pd
 
-from stages.lib.core import params as P
 from stages.lib.core.errors import UserError, run_stage
 from stages.lib.core.headline import detection_headline
 from stages.lib.core.io import DETECTION_METRICS, atomic_dir, details_of, read_csv, read_json, write_csv, write_json
+from stages.lib.core.params import LABEL_SET_NAMES
 from stages.lib.core.seeds import derived_seed
 from stages.lib.core.variants import ISSUES_FILE, label_file, labels_for_seed, variant_name
-from stages.lib.losses import settings as L
+from stages.lib.losses.settings import LOSS_NAMES, read_params_with_losses, validate_loss_params
 from stages.lib.noise.detection import (
     CLEAN_DETECTION_FILE,
     Issues,
@@ -89,18 +89,23 @@ def clean_run(seeds: tuple[int, ...]) -> dict[int, dict]:
 
 
 def main() -> None:
-    raw = L.load_checked_params()
-    settings, task, seed, folds = L.train_params(raw), P.task(raw), P.seed(raw), P.detect_folds(raw)
-    strengths = P.detect_l2(raw)
+    params = read_params_with_losses()
+    settings, task, seed, folds, strengths = (
+        params.train,
+        params.task,
+        params.seed,
+        params.detect.folds,
+        params.detect.l2,
+    )
     # train.select_score: corrected_estimated corrects each noisy or pruned variant's selection score with
     # the estimated T of the noisy labels (the validation labels are drawn like the training pool's).
     validation_needed = SELECT_SCORE_TRANSITIONS[settings.select_score] == "estimated"
     pool = training_pool(task)
     train_ids, true_labels, features, num_classes = pool.ids, pool.true_labels, pool.features, len(pool.names)
     noisy_table = read_csv(label_file("noisy"))
-    forward_params = L.validate_loss_params("forward", (raw["train"].get("loss_params") or {}).get("forward"))
+    forward_params = validate_loss_params("forward", params.written_loss_params.get("forward"))
     estimated_needed = forward_params["T"] == "estimated"
-    problem = detection_problem(pool, fine_tune=P.model_params(raw).fine_tune, folds=folds)
+    problem = detection_problem(pool, fine_tune=params.model.fine_tune, folds=folds)
     if problem is not None:
         # Nothing asks for detection: say why there is none instead of failing the whole pipeline.
         if "pruned" in settings.labels or estimated_needed or validation_needed:
@@ -109,7 +114,7 @@ def main() -> None:
                 f"but the detect stage cannot run: {problem}"
             )
         print(f"detect: {problem}: nothing detected", file=sys.stderr)
-        nothing = {variant_name(loss, labels): None for loss in L.LOSS_NAMES for labels in P.LABEL_SET_NAMES}
+        nothing = {variant_name(loss, labels): None for loss in LOSS_NAMES for labels in LABEL_SET_NAMES}
         write_outputs(pd.DataFrame(columns=["seed", "id"]), noisy_table.iloc[:0], nothing, {"skipped": problem})
         return
     clean = clean_run(settings.seeds)
@@ -172,8 +177,8 @@ def main() -> None:
         variant_name(loss, labels): variant_transitions(
             loss, labels, estimates, settings.seeds, forward=estimated_needed, validation=validation_needed
         )
-        for loss in L.LOSS_NAMES
-        for labels in P.LABEL_SET_NAMES
+        for loss in LOSS_NAMES
+        for labels in LABEL_SET_NAMES
     }
     write_outputs(
         pd.concat(issue_frames, ignore_index=True), pd.concat(pruned_frames, ignore_index=True), transitions, metrics

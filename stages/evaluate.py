@@ -16,7 +16,6 @@ import sys
 
 import numpy as np
 
-from stages.lib.core import params as P
 from stages.lib.core.errors import run_stage
 from stages.lib.core.headline import reference_loss, variant_means, verdict_comparisons
 from stages.lib.core.io import (
@@ -34,21 +33,21 @@ from stages.lib.core.variants import BASELINE, oracle_name, variant_name
 from stages.lib.evaluate.comparisons import PROTOCOL, STUDY, compare_variants, comparison_pairs, protocol_pairs
 from stages.lib.evaluate.metrics import majority_baseline, summarise
 from stages.lib.evaluate.scoring import evaluate_variant, plot_tables
-from stages.lib.losses import settings as L
+from stages.lib.losses.settings import read_params_with_losses
 
 PLOTS_DIR = METRICS_DIR / "plots"
 
 
 def main() -> None:
-    raw = L.load_checked_params()
-    settings, task = L.train_params(raw), P.task(raw)
+    params = read_params_with_losses()
+    settings, task = params.train, params.task
     table, summary = read_prepared(task)
     names = label_names(summary)
     y_true = table.loc[table["split"] == "test", "label"].to_numpy(dtype=np.int64)
     train_labels = table.loc[table["split"] == "train", "label"].to_numpy(dtype=np.int64)
 
     # Heads chosen on a validation set have oracle twins (stages.lib.train.head_trainer).
-    twins = not P.model_params(raw).fine_tune and P.data_params(raw).val_size > 0
+    twins = not params.model.fine_tune and params.data.val_size > 0
     variants = []
     for loss in settings.losses:
         for labels in settings.labels:
@@ -66,7 +65,7 @@ def main() -> None:
     summary[BASELINE] = majority_baseline(train_labels, y_true, task, names)
     pairs, skipped = comparison_pairs(settings.losses, settings.labels)
     protocol = protocol_pairs(settings.losses, settings.labels) if twins else []
-    verdict_metric = P.evaluate_metric(raw)
+    verdict_metric = params.evaluate.metric
     comparisons = compare_variants(
         y_true,
         scores,

@@ -16,11 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from stages.lib.backbone.backend import backend_name
-from stages.lib.core import params as P
 from stages.lib.core.errors import run_stage
 from stages.lib.core.io import FINGERPRINTS_DIR, atomic_path
 from stages.lib.data.sources import noise_labels_fingerprint, source_fingerprint, weights_fingerprint
-from stages.lib.losses import settings as L
+from stages.lib.losses.settings import read_params_with_losses
 
 
 def write_fingerprint(path: Path, fingerprint: dict[str, Any]) -> None:
@@ -30,11 +29,11 @@ def write_fingerprint(path: Path, fingerprint: dict[str, Any]) -> None:
 
 
 def main() -> None:
-    raw = L.load_checked_params()
+    params = read_params_with_losses()
     fingerprints = {
-        "source": source_fingerprint(P.data_params(raw).source),
-        "weights": weights_fingerprint(P.model_params(raw).weights),
-        "noise_labels": noise_labels_fingerprint(P.noise_params(raw).labels_file),
+        "source": source_fingerprint(params.data.source),
+        "weights": weights_fingerprint(params.model.weights),
+        "noise_labels": noise_labels_fingerprint(params.noise.labels_file),
         # The Keras backend embed and fine-tuning run on ($KERAS_BACKEND): another one reruns them.
         "backend": {"kind": backend_name()},
     }

@@ -12,7 +12,6 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from stages.lib.core import params as P
 from stages.lib.core.errors import UserError, run_stage
 from stages.lib.core.io import (
     DATA_SUMMARY,
@@ -24,6 +23,7 @@ from stages.lib.core.io import (
     write_csv,
     write_json,
 )
+from stages.lib.core.params import read_params
 from stages.lib.core.variants import label_file
 from stages.lib.data.duplicates import find_duplicates
 from stages.lib.data.images import decode_images, scan_folder
@@ -40,10 +40,8 @@ from stages.lib.data.split import binary_or_class_labels, check_sizes, stratifie
 
 
 def main() -> None:
-    raw = P.load_checked_params()
-    data = P.data_params(raw)
-    task = P.task(raw)
-    seed = P.seed(raw)
+    params = read_params()
+    data, task, seed = params.data, params.task, params.seed
 
     scan = scan_folder(RAW_DIR)
     # What can be checked from the file names is checked before the minutes of decoding.

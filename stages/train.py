@@ -14,7 +14,6 @@ import argparse
 import shutil
 from dataclasses import replace
 
-from stages.lib.core import params as P
 from stages.lib.core.errors import UserError, run_stage
 from stages.lib.core.io import atomic_dir, label_names, read_prepared
 from stages.lib.core.seeds import derived_seed
@@ -27,7 +26,7 @@ from stages.lib.core.variants import (
     training_log_dir,
     variant_name,
 )
-from stages.lib.losses import settings as L
+from stages.lib.losses.settings import read_params_with_losses
 from stages.lib.noise.transition import SELECT_SCORE_TRANSITIONS
 from stages.lib.train.finetune.checkpoint import CHECKPOINTS_DIR
 from stages.lib.train.interface import SeedTargets, Setup
@@ -42,8 +41,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--labels", required=True, choices=LABEL_SETS)
     args = parser.parse_args(argv)
 
-    raw = L.load_checked_params()
-    settings, model_params, task, seed = L.train_params(raw), P.model_params(raw), P.task(raw), P.seed(raw)
+    params = read_params_with_losses()
+    settings, model_params, task, seed = params.train, params.model, params.task, params.seed
     for flag, value, param in (("loss", args.loss, "losses"), ("labels", args.labels, "labels")):
         if value not in (allowed := getattr(settings, param)):
             raise UserError(f"--{flag} {value!r} is not in train.{param} ({', '.join(allowed)})")
@@ -59,7 +58,7 @@ def main(argv: list[str] | None = None) -> None:
     per_seed = seed_labels(table, args.labels, variant, forward_source, settings.seeds, num_classes, select_source)
 
     setup = Setup(variant, inputs["train"], inputs["val"], inputs["test"], test_y, task, num_classes, args.loss,
-                  settings, model_params, seed, P.evaluate_metric(raw))  # fmt: skip
+                  settings, model_params, seed, params.evaluate.metric)  # fmt: skip
     if args.labels in SUBSET_LABEL_SETS:  # each seed keeps its own rows: a trainer per seed, on those rows only
         trainers = {r: kind(replace(setup, inputs=inputs["train"][per_seed[r].rows])) for r in settings.seeds}
     else:

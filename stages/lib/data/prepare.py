@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from stages.lib.core import params as P
 from stages.lib.core.errors import UserError
 from stages.lib.core.io import SPLITS
+from stages.lib.core.params import DataParams
 from stages.lib.data.duplicates import Duplicates
 from stages.lib.data.images import DecodedFolder, FolderScan
 
@@ -48,7 +48,7 @@ def labels_table(
 
 
 def data_summary(
-    data: P.DataParams,
+    data: DataParams,
     task: str,
     scan: FolderScan,
     decoded: DecodedFolder,

@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_curve
 
-from stages.lib.core import params as P
 from stages.lib.core.errors import UserError
 from stages.lib.core.io import load_array, read_json
+from stages.lib.core.params import TrainParams
 from stages.lib.core.variants import SCORES_FILE, SELECTION_FILE, model_dir, targets
 from stages.lib.evaluate.metrics import (
     DECISION_THRESHOLD,
@@ -56,7 +56,7 @@ def selection(variant: str, repeat: int) -> dict:
 def evaluate_variant(
     variant: str,
     loss: str,
-    settings: P.TrainParams,
+    settings: TrainParams,
     y_true: np.ndarray,
     task: str,
     names: list[str],

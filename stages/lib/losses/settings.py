@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from stages.lib.core import params as P
+from stages.lib.core import params as core_params
 from stages.lib.core.errors import UserError
 from stages.lib.core.params.train import GridPoint, TrainParams, read_train
 from stages.lib.core.schema import number_list, read_value
@@ -51,21 +51,28 @@ def train_params(raw: dict[str, Any]) -> TrainParams:
 
 def check_all(raw: dict[str, Any]) -> None:
     """stages.lib.core.params.check_all and the losses' own params: every check that needs neither data nor files."""
-    P.check_all(raw)
+    core_params.check_all(raw)
     train_params(raw)
 
 
-def load_checked_params(path: Path = P.PARAMS_FILE) -> dict[str, Any]:
+def load_checked_params(path: Path = core_params.PARAMS_FILE) -> dict[str, Any]:
     """params.yaml after `check_all`, losses included: what a stage that trains, tunes or scores starts with."""
-    raw = P.load_params(path)
+    raw = core_params.load_params(path)
     check_all(raw)
     return raw
+
+
+def read_params_with_losses(path: Path = core_params.PARAMS_FILE) -> core_params.Params:
+    """params.yaml, every param checked, the losses' own too, their grids resolved: what a stage that trains,
+    tunes or scores a loss starts with."""
+    raw = load_checked_params(path)
+    return core_params.typed_params(raw, train_params(raw))
 
 
 def every_param() -> tuple[str, ...]:
     """The dotted name of every param, each loss's own too (train.loss_params.<loss>.<key>)."""
     own = [f"train.loss_params.{loss.name}.{key}" for loss in registry.losses() for key in loss.params]
-    return P.every_param() + tuple(own)
+    return core_params.every_param() + tuple(own)
 
 
 def validate_loss_params(name: str, params: Mapping[str, Any] | None) -> dict:

@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from stages.lib.core import params as P
 from stages.lib.core.errors import UserError
+from stages.lib.core.params import NoiseParams
 from stages.lib.noise.models import corrupt_labels, expected_flips, flip_rates
 from stages.lib.noise.transition import transition_matrix
 
@@ -39,7 +39,7 @@ def val_rng(seed: int, repeat: int) -> np.random.Generator:
 def _noisy_block(
     part: pd.DataFrame,
     split: str,
-    noise: P.NoiseParams,
+    noise: NoiseParams,
     num_classes: int,
     rates,
     repeat: int,
@@ -66,7 +66,7 @@ def _noisy_block(
 
 
 def class_flips(
-    block: pd.DataFrame, noise: P.NoiseParams, names: list[str], rates: dict[int, float] | None
+    block: pd.DataFrame, noise: NoiseParams, names: list[str], rates: dict[int, float] | None
 ) -> dict[str, dict[str, int | None]]:
     """Per class of one split's block: its size `n`, the labels `flipped`, and the count the noise model
     fixes, `expected` (round(rate x n), half up; None for the notebook's rule and given noise, which fix none)."""
@@ -93,7 +93,7 @@ def per_class_exact(per_seed: dict[str, dict]) -> bool | None:
 
 def corrupt_pool(
     clean: pd.DataFrame,
-    noise: P.NoiseParams,
+    noise: NoiseParams,
     names: list[str],
     seed: int,
     repeats: tuple[int, ...],

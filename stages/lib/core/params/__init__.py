@@ -15,6 +15,7 @@ made by the stage that reads them, before its heavy work. docs/params.md lists t
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -205,6 +206,45 @@ def check_all(raw: dict[str, Any]) -> None:
         for name in noise.class_rates:
             if name not in names:
                 raise UserError(f"noise_class_rates: unknown class {name!r}; allowed: {', '.join(names)}")
+
+
+@dataclass(frozen=True)
+class Params:
+    """params.yaml as the stages use it: read once, every param checked, then passed on."""
+
+    seed: int
+    task: str
+    noise: NoiseParams
+    data: DataParams
+    model: ModelParams
+    train: TrainParams
+    detect: DetectParams
+    evaluate: EvaluateParams
+    # train.loss_params as written, every loss's entry, in use or not (detect reads forward's T).
+    written_loss_params: dict[str, Any]
+
+
+def typed_params(raw: dict[str, Any], train: TrainParams | None = None) -> Params:
+    """Checked params (`check_all`) as a Params; `train`: the section with the losses' own params resolved
+    (stages.lib.losses.settings), else read without them."""
+    detect = DetectParams(folds=detect_folds(raw), l2=detect_l2(raw))
+    return Params(
+        seed=seed(raw),
+        task=task(raw),
+        noise=noise_params(raw),
+        data=data_params(raw),
+        model=model_params(raw),
+        train=train or read_train(raw),
+        detect=detect,
+        evaluate=EvaluateParams(metric=evaluate_metric(raw)),
+        written_loss_params=read_train(raw).loss_params,
+    )
+
+
+def read_params(path: Path = PARAMS_FILE) -> Params:
+    """params.yaml, every param checked but the losses' own: what a stage that trains, tunes and scores no
+    loss starts with (the others: stages.lib.losses.settings.read_params_with_losses)."""
+    return typed_params(load_checked_params(path))
 
 
 def load_checked_params(path: Path = PARAMS_FILE) -> dict[str, Any]:
