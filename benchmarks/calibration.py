@@ -39,12 +39,12 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from stages.lib.core import params as P
+from stages.lib.core import params as core_params
 from stages.lib.core.seeds import derived_seed
 from stages.lib.core.variants import targets
 from stages.lib.data.split import stratified_split
 from stages.lib.evaluate.comparisons import compare_variants
-from stages.lib.losses import settings as L
+from stages.lib.losses import settings as loss_settings
 from stages.lib.noise.models import corrupt_labels
 from stages.lib.train.head_trainer import HeadTrainer
 from stages.lib.train.interface import SeedTargets, Setup
@@ -54,8 +54,8 @@ POSITIVE_SHARE = 0.19
 
 @dataclass(frozen=True)
 class Design:
-    settings: P.TrainParams
-    model: P.ModelParams
+    settings: core_params.TrainParams
+    model: core_params.ModelParams
     verdict_metric: str
     train_size: int
     val_size: int
@@ -193,16 +193,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--train-size", type=int, default=None, help="default: data.train_size")
     parser.add_argument("--val-size", type=int, default=None, help="default: data.val_size")
     args = parser.parse_args(argv)
-    raw = L.load_checked_params(args.params)
-    settings, data, noise = L.train_params(raw), P.data_params(raw), P.noise_params(raw)
+    raw = loss_settings.load_checked_params(args.params)
+    settings, data, noise = loss_settings.train_params(raw), core_params.data_params(raw), core_params.noise_params(raw)
     if args.repeats:
         settings = replace(settings, seeds=tuple(range(args.repeats)))
     real = real_features(args.project) if args.project else None
     train_size, val_size = args.train_size or data.train_size, args.val_size or data.val_size
     design = Design(
         settings=settings,
-        model=P.model_params(raw),
-        verdict_metric=P.evaluate_metric(raw),
+        model=core_params.model_params(raw),
+        verdict_metric=core_params.evaluate_metric(raw),
         train_size=train_size,
         val_size=val_size,
         test_size=args.test_size or (len(real[1]) - train_size - val_size if real else 900),

@@ -33,8 +33,8 @@ HARNESS = """
 import contextlib, io, json, sys, time
 import numpy as np
 from threadpoolctl import threadpool_limits
-from stages.lib.core import params as P
-from stages.lib.losses import settings as L
+from stages.lib.core import params as core_params
+from stages.lib.losses import settings as loss_settings
 from stages.lib.train.head_trainer import HeadTrainer
 from stages.lib.train.interface import SeedTargets, Setup
 
@@ -45,14 +45,14 @@ class NoLog:
 data = np.load(sys.argv[1])
 losses, repeats = sys.argv[2].split(","), int(sys.argv[3])
 from pathlib import Path
-raw = P.load_params(Path("params.yaml"))
+raw = core_params.load_params(Path("params.yaml"))
 raw["train"]["losses"] = losses
-settings = L.train_params(raw)
+settings = loss_settings.train_params(raw)
 transition = np.array([[0.7, 0.3], [0.3, 0.7]])
 out = {}
 for loss in losses:
     setup = Setup(f"{loss}-noisy", data["x_train"], data["x_val"], data["x_test"], data["test_y"], "binary", 2, loss,
-                  settings, P.model_params(raw), 0, P.evaluate_metric(raw))
+                  settings, core_params.model_params(raw), 0, core_params.evaluate_metric(raw))
     seconds = []
     for repeat in range(repeats):
         start = time.process_time()

@@ -38,7 +38,7 @@ from stages.lib.core.seeds import derived_seed
 from stages.lib.core.variants import targets
 from stages.lib.data.split import stratified_split
 from stages.lib.evaluate.metrics import binary_metrics
-from stages.lib.losses import settings as L
+from stages.lib.losses import settings as loss_settings
 from stages.lib.noise.models import corrupt_labels
 from stages.lib.train.head import fit_head_grid, out_of_fold_logits
 from stages.lib.train.selection import select, smoothed_threshold_scores, thresholds_and_metric
@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     raw = yaml.safe_load((args.project / "params.yaml").read_text())
-    settings = L.train_params(raw)
+    settings = loss_settings.train_params(raw)
     metric = (raw.get("evaluate") or {}).get("metric", "balanced_accuracy")
     features, labels = pool(args.project)
     losses = args.losses or list(settings.losses)

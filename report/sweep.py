@@ -21,7 +21,8 @@ import numpy as np
 
 from report.experiments import Run
 from stages.lib.core.io import NOISE_METRICS, details_of
-from stages.lib.core.variants import BASELINE, LABEL_SETS, oracle_name, variant_name
+from stages.lib.core.params import LABEL_SETS
+from stages.lib.core.variants import BASELINE, oracle_name, variant_name
 
 TABLE_METRICS = ("balanced_accuracy", "auc", "accuracy")  # the verdict metric first
 CALIBRATION_METRICS = ("ece", "brier")  # docs/calibration.md

@@ -25,7 +25,7 @@ import pandas as pd
 from stages.lib.core.errors import UserError, run_stage
 from stages.lib.core.headline import detection_headline
 from stages.lib.core.io import DETECTION_METRICS, atomic_dir, details_of, read_csv, read_json, write_csv, write_json
-from stages.lib.core.params import LABEL_SET_NAMES
+from stages.lib.core.params import LABEL_SETS
 from stages.lib.core.seeds import derived_seed
 from stages.lib.core.variants import ISSUES_FILE, label_file, labels_for_seed, variant_name
 from stages.lib.losses.settings import LOSS_NAMES, read_params_with_losses, validate_loss_params
@@ -114,7 +114,7 @@ def main() -> None:
                 f"but the detect stage cannot run: {problem}"
             )
         print(f"detect: {problem}: nothing detected", file=sys.stderr)
-        nothing = {variant_name(loss, labels): None for loss in LOSS_NAMES for labels in LABEL_SET_NAMES}
+        nothing = {variant_name(loss, labels): None for loss in LOSS_NAMES for labels in LABEL_SETS}
         write_outputs(pd.DataFrame(columns=["seed", "id"]), noisy_table.iloc[:0], nothing, {"skipped": problem})
         return
     clean = clean_run(settings.seeds)
@@ -178,7 +178,7 @@ def main() -> None:
             loss, labels, estimates, settings.seeds, forward=estimated_needed, validation=validation_needed
         )
         for loss in LOSS_NAMES
-        for labels in LABEL_SET_NAMES
+        for labels in LABEL_SETS
     }
     write_outputs(
         pd.concat(issue_frames, ignore_index=True), pd.concat(pruned_frames, ignore_index=True), transitions, metrics

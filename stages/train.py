@@ -16,9 +16,9 @@ from dataclasses import replace
 
 from stages.lib.core.errors import UserError, run_stage
 from stages.lib.core.io import atomic_dir, label_names, read_prepared
+from stages.lib.core.params import LABEL_SETS
 from stages.lib.core.seeds import derived_seed
 from stages.lib.core.variants import (
-    LABEL_SETS,
     SUBSET_LABEL_SETS,
     curves_dir,
     model_dir,

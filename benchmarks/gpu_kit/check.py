@@ -216,9 +216,9 @@ def equality_run(args: argparse.Namespace) -> None:
     from stages.lib.backbone.backend import import_keras
     from stages.lib.backbone.resnet import build_backbone, seed_everything
     from stages.lib.backbone.runtime import visible_gpus
-    from stages.lib.core import params as P
+    from stages.lib.core import params as core_params
     from stages.lib.core.variants import targets
-    from stages.lib.losses import settings as L
+    from stages.lib.losses import settings as loss_settings
     from stages.lib.train.finetune.model import backbone_features
     from stages.lib.train.finetune.trainer import FineTuneTrainer
     from stages.lib.train.interface import SeedTargets, Setup
@@ -236,7 +236,7 @@ def equality_run(args: argparse.Namespace) -> None:
     sizes = {"train": 64, "val": 32, "test": 32}
     x = {split: images[split][:n] for split, n in sizes.items()}
     y = {split: targets(labels[split][:n], "binary", 2) for split, n in sizes.items()}
-    settings, model = L.train_params(raw), P.model_params(raw)
+    settings, model = loss_settings.train_params(raw), core_params.model_params(raw)
     setup = Setup("bce-clean", x["train"], x["val"], x["test"], y["test"], "binary", 2, "bce", settings, model, 0)
     os.chdir(args.equality_run.parent)  # its checkpoints
     trained = FineTuneTrainer(setup).fit(SeedTargets(y["train"], 0, y["val"]), StandInLive("seed_0"))
@@ -323,7 +323,7 @@ def study(args: argparse.Namespace) -> None:
 
     from stages.lib.core.variants import SCORES_FILE, SELECTION_FILE, model_dir, parse_variant
     from stages.lib.evaluate.metrics import predict_labels
-    from stages.lib.losses import settings as L
+    from stages.lib.losses import settings as loss_settings
 
     root = Path("study").resolve()
     variant = args.study_variant
@@ -335,7 +335,7 @@ def study(args: argparse.Namespace) -> None:
     os.chdir(root)
     raw = yaml.safe_load(Path("params.yaml").read_text())
     defaults = project_params()["train"]
-    grid = len(L.train_params(raw).fine_tuning_grid(loss))
+    grid = len(loss_settings.train_params(raw).fine_tuning_grid(loss))
     test_labels = clean_labels()["test"][test_rows]
     seconds = []
     for seed in range(args.study_seeds):

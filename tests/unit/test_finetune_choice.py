@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 
 from stages.lib.core.variants import targets
-from stages.lib.losses import settings as L
+from stages.lib.losses import settings as loss_settings
 from stages.lib.train.finetune.choice import best_epoch, best_model, score_epoch
 from stages.lib.train.selection import select_on_validation
 from toolkit.project import default_params
 
-SETTINGS = L.train_params(default_params())
+SETTINGS = loss_settings.train_params(default_params())
 
 
 def validation_logits(epochs: int, points: int, task: str, k: int, seed: int = 0):

@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 
 from stages.lib.core.errors import UserError
-from stages.lib.core.variants import LABEL_SETS, labels_for_seed, num_outputs, parse_variant, targets, variant_name
+from stages.lib.core.params import LABEL_SETS
+from stages.lib.core.variants import labels_for_seed, num_outputs, parse_variant, targets, variant_name
 
 
 def test_variant_name() -> None:

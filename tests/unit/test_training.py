@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stages.lib.core import params as P
+from stages.lib.core import params as core_params
 from stages.lib.core.errors import UserError
 from stages.lib.core.variants import targets
-from stages.lib.losses import settings as L
+from stages.lib.losses import settings as loss_settings
 from stages.lib.train.head_trainer import HeadTrainer
 from stages.lib.train.interface import SeedTargets, Setup, Trained
 from stages.lib.train.logs import log_history, summary_line
@@ -28,14 +28,14 @@ def small_head_setup() -> tuple[Setup, tuple[np.ndarray, np.ndarray], dict[int, 
     """The train stage's head trainer at params.yaml's defaults (its grid, selection) on small Gaussian
     features: two classes; per seed its own noisy training and validation labels; the clean validation
     labels."""
-    raw = L.load_checked_params(DEFAULT_PARAMS_FILE)
-    settings = replace(L.train_params(raw), seeds=SEEDS)
+    raw = loss_settings.load_checked_params(DEFAULT_PARAMS_FILE)
+    settings = replace(loss_settings.train_params(raw), seeds=SEEDS)
     rng = np.random.default_rng(0)
     y = (rng.random(260) < 0.3).astype(np.int64)
     x = (rng.normal(size=(260, 16)) + 1.5 * y[:, None]).astype(np.float32)
     setup = Setup(
         "bce-noisy", x[:120], x[120:180], x[180:], targets(y[180:], "binary", 2), "binary", 2, "bce",
-        settings, P.model_params(raw), 0, P.evaluate_metric(raw),
+        settings, core_params.model_params(raw), 0, core_params.evaluate_metric(raw),
     )  # fmt: skip
     noisy = {}
     for repeat in SEEDS:

@@ -15,9 +15,7 @@ import pandas as pd
 
 from stages.lib.core.errors import UserError
 from stages.lib.core.io import LABELS_DIR, METRICS_DIR, MODELS_DIR
-from stages.lib.core.params import LABEL_SET_NAMES
 
-LABEL_SETS = LABEL_SET_NAMES  # clean (subsample), noisy (corrupt), pruned (detect: noisy minus its flags)
 # Label sets that hold a subset of the training pool: a variant trains on the rows they list.
 SUBSET_LABEL_SETS = ("pruned",)
 BASELINE = "baseline"  # metrics.json's entry for always answering the training pool's majority class

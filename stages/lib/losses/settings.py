@@ -21,8 +21,6 @@ from stages.lib.core.schema import number_list, read_value
 from stages.lib.losses import registry
 
 LOSS_NAMES = registry.names()  # docs/losses.md describes each
-DEFAULT_LOSS_PARAMS = {loss.name: {k: s.default for k, s in loss.params.items()} for loss in registry.losses()}
-TUNABLE_LOSS_PARAMS = {loss.name: loss.tunable for loss in registry.losses()}
 
 
 def _unknown_loss(where: str, name: Any) -> UserError:

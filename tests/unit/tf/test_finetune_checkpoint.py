@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import yaml
 
-from stages.lib.core import params as P
-from stages.lib.losses import settings as L
+from stages.lib.core import params as core_params
+from stages.lib.losses import settings as loss_settings
 from stages.lib.train.finetune.checkpoint import GRID_FILE, RUN_DIR, STATE_FILE, checkpoint_dir, start_seed
 from stages.lib.train.finetune.trainer import FineTuneTrainer
 from stages.lib.train.interface import SeedTargets, Setup
@@ -57,7 +57,7 @@ def fine_tuning_setup() -> Setup:
     raw["model"].update({"weights": "none", "fine_tune": True, "trainable_blocks": 1, "fine_tune_start": "fresh_head"})
     raw["train"].update({"losses": ["bce"], "epochs": EPOCHS, "batch_size": 8, "augment": True, "select_epoch": "val"})
     raw["train"]["fine_tune_grid"] = {"bce": {"learning_rate": [1e-4, 1e-3]}}  # two points
-    settings, model = L.train_params(raw), P.model_params(raw)
+    settings, model = loss_settings.train_params(raw), core_params.model_params(raw)
     return Setup("bce-clean", IMAGES, VAL_IMAGES, TEST_IMAGES, TEST_TARGETS, "binary", 2, "bce", settings, model, 0)
 
 

@@ -10,8 +10,8 @@ import pytest
 import yaml
 
 from stages.lib.backbone.resnet import build_backbone, seed_everything
-from stages.lib.core import params as P
-from stages.lib.losses import settings as L
+from stages.lib.core import params as core_params
+from stages.lib.losses import settings as loss_settings
 from stages.lib.train.finetune.model import backbone_features
 from stages.lib.train.finetune.trainer import FineTuneTrainer
 from stages.lib.train.head_trainer import HeadTrainer
@@ -50,7 +50,7 @@ def setup(start: str, inputs: dict[str, np.ndarray], loss: str = "gce") -> Setup
     raw["model"].update({"weights": "none", "fine_tune": True, "trainable_blocks": 0, "fine_tune_start": start})
     raw["train"].update({"losses": [loss], "epochs": 1, "batch_size": 15})
     raw["train"]["fine_tune_grid"] = {loss: {"learning_rate": [1e-12]}}
-    settings, model = L.train_params(raw), P.model_params(raw)
+    settings, model = loss_settings.train_params(raw), core_params.model_params(raw)
     return Setup(
         f"{loss}-noisy",
         inputs["train"],

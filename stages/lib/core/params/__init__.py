@@ -50,7 +50,7 @@ from stages.lib.core.params.sections import (
 )
 from stages.lib.core.params.train import (
     DEFAULT_LABEL_SETS,
-    LABEL_SET_NAMES,
+    LABEL_SETS,
     MIXED_PRECISION,
     SELECT_EPOCH,
     SELECT_SCORES,
@@ -68,7 +68,7 @@ __all__ = [
     "DEFAULT_LABEL_SETS",
     "DEFAULT_VERDICT_METRIC",
     "DUPLICATE_RULES",
-    "LABEL_SET_NAMES",
+    "LABEL_SETS",
     "MAX_IMAGE_SIZE",
     "MIN_IMAGE_SIZE",
     "MIXED_PRECISION",

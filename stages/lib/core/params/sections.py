@@ -50,7 +50,7 @@ DEFAULT_DETECT_L2 = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1
 
 
 def _noise_type(name: str, value: Any) -> str:
-    if value == "seed":  # its name until issue 19: `seed` is a random seed only
+    if value == "seed":  # older params files name the notebook's rule so; `seed` is a random seed only
         raise UserError(f"{name} = 'seed': the original notebook's rule is now called notebook; write notebook")
     return choice(*NOISE_TYPES)(name, value)
 

@@ -10,9 +10,9 @@ from typing import Any
 from stages.lib.core.errors import UserError
 from stages.lib.core.schema import anything, boolean, choice, integer, number, param, read
 
-# The label sets a variant can train on (stages.lib.core.variants.LABEL_SETS): `pruned` is `noisy` without the
-# labels the detect stage flags.
-LABEL_SET_NAMES = ("clean", "noisy", "pruned")
+# The label sets a variant can train on: clean (subsample's), noisy (corrupt's), pruned (detect's: noisy without
+# the labels it flags).
+LABEL_SETS = ("clean", "noisy", "pruned")
 DEFAULT_LABEL_SETS = ("clean", "noisy")
 MIXED_PRECISION = ("auto", "on", "off")
 # Which epoch's model is scored: the last one, or the one with the best accuracy on the (noisy) validation labels.
@@ -57,12 +57,12 @@ def _loss_params(name: str, value: Any) -> dict:
 
 
 def _labels(name: str, value: Any) -> tuple[str, ...]:
-    allowed = ", ".join(LABEL_SET_NAMES)
+    allowed = ", ".join(LABEL_SETS)
     message = f"{name} = {value!r}: must be a non-empty list of distinct label sets: {allowed}"
     if not isinstance(value, list) or not value:
         raise UserError(message)
     for label_set in value:  # before the set() below: a list or mapping in the list is unhashable
-        if label_set not in LABEL_SET_NAMES:
+        if label_set not in LABEL_SETS:
             raise UserError(f"{name}: unknown label set {label_set!r}; allowed: {allowed}")
     if len(set(value)) != len(value):
         raise UserError(message)
