@@ -5,7 +5,7 @@ params.yaml; DVC would notice a new path but not new files behind the same path.
 `dvc repro` (`always_changed`) and hashes the contents (about 0.3 s per 230 MB, the size of tf_flowers); it
 also records the Keras backend in use (stages/lib/backbone/backend.py). A fingerprint's bytes change only when the
 contents do, so the stages that depend on it (download; embed and fine-tuning; corrupt) rerun exactly then.
-What a fingerprint holds and why: stages/lib/data/sources.py.
+What a fingerprint holds and why: stages/lib/data/sources.py (model.weights: stages/lib/backbone/resnet.py).
 """
 
 from __future__ import annotations
@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from stages.lib.backbone.backend import backend_name
+from stages.lib.backbone.resnet import weights_fingerprint
 from stages.lib.core.errors import run_stage
 from stages.lib.core.io import FINGERPRINTS_DIR, atomic_path
-from stages.lib.data.sources import noise_labels_fingerprint, source_fingerprint, weights_fingerprint
+from stages.lib.data.sources import noise_labels_fingerprint, source_fingerprint
 from stages.lib.losses.settings import read_params_with_losses
 
 

@@ -7,17 +7,21 @@ import contextlib
 import os
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from stages.lib.backbone.backend import backend_name, import_keras
 from stages.lib.core.errors import UserError, one_line
+from stages.lib.core.io import file_digest
 from stages.lib.core.network import NetworkUnreachable, require_keras_weights_reachable
 
 NOTOP_WEIGHTS_FILE = "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
 FEATURE_DIM = 2048
 # keras.applications.imagenet_utils (caffe mode): the ImageNet means of the blue, green and red channels.
 IMAGENET_BGR_MEANS = np.array([103.939, 116.779, 123.68], dtype=np.float32)
+# Keras downloads this file for `model.weights: imagenet` and checks its hash.
+IMAGENET_WEIGHTS = "keras.applications.ResNet50 imagenet, include_top=False"
 
 
 def seed_everything(seed: int, deterministic: bool = True) -> None:
@@ -63,6 +67,17 @@ def resolve_weights(weights: str) -> str | None:
     if not path.name.endswith((".h5", ".hdf5", ".keras")):
         raise UserError(f"model.weights = {weights!r}: expected a Keras weights file (.h5, .weights.h5 or .keras)")
     return str(path)
+
+
+def weights_fingerprint(weights: str) -> dict[str, Any]:
+    """What `model.weights` holds: ImageNet's published file, a random init, or the hash of a local file."""
+    resolved = resolve_weights(weights)  # a missing file fails here, naming model.weights
+    if resolved is None:
+        return {"kind": "random_init"}
+    if resolved == "imagenet":
+        return {"kind": "imagenet", "weights": IMAGENET_WEIGHTS}
+    path = Path(resolved)
+    return {"kind": "file", "bytes": path.stat().st_size, "sha256": file_digest(path)}
 
 
 def build_backbone(weights: str, image_size: int):

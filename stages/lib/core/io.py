@@ -9,6 +9,7 @@ same output deletes it, and .gitignore and .dvcignore keep it out of git and out
 from __future__ import annotations
 
 import glob
+import hashlib
 import json
 import os
 import shutil
@@ -217,3 +218,9 @@ def read_prepared(task: str | None = None) -> tuple[pd.DataFrame, dict[str, Any]
     if set(table["split"]) - set(SPLITS):
         raise UserError(f"{LABELS_TABLE}: split must be one of {', '.join(SPLITS)}: {rerun}")
     return table, summary
+
+
+def file_digest(path: Path) -> str:
+    """The file's sha256, hex."""
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()

@@ -1,4 +1,4 @@
-"""What `data.source`, `model.weights` and `noise_labels` hold: fingerprints of their contents.
+"""What `data.source` and `noise_labels` hold: fingerprints of their contents (`model.weights`: backbone.resnet).
 
 A fingerprint holds what the data are, not where they are: the same folder at another path (another clone,
 another machine) gives the same fingerprint. `tfds` and `imagenet` need no hashing: tensorflow-datasets
@@ -11,19 +11,12 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-from stages.lib.backbone.resnet import resolve_weights
 from stages.lib.core.errors import UserError
+from stages.lib.core.io import file_digest
 from stages.lib.data.images import scan_folder
 
 # The tensorflow-datasets dataset and version the download stage builds (tfds checks its checksum).
 TFDS_DATASET = "tf_flowers:3.0.1"
-# Keras downloads this file for `model.weights: imagenet` and checks its hash (stages.lib.backbone.resnet).
-IMAGENET_WEIGHTS = "keras.applications.ResNet50 imagenet, include_top=False"
-
-
-def file_digest(path: Path) -> str:
-    with open(path, "rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def folder_digest(root: Path, name: str) -> tuple[str, int]:
@@ -67,17 +60,6 @@ def source_fingerprint(source: str) -> dict[str, Any]:
             f"data.source = {source!r}: cannot read {error.filename!a} ({error.strerror}); "
             "make it readable or remove it"
         ) from None
-
-
-def weights_fingerprint(weights: str) -> dict[str, Any]:
-    """What `model.weights` holds: ImageNet's published file, a random init, or the hash of a local file."""
-    resolved = resolve_weights(weights)  # a missing file fails here, naming model.weights
-    if resolved is None:
-        return {"kind": "random_init"}
-    if resolved == "imagenet":
-        return {"kind": "imagenet", "weights": IMAGENET_WEIGHTS}
-    path = Path(resolved)
-    return {"kind": "file", "bytes": path.stat().st_size, "sha256": file_digest(path)}
 
 
 def noise_labels_fingerprint(noise_labels: str | None) -> dict[str, Any]:
