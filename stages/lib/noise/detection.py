@@ -26,8 +26,8 @@ from sklearn.model_selection import StratifiedKFold
 
 from stages.lib.core.cpus import usable_cpus
 from stages.lib.core.errors import UserError
-from stages.lib.core.io import features_path, label_names, load_array, read_prepared
-from stages.lib.noise.transition import estimated_transition
+from stages.lib.core.io import features_path, label_names, load_array, read_json, read_prepared
+from stages.lib.noise.transition import estimated_transition, transition_matrix
 
 # The detect_clean stage's run on the clean labels, per seed: false flags and the estimated T (read by detect).
 CLEAN_DETECTION_FILE = Path("data/detect/clean.json")
@@ -313,3 +313,70 @@ def smallest_class(labels: np.ndarray) -> int:
     """The count of the rarest class present: StratifiedKFold needs at least one per fold."""
     counts = np.bincount(np.asarray(labels, dtype=np.int64))
     return int(counts[counts > 0].min())
+
+
+MEAN_KEYS = (
+    "precision",
+    "recall",
+    "f1",
+    "false_flag_rate",
+    "auc",
+    "average_precision",
+    "small_loss_precision",
+    "small_loss_recall",
+    "small_loss_f1",
+    "small_loss_auc",
+    "small_loss_average_precision",
+    "estimated_noise_rate",
+    "realised_noise_rate",
+    "noise_rate_error",
+    "abs_noise_rate_error",
+)
+
+
+CLEAN_KEYS = ("false_flag_rate", "flagged", "estimated_noise_rate")  # detect_clean's, in the detail file
+
+
+def clean_run(seeds: tuple[int, ...]) -> dict[int, dict]:
+    """The detect_clean stage's run on the clean labels, per seed (its file says why it is a stage)."""
+    found = read_json(CLEAN_DETECTION_FILE)
+    runs = found.get("seeds") or {}
+    missing = [repeat for repeat in seeds if str(repeat) not in runs]
+    if missing:
+        raise UserError(f"{CLEAN_DETECTION_FILE} has no run for seeds {missing}: rerun `dvc repro`")
+    return {repeat: runs[str(repeat)] for repeat in seeds}
+
+
+def _rounded(matrix: np.ndarray) -> list:
+    return np.round(matrix, 6).tolist()
+
+
+def seed_metrics(
+    labels: np.ndarray, true_labels: np.ndarray, out_of_sample: OutOfSample, issues: Issues, num_classes: int
+) -> dict:
+    """One seed's detail entry: the flags' scores against the flipped labels, the small-loss baseline's with as
+    many flags, the estimated noise against the realised one, both T, and the out-of-fold model that chose
+    them (its L2 strength and out-of-fold log-loss)."""
+    flipped = labels != true_labels
+    probs = out_of_sample.probabilities
+    return {
+        **detection_metrics(flipped, issues.flagged, issues.score),
+        **small_loss_metrics(flipped, labels, probs, int(issues.flagged.sum())),
+        **noise_rate_metrics(issues.estimated_noise_rate, flipped),
+        "estimated_transition_matrix": _rounded(issues.transition),
+        "realised_transition_matrix": _rounded(transition_matrix(true_labels, labels, num_classes)),
+        "model": {"l2": out_of_sample.l2, "log_loss": out_of_sample.log_loss},
+    }
+
+
+def detection_summary(folds: int, names: list[str], noisy_seeds: dict, clean_seeds: dict) -> dict:
+    """metrics/details/detection.json: the method, and per label set (noisy; clean, every flag false) the
+    means over seeds and each seed's entry."""
+    return {
+        "method": "cleanlab find_label_issues, prune_by_noise_rate; score = 1 - self-confidence",
+        "baseline": "small-loss: -log p(given label), the same out-of-sample probabilities; flags the top as many",
+        "folds": folds,
+        "label_names": names,
+        "noisy": {**mean_over_seeds(noisy_seeds, MEAN_KEYS), "seeds": noisy_seeds},
+        "clean": {**mean_over_seeds(clean_seeds, ("false_flag_rate", "estimated_noise_rate")), "seeds": clean_seeds},
+    }
