@@ -23,16 +23,11 @@ import yaml
 
 from stages.lib.core.errors import UserError
 from stages.lib.core.params.sections import (
-    DEFAULT_DETECT_FOLDS,
     DEFAULT_DETECT_L2,
     DEFAULT_VERDICT_METRIC,
-    DUPLICATE_RULES,
-    MAX_IMAGE_SIZE,
-    MIN_IMAGE_SIZE,
     NOISE_TYPES,
     RESNET50_BLOCKS,
     TASKS,
-    VERDICT_METRICS,
     DataParams,
     DetectParams,
     EvaluateParams,
@@ -49,10 +44,7 @@ from stages.lib.core.params.sections import (
     task,
 )
 from stages.lib.core.params.train import (
-    DEFAULT_LABEL_SETS,
     LABEL_SETS,
-    MIXED_PRECISION,
-    SELECT_EPOCH,
     SELECT_SCORES,
     GridPoint,
     TrainParams,
@@ -63,21 +55,13 @@ from stages.lib.core.params.train import (
 from stages.lib.core.schema import PARAMS_FILE_NAME, read, refuse_unknown, specs
 
 __all__ = [
-    "DEFAULT_DETECT_FOLDS",
     "DEFAULT_DETECT_L2",
-    "DEFAULT_LABEL_SETS",
     "DEFAULT_VERDICT_METRIC",
-    "DUPLICATE_RULES",
     "LABEL_SETS",
-    "MAX_IMAGE_SIZE",
-    "MIN_IMAGE_SIZE",
-    "MIXED_PRECISION",
     "NOISE_TYPES",
     "RESNET50_BLOCKS",
-    "SELECT_EPOCH",
     "SELECT_SCORES",
     "TASKS",
-    "VERDICT_METRICS",
     "DataParams",
     "GridPoint",
     "ModelParams",
@@ -90,7 +74,6 @@ __all__ = [
     "fine_tune_settings_in_head_mode",
     "model_params",
     "noise_params",
-    "read_train",
     "seed",
     "task",
     "train_seeds",
