@@ -66,15 +66,15 @@ def main(argv: list[str] | None = None) -> None:
     twin = kind.oracle_twin and args.labels != "clean" and len(clean_val_y) > 0  # chosen with the true labels
     seed_targets = {
         r: SeedTargets(
-            y=targets(labels.labels, task, num_classes),
+            y=targets(given.labels, task, num_classes),
             seed=derived_seed(seed, r),
-            val_y=targets(labels.val_labels, task, num_classes),
-            transition=labels.transition,
-            val_transition=labels.val_transition,
-            oracle_y=clean_y[labels.rows] if twin else None,
+            val_y=targets(given.val_labels, task, num_classes),
+            transition=given.transition,
+            val_transition=given.val_transition,
+            oracle_y=clean_y[given.rows] if twin else None,
             oracle_val_y=clean_val_y if twin else None,
         )
-        for r, labels in per_seed.items()
+        for r, given in per_seed.items()
     }
 
     log_root = training_log_dir(variant)
