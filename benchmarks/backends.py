@@ -2,7 +2,7 @@
 
     python benchmarks/backends.py [--images 64] [--image-size 32] [--batch-size 16] [--epochs 3] [--blocks all]
 
-One model (the fine-tuning model of stages.lib.finetune: ResNet50, random init, and the head) is built
+One model (the fine-tuning model of stages.lib.train.finetune: ResNet50, random init, and the head) is built
 once, on TensorFlow, and its weights saved; then, each in its own process, TensorFlow (XLA off, the
 default; then XLA on) and JAX (XLA always; TensorFlow blocked from loading) load those weights and
 fine-tune it on the same batches (the project's PyDataset pipeline, seeded) with plain SGD for
@@ -54,19 +54,19 @@ def inputs(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray]:
 
 def worker(args: argparse.Namespace) -> None:
     """In a process on one backend: build (or load) the model, fine-tune it, write logits and epoch times."""
-    from stages.lib.backbone import build_backbone, seed_everything
-    from stages.lib.backend import import_keras
+    from stages.lib.backbone.backend import import_keras
+    from stages.lib.backbone.resnet import build_backbone, seed_everything
 
     keras = import_keras()
-    from stages.lib.finetune.model import (
+    from stages.lib.losses import make_loss
+    from stages.lib.train.finetune.model import (
         TrainingClock,
         backbone_features,
         build_fine_tune_model,
         build_head,
         set_trainable_blocks,
     )
-    from stages.lib.finetune.pipeline import epoch_follower, image_pipeline
-    from stages.lib.losses import make_loss
+    from stages.lib.train.finetune.pipeline import epoch_follower, image_pipeline
 
     images, targets = inputs(args)
     weights = args.worker / "start.weights.h5"

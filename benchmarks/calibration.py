@@ -5,14 +5,14 @@ Each simulated data set is an imbalanced binary task with a training pool, a val
 of the default sizes: either Gaussian features (19 % positives, as sunflowers in tf_flowers), or, with
 `--project`, a project's real features (every image `dvc repro embed` embedded there, its task's labels),
 split afresh per data set (stratified, seeded). Per repeat the training and validation labels are corrupted
-with the project's own noise model (stages.lib.noise.corrupt_labels, symmetric, exact per class). Then:
+with the project's own noise model (stages.lib.noise.models.corrupt_labels, symmetric, exact per class). Then:
 
 * null: procedure A and procedure B are the same — the train stage's BCE head trainer
-  (stages.lib.training.head_trainer with the params' defaults: its tuning grid, each head fit to its optimum,
+  (stages.lib.train.head_trainer with the params' defaults: its tuning grid, each head fit to its optimum,
   the grid point and threshold chosen on the noisy validation labels) — on disjoint repeats: A's repeat r
   and B's repeat r are independent noise draws at `--noise`, paired by r as the study pairs its variants
   (a head is a function of its labels, so the same draws would give the same models).
-  stages.lib.comparisons.compare_variants compares them; a rejection at `--alpha` is a false positive.
+  stages.lib.evaluate.comparisons.compare_variants compares them; a rejection at `--alpha` is a false positive.
 * alternative: B is trained on labels corrupted at `--effect-noise` instead (fewer flips: a real gain).
   The fraction of rejections is the power against that effect.
 
@@ -39,22 +39,23 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from stages.lib import params as P
-from stages.lib.comparisons import compare_variants
-from stages.lib.labels import targets
-from stages.lib.noise import corrupt_labels
-from stages.lib.params import loss_settings as L
-from stages.lib.seeds import derived_seed
-from stages.lib.split import stratified_split
-from stages.lib.training import Setup, head_trainer
+from stages.lib.core import params as core_params
+from stages.lib.core.seeds import derived_seed
+from stages.lib.core.variants import targets
+from stages.lib.data.split import stratified_split
+from stages.lib.evaluate.comparisons import compare_variants
+from stages.lib.losses import settings as loss_settings
+from stages.lib.noise.models import corrupt_labels
+from stages.lib.train.head_trainer import HeadTrainer
+from stages.lib.train.interface import SeedTargets, Setup
 
 POSITIVE_SHARE = 0.19
 
 
 @dataclass(frozen=True)
 class Design:
-    settings: P.TrainParams
-    model: P.ModelParams
+    settings: core_params.TrainParams
+    model: core_params.ModelParams
     verdict_metric: str
     train_size: int
     val_size: int
@@ -130,7 +131,9 @@ def train_head(
         design.verdict_metric,
     )
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-        trained = head_trainer(setup)(targets(y, "binary", 2), seed, NoLog(), None, targets(val_y, "binary", 2))
+        trained = HeadTrainer(setup).fit(
+            SeedTargets(targets(y, "binary", 2), seed, targets(val_y, "binary", 2)), NoLog()
+        )
     return trained.scores, trained.threshold
 
 
@@ -190,16 +193,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--train-size", type=int, default=None, help="default: data.train_size")
     parser.add_argument("--val-size", type=int, default=None, help="default: data.val_size")
     args = parser.parse_args(argv)
-    raw = L.load_checked_params(args.params)
-    settings, data, noise = L.train_params(raw), P.data_params(raw), P.noise_params(raw)
+    raw = loss_settings.load_checked_params(args.params)
+    settings, data, noise = loss_settings.train_params(raw), core_params.data_params(raw), core_params.noise_params(raw)
     if args.repeats:
         settings = replace(settings, seeds=tuple(range(args.repeats)))
     real = real_features(args.project) if args.project else None
     train_size, val_size = args.train_size or data.train_size, args.val_size or data.val_size
     design = Design(
         settings=settings,
-        model=P.model_params(raw),
-        verdict_metric=P.evaluate_metric(raw),
+        model=core_params.model_params(raw),
+        verdict_metric=core_params.evaluate_metric(raw),
         train_size=train_size,
         val_size=val_size,
         test_size=args.test_size or (len(real[1]) - train_size - val_size if real else 900),

@@ -44,11 +44,12 @@ from sklearn.metrics import roc_auc_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from stages.lib import params as P
-from stages.lib.detection import estimated_transition, out_of_sample_probabilities, training_pool
-from stages.lib.io import read_csv
-from stages.lib.labels import label_file, labels_for_seed
-from stages.lib.seeds import derived_seed
+from stages.lib.core import params as core_params
+from stages.lib.core.io import read_csv
+from stages.lib.core.seeds import derived_seed
+from stages.lib.core.variants import label_file, labels_for_seed
+from stages.lib.noise.detection import out_of_sample_probabilities, training_pool
+from stages.lib.noise.transition import estimated_transition
 from toolkit.project import dvc, make_project, write_params
 
 
@@ -76,21 +77,21 @@ def positive_probability(features: np.ndarray, labels: np.ndarray, raw: dict, re
         features,
         labels,
         num_classes=2,
-        folds=P.detect_folds(raw),
+        folds=core_params.detect_folds(raw),
         l2=strengths,
-        seed=derived_seed(P.seed(raw), repeat),
+        seed=derived_seed(core_params.seed(raw), repeat),
     ).probabilities[:, 1]
 
 
 def diagnose(repo: Path, noise: float, raw: dict, per_l2: bool) -> list[dict]:
     """Per seed: detection.json's estimate beside the realised noise, and the diagnostics of the module."""
     detection = json.loads((repo / "metrics/details/detection.json").read_text())["noisy"]["seeds"]
-    strengths = P.detect_l2(raw)
+    strengths = core_params.detect_l2(raw)
     rows = []
     with contextlib.chdir(repo):
         pool = training_pool("binary")
         noisy_table = read_csv(label_file("noisy"))
-        for repeat in P.train_seeds(raw):
+        for repeat in core_params.train_seeds(raw):
             found = detection[str(repeat)]
             noisy = labels_for_seed(noisy_table, repeat, pool.ids, label_file("noisy"))
             positive = positive_probability(pool.features, noisy, raw, repeat, strengths)
@@ -187,7 +188,7 @@ def main() -> None:
                 write_params(repo, {"noise": noise})
                 dvc(repo, "repro", "detect")
                 with contextlib.chdir(repo):
-                    raw = P.load_checked_params()
+                    raw = core_params.load_checked_params()
                 for row in diagnose(repo, noise, raw, args.per_l2):
                     print(line(positive_class, row), flush=True)
                     errors.append(abs(row["estimated"] - row["realised"]))

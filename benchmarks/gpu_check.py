@@ -52,7 +52,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def devices() -> list[str]:
     """The GPUs as the driver and as TensorFlow see them, and the runtime the train stage will choose."""
-    from stages.lib.finetune.runtime import select_runtime, visible_gpus
+    from stages.lib.backbone.runtime import select_runtime, visible_gpus
 
     lines = []
     if shutil.which("nvidia-smi"):

@@ -8,7 +8,7 @@ Both trainers run on the same synthetic problem of the default sizes (600 traini
 labels flipped, 300 validation, 2,770 test, 2,048 features) with their own params.yaml's defaults (their grid,
 their selection); each in its own process, the earlier commit's `stages/` exported from git, one BLAS thread,
 DVCLive logging replaced by a no-op. Printed per loss: the median CPU seconds per repeat of each and their
-ratio; then `ratio: X` over all losses. Then one cross-entropy head at λ 0.1, fit by stages.lib.head's
+ratio; then `ratio: X` over all losses. Then one cross-entropy head at λ 0.1, fit by stages.lib.train.head's
 optimiser (L-BFGS-B) and by CG to the same gradient tolerance: CPU seconds, iterations and the objective each
 reached (`--project`: on a project's own features and noisy labels instead). CPU time (time.process_time),
 not wall time: on a machine shared with other jobs wall time measures the neighbours.
@@ -33,9 +33,10 @@ HARNESS = """
 import contextlib, io, json, sys, time
 import numpy as np
 from threadpoolctl import threadpool_limits
-from stages.lib import params as P
-from stages.lib.params import loss_settings as L
-from stages.lib.training import Setup, head_trainer
+from stages.lib.core import params as core_params
+from stages.lib.losses import settings as loss_settings
+from stages.lib.train.head_trainer import HeadTrainer
+from stages.lib.train.interface import SeedTargets, Setup
 
 class NoLog:
     def log_metric(self, *_): pass
@@ -44,21 +45,22 @@ class NoLog:
 data = np.load(sys.argv[1])
 losses, repeats = sys.argv[2].split(","), int(sys.argv[3])
 from pathlib import Path
-raw = P.load_params(Path("params.yaml"))
+raw = core_params.load_params(Path("params.yaml"))
 raw["train"]["losses"] = losses
-settings = L.train_params(raw)
+settings = loss_settings.train_params(raw)
 transition = np.array([[0.7, 0.3], [0.3, 0.7]])
 out = {}
 for loss in losses:
     setup = Setup(f"{loss}-noisy", data["x_train"], data["x_val"], data["x_test"], data["test_y"], "binary", 2, loss,
-                  settings, P.model_params(raw), 0, P.evaluate_metric(raw))
+                  settings, core_params.model_params(raw), 0, core_params.evaluate_metric(raw))
     seconds = []
     for repeat in range(repeats):
         start = time.process_time()
         quiet = contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO())
         with threadpool_limits(limits=1), quiet[0], quiet[1]:
-            trainer = head_trainer(setup)
-            trainer(data["y"], repeat, NoLog(), transition if loss == "forward" else None, data["val_y"])
+            trainer = HeadTrainer(setup)
+            forward = transition if loss == "forward" else None
+            trainer.fit(SeedTargets(data["y"], repeat, data["val_y"], forward), NoLog())
         seconds.append(time.process_time() - start)
     out[loss] = {"seconds": float(np.median(seconds)), "grid": len(settings.grid(loss))}
 print(json.dumps(out))
@@ -124,12 +126,12 @@ def project_problem(project: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def methods(features: np.ndarray, y: np.ndarray) -> None:
-    """One cross-entropy head at λ 0.1 by stages.lib.head's optimiser and by CG, to the same tolerance."""
+    """One cross-entropy head at λ 0.1 by stages.lib.train.head's optimiser and by CG, to the same tolerance."""
     from scipy import optimize
     from threadpoolctl import threadpool_limits
 
-    from stages.lib import head
     from stages.lib.losses import logit_gradient, make_loss
+    from stages.lib.train import head
 
     coordinates = head.Coordinates.of(features)
     x, y = coordinates(features), y.astype(np.float64)

@@ -1,19 +1,19 @@
 """Which rule should choose a head and its threshold on noisy validation labels? Simulated on a project's own
 features, never on its test set.
 
-The study's defaults `train.select_by` and `train.threshold` (stages.lib.selection) were chosen with this
+The study's defaults `train.select_by` and `train.threshold` (stages.lib.train.selection) were chosen with this
 script. It reads a project in which `dvc repro embed` has run (its data/features and data/prepared/labels.csv)
 and uses only the training pool and the validation set: the test images are not read. Each draw splits
 those images, stratified and seeded, into a simulated training pool, validation set and hold-out set
 (`--fractions`), corrupts the training and validation labels with the project's own noise model
-(stages.lib.noise.corrupt_labels, symmetric, exact per class) at each `--noise` level, fits each loss's grid
-of heads (params.yaml's train.tune; stages.lib.head) once, and lets every rule choose a head and a threshold
+(stages.lib.noise.models.corrupt_labels, symmetric, exact per class) at each `--noise` level, fits each loss's grid
+of heads (params.yaml's train.tune; stages.lib.train.head) once, and lets every rule choose a head and a threshold
 on the noisy validation labels (for the heads chosen by log-loss also on those pooled with the training
 pool's out-of-fold logits, train.threshold_folds, and the smoothed rule at several bandwidths). A rule is
 scored by the verdict metric (`evaluate.metric`) of what it chose, on the hold-out set's true labels.
 Printed: per noise level, loss and rule the mean and standard deviation over draws; then per rule the mean
 over every level and loss, and `best: <select_by> <threshold>`. (The first part's `smoothed` rows use
-stages.lib.selection.BANDWIDTH.)
+stages.lib.train.selection.BANDWIDTH.)
 
     python benchmarks/selection.py /path/to/project                   # 20 draws, noise 0.2 and 0.3
     python benchmarks/selection.py /path/to/project --draws 5 --noise 0.3 --losses bce
@@ -33,15 +33,15 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from stages.lib.head import fit_head_grid, out_of_fold_logits
-from stages.lib.labels import targets
-from stages.lib.metrics import binary_metrics
-from stages.lib.noise import corrupt_labels
-from stages.lib.params import loss_settings as L
-from stages.lib.params.train import SELECT_BY, THRESHOLD_RULES
-from stages.lib.seeds import derived_seed
-from stages.lib.selection import select, smoothed_threshold_scores, thresholds_and_metric
-from stages.lib.split import stratified_split
+from stages.lib.core.params.train import SELECT_BY, THRESHOLD_RULES
+from stages.lib.core.seeds import derived_seed
+from stages.lib.core.variants import targets
+from stages.lib.data.split import stratified_split
+from stages.lib.evaluate.metrics import binary_metrics
+from stages.lib.losses import settings as loss_settings
+from stages.lib.noise.models import corrupt_labels
+from stages.lib.train.head import fit_head_grid, out_of_fold_logits
+from stages.lib.train.selection import select, smoothed_threshold_scores, thresholds_and_metric
 
 # First what ranks the heads, each with every threshold rule on the validation labels alone; then, for the
 # heads the first ranks by log-loss, where the threshold goes: each rule on the validation labels alone or
@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     raw = yaml.safe_load((args.project / "params.yaml").read_text())
-    settings = L.train_params(raw)
+    settings = loss_settings.train_params(raw)
     metric = (raw.get("evaluate") or {}).get("metric", "balanced_accuracy")
     features, labels = pool(args.project)
     losses = args.losses or list(settings.losses)

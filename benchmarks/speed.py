@@ -48,8 +48,8 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT_ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from stages.lib.images import decode_images, scan_folder  # noqa: E402
-from stages.lib.split import stratified_split  # noqa: E402
+from stages.lib.data.images import decode_images, scan_folder  # noqa: E402
+from stages.lib.data.split import stratified_split  # noqa: E402
 
 DEFAULT_POSITIVE_CLASS = "sunflowers"
 LIKE_FOR_LIKE, DEFAULTS_PROTOCOL = "like-for-like", "defaults"
@@ -179,7 +179,7 @@ class Study:
 
 def time_floor(study: Study, weights: str, batch_size: int) -> float:
     """Seconds for one forward pass of ResNet50 over every image, decoded and preprocessed beforehand."""
-    from stages.lib.backbone import build_backbone, preprocess
+    from stages.lib.backbone.resnet import build_backbone, preprocess
 
     model = build_backbone(weights, study.image_size)
     batches = [preprocess(study.pixels[i : i + batch_size]) for i in range(0, len(study.pixels), batch_size)]
@@ -205,8 +205,8 @@ def time_notebook_method(
     import keras
     import tensorflow as tf
 
-    from stages.lib.backbone import resolve_weights
-    from stages.lib.noise import corrupt_labels
+    from stages.lib.backbone.resnet import resolve_weights
+    from stages.lib.noise.models import corrupt_labels
 
     size = study.image_size
 
@@ -386,7 +386,7 @@ def cpu_model() -> str:
 
 
 def machine() -> str:
-    from stages.lib.tf_import import import_tensorflow
+    from stages.lib.core.tf_import import import_tensorflow
 
     tf = import_tensorflow()
     gpus = tf.config.list_physical_devices("GPU")

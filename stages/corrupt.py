@@ -1,5 +1,5 @@
-"""The noisy training and validation labels, one seeded draw per repeat seed (stages.lib.corruption), or with
-noise_type given the labels a CSV gives (stages.lib.given_labels); the test labels are never touched.
+"""The noisy training and validation labels, one seeded draw per repeat seed (stages.lib.noise.corruption), or with
+noise_type given the labels a CSV gives (stages.lib.noise.given_labels); the test labels are never touched.
 """
 
 from __future__ import annotations
@@ -8,20 +8,18 @@ import sys
 
 import pandas as pd
 
-from stages.lib import params as P
-from stages.lib.corruption import corrupt_pool
-from stages.lib.errors import run_stage
-from stages.lib.given_labels import read_given_labels
-from stages.lib.headline import noise_headline
-from stages.lib.io import NOISE_METRICS, details_of, label_names, read_prepared, write_csv, write_json
-from stages.lib.labels import label_file
+from stages.lib.core.errors import run_stage
+from stages.lib.core.headline import noise_headline
+from stages.lib.core.io import NOISE_METRICS, details_of, label_names, read_prepared, write_csv, write_json
+from stages.lib.core.params import read_params
+from stages.lib.core.variants import label_file
+from stages.lib.noise.corruption import corrupt_pool
+from stages.lib.noise.given_labels import read_given_labels
 
 
 def main() -> None:
-    raw = P.load_checked_params()
-    noise = P.noise_params(raw)
-    seed = P.seed(raw)
-    repeats = P.train_seeds(raw)
+    params = read_params()
+    noise, seed, repeats = params.noise, params.seed, params.train.seeds
     table, summary = read_prepared()
     names = label_names(summary)
     clean = table.loc[table["split"] == "train", ["id", "file", "label"]].reset_index(drop=True)

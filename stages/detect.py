@@ -1,4 +1,4 @@
-"""Confident learning on the training pool (stages.lib.detection): find the flipped labels, prune them,
+"""Confident learning on the training pool (stages.lib.noise.detection): find the flipped labels, prune them,
 estimate the noise.
 
 Per train seed, K-fold cross-validation (`detect.folds`) of an L2 logistic regression (its strength chosen
@@ -22,86 +22,48 @@ import sys
 import numpy as np
 import pandas as pd
 
-from stages.lib import params as P
-from stages.lib.detection import (
-    CLEAN_DETECTION_FILE,
+from stages.lib.core.errors import UserError, run_stage
+from stages.lib.core.headline import detection_headline
+from stages.lib.core.io import DETECTION_METRICS, atomic_dir, details_of, read_csv, write_csv, write_json
+from stages.lib.core.params import LABEL_SETS
+from stages.lib.core.seeds import derived_seed
+from stages.lib.core.variants import ISSUES_FILE, label_file, labels_for_seed, variant_name
+from stages.lib.losses.settings import LOSS_NAMES, read_params_with_losses, validate_loss_params
+from stages.lib.noise.detection import (
+    CLEAN_KEYS,
     Issues,
     OutOfSample,
+    clean_run,
     detect_issues,
-    detection_metrics,
     detection_problem,
-    estimated_transition,
+    detection_summary,
     issues_table,
-    mean_over_seeds,
-    noise_rate_metrics,
     pruned_rows,
-    small_loss_metrics,
+    seed_metrics,
     training_pool,
 )
-from stages.lib.errors import UserError, run_stage
-from stages.lib.headline import detection_headline
-from stages.lib.io import DETECTION_METRICS, atomic_dir, details_of, read_csv, read_json, write_csv, write_json
-from stages.lib.labels import (
-    ISSUES_FILE,
+from stages.lib.noise.transition import (
+    SELECT_SCORE_TRANSITIONS,
     TRANSITIONS_DIR,
-    label_file,
-    labels_for_seed,
+    estimated_transition,
     transition_file,
-    variant_name,
+    variant_transitions,
 )
-from stages.lib.noise import transition_matrix
-from stages.lib.params import loss_settings as L
-from stages.lib.seeds import derived_seed
-
-MEAN_KEYS = (
-    "precision",
-    "recall",
-    "f1",
-    "false_flag_rate",
-    "auc",
-    "average_precision",
-    "small_loss_precision",
-    "small_loss_recall",
-    "small_loss_f1",
-    "small_loss_auc",
-    "small_loss_average_precision",
-    "estimated_noise_rate",
-    "realised_noise_rate",
-    "noise_rate_error",
-    "abs_noise_rate_error",
-)
-
-
-CLEAN_KEYS = ("false_flag_rate", "flagged", "estimated_noise_rate")  # detect_clean's, in the detail file
-
-
-def rounded(matrix: np.ndarray) -> list:
-    return np.round(matrix, 6).tolist()
-
-
-def clean_run(seeds: tuple[int, ...]) -> dict[int, dict]:
-    """The detect_clean stage's run on the clean labels, per seed (its file says why it is a stage)."""
-    found = read_json(CLEAN_DETECTION_FILE)
-    runs = found.get("seeds") or {}
-    missing = [repeat for repeat in seeds if str(repeat) not in runs]
-    if missing:
-        raise UserError(f"{CLEAN_DETECTION_FILE} has no run for seeds {missing}: rerun `dvc repro`")
-    return {repeat: runs[str(repeat)] for repeat in seeds}
 
 
 def main() -> None:
-    raw = L.load_checked_params()
-    settings, task, seed, folds = L.train_params(raw), P.task(raw), P.seed(raw), P.detect_folds(raw)
-    strengths = P.detect_l2(raw)
+    params = read_params_with_losses()
+    settings, task, seed = params.train, params.task, params.seed
+    folds, strengths = params.detect.folds, params.detect.l2
     # train.select_score: corrected_estimated corrects each noisy or pruned variant's selection score with
     # the estimated T of the noisy labels (the validation labels are drawn like the training pool's).
-    validation_needed = P.SELECT_SCORE_TRANSITIONS[settings.select_score] == "estimated"
+    validation_needed = SELECT_SCORE_TRANSITIONS[settings.select_score] == "estimated"
     pool = training_pool(task)
     train_ids, true_labels, features, num_classes = pool.ids, pool.true_labels, pool.features, len(pool.names)
     noisy_table = read_csv(label_file("noisy"))
-    forward_params = L.validate_loss_params("forward", (raw["train"].get("loss_params") or {}).get("forward"))
+    forward_params = validate_loss_params("forward", params.written_loss_params.get("forward"))
     estimated_needed = forward_params["T"] == "estimated"
-    problem = detection_problem(pool, fine_tune=P.model_params(raw).fine_tune, folds=folds)
+    problem = detection_problem(pool, fine_tune=params.model.fine_tune, folds=folds)
     if problem is not None:
         # Nothing asks for detection: say why there is none instead of failing the whole pipeline.
         if "pruned" in settings.labels or estimated_needed or validation_needed:
@@ -110,7 +72,7 @@ def main() -> None:
                 f"but the detect stage cannot run: {problem}"
             )
         print(f"detect: {problem}: nothing detected", file=sys.stderr)
-        nothing = {variant_name(loss, labels): None for loss in L.LOSS_NAMES for labels in P.LABEL_SET_NAMES}
+        nothing = {variant_name(loss, labels): None for loss in LOSS_NAMES for labels in LABEL_SETS}
         write_outputs(pd.DataFrame(columns=["seed", "id"]), noisy_table.iloc[:0], nothing, {"skipped": problem})
         return
     clean = clean_run(settings.seeds)
@@ -128,16 +90,6 @@ def main() -> None:
 
     issue_frames, pruned_frames, noisy_seeds, clean_seeds, estimates = [], [], {}, {}, {}
 
-    def variant_transitions(loss: str, labels: str, forward: bool, validation: bool) -> dict | None:
-        """One variant's file: forward's T per seed (`seeds`), the validation labels' T (`validation`) for
-        noisy and pruned variants; null when the variant needs neither."""
-        content: dict = {}
-        if forward and loss == "forward":
-            content = {"T": "estimated", "seeds": {str(r): estimates[(labels, r)].tolist() for r in settings.seeds}}
-        if validation and labels != "clean":
-            content["validation"] = {str(r): estimates[("noisy", r)].tolist() for r in settings.seeds}
-        return content or None
-
     for repeat in settings.seeds:
         labels = labels_for_seed(noisy_table, repeat, train_ids, label_file("noisy"))
         flipped = labels != true_labels
@@ -150,15 +102,7 @@ def main() -> None:
             # forward-pruned's T: the confident joint of the labels pruning keeps (close to the identity).
             kept = ~issues.flagged
             estimates[("pruned", repeat)] = estimated_transition(labels[kept], probs[kept])[0]
-        noisy_seeds[str(repeat)] = {
-            **detection_metrics(flipped, issues.flagged, issues.score),
-            **small_loss_metrics(flipped, labels, probs, int(issues.flagged.sum())),
-            **noise_rate_metrics(issues.estimated_noise_rate, flipped),
-            "estimated_transition_matrix": rounded(issues.transition),
-            "realised_transition_matrix": rounded(transition_matrix(true_labels, labels, num_classes)),
-        }
-        # The out-of-fold model: its L2 strength and the out-of-fold log-loss that chose it (noisy labels only).
-        noisy_seeds[str(repeat)]["model"] = {"l2": out_of_sample.l2, "log_loss": out_of_sample.log_loss}
+        noisy_seeds[str(repeat)] = seed_metrics(labels, true_labels, out_of_sample, issues, num_classes)
         estimates[("clean", repeat)] = np.asarray(clean[repeat]["transition"], dtype=np.float64)
         clean_seeds[str(repeat)] = {key: clean[repeat][key] for key in CLEAN_KEYS}
         found = noisy_seeds[str(repeat)]
@@ -169,20 +113,15 @@ def main() -> None:
             file=sys.stderr,
         )
 
-    metrics = {
-        "method": "cleanlab find_label_issues, prune_by_noise_rate; score = 1 - self-confidence",
-        "baseline": "small-loss: -log p(given label), the same out-of-sample probabilities; flags the top as many",
-        "folds": folds,
-        "label_names": pool.names,
-        "noisy": {**mean_over_seeds(noisy_seeds, MEAN_KEYS), "seeds": noisy_seeds},
-        "clean": {**mean_over_seeds(clean_seeds, ("false_flag_rate", "estimated_noise_rate")), "seeds": clean_seeds},
-    }
+    metrics = detection_summary(folds, pool.names, noisy_seeds, clean_seeds)
     transitions = {
         # Every possible variant, not only train.losses x train.labels: adding a loss or a label set then
         # does not rerun this stage (its params do not name them).
-        variant_name(loss, labels): variant_transitions(loss, labels, estimated_needed, validation_needed)
-        for loss in L.LOSS_NAMES
-        for labels in P.LABEL_SET_NAMES
+        variant_name(loss, labels): variant_transitions(
+            loss, labels, estimates, settings.seeds, forward=estimated_needed, validation=validation_needed
+        )
+        for loss in LOSS_NAMES
+        for labels in LABEL_SETS
     }
     write_outputs(
         pd.concat(issue_frames, ignore_index=True), pd.concat(pruned_frames, ignore_index=True), transitions, metrics

@@ -1,4 +1,4 @@
-"""Confident learning on the clean labels (stages.lib.detection), per train seed: no label is flipped, so
+"""Confident learning on the clean labels (stages.lib.noise.detection), per train seed: no label is flipped, so
 every flag is a false one, and the estimated noise matrix is what the detector reads into clean labels.
 
 It is its own stage because none of it depends on the noise: a noise level's `dvc exp run` reruns detect on
@@ -11,25 +11,25 @@ from __future__ import annotations
 
 import sys
 
-from stages.lib import params as P
-from stages.lib.detection import CLEAN_DETECTION_FILE, detect_issues, detection_problem, training_pool
-from stages.lib.errors import run_stage
-from stages.lib.io import write_json
-from stages.lib.labels import label_file
-from stages.lib.seeds import derived_seed
+from stages.lib.core.errors import run_stage
+from stages.lib.core.io import write_json
+from stages.lib.core.params import read_params
+from stages.lib.core.seeds import derived_seed
+from stages.lib.core.variants import label_file
+from stages.lib.noise.detection import CLEAN_DETECTION_FILE, detect_issues, detection_problem, training_pool
 
 
 def main() -> None:
-    raw = P.load_checked_params()
-    seed, folds, strengths = P.seed(raw), P.detect_folds(raw), P.detect_l2(raw)
-    pool = training_pool(P.task(raw))
-    problem = detection_problem(pool, fine_tune=P.model_params(raw).fine_tune, folds=folds)
+    params = read_params()
+    seed, folds, strengths = params.seed, params.detect.folds, params.detect.l2
+    pool = training_pool(params.task)
+    problem = detection_problem(pool, fine_tune=params.model.fine_tune, folds=folds)
     if problem is not None:
         print(f"detect_clean: {problem}: nothing detected", file=sys.stderr)
         write_json(CLEAN_DETECTION_FILE, {"skipped": problem})
         return
     seeds = {}
-    for repeat in P.train_seeds(raw):
+    for repeat in params.train.seeds:
         _, issues = detect_issues(
             pool.features,
             pool.true_labels,

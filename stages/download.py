@@ -1,4 +1,4 @@
-"""Put tf_flowers into data/raw/<class name>/<image> from `data.source` (stages.lib.fetch): downloaded with
+"""Put tf_flowers into data/raw/<class name>/<image> from `data.source` (stages.lib.data.fetch): downloaded with
 tensorflow-datasets, or copied from a local folder or archive.
 """
 
@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import sys
 
-from stages.lib import params as P
-from stages.lib.errors import run_stage
-from stages.lib.fetch import fetch
-from stages.lib.io import RAW_DIR, atomic_dir
+from stages.lib.core.errors import run_stage
+from stages.lib.core.io import RAW_DIR, atomic_dir
+from stages.lib.core.params import read_params
+from stages.lib.data.fetch import fetch
 
 
 def main() -> None:
-    source = P.data_params(P.load_checked_params()).source
+    source = read_params().data.source
     with atomic_dir(RAW_DIR) as staging:
         count, left_out = fetch(source, staging)
     note = f"; not copied, beside the class folders: {', '.join(left_out)}" if left_out else ""

@@ -1,4 +1,4 @@
-"""The frozen backbone's features of every image (stages.lib.embedding), computed once for the whole study:
+"""The frozen backbone's features of every image (stages.lib.backbone.embedding), computed once for the whole study:
 every head of every variant trains on them. With `model.fine_tune: true` the train stage reads the images
 instead, and this stage writes empty (0×2048) files without running ResNet50.
 """
@@ -10,23 +10,23 @@ import time
 
 import numpy as np
 
-from stages.lib import params as P
-from stages.lib.backbone import (
+from stages.lib.backbone.embedding import embed_images
+from stages.lib.backbone.resnet import (
     FEATURE_DIM,
     build_backbone,
     require_weights_reachable,
     resolve_weights,
     seed_everything,
 )
-from stages.lib.embedding import embed_images
-from stages.lib.errors import run_stage
-from stages.lib.finetune.runtime import devices_seen
-from stages.lib.io import SPLITS, features_path, images_path, load_array, save_array
+from stages.lib.backbone.runtime import devices_seen
+from stages.lib.core.errors import run_stage
+from stages.lib.core.io import SPLITS, features_path, images_path, load_array, save_array
+from stages.lib.core.params import read_params
 
 
 def main() -> None:
-    raw = P.load_checked_params()
-    model_params = P.model_params(raw)
+    params = read_params()
+    model_params = params.model
     resolve_weights(model_params.weights)  # a missing file fails now, before TensorFlow loads
     if model_params.fine_tune:
         # The train stage fine-tunes on the images: nothing reads features. Empty files keep DVC's
@@ -36,7 +36,7 @@ def main() -> None:
         print("embed: model.fine_tune is true: the train stage reads the images; no features computed", file=sys.stderr)
         return
     require_weights_reachable(model_params.weights)  # offline: the error now, before TensorFlow loads
-    seed_everything(P.seed(raw))  # fixes the random init of `model.weights: none`
+    seed_everything(params.seed)  # fixes the random init of `model.weights: none`
     images = {split: load_array(images_path(split), mmap=True) for split in SPLITS}
     train_images = images["train"]
     model = build_backbone(model_params.weights, image_size=train_images.shape[1])

@@ -1,8 +1,8 @@
-"""Score every variant on the held-out test set (true labels), per seed and over seeds (stages.lib.evaluation,
-stages.lib.metrics), compare the variants pairwise (stages.lib.comparisons, docs/experiments.md), and write the
+"""Score every variant on the held-out test set (true labels), per seed and over seeds (stages.lib.evaluate:
+scoring, metrics), compare the variants pairwise (stages.lib.evaluate.comparisons, docs/experiments.md), and write the
 plot data of each variant's first seed.
 
-The headline files (stages.lib.headline), which DVC compares across runs: metrics/metrics.json, per variant
+The headline files (stages.lib.core.headline), which DVC compares across runs: metrics/metrics.json, per variant
 the means over seeds of balanced accuracy, AUC, accuracy and ECE, plus a `baseline` entry for always
 predicting the majority class; metrics/comparisons.json, the verdict comparisons. Their detail files under
 metrics/details/: every metric's mean and std over seeds, the epoch kept and its accuracy on the validation
@@ -16,12 +16,9 @@ import sys
 
 import numpy as np
 
-from stages.lib import params as P
-from stages.lib.comparisons import PROTOCOL, STUDY, compare_variants, comparison_pairs, protocol_pairs
-from stages.lib.errors import run_stage
-from stages.lib.evaluation import evaluate_variant, plot_tables
-from stages.lib.headline import reference_loss, variant_means, verdict_comparisons
-from stages.lib.io import (
+from stages.lib.core.errors import run_stage
+from stages.lib.core.headline import reference_loss, variant_means, verdict_comparisons
+from stages.lib.core.io import (
     COMPARISON_METRICS,
     METRICS_DIR,
     PER_SEED_DETAILS,
@@ -32,23 +29,25 @@ from stages.lib.io import (
     read_prepared,
     write_json,
 )
-from stages.lib.labels import BASELINE, oracle_name, variant_name
-from stages.lib.metrics import majority_baseline, summarise
-from stages.lib.params import loss_settings as L
+from stages.lib.core.variants import BASELINE, oracle_name, variant_name
+from stages.lib.evaluate.comparisons import PROTOCOL, STUDY, compare_variants, comparison_pairs, protocol_pairs
+from stages.lib.evaluate.metrics import majority_baseline, summarise
+from stages.lib.evaluate.scoring import evaluate_variant, plot_tables
+from stages.lib.losses.settings import read_params_with_losses
 
 PLOTS_DIR = METRICS_DIR / "plots"
 
 
 def main() -> None:
-    raw = L.load_checked_params()
-    settings, task = L.train_params(raw), P.task(raw)
+    params = read_params_with_losses()
+    settings, task = params.train, params.task
     table, summary = read_prepared(task)
     names = label_names(summary)
     y_true = table.loc[table["split"] == "test", "label"].to_numpy(dtype=np.int64)
     train_labels = table.loc[table["split"] == "train", "label"].to_numpy(dtype=np.int64)
 
-    # Heads chosen on a validation set have oracle twins (stages.lib.training.head_trainer).
-    twins = not P.model_params(raw).fine_tune and P.data_params(raw).val_size > 0
+    # Heads chosen on a validation set have oracle twins (stages.lib.train.head_trainer).
+    twins = not params.model.fine_tune and params.data.val_size > 0
     variants = []
     for loss in settings.losses:
         for labels in settings.labels:
@@ -66,7 +65,7 @@ def main() -> None:
     summary[BASELINE] = majority_baseline(train_labels, y_true, task, names)
     pairs, skipped = comparison_pairs(settings.losses, settings.labels)
     protocol = protocol_pairs(settings.losses, settings.labels) if twins else []
-    verdict_metric = P.evaluate_metric(raw)
+    verdict_metric = params.evaluate.metric
     comparisons = compare_variants(
         y_true,
         scores,

@@ -3,9 +3,9 @@
 `data.source` (a folder or an archive), `model.weights` and `noise_labels` (files) are named by path in
 params.yaml; DVC would notice a new path but not new files behind the same path. This stage runs on every
 `dvc repro` (`always_changed`) and hashes the contents (about 0.3 s per 230 MB, the size of tf_flowers); it
-also records the Keras backend in use (stages/lib/backend.py). A fingerprint's bytes change only when the
+also records the Keras backend in use (stages/lib/backbone/backend.py). A fingerprint's bytes change only when the
 contents do, so the stages that depend on it (download; embed and fine-tuning; corrupt) rerun exactly then.
-What a fingerprint holds and why: stages/lib/sources.py.
+What a fingerprint holds and why: stages/lib/data/sources.py (model.weights: stages/lib/backbone/resnet.py).
 """
 
 from __future__ import annotations
@@ -15,12 +15,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from stages.lib import params as P
-from stages.lib.backend import backend_name
-from stages.lib.errors import run_stage
-from stages.lib.io import FINGERPRINTS_DIR, atomic_path
-from stages.lib.params import loss_settings as L
-from stages.lib.sources import noise_labels_fingerprint, source_fingerprint, weights_fingerprint
+from stages.lib.backbone.backend import backend_name
+from stages.lib.backbone.resnet import weights_fingerprint
+from stages.lib.core.errors import run_stage
+from stages.lib.core.io import FINGERPRINTS_DIR, atomic_path
+from stages.lib.data.sources import noise_labels_fingerprint, source_fingerprint
+from stages.lib.losses.settings import read_params_with_losses
 
 
 def write_fingerprint(path: Path, fingerprint: dict[str, Any]) -> None:
@@ -30,11 +30,11 @@ def write_fingerprint(path: Path, fingerprint: dict[str, Any]) -> None:
 
 
 def main() -> None:
-    raw = L.load_checked_params()
+    params = read_params_with_losses()
     fingerprints = {
-        "source": source_fingerprint(P.data_params(raw).source),
-        "weights": weights_fingerprint(P.model_params(raw).weights),
-        "noise_labels": noise_labels_fingerprint(P.noise_params(raw).labels_file),
+        "source": source_fingerprint(params.data.source),
+        "weights": weights_fingerprint(params.model.weights),
+        "noise_labels": noise_labels_fingerprint(params.noise.labels_file),
         # The Keras backend embed and fine-tuning run on ($KERAS_BACKEND): another one reruns them.
         "backend": {"kind": backend_name()},
     }

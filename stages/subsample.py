@@ -1,5 +1,5 @@
 """A fixed, seeded, stratified train/val/test split of data/raw, decoded and resized once, with its labels
-table, the data summary (stages.lib.prepare) and the training pool's and the validation set's true labels
+table, the data summary (stages.lib.data.prepare) and the training pool's and the validation set's true labels
 in the label files' format. The validation set comes from outside the training pool, never from the test
 set: it is what chooses the epoch (train.select_epoch), with labels as noisy as the training pool's.
 """
@@ -12,13 +12,22 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from stages.lib import params as P
-from stages.lib.duplicates import find_duplicates
-from stages.lib.errors import UserError, run_stage
-from stages.lib.images import decode_images, scan_folder
-from stages.lib.io import DATA_SUMMARY, LABELS_TABLE, RAW_DIR, SPLITS, images_path, save_array, write_csv, write_json
-from stages.lib.labels import label_file
-from stages.lib.prepare import (
+from stages.lib.core.errors import UserError, run_stage
+from stages.lib.core.io import (
+    DATA_SUMMARY,
+    LABELS_TABLE,
+    RAW_DIR,
+    SPLITS,
+    images_path,
+    save_array,
+    write_csv,
+    write_json,
+)
+from stages.lib.core.params import read_params
+from stages.lib.core.variants import label_file
+from stages.lib.data.duplicates import find_duplicates
+from stages.lib.data.images import decode_images, scan_folder
+from stages.lib.data.prepare import (
     check_classes,
     check_positive_class,
     conversions_line,
@@ -27,14 +36,12 @@ from stages.lib.prepare import (
     labels_table,
     oversized_line,
 )
-from stages.lib.split import binary_or_class_labels, check_sizes, stratified_split
+from stages.lib.data.split import binary_or_class_labels, check_sizes, stratified_split
 
 
 def main() -> None:
-    raw = P.load_checked_params()
-    data = P.data_params(raw)
-    task = P.task(raw)
-    seed = P.seed(raw)
+    params = read_params()
+    data, task, seed = params.data, params.task, params.seed
 
     scan = scan_folder(RAW_DIR)
     # What can be checked from the file names is checked before the minutes of decoding.

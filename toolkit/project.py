@@ -27,7 +27,7 @@ DEFAULT_PARAMS_FILE = PROJECT_ROOT / "toolkit" / "default_params.yaml"
 PROJECT_FILES = (
     "dvc.yaml",
     "stages",
-    "report.py",
+    "report",  # `python -m report`: the sweep report
     ".dvc/config",
     ".dvc/.gitignore",
     ".dvcignore",

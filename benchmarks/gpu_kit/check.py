@@ -77,8 +77,8 @@ def line(name: str, value: object) -> None:
 
 
 def versions() -> None:
-    from stages.lib.backend import backend_name, import_keras
-    from stages.lib.finetune.runtime import visible_gpus
+    from stages.lib.backbone.backend import backend_name, import_keras
+    from stages.lib.backbone.runtime import visible_gpus
 
     keras = import_keras()
     line("python", platform.python_version())
@@ -133,8 +133,8 @@ def images_of(count: int, size: int) -> tuple[np.ndarray, np.ndarray]:
 def embed_throughput(args: argparse.Namespace) -> None:
     import keras
 
-    from stages.lib.backbone import build_backbone
-    from stages.lib.embedding import embed_images
+    from stages.lib.backbone.embedding import embed_images
+    from stages.lib.backbone.resnet import build_backbone
 
     images, _ = images_of(args.images, args.image_size)
     for policy in ("float32", "mixed_bfloat16"):
@@ -154,10 +154,10 @@ def embed_throughput(args: argparse.Namespace) -> None:
 def training_throughput(args: argparse.Namespace) -> None:
     import keras
 
-    from stages.lib.backbone import build_backbone
-    from stages.lib.finetune.model import TrainingClock, build_fine_tune_model, build_head, set_trainable_blocks
-    from stages.lib.finetune.pipeline import epoch_follower, image_pipeline
+    from stages.lib.backbone.resnet import build_backbone
     from stages.lib.losses import make_loss
+    from stages.lib.train.finetune.model import TrainingClock, build_fine_tune_model, build_head, set_trainable_blocks
+    from stages.lib.train.finetune.pipeline import epoch_follower, image_pipeline
 
     images, labels = images_of(args.images, args.image_size)
     targets = labels[:, None].astype(np.float32)
@@ -213,15 +213,15 @@ def project_params() -> dict:
 def equality_run(args: argparse.Namespace) -> None:
     """One side of the equality check (a child process): features at --image-size and a short fine-tuning at
     32 px, saved to --equality-run."""
-    from stages.lib import params as P
-    from stages.lib.backbone import build_backbone, seed_everything
-    from stages.lib.backend import import_keras
-    from stages.lib.finetune.model import backbone_features
-    from stages.lib.finetune.runtime import visible_gpus
-    from stages.lib.finetune.trainer import fine_tune_trainer
-    from stages.lib.labels import targets
-    from stages.lib.params import loss_settings as L
-    from stages.lib.training import Setup
+    from stages.lib.backbone.backend import import_keras
+    from stages.lib.backbone.resnet import build_backbone, seed_everything
+    from stages.lib.backbone.runtime import visible_gpus
+    from stages.lib.core import params as core_params
+    from stages.lib.core.variants import targets
+    from stages.lib.losses import settings as loss_settings
+    from stages.lib.train.finetune.model import backbone_features
+    from stages.lib.train.finetune.trainer import FineTuneTrainer
+    from stages.lib.train.interface import SeedTargets, Setup
 
     import_keras()
     device = visible_gpus()[0].describe() if visible_gpus() else "CPU"
@@ -236,10 +236,10 @@ def equality_run(args: argparse.Namespace) -> None:
     sizes = {"train": 64, "val": 32, "test": 32}
     x = {split: images[split][:n] for split, n in sizes.items()}
     y = {split: targets(labels[split][:n], "binary", 2) for split, n in sizes.items()}
-    settings, model = L.train_params(raw), P.model_params(raw)
+    settings, model = loss_settings.train_params(raw), core_params.model_params(raw)
     setup = Setup("bce-clean", x["train"], x["val"], x["test"], y["test"], "binary", 2, "bce", settings, model, 0)
     os.chdir(args.equality_run.parent)  # its checkpoints
-    trained = fine_tune_trainer(setup)(y["train"], 0, StandInLive("seed_0"), None, y["val"])
+    trained = FineTuneTrainer(setup).fit(SeedTargets(y["train"], 0, y["val"]), StandInLive("seed_0"))
     np.savez(args.equality_run, features=features, scores=trained.scores, epoch=trained.epoch, device=device)
 
 
@@ -276,7 +276,7 @@ def study_project(root: Path, size: int, args: argparse.Namespace) -> np.ndarray
     import pandas as pd
     import yaml
 
-    from stages.lib.io import images_path
+    from stages.lib.core.io import images_path
 
     table = pd.read_csv(DIGITS / "data/prepared/labels.csv")
     images = digits(size)
@@ -312,7 +312,7 @@ def study_project(root: Path, size: int, args: argparse.Namespace) -> np.ndarray
 
 
 def stand_in_dvclive() -> None:
-    """`import dvclive` gives the stand-in: stages.training.live_log subclasses its Live."""
+    """`import dvclive` gives the stand-in: stages.lib.train.logs.live_log subclasses its Live."""
     module = types.ModuleType("dvclive")
     module.Live = StandInLive  # type: ignore[attr-defined]
     sys.modules["dvclive"] = module
@@ -321,9 +321,9 @@ def stand_in_dvclive() -> None:
 def study(args: argparse.Namespace) -> None:
     import yaml
 
-    from stages.lib.labels import SCORES_FILE, SELECTION_FILE, model_dir, parse_variant
-    from stages.lib.metrics import predict_labels
-    from stages.lib.params import loss_settings as L
+    from stages.lib.core.variants import SCORES_FILE, SELECTION_FILE, model_dir, parse_variant
+    from stages.lib.evaluate.metrics import predict_labels
+    from stages.lib.losses import settings as loss_settings
 
     root = Path("study").resolve()
     variant = args.study_variant
@@ -335,7 +335,7 @@ def study(args: argparse.Namespace) -> None:
     os.chdir(root)
     raw = yaml.safe_load(Path("params.yaml").read_text())
     defaults = project_params()["train"]
-    grid = len(L.train_params(raw).fine_tuning_grid(loss))
+    grid = len(loss_settings.train_params(raw).fine_tuning_grid(loss))
     test_labels = clean_labels()["test"][test_rows]
     seconds = []
     for seed in range(args.study_seeds):

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 from sklearn.datasets import load_digits
 
-from stages.lib import params as P
+from stages.lib.core import params as core_params
 from toolkit.project import copy_project, dvc, make_project, ran_stages, write_params
 
 NOISE = 0.3
@@ -84,7 +84,7 @@ def test_detection_beats_random_flags(detected: tuple[Path, str]) -> None:
     assert noisy["auc"] > 0.7
     assert 0 <= detection["clean"]["false_flag_rate"] < 0.5
     for seed in ("0", "1"):
-        assert noisy["seeds"][seed]["model"]["l2"] in P.DEFAULT_DETECT_L2  # chosen by out-of-fold log-loss
+        assert noisy["seeds"][seed]["model"]["l2"] in core_params.DEFAULT_DETECT_L2  # chosen by out-of-fold log-loss
         assert abs(noisy["seeds"][seed]["noise_rate_error"]) < MAX_NOISE_RATE_ERROR
         estimated = np.array(noisy["seeds"][seed]["estimated_transition_matrix"])
         assert estimated.shape == (10, 10)

@@ -86,7 +86,7 @@ def test_repro_fine_tunes_every_variant_and_evaluate_scores_its_predictions(fine
 def test_the_saved_model_is_the_fine_tuned_network_that_made_the_scores(fine_tuned: tuple[Path, str]) -> None:
     import keras
 
-    from stages.lib.backbone import preprocess
+    from stages.lib.backbone.resnet import preprocess
     from stages.lib.losses import probabilities
 
     repo, _ = fine_tuned
@@ -97,7 +97,7 @@ def test_the_saved_model_is_the_fine_tuned_network_that_made_the_scores(fine_tun
     logits = model.predict(preprocess(test_images), verbose=0)  # the model outputs logits; scores are sigmoids
     np.testing.assert_allclose(probabilities(logits, "binary")[:, 0], scores, atol=1e-5)
     # The top block moved away from the backbone's start; a frozen block did not.
-    from stages.lib.backbone import build_backbone, seed_everything
+    from stages.lib.backbone.resnet import build_backbone, seed_everything
 
     seed_everything(0)  # the embed stage's seed: the random init fine-tuning started from
     start = build_backbone("none", 32)

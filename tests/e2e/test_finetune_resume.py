@@ -1,5 +1,5 @@
 """A fine-tuning run killed mid-way resumes from its last finished epoch on the next `dvc repro`, logs every
-epoch once and spends its checkpoint (stages/lib/finetune/checkpoint.py). That the resumed run ends with the
+epoch once and spends its checkpoint (stages/lib/train/finetune/checkpoint.py). That the resumed run ends with the
 model of an uninterrupted one is proved in-process, through the same trainer: tests/unit/tf/
 test_finetune_checkpoint.py."""
 
@@ -60,7 +60,7 @@ def test_a_killed_fine_tuning_run_resumes_from_its_last_epoch(prepared_copy: Pat
 
     resumed = dvc(repo, "repro", STAGE)
     output = resumed.stdout + resumed.stderr
-    assert "train bce-clean: resuming after epoch " in output
+    assert "train bce-clean: grid point 1/1 resumes after epoch " in output
     assert not (repo / "checkpoints/bce-clean").exists()  # spent once the outputs are written
     log = repo / "metrics/train/bce-clean/seed_0/plots/metrics"
     for name in ("train/loss", "test/accuracy", "val/accuracy"):

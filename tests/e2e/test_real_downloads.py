@@ -6,7 +6,7 @@ test asserts that what stops it is the network: not an import that the requireme
 imports `importlib_resources` lazily, before any network access), a missing attribute or our own code.
 The network is made to fail at once: every HTTP(S) connection goes through a proxy on which nothing
 listens (the operating system refuses it), or through a proxy whose name does not resolve. Nothing else is
-changed: the stages' own probe (stages.lib.network) must stop them in seconds, where tfds alone retries a
+changed: the stages' own probe (stages.lib.core.network) must stop them in seconds, where tfds alone retries a
 failed download 10 times with back-off (3 min 24 s).
 
 One more test goes past the network boundary: tfds' DownloadManager.download (the fetch itself) returns
@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pytest
 
-from stages.lib import network
+from stages.lib.core import network
 from toolkit.project import PROJECT_ROOT, make_project, run, tool_env, write_params
 from toolkit.synthetic import make_flower_archive
 
@@ -137,7 +137,7 @@ def test_the_imagenet_weights_download_stops_at_the_network(project: Path, tmp_p
 def test_the_real_tf_flowers_builder_exports_a_local_archive(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Past the network: the real builder prepares a small archive as it would tf_flowers' own."""
     tfds = pytest.importorskip("tensorflow_datasets")
-    from stages.lib.fetch import fetch
+    from stages.lib.data.fetch import fetch
 
     archive = make_flower_archive(tmp_path / "served" / "flower_photos.tgz", per_class=3, size=24)
     fetched = []

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from stages.lib.errors import UserError, one_line
+from stages.lib.core.errors import UserError, one_line
 from toolkit.project import copy_project, params_kept, run, write_params
 
 TRAIN_ARGS = ("--loss", "bce", "--labels", "clean")
@@ -128,7 +128,7 @@ def refused(workspace: Path, stage: str, monkeypatch: pytest.MonkeyPatch) -> str
     main = importlib.import_module(f"stages.{stage}").main
     with pytest.raises(UserError) as error:
         main(list(stage_args(stage))) if stage == "train" else main()
-    return one_line(error.value)  # the line the stage prints (stages.lib.errors.run_stage)
+    return one_line(error.value)  # the line the stage prints (stages.lib.core.errors.run_stage)
 
 
 @pytest.mark.parametrize("case", list(NEEDS_THE_DATA))
@@ -213,7 +213,7 @@ def test_weights_file_that_fits_is_used(without_features: Path, base_params: dic
     """The stage's features are the ones the file's weights give, not those of a random init."""
     import keras
 
-    from stages.lib.backbone import preprocess
+    from stages.lib.backbone.resnet import preprocess
 
     workspace = without_features
     weights = make_weights(tmp_path / "resnet50.weights.h5", "resnet50")

@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from stages import fingerprint
-from stages.lib.errors import UserError, one_line
+from stages.lib.core.errors import UserError, one_line
 from toolkit.project import PROJECT_ROOT, SMALL_PARAMS, deep_update
 from toolkit.synthetic import make_flower_folder
 
@@ -200,7 +200,7 @@ def refused_in_one_line(workdir: Path, content: bytes, expected: list[str]) -> N
     params_file.write_bytes(content)
     with pytest.raises(UserError) as refused:
         fingerprint.main()
-    message = one_line(refused.value)  # the line the stage prints (stages.lib.errors.run_stage)
+    message = one_line(refused.value)  # the line the stage prints (stages.lib.core.errors.run_stage)
     for text in expected:
         assert text in message, message
     assert params_file.read_bytes() == content  # as the user wrote it

@@ -1,4 +1,4 @@
-"""Unit tests for stages.lib.comparisons: weighted metrics, the repeat-level test (its false-positive rate
+"""Unit tests for stages.lib.evaluate.comparisons: weighted metrics, the repeat-level test (its false-positive rate
 simulated under the null), the probability of improvement, Holm, and compare_variants."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import pytest
 from sklearn import metrics as skm
 from statsmodels.stats.multitest import multipletests
 
-from stages.lib.comparisons import (
+from stages.lib.evaluate.comparisons import (
     compare_variants,
     comparison_pairs,
     holm,

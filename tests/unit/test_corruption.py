@@ -1,4 +1,4 @@
-"""Unit tests for stages.lib.corruption: one seeded noisy draw per repeat seed, and the realised-noise summary."""
+"""Unit tests for stages.lib.noise.corruption: one seeded noisy draw per repeat seed, and the realised-noise summary."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stages.lib.corruption import class_rates_by_index, corrupt_pool, repeat_rng
-from stages.lib.errors import UserError
-from stages.lib.params import NoiseParams
+from stages.lib.core.errors import UserError
+from stages.lib.core.params import NoiseParams
+from stages.lib.noise.corruption import class_rates_by_index, corrupt_pool, repeat_rng
 
 BINARY_NAMES = ["not_sunflowers", "sunflowers"]
 FLOWER_NAMES = ["daisy", "dandelion", "roses", "sunflowers", "tulips"]

@@ -1,4 +1,4 @@
-"""Confident learning pieces (stages.lib.detection): metrics on hand-built flags, cleanlab's matrix in our
+"""Confident learning pieces (stages.lib.noise.detection): metrics on hand-built flags, cleanlab's matrix in our
 convention, flags from known probabilities, and the K-fold probabilities."""
 
 from __future__ import annotations
@@ -8,9 +8,8 @@ import pandas as pd
 import pytest
 from sklearn.metrics import average_precision_score
 
-from stages.lib.detection import (
+from stages.lib.noise.detection import (
     detection_metrics,
-    estimated_transition,
     find_issues,
     noise_rate_metrics,
     out_of_sample_probabilities,
@@ -19,7 +18,8 @@ from stages.lib.detection import (
     small_loss_scores,
     top_flags,
 )
-from stages.lib.noise import corrupt_labels, transition_matrix
+from stages.lib.noise.models import corrupt_labels
+from stages.lib.noise.transition import estimated_transition, transition_matrix
 
 
 def test_detection_metrics_on_a_hand_built_case() -> None:
@@ -166,7 +166,7 @@ def test_fitting_in_the_row_space_is_fitting_on_the_features() -> None:
     features themselves (representer theorem)."""
     from sklearn.linear_model import LogisticRegression
 
-    from stages.lib.detection import row_space_coordinates
+    from stages.lib.noise.detection import row_space_coordinates
 
     rng = np.random.default_rng(2)
     x, other = rng.normal(size=(40, 120)), rng.normal(size=(15, 120))

@@ -28,8 +28,8 @@ _spec.loader.exec_module(readme_tables)
 def counted_choices() -> dict[str, tuple[str, ...]]:
     """The lists whose length the docs state, by the noun they state it with: the one place to repoint when
     the code moves them."""
-    from stages.lib.params import NOISE_TYPES
-    from stages.lib.params.loss_settings import LOSS_NAMES
+    from stages.lib.core.params import NOISE_TYPES
+    from stages.lib.losses.settings import LOSS_NAMES
 
     return {"losses": tuple(LOSS_NAMES), "noise models": tuple(NOISE_TYPES)}
 

@@ -1,12 +1,12 @@
-"""Unit tests for stages.lib.duplicates: identical pictures within a class count once; a picture in several
+"""Unit tests for stages.lib.data.duplicates: identical pictures within a class count once; a picture in several
 classes is dropped, kept once per class, or refused, as data.duplicates says."""
 
 from __future__ import annotations
 
 import pytest
 
-from stages.lib.duplicates import find_duplicates
-from stages.lib.errors import UserError
+from stages.lib.core.errors import UserError
+from stages.lib.data.duplicates import find_duplicates
 
 # one/a and three/c are the same picture (across classes); three/b, three/d and three/e another (one class).
 FILES = ["one/a.png", "one/f.png", "three/b.png", "three/c.png", "three/d.png", "three/e.png", "two/g.png"]

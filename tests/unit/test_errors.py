@@ -1,4 +1,4 @@
-"""The stage runner (stages.lib.errors.run_stage) and the atomic writers (stages.lib.io): a full disk, a
+"""The stage runner (stages.lib.core.errors.run_stage) and the atomic writers (stages.lib.core.io): a full disk, a
 read-only file system and a permission problem end in one line naming the folder and the fix, on real file
 systems (a small tmpfs, where this machine lets the tests mount one); a genuine bug keeps its traceback."""
 
@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stages.lib.errors import run_stage
-from stages.lib.io import atomic_dir, save_array, write_json
+from stages.lib.core.errors import run_stage
+from stages.lib.core.io import atomic_dir, save_array, write_json
 from toolkit.disks import DiskUnavailable, small_disk
 
 

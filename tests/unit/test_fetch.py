@@ -1,4 +1,4 @@
-"""Unit tests for stages.lib.fetch: filling data/raw from a folder, a .tgz, or tensorflow-datasets."""
+"""Unit tests for stages.lib.data.fetch: filling data/raw from a folder, a .tgz, or tensorflow-datasets."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from stages.lib import network
-from stages.lib.errors import UserError
-from stages.lib.fetch import PNG_SIGNATURE, export_tfds, fetch, image_suffix
-from stages.lib.images import scan_folder
+from stages.lib.core import network
+from stages.lib.core.errors import UserError
+from stages.lib.data.fetch import PNG_SIGNATURE, export_tfds, fetch, image_suffix
+from stages.lib.data.images import scan_folder
 from toolkit.synthetic import make_flower_archive, make_flower_folder
 
 PER_CLASS = 3
@@ -137,7 +137,7 @@ def mock_examples(data_dir: Path) -> list[tuple[np.ndarray, int]]:
 
 @pytest.fixture
 def reachable(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The network probe (stages.lib.network) finds every host reachable: these tests never go online."""
+    """The network probe (stages.lib.core.network) finds every host reachable: these tests never go online."""
     monkeypatch.setattr(network, "unreachable_reason", lambda url: None)
 
 

@@ -1,5 +1,5 @@
-"""Fine-tuning's choice (stages.lib.finetune.choice) is the heads' rule: scoring each epoch of each grid point
-as it ends and choosing among the recorded scores gives what stages.lib.training.select_on_validation gives on
+"""Fine-tuning's choice (stages.lib.train.finetune.choice) is the heads' rule: scoring each epoch of each grid point
+as it ends and choosing among the recorded scores gives what stages.lib.train.selection.select_on_validation gives on
 every epoch's validation logits at once — the same grid point, epoch, threshold and metric estimate. No Keras."""
 
 from __future__ import annotations
@@ -9,13 +9,13 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from stages.lib.finetune.choice import best_epoch, best_model, score_epoch
-from stages.lib.labels import targets
-from stages.lib.params import loss_settings as L
-from stages.lib.training import select_on_validation
+from stages.lib.core.variants import targets
+from stages.lib.losses import settings as loss_settings
+from stages.lib.train.finetune.choice import best_epoch, best_model, score_epoch
+from stages.lib.train.selection import select_on_validation
 from toolkit.project import default_params
 
-SETTINGS = L.train_params(default_params())
+SETTINGS = loss_settings.train_params(default_params())
 
 
 def validation_logits(epochs: int, points: int, task: str, k: int, seed: int = 0):

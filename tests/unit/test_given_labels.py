@@ -1,4 +1,4 @@
-"""noise_type given (stages.lib.given_labels and the corrupt stage's use of it): a round trip through a CSV
+"""noise_type given (stages.lib.noise.given_labels and the corrupt stage's use of it): a round trip through a CSV
 and each of its one-line errors."""
 
 from __future__ import annotations
@@ -9,10 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stages.lib.corruption import corrupt_pool
-from stages.lib.errors import UserError
-from stages.lib.given_labels import read_given_labels
-from stages.lib.params import NoiseParams
+from stages.lib.core.errors import UserError
+from stages.lib.core.params import NoiseParams
+from stages.lib.noise.corruption import corrupt_pool
+from stages.lib.noise.given_labels import read_given_labels
 
 CLASSES = ["daisy", "roses", "sunflowers"]
 TRAIN = pd.DataFrame(

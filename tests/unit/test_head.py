@@ -1,4 +1,4 @@
-"""Unit tests for stages.lib.head: heads fit to the optimum of their regularised objective, checked against
+"""Unit tests for stages.lib.train.head: heads fit to the optimum of their regularised objective, checked against
 scikit-learn's logistic regression, central differences and the stationarity of what they return."""
 
 from __future__ import annotations
@@ -11,7 +11,11 @@ import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
 
-from stages.lib.head import (
+from stages.lib.core.params import GridPoint
+from stages.lib.core.variants import targets
+from stages.lib.losses import LOSS_NAMES, logit_gradient, make_loss
+from stages.lib.losses.settings import validate_loss_params
+from stages.lib.train.head import (
     GRADIENT_TOLERANCE,
     Coordinates,
     fit_head_grid,
@@ -19,11 +23,7 @@ from stages.lib.head import (
     path_history,
     prior_log_odds,
 )
-from stages.lib.labels import targets
-from stages.lib.linear_head import LinearHead
-from stages.lib.losses import LOSS_NAMES, logit_gradient, make_loss
-from stages.lib.params import GridPoint
-from stages.lib.params.loss_settings import validate_loss_params
+from stages.lib.train.linear_head import LinearHead
 
 DIM = 12
 
@@ -232,8 +232,8 @@ def test_constant_feature_does_not_divide_by_zero() -> None:
 
 def test_training_a_head_does_not_load_tensorflow() -> None:
     code = (
-        "import sys; from tests.unit.test_head import data, point; from stages.lib.head import fit_head_grid;"
-        "from stages.lib.labels import targets; x, l = data(40, 2);"
+        "import sys; from tests.unit.test_head import data, point; from stages.lib.train.head import fit_head_grid;"
+        "from stages.lib.core.variants import targets; x, l = data(40, 2);"
         "fit_head_grid(x, targets(l, 'binary', 2), task='binary', loss='gce', grid=[point('gce', 0.1, q=0.7)]);"
         "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, 'TensorFlow was loaded'"
     )

@@ -1,4 +1,4 @@
-"""The headline metrics (stages.lib.headline): a few numbers per variant, the verdict comparisons signed as
+"""The headline metrics (stages.lib.core.headline): a few numbers per variant, the verdict comparisons signed as
 "<loss> vs BCE", and few enough numbers in all for `dvc metrics show` / `dvc exp show` to be read."""
 
 from __future__ import annotations
@@ -6,15 +6,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from stages.lib.comparisons import compare_variants, comparison_pairs
-from stages.lib.headline import (
+from stages.lib.core.headline import (
     detection_headline,
     noise_headline,
     reference_loss,
     variant_means,
     verdict_comparisons,
 )
-from stages.lib.labels import BASELINE
+from stages.lib.core.variants import BASELINE
+from stages.lib.evaluate.comparisons import compare_variants, comparison_pairs
 
 FULL_SUMMARY = {
     "accuracy": 0.9,

@@ -1,4 +1,4 @@
-"""Unit tests for stages.lib.images: listing a class-per-folder tree and decoding its images."""
+"""Unit tests for stages.lib.data.images: listing a class-per-folder tree and decoding its images."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image, PngImagePlugin
 
-from stages.lib.errors import UserError
-from stages.lib.images import decode_image, decode_images, load_image, scan_folder
+from stages.lib.core.errors import UserError
+from stages.lib.data.images import decode_image, decode_images, load_image, scan_folder
 
 
 def write_image(path: Path, mode: str = "RGB", size: tuple[int, int] = (20, 12), fmt: str | None = None) -> Path:

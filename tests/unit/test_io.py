@@ -1,11 +1,11 @@
-"""Atomic outputs (stages.lib.io) get the modes a plain write would give them, not tempfile's private ones."""
+"""Atomic outputs (stages.lib.core.io) get the modes a plain write would give them, not tempfile's private ones."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-from stages.lib.io import atomic_dir, atomic_path
+from stages.lib.core.io import atomic_dir, atomic_path
 
 
 def umask() -> int:

@@ -1,4 +1,4 @@
-"""Unit tests for stages.lib.labels: variant names, targets, and the label tables every trainer learns from."""
+"""Unit tests for stages.lib.core.variants: variant names, targets, and the label tables every trainer learns from."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stages.lib.errors import UserError
-from stages.lib.labels import LABEL_SETS, labels_for_seed, num_outputs, parse_variant, targets, variant_name
+from stages.lib.core.errors import UserError
+from stages.lib.core.params import LABEL_SETS
+from stages.lib.core.variants import labels_for_seed, num_outputs, parse_variant, targets, variant_name
 
 
 def test_variant_name() -> None:
@@ -76,7 +77,7 @@ def test_labels_for_seed_missing_ids_is_a_user_error() -> None:
 
 
 def test_rows_for_seed_are_the_positions_a_pruned_seed_keeps() -> None:
-    from stages.lib.labels import rows_for_seed
+    from stages.lib.core.variants import rows_for_seed
 
     pruned = pd.DataFrame({"seed": [0, 0, 1], "id": [9, 4, 7], "label": [1, 0, 1]})
     ids = np.array([4, 7, 9, 12])
@@ -88,7 +89,7 @@ def test_rows_for_seed_are_the_positions_a_pruned_seed_keeps() -> None:
 def test_estimated_transitions_read_detects_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import json
 
-    from stages.lib.seed_labels import estimated_transitions
+    from stages.lib.noise.transition import estimated_transitions
 
     monkeypatch.chdir(tmp_path)
     folder = tmp_path / "data/detect/transitions"
@@ -110,7 +111,7 @@ def test_the_validation_transition_that_corrects_selection(tmp_path: Path, monke
 
     import pandas as pd
 
-    from stages.lib.seed_labels import seed_labels
+    from stages.lib.train.seed_labels import seed_labels
 
     monkeypatch.chdir(tmp_path)
     table = pd.DataFrame({"id": [0, 1, 2, 3, 4, 5], "label": [0, 1, 0, 1, 0, 1], "split": ["train"] * 2 + ["val"] * 4})

@@ -1,4 +1,4 @@
-"""stages.lib.lockfile: a dvc.lock that DVC cannot read (a kill while DVC rewrote it) is named in one line with
+"""stages.lib.core.lockfile: a dvc.lock that DVC cannot read (a kill while DVC rewrote it) is named in one line with
 the fix, by DVC's own reader and schema; one DVC can read passes."""
 
 from __future__ import annotations
@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from stages.lib.errors import UserError
-from stages.lib.lockfile import RECOVERY, check_lock_file
+from stages.lib.core.errors import UserError
+from stages.lib.core.lockfile import RECOVERY, check_lock_file
 
 GOOD = """schema: '2.0'
 stages:

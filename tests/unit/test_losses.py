@@ -10,13 +10,13 @@ import pytest
 
 from stages.lib import losses
 from stages.lib.losses import (
-    log_transition,
     logit_gradient,
     logits_from_probabilities,
     mean_loss,
     probabilities,
 )
-from stages.lib.params.loss_settings import LOSS_NAMES
+from stages.lib.losses.settings import LOSS_NAMES
+from stages.lib.noise.transition import log_transition
 
 # These tests exercise the NumPy backend (no TensorFlow); a test that passes backend= still chooses.
 make_loss = partial(losses.make_loss, backend="numpy")

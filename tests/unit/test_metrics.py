@@ -1,4 +1,4 @@
-"""Unit tests for stages.lib.metrics against scikit-learn, hand-worked cases and the Wilson formula."""
+"""Unit tests for stages.lib.evaluate.metrics against scikit-learn, hand-worked cases and the Wilson formula."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from stages.lib.metrics import (
+from stages.lib.evaluate.metrics import (
     binary_metrics,
     brier_score,
     expected_calibration_error,

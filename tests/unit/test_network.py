@@ -1,4 +1,4 @@
-"""stages.lib.network on this machine's loopback: a listening socket is reachable, a closed port and a name
+"""stages.lib.core.network on this machine's loopback: a listening socket is reachable, a closed port and a name
 that does not resolve are not; proxies route the probe.
 
 How long the probe may take is bounded by construction (a resolver thread joined with a timeout, socket
@@ -15,8 +15,8 @@ from typing import ClassVar
 
 import pytest
 
-from stages.lib import network
-from stages.lib.network import NetworkUnreachable, require_reachable, route, unreachable_reason
+from stages.lib.core import network
+from stages.lib.core.network import NetworkUnreachable, require_reachable, route, unreachable_reason
 
 PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
 # RFC 6761: names under .invalid never resolve.

@@ -1,4 +1,4 @@
-"""Tests for stages.lib.noise (label-noise models)."""
+"""Tests for stages.lib.noise.models (label-noise models) and the realised T (stages.lib.noise.transition)."""
 
 from __future__ import annotations
 
@@ -8,14 +8,14 @@ from decimal import ROUND_HALF_UP, Decimal
 import numpy as np
 import pytest
 
-from stages.lib.noise import (
+from stages.lib.noise.models import (
     SIMULATED_NOISE_TYPES,
     corrupt_labels,
     exact_count,
     expected_flips,
     flip_rates,
-    transition_matrix,
 )
+from stages.lib.noise.transition import transition_matrix
 
 
 def rng(seed: int = 0) -> np.random.Generator:
@@ -426,7 +426,7 @@ def test_diagnostics_reject_bad_arrays() -> None:
 
 
 # --------------------------------------------------------------------------
-# Argument checks: the setting comes checked (stages.lib.params, test_params.py) and is not checked again;
+# Argument checks: the setting comes checked (stages.lib.core.params, test_params.py) and is not checked again;
 # what only a programming error can produce is a plain ValueError.
 # --------------------------------------------------------------------------
 

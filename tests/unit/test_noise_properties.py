@@ -15,7 +15,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from stages.lib.noise import corrupt_labels, exact_count, flip_rates, transition_matrix
+from stages.lib.noise.models import corrupt_labels, exact_count, flip_rates
+from stages.lib.noise.transition import transition_matrix
 
 # Enough examples to meet empty classes, K = 2..6 and half-up boundaries, few enough for every CI run;
 # database=None: no .hypothesis/ folder.

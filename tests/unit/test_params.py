@@ -1,4 +1,4 @@
-"""Unit tests for stages.lib.params: the repository's params.yaml loads; typical mistakes name their param.
+"""Unit tests for stages.lib.core.params: the repository's params.yaml loads; typical mistakes name their param.
 
 The command-line behaviour of every invalid value (exit status, one-line message) is tested through the
 stages elsewhere; these tests call the section functions directly.
@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 import yaml
 
-from stages.lib import params as P
-from stages.lib.errors import UserError
+from stages.lib.core import params as core_params
+from stages.lib.core.errors import UserError
 from stages.lib.losses import make_loss
-from stages.lib.params import loss_settings as L
+from stages.lib.losses import settings as loss_settings
 from toolkit.project import DEFAULT_PARAMS_FILE
 
 REPO_PARAMS = DEFAULT_PARAMS_FILE  # the project's defaults, not the working params.yaml a study edits
@@ -25,27 +25,27 @@ REPO_PARAMS = DEFAULT_PARAMS_FILE  # the project's defaults, not the working par
 
 @pytest.fixture(scope="module")
 def repo_params() -> dict[str, Any]:
-    return P.load_params(REPO_PARAMS)
+    return core_params.load_params(REPO_PARAMS)
 
 
 def test_repository_params_load_through_every_section(repo_params: dict[str, Any]) -> None:
     as_written = yaml.safe_load(REPO_PARAMS.read_text())
-    assert P.seed(repo_params) == as_written["seed"]
-    assert P.task(repo_params) in P.TASKS
-    data = P.data_params(repo_params)
-    assert data == P.DataParams(**as_written["data"])
-    noise = P.noise_params(repo_params)
+    assert core_params.seed(repo_params) == as_written["seed"]
+    assert core_params.task(repo_params) in core_params.TASKS
+    data = core_params.data_params(repo_params)
+    assert data == core_params.DataParams(**as_written["data"])
+    noise = core_params.noise_params(repo_params)
     assert (noise.rate, noise.kind, noise.class_rates) == (
         as_written["noise"],
         as_written["noise_type"],
         as_written["noise_class_rates"],
     )
-    model = P.model_params(repo_params)
+    model = core_params.model_params(repo_params)
     # `trainable_blocks: all` is read as None (every block trains).
     written_model = {**as_written["model"], "trainable_blocks": None}
     assert as_written["model"]["trainable_blocks"] == "all"
-    assert model == P.ModelParams(**written_model)
-    train = L.train_params(repo_params)
+    assert model == core_params.ModelParams(**written_model)
+    train = loss_settings.train_params(repo_params)
     assert train.losses == tuple(as_written["train"]["losses"])
     assert train.seeds == tuple(as_written["train"]["seeds"])
     assert (train.epochs, train.batch_size, train.learning_rate) == (
@@ -62,7 +62,7 @@ def test_loss_params_written_are_used_and_defaults_fill_the_rest(repo_params: di
     raw = with_value(repo_params, "train.losses", ["gce", "sce", "bootstrap"])
     raw["train"]["loss_params"] = {"gce": {"q": 0.5}, "bootstrap": {"mode": "hard"}}
     del raw["train"]["tune"], raw["train"]["fine_tune_grid"]  # no grids: each loss trains with its loss_params
-    resolved = L.train_params(raw).loss_params
+    resolved = loss_settings.train_params(raw).loss_params
     assert resolved["gce"] == {"q": 0.5}
     assert resolved["sce"] == {"alpha": 0.1, "beta": 1.0}
     assert resolved["bootstrap"]["mode"] == "hard"
@@ -72,22 +72,22 @@ def test_loss_params_written_are_used_and_defaults_fill_the_rest(repo_params: di
 def test_noise_class_rates_by_name(repo_params: dict[str, Any]) -> None:
     raw = with_value(repo_params, "noise_type", "asymmetric")
     raw["noise_class_rates"] = {"sunflowers": 0.4, "daisy": 0}
-    assert P.noise_params(raw).class_rates == {"sunflowers": 0.4, "daisy": 0.0}
+    assert core_params.noise_params(raw).class_rates == {"sunflowers": 0.4, "daisy": 0.0}
 
 
 def test_test_size_null_or_number(repo_params: dict[str, Any]) -> None:
-    assert P.data_params(with_value(repo_params, "data.test_size", None)).test_size is None
-    assert P.data_params(with_value(repo_params, "data.test_size", 500)).test_size == 500
+    assert core_params.data_params(with_value(repo_params, "data.test_size", None)).test_size is None
+    assert core_params.data_params(with_value(repo_params, "data.test_size", 500)).test_size == 500
 
 
 def test_select_epoch_val_needs_a_validation_set_when_fine_tuning(repo_params: dict[str, Any]) -> None:
     raw = with_value(with_value(repo_params, "train.select_epoch", "val"), "data.val_size", 0)
-    L.check_all(raw)  # heads: no epochs to choose from, one untuned head without a validation set
+    loss_settings.check_all(raw)  # heads: no epochs to choose from, one untuned head without a validation set
     raw = with_value(raw, "model.fine_tune", True)
     with pytest.raises(UserError, match=r"^train\.select_epoch = val needs a validation set, but data\.val_size = 0: "):
-        L.check_all(raw)
-    L.check_all(with_value(raw, "train.select_epoch", "last"))  # no validation set: the last epoch is kept
-    assert P.data_params(raw).val_size == 0
+        loss_settings.check_all(raw)
+    loss_settings.check_all(with_value(raw, "train.select_epoch", "last"))  # no validation set: the last epoch is kept
+    assert core_params.data_params(raw).val_size == 0
 
 
 def copy_and_locate(raw: dict[str, Any], dotted: str) -> tuple[dict[str, Any], dict[str, Any], str]:
@@ -109,42 +109,82 @@ def with_value(raw: dict[str, Any], dotted: str, value: Any) -> dict[str, Any]:
 
 INVALID = [
     # (section function, param, bad value, what the message must say)
-    (P.seed, "seed", -1, r"seed = -1: must be an integer in \[0, 2147483647\]"),
-    (P.seed, "seed", "0", r"seed = '0': must be an integer"),
-    (P.task, "task", "regression", r"task = 'regression': must be one of binary, multiclass"),
-    (P.data_params, "data.source", "", r"data\.source = '': must be a non-empty string"),
-    (P.data_params, "data.image_size", 16, r"data\.image_size = 16: must be an integer in \[32, 1024\]"),
-    (P.data_params, "data.train_size", 0, r"data\.train_size = 0: must be an integer >= 1"),
-    (P.data_params, "data.train_size", 600.5, r"data\.train_size = 600\.5: must be an integer"),
-    (P.data_params, "data.test_size", 0, r"data\.test_size = 0: must be an integer >= 1"),
-    (P.data_params, "data.val_size", -1, r"data\.val_size = -1: must be an integer >= 0"),
-    (P.data_params, "data.val_size", None, r"data\.val_size = None: must be an integer"),
-    (P.data_params, "data.positive_class", None, r"data\.positive_class = None: must be a non-empty string"),
-    (P.noise_params, "noise", 1.5, r"noise = 1\.5: must be a number in \[0\.0, 1\.0\]"),
-    (P.noise_params, "noise", True, r"noise = True: must be a number"),
-    (P.noise_params, "noise", float("nan"), r"noise = nan: must be a number"),
+    (core_params.seed, "seed", -1, r"seed = -1: must be an integer in \[0, 2147483647\]"),
+    (core_params.seed, "seed", "0", r"seed = '0': must be an integer"),
+    (core_params.task, "task", "regression", r"task = 'regression': must be one of binary, multiclass"),
+    (core_params.data_params, "data.source", "", r"data\.source = '': must be a non-empty string"),
+    (core_params.data_params, "data.image_size", 16, r"data\.image_size = 16: must be an integer in \[32, 1024\]"),
+    (core_params.data_params, "data.train_size", 0, r"data\.train_size = 0: must be an integer >= 1"),
+    (core_params.data_params, "data.train_size", 600.5, r"data\.train_size = 600\.5: must be an integer"),
+    (core_params.data_params, "data.test_size", 0, r"data\.test_size = 0: must be an integer >= 1"),
+    (core_params.data_params, "data.val_size", -1, r"data\.val_size = -1: must be an integer >= 0"),
+    (core_params.data_params, "data.val_size", None, r"data\.val_size = None: must be an integer"),
+    (core_params.data_params, "data.positive_class", None, r"data\.positive_class = None: must be a non-empty string"),
+    (core_params.noise_params, "noise", 1.5, r"noise = 1\.5: must be a number in \[0\.0, 1\.0\]"),
+    (core_params.noise_params, "noise", True, r"noise = True: must be a number"),
+    (core_params.noise_params, "noise", float("nan"), r"noise = nan: must be a number"),
     (
-        P.noise_params,
+        core_params.noise_params,
         "noise_type",
         "uniform",
         r"noise_type = 'uniform': must be one of symmetric, asymmetric, notebook, given",
     ),
-    (P.noise_params, "noise_class_rates", {"sunflowers": 2}, r"noise_class_rates\.sunflowers = 2: .*\[0, 1\]"),
-    (P.noise_params, "noise_class_rates", [0.4], r"noise_class_rates = \[0\.4\]: must be null or a mapping"),
-    (P.model_params, "model.weights", "", r"model\.weights = '': must be a non-empty string"),
-    (P.model_params, "model.embed_batch_size", 0, r"model\.embed_batch_size = 0: must be an integer in \[1, 4096\]"),
-    (L.train_params, "train.losses", [], r"train\.losses = \[\]: must be a non-empty list of loss names"),
-    (L.train_params, "train.losses", ["bce", "mse"], r"train\.losses: unknown loss 'mse'; allowed: bce, l1"),
-    (L.train_params, "train.losses", ["l1", "l1"], r"train\.losses = \['l1', 'l1'\]: each loss may appear once"),
-    (L.train_params, "train.seeds", [0, 0], r"train\.seeds = \[0, 0\]: must be a non-empty list of distinct"),
-    (L.train_params, "train.seeds", [True], r"train\.seeds = \[True\]: must be"),
-    (L.train_params, "train.epochs", 0, r"train\.epochs = 0: must be an integer >= 1"),
-    (L.train_params, "train.select_epoch", "best", r"train\.select_epoch = 'best': must be one of last, val"),
-    (L.train_params, "train.batch_size", "32", r"train\.batch_size = '32': must be an integer"),
-    (L.train_params, "train.learning_rate", 0, r"train\.learning_rate = 0: must be a number in \(0\.0, 10\.0\]"),
-    (L.train_params, "train.loss_params", {"gce": {"q": 2}}, r"train\.loss_params\.gce\.q"),
-    (L.train_params, "train.loss_params", {"gce": {"k": 1}}, r"train\.loss_params\.gce\.k: unknown parameter"),
-    (L.train_params, "train.loss_params", {"focal": {}}, r"train\.loss_params: unknown loss 'focal'"),
+    (
+        core_params.noise_params,
+        "noise_class_rates",
+        {"sunflowers": 2},
+        r"noise_class_rates\.sunflowers = 2: .*\[0, 1\]",
+    ),
+    (core_params.noise_params, "noise_class_rates", [0.4], r"noise_class_rates = \[0\.4\]: must be null or a mapping"),
+    (core_params.model_params, "model.weights", "", r"model\.weights = '': must be a non-empty string"),
+    (
+        core_params.model_params,
+        "model.embed_batch_size",
+        0,
+        r"model\.embed_batch_size = 0: must be an integer in \[1, 4096\]",
+    ),
+    (loss_settings.train_params, "train.losses", [], r"train\.losses = \[\]: must be a non-empty list of loss names"),
+    (
+        loss_settings.train_params,
+        "train.losses",
+        ["bce", "mse"],
+        r"train\.losses: unknown loss 'mse'; allowed: bce, l1",
+    ),
+    (
+        loss_settings.train_params,
+        "train.losses",
+        ["l1", "l1"],
+        r"train\.losses = \['l1', 'l1'\]: each loss may appear once",
+    ),
+    (
+        loss_settings.train_params,
+        "train.seeds",
+        [0, 0],
+        r"train\.seeds = \[0, 0\]: must be a non-empty list of distinct",
+    ),
+    (loss_settings.train_params, "train.seeds", [True], r"train\.seeds = \[True\]: must be"),
+    (loss_settings.train_params, "train.epochs", 0, r"train\.epochs = 0: must be an integer >= 1"),
+    (
+        loss_settings.train_params,
+        "train.select_epoch",
+        "best",
+        r"train\.select_epoch = 'best': must be one of last, val",
+    ),
+    (loss_settings.train_params, "train.batch_size", "32", r"train\.batch_size = '32': must be an integer"),
+    (
+        loss_settings.train_params,
+        "train.learning_rate",
+        0,
+        r"train\.learning_rate = 0: must be a number in \(0\.0, 10\.0\]",
+    ),
+    (loss_settings.train_params, "train.loss_params", {"gce": {"q": 2}}, r"train\.loss_params\.gce\.q"),
+    (
+        loss_settings.train_params,
+        "train.loss_params",
+        {"gce": {"k": 1}},
+        r"train\.loss_params\.gce\.k: unknown parameter",
+    ),
+    (loss_settings.train_params, "train.loss_params", {"focal": {}}, r"train\.loss_params: unknown loss 'focal'"),
 ]
 
 
@@ -163,7 +203,12 @@ def test_invalid_value_names_the_param(
 
 @pytest.mark.parametrize(
     ("section", "param"),
-    [(P.seed, "seed"), (P.task, "task"), (P.data_params, "data.image_size"), (L.train_params, "train.epochs")],
+    [
+        (core_params.seed, "seed"),
+        (core_params.task, "task"),
+        (core_params.data_params, "data.image_size"),
+        (loss_settings.train_params, "train.epochs"),
+    ],
 )
 def test_missing_param_is_named(repo_params: dict[str, Any], section: Any, param: str) -> None:
     raw, node, key = copy_and_locate(repo_params, param)
@@ -174,33 +219,30 @@ def test_missing_param_is_named(repo_params: dict[str, Any], section: Any, param
 
 def test_load_params_problems_are_user_errors(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="not found: run the stages from the project's root"):
-        P.load_params(tmp_path / "params.yaml")
+        core_params.load_params(tmp_path / "params.yaml")
     broken = tmp_path / "broken.yaml"
     broken.write_text("seed: [0\n")
     with pytest.raises(UserError, match="is not valid YAML"):
-        P.load_params(broken)
+        core_params.load_params(broken)
     listing = tmp_path / "list.yaml"
     listing.write_text("- seed\n")
     with pytest.raises(UserError, match="must hold a mapping of params, found list"):
-        P.load_params(listing)
+        core_params.load_params(listing)
 
 
 # -- each loss's own params (train.loss_params), checked here for stages.lib.losses --------------------------------
 
 
 def test_loss_params_get_defaults():
-    assert L.validate_loss_params("gce", None) == {"q": 0.7}
-    assert L.validate_loss_params("gce", {"q": 1}) == {"q": 1.0}
-    assert L.validate_loss_params("sce", {"beta": 0.5}) == {"alpha": 0.1, "beta": 0.5}
-    assert L.validate_loss_params("bootstrap", {}) == {"mode": "soft", "beta": 0.95}
-    assert L.validate_loss_params("bootstrap", {"mode": "hard"}) == {
+    assert loss_settings.validate_loss_params("gce", None) == {"q": 0.7}
+    assert loss_settings.validate_loss_params("gce", {"q": 1}) == {"q": 1.0}
+    assert loss_settings.validate_loss_params("sce", {"beta": 0.5}) == {"alpha": 0.1, "beta": 0.5}
+    assert loss_settings.validate_loss_params("bootstrap", {}) == {"mode": "soft", "beta": 0.95}
+    assert loss_settings.validate_loss_params("bootstrap", {"mode": "hard"}) == {
         "mode": "hard",
         "beta": 0.8,
     }
-    assert L.validate_loss_params("bce", {}) == {}
-    assert set(L.DEFAULT_LOSS_PARAMS) == set(L.LOSS_NAMES)
-    # The defaults table itself must not be mutated.
-    assert L.DEFAULT_LOSS_PARAMS["bootstrap"]["beta"] is None
+    assert loss_settings.validate_loss_params("bce", {}) == {}
 
 
 @pytest.mark.parametrize(
@@ -232,7 +274,7 @@ def test_loss_params_get_defaults():
 )
 def test_bad_loss_params_are_user_errors(name, params, match):
     with pytest.raises(UserError, match=match):
-        L.validate_loss_params(name, params)
+        loss_settings.validate_loss_params(name, params)
     # stages.lib.losses takes checked params and does not check them again; an unknown loss is a programming
     # error there.
     if name == "focal":
@@ -244,10 +286,10 @@ def test_bad_loss_params_are_user_errors(name, params, match):
 
 
 def test_train_labels_default_and_pruned(repo_params: dict[str, Any]) -> None:
-    assert L.train_params(repo_params).labels == ("clean", "noisy")
+    assert loss_settings.train_params(repo_params).labels == ("clean", "noisy")
     raw = copy.deepcopy(repo_params)
     raw["train"]["labels"] = ["noisy", "pruned"]
-    assert L.train_params(raw).labels == ("noisy", "pruned")
+    assert loss_settings.train_params(raw).labels == ("noisy", "pruned")
 
 
 @pytest.mark.parametrize("labels", [["clean", "cleaned"], [], ["noisy", "noisy"], "noisy"])
@@ -255,7 +297,7 @@ def test_train_labels_refuses_unknown_empty_repeated(repo_params: dict[str, Any]
     raw = copy.deepcopy(repo_params)
     raw["train"]["labels"] = labels
     with pytest.raises(UserError, match=r"^train\.labels"):
-        L.train_params(raw)
+        loss_settings.train_params(raw)
 
 
 @pytest.mark.parametrize(("folds", "ok"), [(2, True), (5, True), (1, False), (2.5, False), (True, False)])
@@ -263,39 +305,39 @@ def test_detect_folds(repo_params: dict[str, Any], folds: Any, ok: bool) -> None
     raw = copy.deepcopy(repo_params)
     raw["detect"]["folds"] = folds
     if ok:
-        assert P.detect_folds(raw) == folds
+        assert core_params.detect_folds(raw) == folds
     else:
         with pytest.raises(UserError, match=r"^detect\.folds"):
-            P.detect_folds(raw)
+            core_params.detect_folds(raw)
 
 
 def test_forward_transition_sources() -> None:
-    assert L.validate_loss_params("forward", {"T": "estimated"})["T"] == "estimated"
-    assert L.validate_loss_params("forward", {"T": True})["T"] == "true"
+    assert loss_settings.validate_loss_params("forward", {"T": "estimated"})["T"] == "estimated"
+    assert loss_settings.validate_loss_params("forward", {"T": True})["T"] == "true"
     with pytest.raises(UserError, match=r"^train\.loss_params\.forward\.T = 'anchor'"):
-        L.validate_loss_params("forward", {"T": "anchor"})
+        loss_settings.validate_loss_params("forward", {"T": "anchor"})
 
 
 def test_noise_labels_only_with_given_and_absolute(repo_params: dict[str, Any]) -> None:
     raw = copy.deepcopy(repo_params)
     raw["noise_labels"] = "/data/worse_label.csv"
     with pytest.raises(UserError, match=r"^noise_labels = .*only used with noise_type = given"):
-        P.noise_params(raw)
+        core_params.noise_params(raw)
     raw["noise_type"] = "given"
-    assert P.noise_params(raw).labels_file == "/data/worse_label.csv"
+    assert core_params.noise_params(raw).labels_file == "/data/worse_label.csv"
     for bad in (None, "relative/labels.csv", 3):
         raw["noise_labels"] = bad
         with pytest.raises(UserError, match=r"^noise_labels = .*absolute path"):
-            P.noise_params(raw)
+            core_params.noise_params(raw)
 
 
 # Issue 23: every variant's grid (train.tune), the selection score, detect's L2 strengths.
 
 
 def test_every_loss_of_the_repository_gets_a_grid_of_the_same_size(repo_params: dict[str, Any]) -> None:
-    raw = with_value(repo_params, "train.losses", list(L.LOSS_NAMES))
-    settings = L.train_params(raw)
-    sizes = {loss: len(settings.grid(loss)) for loss in L.LOSS_NAMES}
+    raw = with_value(repo_params, "train.losses", list(loss_settings.LOSS_NAMES))
+    settings = loss_settings.train_params(raw)
+    sizes = {loss: len(settings.grid(loss)) for loss in loss_settings.LOSS_NAMES}
     assert set(sizes.values()) == {10}, sizes
     gce = settings.grid("gce")
     assert {(point.l2, point.loss_params["q"]) for point in gce} == {
@@ -323,44 +365,46 @@ def test_every_loss_of_the_repository_gets_a_grid_of_the_same_size(repo_params: 
 def test_bad_grids_are_user_errors(repo_params: dict[str, Any], tune: dict, match: str) -> None:
     raw = with_value(repo_params, "train.tune", tune)
     with pytest.raises(UserError, match=match):
-        L.train_params(raw)
+        loss_settings.train_params(raw)
 
 
 def test_a_param_tuned_and_fixed_at_once_is_refused(repo_params: dict[str, Any]) -> None:
     raw = with_value(repo_params, "train.loss_params", {"gce": {"q": 0.5}})
     with pytest.raises(UserError, match=r"^train\.loss_params\.gce\.q and train\.tune\.gce\.q are both set"):
-        L.train_params(raw)
+        loss_settings.train_params(raw)
 
 
 def test_select_score_choices_and_no_grid_without_a_validation_set(repo_params: dict[str, Any]) -> None:
-    for score in P.SELECT_SCORES:
-        assert L.train_params(with_value(repo_params, "train.select_score", score)).select_score == score
+    for score in core_params.SELECT_SCORES:
+        assert loss_settings.train_params(with_value(repo_params, "train.select_score", score)).select_score == score
     with pytest.raises(UserError, match=r"^train\.select_score = 'oracle': must be one of noisy"):
-        L.train_params(with_value(repo_params, "train.select_score", "oracle"))
+        loss_settings.train_params(with_value(repo_params, "train.select_score", "oracle"))
     # Without a validation set nothing can choose: one untuned point, l2 0 and loss_params' values.
-    (point,) = L.train_params(with_value(repo_params, "train.losses", ["gce"])).grid("gce", validating=False)
-    assert point.l2 is None and point.loss_params == {"q": 0.7} and point.tuned == {}  # λ 1/N: stages.lib.head
+    (point,) = loss_settings.train_params(with_value(repo_params, "train.losses", ["gce"])).grid(
+        "gce", validating=False
+    )
+    assert point.l2 is None and point.loss_params == {"q": 0.7} and point.tuned == {}  # λ 1/N: stages.lib.train.head
 
 
 def test_detect_l2(repo_params: dict[str, Any]) -> None:
-    assert P.detect_l2(repo_params) == tuple(repo_params["detect"]["l2"])
+    assert core_params.detect_l2(repo_params) == tuple(repo_params["detect"]["l2"])
     raw = copy.deepcopy(repo_params)
     del raw["detect"]["l2"]
-    assert P.detect_l2(raw) == P.DEFAULT_DETECT_L2
+    assert core_params.detect_l2(raw) == core_params.DEFAULT_DETECT_L2
     for bad in ([0.0, 1.0], [], "1", [True]):
         raw["detect"]["l2"] = bad
         with pytest.raises(UserError, match=r"^detect\.l2 = "):
-            P.detect_l2(raw)
+            core_params.detect_l2(raw)
 
 
 def test_a_positive_class_written_as_a_number_is_the_folder_of_that_name() -> None:
     # The README's `dvc exp run -S data.positive_class=8` writes the integer 8: the digits folder is named `8`.
-    raw = P.load_params()
+    raw = core_params.load_params()
     raw["data"]["positive_class"] = 8
-    assert P.data_params(raw).positive_class == "8"
+    assert core_params.data_params(raw).positive_class == "8"
     raw["data"]["positive_class"] = True
     with pytest.raises(UserError, match=r"^data.positive_class = True: must be a non-empty string$"):
-        P.data_params(raw)
+        core_params.data_params(raw)
 
 
 def test_a_key_set_twice_is_refused_naming_both_lines(tmp_path: Path) -> None:
@@ -368,12 +412,12 @@ def test_a_key_set_twice_is_refused_naming_both_lines(tmp_path: Path) -> None:
     twice = tmp_path / "params.yaml"
     twice.write_text("seed: 0\nnoise: 0.5\ndata:\n  image_size: 32\nnoise: 0.3\n")
     with pytest.raises(UserError) as caught:
-        P.load_params(twice)
+        core_params.load_params(twice)
     assert str(caught.value) == f"{twice}: noise is set twice, on lines 2 and 5; delete one of them"
     nested = tmp_path / "nested.yaml"
     nested.write_text("data:\n  image_size: 32\n  image_size: 64\n")
     with pytest.raises(UserError, match="image_size is set twice, on lines 2 and 3"):
-        P.load_params(nested)
+        core_params.load_params(nested)
     merged = tmp_path / "merged.yaml"  # a merge key overridden is not a duplicate
     merged.write_text("base: &base {a: 1, b: 2}\nother:\n  <<: *base\n  b: 3\n")
-    assert P.load_params(merged)["other"] == {"a": 1, "b": 3}
+    assert core_params.load_params(merged)["other"] == {"a": 1, "b": 3}

@@ -14,9 +14,9 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from stages.lib import params as P
-from stages.lib.errors import UserError
-from stages.lib.params import loss_settings as L
+from stages.lib.core import params as core_params
+from stages.lib.core.errors import UserError
+from stages.lib.losses import settings as loss_settings
 from toolkit.project import default_params
 
 PARAMS = default_params()
@@ -82,7 +82,7 @@ def params_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_the_shipped_params_pass() -> None:
-    L.check_all(copy.deepcopy(PARAMS))
+    loss_settings.check_all(copy.deepcopy(PARAMS))
 
 
 @PROPERTY_SETTINGS
@@ -91,7 +91,7 @@ def test_any_value_anywhere_is_accepted_or_refused_in_one_line(path: tuple[str, 
     raw = copy.deepcopy(PARAMS)
     set_path(raw, path, value)
     try:
-        L.check_all(raw)
+        loss_settings.check_all(raw)
     except UserError as error:
         assert_names_the_param(error, path)
 
@@ -107,7 +107,7 @@ def test_several_values_at_once(changes: list[tuple[tuple[str, ...], Any]]) -> N
         except (KeyError, TypeError):  # an earlier change replaced a section this path goes through
             continue
     try:
-        L.check_all(raw)
+        loss_settings.check_all(raw)
     except UserError as error:
         assert "\n" not in str(error)
 
@@ -118,7 +118,7 @@ def test_any_params_file_is_loaded_or_refused(params_file: Path, document: Any) 
     """A whole params.yaml of anything, through the YAML parser: the stages' entry point raises UserError only."""
     params_file.write_text(yaml.safe_dump(document))
     with pytest.raises(UserError):
-        L.load_checked_params(params_file)
+        loss_settings.load_checked_params(params_file)
 
 
 @FILE_SETTINGS
@@ -127,7 +127,7 @@ def test_any_bytes_as_params_file(params_file: Path, content: bytes) -> None:
     """Not YAML, not UTF-8, truncated: a UserError (200 random bytes are never a whole valid params file)."""
     params_file.write_bytes(content)
     with pytest.raises(UserError):
-        L.load_checked_params(params_file)
+        loss_settings.load_checked_params(params_file)
 
 
 def test_examples_the_properties_found() -> None:
@@ -145,7 +145,7 @@ def test_examples_the_properties_found() -> None:
         raw = copy.deepcopy(PARAMS)
         set_path(raw, path, value)
         with pytest.raises(UserError) as error:
-            L.check_all(raw)
+            loss_settings.check_all(raw)
         assert_names_the_param(error.value, path)
 
 
@@ -153,11 +153,11 @@ def test_params_file_that_is_not_utf8(tmp_path: Path) -> None:
     path = tmp_path / "params.yaml"
     path.write_bytes("noise: 0.3 # réglé\n".encode("latin-1"))
     with pytest.raises(UserError, match=r"params\.yaml is not UTF-8 text"):
-        P.load_params(path)
+        core_params.load_params(path)
 
 
 def test_integer_too_long_for_python(tmp_path: Path) -> None:
     path = tmp_path / "params.yaml"
     path.write_text("seed: " + "9" * 5000 + "\n")
     with pytest.raises(UserError, match=r"params\.yaml is not valid YAML"):
-        P.load_params(path)
+        core_params.load_params(path)

@@ -12,13 +12,10 @@ import pytest
 from PIL import Image
 
 import report
-from stages.lib.comparisons import holm
-from stages.lib.errors import UserError
-from stages.lib.headline import detection_headline, noise_headline, variant_means, verdict_comparisons
-from stages.lib.report.experiments import Run, exp_show_json, flatten, parse_runs, with_details
-from stages.lib.report.figure import noise_curve_figure
-from stages.lib.report.sweep import curve, distinguishing_params, group_sweeps, realised_flip_rates, variants
-from stages.lib.report.tables import (
+from report.experiments import Run, exp_show_json, flatten, parse_runs, with_details
+from report.figure import noise_curve_figure
+from report.sweep import curve, distinguishing_params, group_sweeps, realised_flip_rates, variants
+from report.tables import (
     comparison_table,
     cost_table,
     format_cell,
@@ -26,7 +23,10 @@ from stages.lib.report.tables import (
     markdown_table,
     sweep_holm,
 )
-from stages.lib.training import mean_curves
+from stages.lib.core.errors import UserError
+from stages.lib.core.headline import detection_headline, noise_headline, variant_means, verdict_comparisons
+from stages.lib.evaluate.comparisons import holm
+from stages.lib.train.logs import mean_curves
 
 PARAMS = {
     "seed": 0,
@@ -84,7 +84,7 @@ def comparison(a: str, b: str, difference: float, p_holm: float, significant: bo
 
 
 def study_comparisons(noise: float) -> dict:
-    """What metrics/details/comparisons.json holds (stages.lib.comparisons.compare_variants), Holm applied."""
+    """What metrics/details/comparisons.json holds (stages.lib.evaluate.comparisons.compare_variants), Holm applied."""
     return {
         "l1-noisy vs bce-noisy": comparison("bce-noisy", "l1-noisy", 0.2 * noise, 0.003, True),
         "bce-noisy vs bce-clean": comparison("bce-clean", "bce-noisy", -0.4 * noise, 0.2, False),
@@ -495,7 +495,7 @@ def test_figure_labels_its_x_axis_by_what_it_shows(tmp_path: Path, monkeypatch: 
         workspace=with_flip_rate(rev_record("workspace", None, None, 0.3, noise_type="notebook"), 0.15),
     )
     records[1] = with_flip_rate(records[1], 0.3)  # HEAD's run is of another sweep (symmetric)
-    from stages.lib.report.figure import FLIP_LABEL, NOISE_LABEL, draw_noise_curves
+    from report.figure import FLIP_LABEL, NOISE_LABEL, draw_noise_curves
 
     draw_noise_curves(group_sweeps(parse_runs(records)[0]), tmp_path / "figure.png")
     assert sorted(set(labels)) == sorted({FLIP_LABEL, NOISE_LABEL})
@@ -556,7 +556,7 @@ def test_pruned_variants_are_drawn_and_tabulated_beside_the_noisy_ones() -> None
 def test_label_issues_picture_ranks_the_top_suspects(tmp_path: Path) -> None:
     import pandas as pd
 
-    from stages.lib.report.label_issues import draw_label_issues, top_suspects
+    from report.label_issues import draw_label_issues, top_suspects
 
     issues = pd.DataFrame(
         {
@@ -582,7 +582,7 @@ def test_label_issues_picture_ranks_the_top_suspects(tmp_path: Path) -> None:
 
 
 def sweep_figure(levels: tuple[float, ...]):
-    from stages.lib.report.figure import noise_curve_figure
+    from report.figure import noise_curve_figure
 
     records = exp_show(
         *(

@@ -19,7 +19,6 @@ ROOT_FILES = {
     "dvc.yaml",
     "params.yaml",
     "pytest.ini",
-    "report.py",
     "requirements-dev.txt",
     "requirements-gpu.txt",
     "requirements.txt",

@@ -1,4 +1,4 @@
-"""One typed definition of the params (stages.lib.schema): a new param is a field plus its params.yaml line,
+"""One typed definition of the params (stages.lib.core.schema): a new param is a field plus its params.yaml line,
 and it is then known and checked; a new loss is one module registering itself, and a head trains with it;
 docs/params.md documents exactly the params the schema has."""
 
@@ -13,14 +13,14 @@ from typing import Any
 import numpy as np
 import pytest
 
-from stages.lib import params as P
-from stages.lib.errors import UserError
-from stages.lib.head import fit_head_grid
+from stages.lib.core import params as core_params
+from stages.lib.core.errors import UserError
+from stages.lib.core.params import GridPoint
+from stages.lib.core.schema import Spec, integer, param, read, real
 from stages.lib.losses import make_loss, registry
+from stages.lib.losses import settings as loss_settings
 from stages.lib.losses.ops import ce, ce_grad
-from stages.lib.params import GridPoint
-from stages.lib.params import loss_settings as L
-from stages.lib.schema import Spec, integer, param, read, real
+from stages.lib.train.head import fit_head_grid
 from toolkit.project import DEFAULT_PARAMS_FILE
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -28,28 +28,30 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture
 def raw() -> dict[str, Any]:
-    return P.load_params(DEFAULT_PARAMS_FILE)
+    return core_params.load_params(DEFAULT_PARAMS_FILE)
 
 
 def test_a_new_param_is_one_field_and_is_then_known_and_checked(monkeypatch, raw) -> None:
     # The whole edit: a field in a section's dataclass (and its line in params.yaml).
     @dataclasses.dataclass(frozen=True)
-    class Evaluate(P.EvaluateParams):
+    class Evaluate(core_params.EvaluateParams):
         bins: int = param(integer(1, 100), default=10)
 
-    sections = tuple((name, Evaluate if cls is P.EvaluateParams else cls) for name, cls in P.SECTIONS)
-    monkeypatch.setattr(P, "SECTIONS", sections)
+    sections = tuple(
+        (name, Evaluate if cls is core_params.EvaluateParams else cls) for name, cls in core_params.SECTIONS
+    )
+    monkeypatch.setattr(core_params, "SECTIONS", sections)
     raw = copy.deepcopy(raw)
     raw["evaluate"]["bins"] = 20
-    L.check_all(raw)  # known now, and valid
-    assert "bins" in P.known_keys()["evaluate"] and "evaluate.bins" in L.every_param()
+    loss_settings.check_all(raw)  # known now, and valid
+    assert "bins" in core_params.known_keys()["evaluate"] and "evaluate.bins" in loss_settings.every_param()
     assert read(Evaluate, raw["evaluate"], "evaluate")["bins"] == 20
     raw["evaluate"]["bins"] = 0
     with pytest.raises(UserError, match=r"^evaluate\.bins = 0: must be an integer in \[1, 100\]$"):
-        L.check_all(raw)
+        loss_settings.check_all(raw)
     del raw["evaluate"]["bins"]
     with pytest.raises(UserError, match=r"^evaluate\.bins is missing from params\.yaml$"):
-        L.check_all(raw)
+        loss_settings.check_all(raw)
 
 
 def test_without_the_field_the_key_is_a_typo_with_a_hint(raw) -> None:
@@ -58,7 +60,7 @@ def test_without_the_field_the_key_is_a_typo_with_a_hint(raw) -> None:
     with pytest.raises(
         UserError, match=r"^evaluate\.metrik: unknown param in params\.yaml; did you mean evaluate\.metric\?$"
     ):
-        L.check_all(raw)
+        loss_settings.check_all(raw)
 
 
 def _squared_value(ops, y, log_p, context, weight: float):
@@ -92,10 +94,10 @@ def test_a_registered_loss_is_checked_and_trains_a_head(scaled_ce, raw) -> None:
     raw["train"]["tune"]["scaled_ce"] = raw["train"]["tune"]["bce"]
     raw["train"]["fine_tune_grid"]["scaled_ce"] = raw["train"]["fine_tune_grid"]["bce"]
     raw["train"]["loss_params"]["scaled_ce"] = {"weight": 3}
-    assert L.train_params(raw).loss_params["scaled_ce"] == {"weight": 3.0}
+    assert loss_settings.train_params(raw).loss_params["scaled_ce"] == {"weight": 3.0}
     raw["train"]["loss_params"]["scaled_ce"] = {"weight": -1}
     with pytest.raises(UserError, match=r"^train\.loss_params\.scaled_ce\.weight = -1\.0: must be > 0$"):
-        L.train_params(raw)
+        loss_settings.train_params(raw)
     rng = np.random.default_rng(0)
     features = rng.normal(size=(64, 5)).astype(np.float32)
     y = (features[:, :1] > 0).astype(np.float32)
@@ -116,7 +118,7 @@ def test_params_md_documents_exactly_the_schema() -> None:
     """docs/params.md's table: one row per param of the schema, no row for a param that does not exist."""
     text = (ROOT / "docs" / "params.md").read_text()
     documented = set(re.findall(r"^\| `([a-z0-9_.]+)` \|", text, flags=re.MULTILINE))
-    in_schema = {name for name in L.every_param() if not name.startswith("train.loss_params.")}
+    in_schema = {name for name in loss_settings.every_param() if not name.startswith("train.loss_params.")}
     assert documented == in_schema, (sorted(in_schema - documented), sorted(documented - in_schema))
 
 
@@ -129,6 +131,6 @@ def test_noise_type_seed_says_its_new_name(raw) -> None:
     raw = copy.deepcopy(raw)
     raw["noise_type"] = "seed"
     with pytest.raises(UserError, match=r"^noise_type = 'seed': .* now called notebook; write notebook$"):
-        P.noise_params(raw)
+        core_params.noise_params(raw)
     raw["noise_type"] = "notebook"
-    assert P.noise_params(raw).kind == "notebook"
+    assert core_params.noise_params(raw).kind == "notebook"

@@ -1,4 +1,4 @@
-"""Model selection on validation labels (stages.lib.selection): the threshold search against brute force, the
+"""Model selection on validation labels (stages.lib.train.selection): the threshold search against brute force, the
 smoothed and binormal thresholds against it by simulation, the log-likelihood against scikit-learn, the T⁻¹
 correction of the confusion matrix and what it changes under class-conditional noise."""
 
@@ -9,13 +9,12 @@ import pytest
 from scipy import special, stats
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, log_loss, roc_auc_score
 
-from stages.lib.metrics import predict_labels
-from stages.lib.noise import transition_matrix
-from stages.lib.selection import (
+from stages.lib.evaluate.metrics import predict_labels
+from stages.lib.noise.transition import correction, transition_matrix
+from stages.lib.train.selection import (
     auc_scores,
     binary_threshold_scores,
     confusion_metric,
-    correction,
     log_likelihoods,
     select,
     share_threshold_scores,

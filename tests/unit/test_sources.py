@@ -1,4 +1,4 @@
-"""The fingerprint of a folder source and the download's copy walk the same files (stages.lib.images.walk_files):
+"""The fingerprint of a folder source and the download's copy walk the same files (stages.lib.data.images.walk_files):
 links followed the same way, a loop refused once; a copy takes the contents, not a read-only source's modes."""
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from stages.lib.errors import UserError
-from stages.lib.fetch import fetch
-from stages.lib.sources import source_fingerprint
+from stages.lib.core.errors import UserError
+from stages.lib.data.fetch import fetch
+from stages.lib.data.sources import source_fingerprint
 from toolkit.synthetic import make_flower_folder
 
 

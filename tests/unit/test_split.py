@@ -1,4 +1,4 @@
-"""Unit tests for stages.lib.split: the task's labels and the seeded stratified split (the subsample stage's rules)."""
+"""Unit tests for stages.lib.data.split: the task's labels and the seeded stratified split (subsample's rules)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from stages.lib.errors import UserError
-from stages.lib.split import binary_or_class_labels, stratified_split
+from stages.lib.core.errors import UserError
+from stages.lib.data.split import binary_or_class_labels, stratified_split
 from toolkit.synthetic import TF_FLOWERS_COUNTS
 
 # tf_flowers' class sizes scaled down tenfold: uneven, as in the real data (sunflowers 19 %).

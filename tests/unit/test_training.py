@@ -1,4 +1,4 @@
-"""Training a variant's seeds on several CPUs (stages.lib.training.trained_by_seed): the same models, in seed
+"""Training a variant's seeds on several CPUs (stages.lib.train.pool.trained_by_seed): the same models, in seed
 order, as one seed after the other; seeds with the same labels fit once; a worker's error reaches the stage;
 the head trainer's oracle twin and what it logs."""
 
@@ -10,11 +10,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stages.lib import params as P
-from stages.lib.errors import UserError
-from stages.lib.labels import targets
-from stages.lib.params import loss_settings as L
-from stages.lib.training import Setup, Trained, head_trainer, log_history, summary_line, trained_by_seed
+from stages.lib.core import params as core_params
+from stages.lib.core.errors import UserError
+from stages.lib.core.variants import targets
+from stages.lib.losses import settings as loss_settings
+from stages.lib.train.head_trainer import HeadTrainer
+from stages.lib.train.interface import SeedTargets, Setup, Trained
+from stages.lib.train.logs import log_history, summary_line
+from stages.lib.train.pool import trained_by_seed
 from toolkit.project import DEFAULT_PARAMS_FILE
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -25,14 +28,14 @@ def small_head_setup() -> tuple[Setup, tuple[np.ndarray, np.ndarray], dict[int, 
     """The train stage's head trainer at params.yaml's defaults (its grid, selection) on small Gaussian
     features: two classes; per seed its own noisy training and validation labels; the clean validation
     labels."""
-    raw = L.load_checked_params(DEFAULT_PARAMS_FILE)
-    settings = replace(L.train_params(raw), seeds=SEEDS)
+    raw = loss_settings.load_checked_params(DEFAULT_PARAMS_FILE)
+    settings = replace(loss_settings.train_params(raw), seeds=SEEDS)
     rng = np.random.default_rng(0)
     y = (rng.random(260) < 0.3).astype(np.int64)
     x = (rng.normal(size=(260, 16)) + 1.5 * y[:, None]).astype(np.float32)
     setup = Setup(
         "bce-noisy", x[:120], x[120:180], x[180:], targets(y[180:], "binary", 2), "binary", 2, "bce",
-        settings, P.model_params(raw), 0, P.evaluate_metric(raw),
+        settings, core_params.model_params(raw), 0, core_params.evaluate_metric(raw),
     )  # fmt: skip
     noisy = {}
     for repeat in SEEDS:
@@ -43,11 +46,11 @@ def small_head_setup() -> tuple[Setup, tuple[np.ndarray, np.ndarray], dict[int, 
 
 def test_seeds_trained_in_parallel_are_the_models_trained_one_after_the_other(capsys) -> None:
     setup, (clean_y, clean_val_y), noisy = small_head_setup()
-    trainer = head_trainer(setup)
+    trainer = HeadTrainer(setup)
 
     def work(repeat: int) -> Trained:
         y, val_y = noisy[repeat]
-        return trainer(y, 1000 + repeat, None, None, val_y, oracle_val_y=clean_val_y, oracle_y=clean_y)
+        return trainer.fit(SeedTargets(y, 1000 + repeat, val_y, oracle_y=clean_y, oracle_val_y=clean_val_y), None)
 
     one_by_one = list(trained_by_seed(work, SEEDS, jobs=1))
     in_parallel = list(trained_by_seed(work, SEEDS, jobs=2))
@@ -78,26 +81,26 @@ def test_seeds_with_the_same_key_are_trained_once(jobs: int) -> None:
 def test_a_noisy_variant_s_oracle_twin_is_the_same_grid_chosen_with_true_labels() -> None:
     setup, (clean_y, clean_val_y), noisy = small_head_setup()
     y, val_y = noisy[0]
-    trained = head_trainer(setup)(y, 0, None, None, val_y, oracle_val_y=clean_val_y, oracle_y=clean_y)
+    trained = HeadTrainer(setup).fit(SeedTargets(y, 0, val_y, oracle_y=clean_y, oracle_val_y=clean_val_y), None)
     twin = trained.oracle
     assert trained.chosen["val_labels"] == "given" and twin.chosen["val_labels"] == "clean"
     assert "out-of-fold" in trained.chosen["threshold_data"] and "out-of-fold" in twin.chosen["threshold_data"]
     # The same heads (trained on the noisy labels), the grid point chosen on the clean validation labels.
     without_pooling = replace(setup, settings=replace(setup.settings, threshold_folds=0))
-    direct = head_trainer(without_pooling)(y, 0, None, None, clean_val_y)
+    direct = HeadTrainer(without_pooling).fit(SeedTargets(y, 0, clean_val_y), None)
     assert twin.chosen["hyper_parameters"] == direct.chosen["hyper_parameters"]
-    assert head_trainer(setup)(y, 0, None, None, val_y).oracle is None  # a clean variant has none
+    assert HeadTrainer(setup).fit(SeedTargets(y, 0, val_y), None).oracle is None  # a clean variant has none
 
 
 def test_the_threshold_pools_the_training_pool_s_out_of_fold_logits_with_the_validation_set() -> None:
     """With train.threshold_folds K, the threshold is the rule's on the validation logits and labels together
     with the chosen head's K-fold out-of-fold logits of the training pool and its labels."""
-    from stages.lib.head import fit_head_grid, out_of_fold_logits
-    from stages.lib.selection import smoothed_threshold_scores
+    from stages.lib.train.head import fit_head_grid, out_of_fold_logits
+    from stages.lib.train.selection import smoothed_threshold_scores
 
     setup, _, noisy = small_head_setup()
     y, val_y = noisy[1]
-    trained = head_trainer(setup)(y, 0, None, None, val_y)
+    trained = HeadTrainer(setup).fit(SeedTargets(y, 0, val_y), None)
     grid = setup.settings.grid("bce")
     point = next(i for i, p in enumerate(grid) if p.tuned == trained.chosen["hyper_parameters"])
     heads = fit_head_grid(setup.inputs, y, task="binary", loss="bce", grid=grid)
@@ -108,7 +111,8 @@ def test_the_threshold_pools_the_training_pool_s_out_of_fold_logits_with_the_val
     labels = np.concatenate([y[:, 0], val_y[:, 0]]).astype(np.int64)
     _, (threshold,) = smoothed_threshold_scores(logits, labels, "balanced_accuracy", None)
     assert trained.threshold == threshold
-    alone = head_trainer(replace(setup, settings=replace(setup.settings, threshold_folds=0)))(y, 0, None, None, val_y)
+    without_pooling = replace(setup, settings=replace(setup.settings, threshold_folds=0))
+    alone = HeadTrainer(without_pooling).fit(SeedTargets(y, 0, val_y), None)
     assert alone.threshold != threshold and alone.chosen["threshold_data"] == "validation"
 
 
@@ -138,10 +142,10 @@ class Recorder:
 def test_the_history_logged_after_training_is_what_the_trainer_logs_while_training() -> None:
     setup, _, noisy = small_head_setup()
     y, val_y = noisy[0]
-    trainer = head_trainer(setup)
+    trainer = HeadTrainer(setup)
     during, after = Recorder(), Recorder()
-    trained = trainer(y, 7, during, None, val_y, val_transition=None)
-    log_history(after, trainer(y, 7, None, None, val_y, val_transition=None).history)
+    trained = trainer.fit(SeedTargets(y, 7, val_y), during)
+    log_history(after, trainer.fit(SeedTargets(y, 7, val_y), None).history)
     # One step per iterate of the chosen head's optimiser (the start first), and the empty step after them.
     assert during.steps == after.steps and len(during.steps) == trained.chosen["iterations"] + 2
     assert set(during.steps[0]) == {"train/loss", "train/accuracy", "test/loss", "test/accuracy"}
@@ -151,7 +155,7 @@ def test_the_history_logged_after_training_is_what_the_trainer_logs_while_traini
 def test_the_logger_gathers_nothing_for_studio_unless_studio_is_set_up(tmp_path, monkeypatch) -> None:
     import dvclive
 
-    from stages.lib.training import live_log
+    from stages.lib.train.logs import live_log
 
     gathered = []
     monkeypatch.setattr(dvclive.Live, "post_data_to_studio", lambda self: gathered.append(self.step))

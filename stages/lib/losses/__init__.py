@@ -7,7 +7,7 @@ per-sample loss, shape ``(batch,)``; Keras applies the reduction. With
 what the head-mode train stage and the evaluate stage use (a TensorFlow import
 costs 3-4 s per stage process, more than training a head). :func:`logit_gradient`
 gives each loss's gradient with respect to the logits, derived by hand, for the
-NumPy head trainer (stages.lib.head).
+NumPy head trainer (stages.lib.train.head).
 
 Conventions
 -----------
@@ -30,7 +30,7 @@ probability of the labelled class, ``CE(t, p) = -sum_k t_k log p_k``.
 
 Each loss is one module of this package (bce, l1, gce, sce, bootstrap, ls, forward; docs/losses.md
 describes each): its params with their checks and defaults, the paper it follows, its value in either
-backend and its gradient, registered in stages.lib.losses.registry. stages.lib.params checks what a user
+backend and its gradient, registered in stages.lib.losses.registry. stages.lib.core.params checks what a user
 wrote against the registered params; the functions here take checked params (partial ones get the loss's
 defaults) and raise a plain ``ValueError`` for an unknown loss or task, which only a programming error can
 produce.
@@ -48,33 +48,10 @@ from scipy import special
 from stages.lib.losses import registry
 from stages.lib.losses.ops import BACKENDS, NP
 from stages.lib.losses.registry import Context, Loss
+from stages.lib.noise.transition import log_transition
 
 # Only where probabilities, not logits, are all there is (saved test scores, see mean_loss).
 EPS = 1e-7
-
-
-def log_transition(transition: Any, task: str) -> np.ndarray:
-    """``log T`` (float32, ``-inf`` where ``T`` is 0) of a checked row-stochastic transition matrix.
-
-    ``T[i, j] = P(noisy = j | clean = i)`` (Patrini et al. 2017; cleanlab's matrix is the transpose),
-    ``(2, 2)`` for the binary task, ``(K, K)`` otherwise.
-
-    Raises:
-        ValueError: not a square matrix (not 2x2 for binary), an entry outside [0, 1] or not finite, or a
-            row that does not sum to 1.
-    """
-    t = np.asarray(transition, dtype=np.float64)
-    if t.ndim != 2 or t.shape[0] != t.shape[1] or t.shape[0] < 2 or (task == "binary" and t.shape != (2, 2)):
-        want = "(2, 2)" if task == "binary" else "(K, K)"
-        raise ValueError(f"forward loss: transition matrix of shape {t.shape}, the {task} task needs {want}")
-    if not np.all(np.isfinite(t)) or t.min() < 0.0 or t.max() > 1.0:
-        raise ValueError("forward loss: transition matrix entries must be probabilities in [0, 1]")
-    if not np.allclose(t.sum(axis=1), 1.0, rtol=0.0, atol=1e-6):
-        raise ValueError(
-            f"forward loss: transition matrix rows must sum to 1 (row-stochastic), got {t.sum(axis=1).tolist()}"
-        )
-    with np.errstate(divide="ignore"):
-        return np.log(t).astype(np.float32)
 
 
 def _log_distributions(ops, y_true, logits, task: str, dtype: str = "float32"):
@@ -96,7 +73,7 @@ def _log_distributions(ops, y_true, logits, task: str, dtype: str = "float32"):
 
 
 def _config(name: str, task: str, params: Mapping[str, Any] | None, transition: Any) -> tuple[Loss, dict, Context]:
-    """The loss, its params with their defaults filled in (params come checked, stages.lib.params; partial
+    """The loss, its params with their defaults filled in (params come checked, stages.lib.core.params; partial
     ones, as tests write them, get defaults), and its context."""
     loss = registry.get(name)
     if task not in ("binary", "multiclass"):

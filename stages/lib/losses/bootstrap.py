@@ -2,9 +2,9 @@
 
 import numpy as np
 
+from stages.lib.core.schema import Spec, choice, optional, real
 from stages.lib.losses.ops import NP, ce, ce_grad
 from stages.lib.losses.registry import Loss, register
-from stages.lib.schema import Spec, choice, optional, real
 
 MODES = ("soft", "hard")
 # Reed et al. 2014 use beta=0.95 for soft and beta=0.8 for hard bootstrapping.
@@ -13,7 +13,7 @@ DEFAULT_BETA = {"soft": 0.95, "hard": 0.8}
 
 def _predicted_one_hot(ops, log_p, binary: bool):
     """The model's class as a one-hot constant; binary: positive iff ``z >= 0`` (``p >= 0.5``), the rule of
-    stages.lib.metrics.predict_labels; multiclass: argmax, ties to the first class."""
+    stages.lib.evaluate.metrics.predict_labels; multiclass: argmax, ties to the first class."""
     if binary:
         positive = ops.cast(ops.greater_equal(log_p[:, 1], log_p[:, 0]), "float32")
         hard = ops.stack([1.0 - positive, positive], axis=-1)

@@ -4,9 +4,9 @@ from typing import Any
 
 import numpy as np
 
+from stages.lib.core.schema import Spec, choice
 from stages.lib.losses.ops import NP, ce
 from stages.lib.losses.registry import Loss, register
-from stages.lib.schema import Spec, choice
 
 # Where T comes from: `true`, the realised one of each seed's labels (an oracle that shows the ceiling), or
 # `estimated` by the detect stage from cleanlab's confident joint on that seed's labels.

@@ -2,9 +2,9 @@
 
 import numpy as np
 
+from stages.lib.core.schema import Spec, real
 from stages.lib.losses.ops import ce_grad
 from stages.lib.losses.registry import Loss, register
-from stages.lib.schema import Spec, real
 
 
 def value(ops, y, log_p, context, q: float):

@@ -1,8 +1,8 @@
 """Cross-entropy with label smoothing (Szegedy et al., CVPR 2016)."""
 
+from stages.lib.core.schema import Spec, real
 from stages.lib.losses.ops import ce, ce_grad
 from stages.lib.losses.registry import Loss, register
-from stages.lib.schema import Spec, real
 
 
 def _smoothed(y, smoothing: float):

@@ -2,7 +2,7 @@
 
 ``BACKENDS["keras"]`` is ``keras.ops``, imported on first use; ``BACKENDS["numpy"]`` the few functions the
 losses use, on NumPy arrays, so that the head-mode train stage and the evaluate stage never load TensorFlow
-(3-4 s per stage process, more than training a head). Gradients are NumPy only (stages.lib.head).
+(3-4 s per stage process, more than training a head). Gradients are NumPy only (stages.lib.train.head).
 """
 
 from __future__ import annotations

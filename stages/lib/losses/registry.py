@@ -1,6 +1,6 @@
 """The losses there are: each module of this package (but this one and ops) is one loss, which builds a
 :class:`Loss` (its params, the paper it follows, its value and gradient) and registers it. Adding a loss is
-adding a module; stages.lib.params checks its params from the :class:`Loss` and docs/losses.md describes it.
+adding a module; stages.lib.core.params checks its params from the :class:`Loss` and docs/losses.md describes it.
 """
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from stages.lib.schema import Spec
+from stages.lib.core.schema import Spec
 
-_NOT_LOSSES = {"registry", "ops"}
+_NOT_LOSSES = {"registry", "ops", "settings"}
 
 
 class Context(NamedTuple):

@@ -4,10 +4,10 @@ import math
 
 import numpy as np
 
-from stages.lib.errors import UserError
+from stages.lib.core.errors import UserError
+from stages.lib.core.schema import Spec, real
 from stages.lib.losses.ops import ce, ce_grad, softmax_jacobian
 from stages.lib.losses.registry import Loss, register
-from stages.lib.schema import Spec, real
 
 # Value substituted for log(0) in the reverse CE (Wang et al. 2019, Sec. 3.3).
 SCE_LOG_ZERO = -4.0

@@ -1,4 +1,4 @@
-"""Resuming fine-tuning (stages.lib.finetune.checkpoint), through the trainer itself, as the train stage runs it:
+"""Resuming fine-tuning (stages.lib.train.finetune.checkpoint), through the trainer itself, as the train stage runs it:
 a seed stopped in its second grid point, mid-way, and run again skips the finished point, resumes the other
 after its last finished epoch and ends with the model and choice of an uninterrupted run.
 tests/e2e/test_finetune_resume.py kills the real stage under `dvc repro` and resumes it."""
@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 import yaml
 
-from stages.lib import params as P
-from stages.lib.finetune.checkpoint import GRID_FILE, RUN_DIR, STATE_FILE, checkpoint_dir, start_seed
-from stages.lib.finetune.trainer import fine_tune_trainer
-from stages.lib.params import loss_settings as L
-from stages.lib.training import Setup
+from stages.lib.core import params as core_params
+from stages.lib.losses import settings as loss_settings
+from stages.lib.train.finetune.checkpoint import GRID_FILE, RUN_DIR, STATE_FILE, checkpoint_dir, start_seed
+from stages.lib.train.finetune.trainer import FineTuneTrainer
+from stages.lib.train.interface import SeedTargets, Setup
 from toolkit.project import PROJECT_ROOT
 
 keras = pytest.importorskip("keras")
@@ -57,7 +57,7 @@ def fine_tuning_setup() -> Setup:
     raw["model"].update({"weights": "none", "fine_tune": True, "trainable_blocks": 1, "fine_tune_start": "fresh_head"})
     raw["train"].update({"losses": ["bce"], "epochs": EPOCHS, "batch_size": 8, "augment": True, "select_epoch": "val"})
     raw["train"]["fine_tune_grid"] = {"bce": {"learning_rate": [1e-4, 1e-3]}}  # two points
-    settings, model = L.train_params(raw), P.model_params(raw)
+    settings, model = loss_settings.train_params(raw), core_params.model_params(raw)
     return Setup("bce-clean", IMAGES, VAL_IMAGES, TEST_IMAGES, TEST_TARGETS, "binary", 2, "bce", settings, model, 0)
 
 
@@ -65,9 +65,10 @@ def test_a_seed_stopped_in_its_second_grid_point_resumes_to_the_uninterrupted_ch
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)  # the checkpoints folder is relative to the project's root
-    train = fine_tune_trainer(fine_tuning_setup())
+    trainer = FineTuneTrainer(fine_tuning_setup())
+    targets = SeedTargets(TARGETS, 5, VAL_TARGETS)
     folder = checkpoint_dir("bce-clean", Live.dir)
-    uninterrupted = train(TARGETS, 5, Live(), None, VAL_TARGETS)
+    uninterrupted = trainer.fit(targets, Live())
     finished = json.loads((folder / GRID_FILE).read_text())["finished"]
     assert [len(point["epochs"]) for point in finished] == [EPOCHS, EPOCHS]
     for point in (0, 1):
@@ -83,14 +84,14 @@ def test_a_seed_stopped_in_its_second_grid_point_resumes_to_the_uninterrupted_ch
             raise Stopped
 
     with pytest.raises(Stopped):
-        train(TARGETS, 5, Live(), None, VAL_TARGETS, progress=stop_in_the_second_point_after_its_first_epoch)
+        trainer.fit(targets, Live(), progress=stop_in_the_second_point_after_its_first_epoch)
     assert len(json.loads((folder / GRID_FILE).read_text())["finished"]) == 1
     state = json.loads((folder / RUN_DIR / STATE_FILE).read_text())
     assert (state["point"], state["epochs_done"]) == (1, 1)
 
     steps = []
     live = Live()
-    resumed = train(TARGETS, 5, live, None, VAL_TARGETS, progress=steps.append)
+    resumed = trainer.fit(targets, live, progress=steps.append)
     assert steps == [EPOCHS, 1, 1]  # the finished point, the second's finished epoch, its last epoch
     assert (resumed.epoch, resumed.chosen["hyper_parameters"]) == (
         uninterrupted.epoch,

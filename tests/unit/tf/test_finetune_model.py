@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from stages.lib.backbone import build_backbone, seed_everything
-from stages.lib.finetune.model import (
+from stages.lib.backbone.resnet import build_backbone, seed_everything
+from stages.lib.train.finetune.model import (
     TrainingClock,
     backbone_features,
     block_of,
@@ -65,7 +65,7 @@ def test_all_trains_the_stem_too_and_sixteen_does_not(backbone) -> None:
 
 def test_a_frozen_fine_tune_model_predicts_what_a_head_on_embedded_features_does(backbone) -> None:
     """The image pipeline and the embed stage feed ResNet50 the same numbers; the head is the same head."""
-    from stages.lib.embedding import embed_images
+    from stages.lib.backbone.embedding import embed_images
 
     images = np.random.default_rng(0).integers(0, 256, size=(12, 32, 32, 3), dtype=np.uint8)
     features = embed_images(backbone, images, batch_size=5)

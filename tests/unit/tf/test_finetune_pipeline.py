@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from stages.lib.finetune.pipeline import epoch_follower, image_pipeline
+from stages.lib.train.finetune.pipeline import epoch_follower, image_pipeline
 
 keras = pytest.importorskip("keras")
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from stages.lib.errors import UserError
-from stages.lib.finetune.runtime import Gpu, apply_precision, distribution_scope, select_runtime, visible_gpus
+from stages.lib.backbone.runtime import Gpu, apply_precision, distribution_scope, select_runtime, visible_gpus
+from stages.lib.core.errors import UserError
 
 H200 = Gpu("/physical_device:GPU:0", "NVIDIA H200", (9, 0))
 T4 = Gpu("/physical_device:GPU:1", "Tesla T4", (7, 5))
@@ -91,9 +91,9 @@ def test_under_mixed_precision_the_model_computes_in_16_bits_but_outputs_float32
     """The logits stay float32 (float16 overflows beyond 65504); float16's loss is scaled, bfloat16's not."""
     import keras
 
-    from stages.lib.backbone import build_backbone
-    from stages.lib.finetune.model import build_fine_tune_model, build_head, set_trainable_blocks
+    from stages.lib.backbone.resnet import build_backbone
     from stages.lib.losses import make_loss
+    from stages.lib.train.finetune.model import build_fine_tune_model, build_head, set_trainable_blocks
 
     backbone = build_backbone("none", image_size=32)
     set_trainable_blocks(backbone, 1)

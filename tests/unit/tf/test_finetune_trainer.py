@@ -9,12 +9,13 @@ import numpy as np
 import pytest
 import yaml
 
-from stages.lib import params as P
-from stages.lib.backbone import build_backbone, seed_everything
-from stages.lib.finetune.model import backbone_features
-from stages.lib.finetune.trainer import fine_tune_trainer
-from stages.lib.params import loss_settings as L
-from stages.lib.training import Setup, head_trainer
+from stages.lib.backbone.resnet import build_backbone, seed_everything
+from stages.lib.core import params as core_params
+from stages.lib.losses import settings as loss_settings
+from stages.lib.train.finetune.model import backbone_features
+from stages.lib.train.finetune.trainer import FineTuneTrainer
+from stages.lib.train.head_trainer import HeadTrainer
+from stages.lib.train.interface import SeedTargets, Setup
 from toolkit.project import PROJECT_ROOT
 
 keras = pytest.importorskip("keras")
@@ -49,7 +50,7 @@ def setup(start: str, inputs: dict[str, np.ndarray], loss: str = "gce") -> Setup
     raw["model"].update({"weights": "none", "fine_tune": True, "trainable_blocks": 0, "fine_tune_start": start})
     raw["train"].update({"losses": [loss], "epochs": 1, "batch_size": 15})
     raw["train"]["fine_tune_grid"] = {loss: {"learning_rate": [1e-12]}}
-    settings, model = L.train_params(raw), P.model_params(raw)
+    settings, model = loss_settings.train_params(raw), core_params.model_params(raw)
     return Setup(
         f"{loss}-noisy",
         inputs["train"],
@@ -72,13 +73,16 @@ def test_lp_ft_starts_from_the_head_the_head_trainer_fits_on_the_starting_featur
     seed_everything(0)  # the global seed: the backbone every fine-tuned model starts from
     backbone = build_backbone("none", image_size=32)
     features = {split: backbone_features(backbone, images, 15) for split, images in IMAGES.items()}
-    headed = head_trainer(setup("linear_probe", features))(TARGETS["train"], 3, None, None, TARGETS["val"])
+    seed_targets = SeedTargets(TARGETS["train"], 3, TARGETS["val"])
+    headed = HeadTrainer(setup("linear_probe", features)).fit(seed_targets, None)
 
-    probed = fine_tune_trainer(setup("linear_probe", IMAGES))(TARGETS["train"], 3, Live(), None, TARGETS["val"])
+    probed = FineTuneTrainer(setup("linear_probe", IMAGES)).fit(
+        SeedTargets(TARGETS["train"], 3, TARGETS["val"]), Live()
+    )
     assert probed.chosen["probe_hyper_parameters"] == headed.chosen["hyper_parameters"]  # its l2 and q
     assert probed.chosen["fine_tune_start"] == "linear_probe"
     np.testing.assert_allclose(probed.scores, headed.scores, atol=1e-4)
 
-    fresh = fine_tune_trainer(setup("fresh_head", IMAGES))(TARGETS["train"], 3, Live(), None, TARGETS["val"])
+    fresh = FineTuneTrainer(setup("fresh_head", IMAGES)).fit(seed_targets, Live())
     assert "probe_hyper_parameters" not in fresh.chosen
     assert np.abs(fresh.scores - headed.scores).max() > 0.05

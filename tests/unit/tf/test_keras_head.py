@@ -1,4 +1,4 @@
-"""Unit tests for the Keras head of fine-tuning (stages.lib.finetune.model.build_head), and that it is the
+"""Unit tests for the Keras head of fine-tuning (stages.lib.train.finetune.model.build_head), and that it is the
 head mode's model: a fitted head's weights give the same outputs in it."""
 
 from __future__ import annotations
@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stages.lib.finetune.model import accuracy_metric, build_head
-from stages.lib.head import fit_head_grid
-from stages.lib.labels import MODEL_FILE, num_outputs, targets
+from stages.lib.core.variants import MODEL_FILE, num_outputs, targets
+from stages.lib.evaluate.metrics import predict_labels
 from stages.lib.losses import make_loss
-from stages.lib.metrics import predict_labels
+from stages.lib.train.finetune.model import accuracy_metric, build_head
+from stages.lib.train.head import fit_head_grid
 from tests.unit.test_head import data, point
 
 keras = pytest.importorskip("keras")
@@ -94,7 +94,7 @@ def test_saved_head_predicts_the_same_after_loading(tmp_path: Path, task: str, n
 
 @pytest.mark.parametrize(("task", "k", "loss"), [("binary", 2, "l1"), ("multiclass", 3, "sce")])
 def test_a_fitted_head_s_weights_give_the_same_outputs_in_the_keras_head(task: str, k: int, loss: str) -> None:
-    """The head mode's model (stages.lib.linear_head) is the Keras head: the same standardisation fitted on the
+    """The head mode's model (stages.lib.train.linear_head) is the Keras head: the same standardisation fitted on the
     same features, then Dense; the fitted kernel and bias set into it give the same probabilities."""
     x, labels = data(120, k)
     head = fit_head_grid(x, targets(labels, task, k), task=task, loss=loss, grid=[point(loss, 0.1)]).head(0)
@@ -112,7 +112,7 @@ def test_a_fitted_head_s_weights_give_the_same_outputs_in_the_keras_head(task: s
 
 @pytest.mark.parametrize(("task", "num_classes"), [("binary", 2), ("multiclass", 3)])
 def test_training_accuracy_is_the_evaluation_rule_on_logits(task: str, num_classes: int) -> None:
-    """The Keras accuracy metric (fine-tuning) counts what stages.lib.metrics.predict_labels does on the
+    """The Keras accuracy metric (fine-tuning) counts what stages.lib.evaluate.metrics.predict_labels does on the
     probabilities, a logit of exactly 0 (p = 0.5) as positive; Keras' own BinaryAccuracy would not."""
     rng = np.random.default_rng(3)
     if task == "binary":

@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 from stages.lib.losses import logit_gradient, make_loss
-from stages.lib.params.loss_settings import LOSS_NAMES
+from stages.lib.losses.settings import LOSS_NAMES
 from tests.unit.test_losses import (
     CE_FAMILY,
     GRADIENT_CASES,
@@ -92,7 +92,7 @@ def test_hard_bootstrap_gradient_ignores_argmax():
 
 
 def test_hard_bootstrap_binary_target_at_zero_logit_is_positive():
-    # z = 0 (p = 0.5) is predicted positive, the rule of stages.lib.metrics.predict_labels: for y = 0 the
+    # z = 0 (p = 0.5) is predicted positive, the rule of stages.lib.evaluate.metrics.predict_labels: for y = 0 the
     # target is 0.8 * 0 + 0.2 * 1, so dL/dz = s - 0.2 = 0.3.
     y, z = np.zeros((1, 1), np.float32), np.zeros((1, 1), np.float32)
     np.testing.assert_allclose(logit_gradient("bootstrap", params={"mode": "hard"})(y, z), [[0.3]], rtol=1e-6)
