@@ -31,6 +31,13 @@ EXIT_WAIT_S = 120  # for dvc repro to end after the signal (seconds, even on a l
 ONE_LOSS = {"train": {"losses": ["bce"]}}  # two train stages: fewer to finish after the kill
 
 
+def default_sigint() -> None:
+    """Ctrl-C's default action in the child, as a terminal gives it: a test run started in the background by a
+    non-interactive shell (`.ci/run &`) inherits SIGINT ignored, and so would dvc and the stage, which then
+    slept on after the signal (seen in CI: the `ps` of the failure message below)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def interrupt_repro(repo: Path, sig: signal.Signals, line: str) -> str:
     """Start `dvc repro` in its own process group, with the stage that prints `line` held there; once the line
     is out, send `sig` to the whole group (dvc, the shell and the stage: what Ctrl-C in a terminal does).
@@ -45,6 +52,7 @@ def interrupt_repro(repo: Path, sig: signal.Signals, line: str) -> str:
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=default_sigint,
         )
         try:
             deadline = time.monotonic() + WAIT_S

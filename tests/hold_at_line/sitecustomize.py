@@ -20,11 +20,7 @@ HOLD_AT = os.environ.get("HOLD_AT_LINE")
 
 class HeldAfterLine:
     """sys.stderr, but a write that holds HOLD_AT never returns: the process sleeps until a signal ends it
-    (SIGINT raises KeyboardInterrupt out of the sleep, as Ctrl-C would out of the stage's work).
-
-    In short naps, not one long sleep: the kernel may deliver the signal to another of the stage's threads
-    (tqdm's monitor), and Python then raises KeyboardInterrupt in the main thread only once it runs again —
-    one long sleep held a Ctrl-C'd stage for its whole length in CI."""
+    (SIGINT raises KeyboardInterrupt out of the sleep, as Ctrl-C would out of the stage's work)."""
 
     def __init__(self, stream: Any, text: str) -> None:
         self._stream = stream
@@ -35,7 +31,7 @@ class HeldAfterLine:
         if self._text in data:
             self._stream.flush()
             while True:
-                time.sleep(0.05)
+                time.sleep(3600)
         return written
 
     def __getattr__(self, name: str) -> Any:
