@@ -29,7 +29,7 @@ from stages.lib.core.io import (
     read_prepared,
     write_json,
 )
-from stages.lib.core.variants import BASELINE, oracle_name, variant_name
+from stages.lib.core.variants import BASELINE, has_oracle_twin, oracle_name, variant_name
 from stages.lib.evaluate.comparisons import PROTOCOL, STUDY, compare_variants, comparison_pairs, protocol_pairs
 from stages.lib.evaluate.metrics import majority_baseline, summarise
 from stages.lib.evaluate.scoring import evaluate_variant, plot_tables
@@ -46,13 +46,14 @@ def main() -> None:
     y_true = table.loc[table["split"] == "test", "label"].to_numpy(dtype=np.int64)
     train_labels = table.loc[table["split"] == "train", "label"].to_numpy(dtype=np.int64)
 
-    # Heads chosen on a validation set have oracle twins (stages.lib.train.head_trainer).
-    twins = not params.model.fine_tune and params.data.val_size > 0
+    def twinned(labels: str) -> bool:
+        return has_oracle_twin(labels, fine_tune=params.model.fine_tune, validating=params.data.val_size > 0)
+
     variants = []
     for loss in settings.losses:
         for labels in settings.labels:
             variants.append((loss, variant_name(loss, labels), False))
-            if twins and labels != "clean":
+            if twinned(labels):
                 variants.append((loss, oracle_name(variant_name(loss, labels)), True))
     summary, per_seed, plots, scores, thresholds = {}, {}, {}, {}, {}
     for loss, variant, twin in variants:
@@ -64,7 +65,7 @@ def main() -> None:
             plots[variant] = plot_tables(y_true, first[0], task, names, first[1])  # the first seed's
     summary[BASELINE] = majority_baseline(train_labels, y_true, task, names)
     pairs, skipped = comparison_pairs(settings.losses, settings.labels)
-    protocol = protocol_pairs(settings.losses, settings.labels) if twins else []
+    protocol = protocol_pairs(settings.losses, settings.labels) if any(map(twinned, settings.labels)) else []
     verdict_metric = params.evaluate.metric
     comparisons = compare_variants(
         y_true,

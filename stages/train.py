@@ -21,6 +21,7 @@ from stages.lib.core.seeds import derived_seed
 from stages.lib.core.variants import (
     SUBSET_LABEL_SETS,
     curves_dir,
+    has_oracle_twin,
     model_dir,
     targets,
     training_log_dir,
@@ -63,7 +64,7 @@ def main(argv: list[str] | None = None) -> None:
         trainers = {r: kind(replace(setup, inputs=inputs["train"][per_seed[r].rows])) for r in settings.seeds}
     else:
         trainers = dict.fromkeys(settings.seeds, kind(setup))
-    twin = kind.oracle_twin and args.labels != "clean" and len(clean_val_y) > 0  # chosen with the true labels
+    twin = has_oracle_twin(args.labels, fine_tune=model_params.fine_tune, validating=len(clean_val_y) > 0)
     seed_targets = {
         r: SeedTargets(
             y=targets(given.labels, task, num_classes),

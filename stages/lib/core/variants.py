@@ -65,6 +65,13 @@ def model_dir(variant: str) -> Path:
     return MODELS_DIR / base / twin if twin else MODELS_DIR / variant
 
 
+def has_oracle_twin(labels: str, *, fine_tune: bool, validating: bool) -> bool:
+    """Whether a variant trained on the label set `labels` has an oracle twin: a head (a fine-tuned model has
+    none: its twin would need every epoch's test scores) on labels other than the clean ones, chosen on a
+    validation set."""
+    return not fine_tune and validating and labels != "clean"
+
+
 def oracle_name(variant: str) -> str:
     """The name of a variant's oracle twin in metrics and comparisons: `<variant>:oracle`."""
     return f"{variant}:{ORACLE}"

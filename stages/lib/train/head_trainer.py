@@ -44,7 +44,6 @@ class HeadTrainer(Trainer):
     """Heads on the cached features; the seeds forked on every usable CPU."""
 
     input_path = staticmethod(features_path)
-    oracle_twin = True
 
     def __init__(self, setup: Setup) -> None:
         super().__init__(setup)

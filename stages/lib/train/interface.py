@@ -2,7 +2,7 @@
 
 A trainer trains one variant seed by seed. Its class says what it reads (the cached features or the images),
 how a variant's seeds run (forked on every CPU, or one at a time) and so how each seed's DVCLive log is
-written, and whether it also makes an oracle twin; an instance is built from a `Setup` (what every seed of the
+written; an instance is built from a `Setup` (what every seed of the
 variant shares) and fits one seed's `SeedTargets`. The two trainers: heads on the features
 (stages.lib.train.head_trainer) and fine-tuning on the images (stages.lib.train.finetune.trainer).
 """
@@ -99,8 +99,6 @@ class Trainer(ABC):
     # What it trains on: where a split's inputs are (stages.lib.core.io), and whether to memory-map them.
     input_path: ClassVar[Callable[[str], Path]]
     memory_mapped: ClassVar[bool] = False
-    # Whether a noisy variant's model is chosen a second time on the true labels (its oracle twin).
-    oracle_twin: ClassVar[bool] = False
 
     def __init__(self, setup: Setup) -> None:
         self.setup = setup
